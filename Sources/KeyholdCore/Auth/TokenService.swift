@@ -1,0 +1,106 @@
+import Crypto
+import Foundation
+import JWTKit
+
+/// The claims of a Keyhold access token (1Claw's: `sub` = `user:<id>` or `agent:<id>`, `org`, `iat`, `exp`, `jti`).
+public struct AccessTokenClaims: JWTPayload, Equatable {
+    public var sub: SubjectClaim
+    public var org: String
+    public var iat: IssuedAtClaim
+    public var exp: ExpirationClaim
+    public var nbf: NotBeforeClaim?
+    public var jti: IDClaim
+    public var iss: IssuerClaim?
+
+    public func verify(using _: some JWTAlgorithm) throws {
+        try exp.verifyNotExpired()
+        try nbf?.verifyNotBefore()
+    }
+}
+
+/// Issues and verifies EdDSA (Ed25519) access tokens. The signing key is generated on first start, kept sealed by
+/// the keystore in storage, and published (public half only) as a JWKS.
+public final class TokenService: Sendable {
+    public let keyID: String
+    public let publicKey: Curve25519.Signing.PublicKey
+    public let userTokenLifetime: Int64
+    private let keys: JWTKeyCollection
+
+    public init(signingKey: Curve25519.Signing.PrivateKey, userTokenLifetime: Int64 = 900) async {
+        self.publicKey = signingKey.publicKey
+        self.keyID = Self.keyID(for: signingKey.publicKey)
+        self.userTokenLifetime = userTokenLifetime
+        self.keys = JWTKeyCollection()
+        await keys.add(eddsa: EdDSA.PrivateKey(backing: signingKey), kid: JWKIdentifier(string: keyID))
+    }
+
+    /// Loads the signing key from storage, or creates and stores it on first start.
+    public static func load(
+        system: any SystemStore, keystore: any Keystore, userTokenLifetime: Int64 = 900
+    ) async throws -> TokenService {
+        let purpose = "jwt-signing-key"
+        let sealed: Data
+        if let stored = try await system.systemValue(purpose) {
+            sealed = stored
+        } else {
+            let fresh = Curve25519.Signing.PrivateKey()
+            sealed = try await system.insertSystemValueIfAbsent(
+                purpose, try await keystore.protect(fresh.rawRepresentation, purpose: purpose))
+        }
+        let raw = try await keystore.unprotect(sealed, purpose: purpose)
+        let key = try Curve25519.Signing.PrivateKey(rawRepresentation: raw)
+        return await TokenService(signingKey: key, userTokenLifetime: userTokenLifetime)
+    }
+
+    static func keyID(for key: Curve25519.Signing.PublicKey) -> String {
+        String(Data(SHA256.hash(data: key.rawRepresentation)).hexString.prefix(16))
+    }
+
+    public struct IssuedToken: Sendable {
+        public let token: String
+        public let expiresIn: Int64
+        public let claims: AccessTokenClaims
+    }
+
+    public func issue(for principal: Principal, lifetime: Int64? = nil, now: Date = Date()) async throws -> IssuedToken {
+        let lifetime = lifetime ?? userTokenLifetime
+        let issuedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
+        let claims = AccessTokenClaims(
+            sub: SubjectClaim(value: "\(principal.kind.rawValue):\(principal.id.uuidString.lowercased())"),
+            org: principal.orgID.uuidString.lowercased(),
+            iat: IssuedAtClaim(value: issuedAt),
+            exp: ExpirationClaim(value: issuedAt.addingTimeInterval(TimeInterval(lifetime))),
+            nbf: NotBeforeClaim(value: issuedAt),
+            jti: IDClaim(value: UUID().uuidString.lowercased()),
+            iss: nil)
+        var header = JWTHeader()
+        header.typ = "JWT"
+        let token = try await keys.sign(claims, kid: JWKIdentifier(string: keyID), header: header)
+        return IssuedToken(token: token, expiresIn: lifetime, claims: claims)
+    }
+
+    /// Verifies signature, algorithm, `kid`, `exp` and `nbf`; any failure is the same 401.
+    public func verify(_ token: String) async throws(KeyholdError) -> AccessTokenClaims {
+        guard token.utf8.count <= 4096 else { throw .unauthenticated }
+        do {
+            return try await keys.verify(token, as: AccessTokenClaims.self)
+        } catch {
+            throw .unauthenticated
+        }
+    }
+
+    /// The Ed25519 public key as a JWK (RFC 8037).
+    public var jwk: [String: String] {
+        [
+            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": keyID,
+            "x": publicKey.rawRepresentation.base64URLEncodedString(),
+        ]
+    }
+}
+
+extension Data {
+    public func base64URLEncodedString() -> String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}

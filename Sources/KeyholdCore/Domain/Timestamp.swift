@@ -1,0 +1,51 @@
+import Foundation
+
+/// Instants are kept as whole milliseconds since the Unix epoch: exact in every database and cheap to compare.
+public struct Timestamp: Sendable, Hashable, Comparable, Codable {
+    public let milliseconds: Int64
+
+    public init(milliseconds: Int64) { self.milliseconds = milliseconds }
+    public init(_ date: Date) { self.milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
+    public static var now: Timestamp { Timestamp(Date()) }
+
+    public var date: Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
+    public var seconds: Int64 { milliseconds / 1000 }
+
+    public func adding(seconds: Int64) -> Timestamp { Timestamp(milliseconds: milliseconds + seconds * 1000) }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.milliseconds < rhs.milliseconds }
+
+    /// RFC 3339 in UTC, with milliseconds only when they are not zero: `2026-02-18T12:00:00Z`.
+    public var iso8601: String {
+        let style = milliseconds % 1000 == 0
+            ? Date.ISO8601FormatStyle(timeZone: .gmt)
+            : Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
+        return date.formatted(style)
+    }
+
+    /// Accepts RFC 3339 / ISO 8601 date-times with `Z` or a numeric offset, with or without fractional seconds.
+    public init?(iso8601 text: String) {
+        guard text.utf8.count <= 64 else { return nil }
+        if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) {
+            self.init(date)
+        } else if let date = try? Date(text, strategy: Date.ISO8601FormatStyle()) {
+            self.init(date)
+        } else {
+            return nil
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = Timestamp(iso8601: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                debugDescription: "expected an ISO 8601 date-time"))
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(iso8601)
+    }
+}

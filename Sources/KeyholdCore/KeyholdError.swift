@@ -1,0 +1,44 @@
+/// The one error type of Keyhold's core. Every layer translates its own failures into it; the HTTP layer maps
+/// `code` to a status in one table (`ProblemDetails`). `detail` is safe to show a client: it never carries a
+/// secret value, key, password or token.
+public struct KeyholdError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case badRequest
+        case unauthorized
+        case forbidden
+        case notFound
+        case methodNotAllowed
+        case conflict
+        case gone
+        case payloadTooLarge
+        case unsupportedMediaType
+        case tooManyRequests
+        case unavailable
+        case internalError
+    }
+
+    public let code: Code
+    public let detail: String
+    /// Problem `type`; `about:blank` unless a client keys on a more specific one.
+    public let type: String
+
+    public init(_ code: Code, _ detail: String, type: String = "about:blank") {
+        self.code = code
+        self.detail = detail
+        self.type = type
+    }
+
+    public var description: String { "\(code.rawValue): \(detail)" }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+
+    public static func badRequest(_ detail: String) -> Self { .init(.badRequest, detail) }
+    public static func notFound(_ detail: String) -> Self { .init(.notFound, detail) }
+    public static func gone(_ detail: String) -> Self { .init(.gone, detail) }
+    public static func forbidden(_ detail: String) -> Self { .init(.forbidden, detail) }
+    public static let invalidCredentials = Self(.unauthorized, "Invalid credentials")
+    public static let unauthenticated = Self(.unauthorized, "Missing or invalid bearer token")
+    public static func internalError(_ detail: String = "An unexpected error occurred") -> Self {
+        .init(.internalError, detail)
+    }
+}

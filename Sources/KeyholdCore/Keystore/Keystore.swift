@@ -1,0 +1,28 @@
+import Crypto
+import Foundation
+
+/// A key-encryption key as storage keeps it: its id, and whatever the keystore needs to use it again
+/// (the software keystore keeps the KEK sealed under its master key; an HSM keeps only a label).
+public struct KEKHandle: Sendable, Hashable {
+    public let id: String
+    public let material: Data
+
+    public init(id: String, material: Data) {
+        self.id = id
+        self.material = material
+    }
+}
+
+/// Where the keys that protect secrets live. Data keys are wrapped and unwrapped here; the key-encryption keys
+/// never leave it in the clear. A PKCS#11 HSM is one implementation, the software keystore the embedded default.
+public protocol Keystore: Sendable {
+    /// A short name for logs and health (`software`, `pkcs11`).
+    var kind: String { get }
+    /// Creates a new key-encryption key with this id and returns the handle to persist.
+    func createKEK(id: String) async throws -> KEKHandle
+    func wrap(dataKey: SymmetricKey, with kek: KEKHandle) async throws -> Data
+    func unwrap(_ wrapped: Data, with kek: KEKHandle) async throws -> SymmetricKey
+    /// Protects small server secrets (the JWT signing key, later the audit key) for storage.
+    func protect(_ secret: Data, purpose: String) async throws -> Data
+    func unprotect(_ sealed: Data, purpose: String) async throws -> Data
+}

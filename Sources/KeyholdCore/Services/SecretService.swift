@@ -1,0 +1,183 @@
+import Crypto
+import Foundation
+
+/// Reading and writing secrets: authorization, envelope encryption and the storage transaction.
+public struct SecretService: Sendable {
+    let store: any SecretStore
+    let vaults: VaultService
+    let keystore: any Keystore
+    let authorizer: Authorizer
+
+    public static let maxValueBytes = 256 * 1024
+    public static let maxMetadataBytes = 16 * 1024
+
+    public init(store: any SecretStore, vaults: VaultService, keystore: any Keystore, authorizer: Authorizer) {
+        self.store = store
+        self.vaults = vaults
+        self.keystore = keystore
+        self.authorizer = authorizer
+    }
+
+    public struct WriteRequest: Sendable {
+        public var value: String
+        public var type: SecretType?
+        public var metadata: JSONValue?
+        public var rotationPolicy: JSONValue?
+        public var expiresAt: Timestamp?
+        public var maxAccessCount: Int?
+
+        public init(
+            value: String, type: SecretType? = nil, metadata: JSONValue? = nil, rotationPolicy: JSONValue? = nil,
+            expiresAt: Timestamp? = nil, maxAccessCount: Int? = nil
+        ) {
+            self.value = value
+            self.type = type
+            self.metadata = metadata
+            self.rotationPolicy = rotationPolicy
+            self.expiresAt = expiresAt
+            self.maxAccessCount = maxAccessCount
+        }
+
+        func validate() throws(KeyholdError) {
+            guard value.utf8.count <= SecretService.maxValueBytes else {
+                throw .init(.payloadTooLarge, "value must be at most \(SecretService.maxValueBytes) bytes")
+            }
+            for (name, json) in [("metadata", metadata), ("rotation_policy", rotationPolicy)] {
+                guard let json else { continue }
+                guard json.isObject else { throw .badRequest("\(name) must be a JSON object") }
+                guard json.depth <= 16, json.jsonString().utf8.count <= SecretService.maxMetadataBytes else {
+                    throw .badRequest("\(name) must be at most \(SecretService.maxMetadataBytes) bytes and 16 levels deep")
+                }
+            }
+            if let maxAccessCount, maxAccessCount < 1 {
+                throw .badRequest("max_access_count must be a positive integer")
+            }
+        }
+    }
+
+    public struct Revealed: Sendable {
+        public let info: SecretVersionInfo
+        public let value: String
+    }
+
+    /// Creates the next version of `path`. The data key is fresh for every version.
+    public func write(
+        _ request: WriteRequest, vaultID: UUID, path: SecretPath, by principal: Principal,
+        permission: Permission = .write
+    ) async throws -> SecretVersionInfo {
+        try request.validate()
+        let vault = try await vaults.vault(vaultID, for: principal, permission: permission)
+        try authorizer.require(principal, vault: vault, path: path, permission: permission)
+        let kek = try await vaults.kek(vault.kekID)
+        let dataKey = KeyMaterial.randomKey()
+        let wrapped = try await keystore.wrap(dataKey: dataKey, with: kek)
+        let plaintext = Data(request.value.utf8)
+        let newVersion = NewSecretVersion(
+            vaultID: vault.id, path: path.rawValue, type: request.type, metadata: request.metadata,
+            rotationPolicy: request.rotationPolicy, expiresAt: request.expiresAt,
+            maxAccessCount: request.maxAccessCount, createdBy: principal.id, createdAt: .now, kekID: kek.id,
+            wrappedDataKey: wrapped)
+        let orgID = vault.orgID
+        return try await store.writeVersion(newVersion) { version in
+            try EnvelopeCipher.seal(
+                plaintext, key: dataKey,
+                binding: .init(orgID: orgID, vaultID: vaultID, path: path.rawValue, version: version))
+        }
+    }
+
+    /// Reads the latest version, or `version`, with its value. Counts the access.
+    public func read(vaultID: UUID, path: SecretPath, version: Int? = nil, by principal: Principal) async throws
+        -> Revealed
+    {
+        let vault = try await vaults.vault(vaultID, for: principal)
+        try authorizer.require(principal, vault: vault, path: path, permission: .read)
+        let sealed = try await store.readVersion(vaultID: vault.id, path: path.rawValue, version: version, now: .now)
+        let kek = try await vaults.kek(sealed.kekID)
+        let dataKey = try await keystore.unwrap(sealed.wrappedDataKey, with: kek)
+        let plaintext = try EnvelopeCipher.open(
+            sealed.ciphertext, key: dataKey,
+            binding: .init(orgID: vault.orgID, vaultID: vault.id, path: path.rawValue, version: sealed.info.version))
+        return Revealed(info: sealed.info, value: String(decoding: plaintext, as: UTF8.self))
+    }
+
+    public func list(vaultID: UUID, prefix: String?, by principal: Principal) async throws -> [SecretVersionInfo] {
+        if let prefix, prefix.utf8.count > SecretPath.maxLength {
+            throw KeyholdError.badRequest("prefix is longer than \(SecretPath.maxLength) bytes")
+        }
+        let vault = try await vaults.vault(vaultID, for: principal)
+        return try await store.latestVersions(vaultID: vault.id, prefix: prefix).filter {
+            guard let path = try? SecretPath(validating: $0.path) else { return false }
+            return authorizer.decide(principal, vault: vault, path: path, permission: .read) == .allow
+        }
+    }
+
+    public func versions(vaultID: UUID, path: SecretPath, by principal: Principal) async throws -> [SecretVersionInfo] {
+        let vault = try await vaults.vault(vaultID, for: principal)
+        try authorizer.require(principal, vault: vault, path: path, permission: .read)
+        let versions = try await store.versions(vaultID: vault.id, path: path.rawValue)
+        guard !versions.isEmpty else { throw KeyholdError.notFound("Secret not found") }
+        return versions
+    }
+
+    public func disable(vaultID: UUID, path: SecretPath, version: Int, by principal: Principal) async throws {
+        let vault = try await vaults.vault(vaultID, for: principal, permission: .write)
+        try authorizer.require(principal, vault: vault, path: path, permission: .write)
+        guard try await store.disableVersion(vaultID: vault.id, path: path.rawValue, version: version) else {
+            throw KeyholdError.notFound("Secret version not found")
+        }
+    }
+
+    public func delete(vaultID: UUID, path: SecretPath, by principal: Principal) async throws {
+        let vault = try await vaults.vault(vaultID, for: principal, permission: .delete)
+        try authorizer.require(principal, vault: vault, path: path, permission: .delete)
+        guard try await store.deleteSecret(vaultID: vault.id, path: path.rawValue, at: .now) else {
+            throw KeyholdError.notFound("Secret not found")
+        }
+    }
+
+    /// Server-side rotation: a new version with a random value the caller never sees in the response.
+    public func rotate(
+        vaultID: UUID, path: SecretPath, length: Int, charset: RandomValue.Charset, type: SecretType?,
+        by principal: Principal
+    ) async throws -> SecretVersionInfo {
+        guard (8...1024).contains(length) else { throw KeyholdError.badRequest("length must be between 8 and 1024") }
+        let vault = try await vaults.vault(vaultID, for: principal, permission: .rotate)
+        try authorizer.require(principal, vault: vault, path: path, permission: .rotate)
+        guard let current = try await store.latestVersions(vaultID: vault.id, prefix: path.rawValue)
+            .first(where: { $0.path == path.rawValue })
+        else { throw KeyholdError.notFound("Secret not found") }
+        let request = WriteRequest(
+            value: RandomValue.generate(length: length, charset: charset), type: type ?? current.type,
+            metadata: current.metadata, rotationPolicy: current.rotationPolicy)
+        return try await write(request, vaultID: vault.id, path: path, by: principal, permission: .rotate)
+    }
+}
+
+/// Server-generated secret values, from the system CSPRNG with rejection sampling (no modulo bias).
+public enum RandomValue {
+    public enum Charset: String, Sendable, CaseIterable {
+        case hex, base64, alphanumeric, ascii
+
+        var alphabet: [UInt8] {
+            switch self {
+            case .hex: Array("0123456789abcdef".utf8)
+            case .base64: Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+            case .alphanumeric: Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
+            case .ascii: Array(UInt8(0x21)...UInt8(0x7E))
+            }
+        }
+    }
+
+    public static func generate(length: Int, charset: Charset) -> String {
+        let alphabet = charset.alphabet
+        let limit = 256 - 256 % alphabet.count
+        var generator = SystemRandomNumberGenerator()
+        var output = [UInt8]()
+        output.reserveCapacity(length)
+        while output.count < length {
+            let byte = Int(UInt8.random(in: .min ... .max, using: &generator))
+            if byte < limit { output.append(alphabet[byte % alphabet.count]) }
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+
+/// Failures a storage adapter reports; services turn them into `KeyholdError`s.
+public enum StorageError: Error, Sendable, Equatable {
+    /// A uniqueness constraint refused the write (e.g. an email already registered).
+    case conflict
+    /// The backend failed (I/O, connection); the message is for logs only.
+    case backend(String)
+}
+
+public protocol IdentityStore: Sendable {
+    /// Creates an org and its first user, the owner, atomically. Throws `StorageError.conflict` for a taken email.
+    func createOrg(_ org: Org, owner: User) async throws
+    func user(email: String) async throws -> User?
+    func user(id: UUID) async throws -> User?
+}
+
+public protocol VaultStore: Sendable {
+    func createVault(_ vault: Vault, kek: KEKHandle) async throws
+    /// The vault when it exists in this org; another org's vault is `nil`, exactly as a missing one.
+    func vault(id: UUID, orgID: UUID) async throws -> Vault?
+    func vaults(orgID: UUID) async throws -> [Vault]
+    /// Deletes the vault, its secrets and its keys (crypto-shredding). `false` when there was no such vault.
+    func deleteVault(id: UUID, orgID: UUID) async throws -> Bool
+    func kek(id: String) async throws -> KEKHandle?
+}
+
+public protocol SecretStore: Sendable {
+    /// Writes the next version of a path in one transaction: the database assigns the number (1, 2, 3 …, no gaps,
+    /// no duplicates under concurrency) and `seal` produces the ciphertext bound to it. A missing `type` keeps
+    /// the previous version's type, or `generic`.
+    func writeVersion(
+        _ version: NewSecretVersion, seal: @Sendable (_ version: Int) throws -> Data
+    ) async throws -> SecretVersionInfo
+
+    /// Reads the latest version (or the given one) for its value: checks that it can be read and counts the
+    /// access in the same transaction. Throws `KeyholdError` 404 when missing and 410 when gone.
+    func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp) async throws -> SealedSecretVersion
+
+    /// Metadata of the latest version of every live path under `prefix`, in path order.
+    func latestVersions(vaultID: UUID, prefix: String?) async throws -> [SecretVersionInfo]
+    /// Metadata of every version of a path; empty when the path was never written.
+    func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo]
+    /// `false` when the version does not exist.
+    func disableVersion(vaultID: UUID, path: String, version: Int) async throws -> Bool
+    /// Soft-deletes all versions of a live path. `false` when there is no live secret at the path.
+    func deleteSecret(vaultID: UUID, path: String, at: Timestamp) async throws -> Bool
+}
+
+/// Small named values the server keeps for itself (sealed signing keys, schema facts).
+public protocol SystemStore: Sendable {
+    func systemValue(_ key: String) async throws -> Data?
+    /// Stores the value unless the key exists; returns what is stored afterwards (so concurrent starters agree).
+    func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data
+}
+
+/// Everything one backend provides.
+public protocol Storage: IdentityStore, VaultStore, SecretStore, SystemStore {
+    func close() async throws
+}

@@ -1,0 +1,64 @@
+import Foundation
+import Hummingbird
+import KeyholdCore
+import KeyholdSQLite
+import Logging
+import ServiceLifecycle
+
+public enum Keyhold {
+    public static let version = "0.1.0"
+}
+
+/// The composition root: picks the concrete storage and keystore, builds the services and the router.
+public func buildApplication(
+    configuration: KeyholdConfiguration, logger: Logger
+) async throws -> some ApplicationProtocol {
+    try FileSecurity.ensurePrivateDirectory(configuration.dataDirectory)
+    let keystore = try SoftwareKeystore.open(
+        directory: configuration.dataDirectory, environmentKey: configuration.masterKey)
+    let storage = try await SQLiteStorage.open(path: configuration.dataDirectory + "/keyhold.sqlite", logger: logger)
+    let tokens = try await TokenService.load(system: storage, keystore: keystore)
+    let authorizer = Authorizer()
+    let vaults = VaultService(store: storage, keystore: keystore, authorizer: authorizer)
+    let secrets = SecretService(store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer)
+    let accounts = AccountService(
+        store: storage, hasher: PasswordHasher(cost: UInt8(configuration.bcryptCost)), tokens: tokens)
+    let authenticator = Authenticator(tokens: tokens, identities: storage)
+
+    let router = Router(context: KeyholdRequestContext.self)
+    router.add(middleware: RequestLogMiddleware())
+    router.add(middleware: ProblemMiddleware())
+    router.get("/v1/health") { _, _ in try JSONResponse.make(HealthResponse(status: "ok", version: Keyhold.version)) }
+    AuthController(
+        accounts: accounts, tokens: tokens, authenticator: authenticator,
+        signupOpen: configuration.signup == .open, issuer: configuration.publicURL
+    ).register(on: router)
+    VaultController(vaults: vaults, authenticator: authenticator).register(on: router)
+    SecretController(secrets: secrets, authenticator: authenticator).register(on: router)
+
+    var app = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+        onServerRunning: { channel in
+            logger.notice(
+                "Keyhold is listening",
+                metadata: [
+                    "keyhold.url": .string("http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"),
+                    "keyhold.keystore": .string(keystore.kind),
+                    "keyhold.data_dir": .string(configuration.dataDirectory),
+                ])
+        },
+        logger: logger)
+    app.addServices(StorageService(storage: storage))
+    return app
+}
+
+/// Closes the database after the HTTP server has drained, on graceful shutdown (SIGTERM).
+struct StorageService: Service {
+    let storage: any Storage
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await storage.close()
+    }
+}

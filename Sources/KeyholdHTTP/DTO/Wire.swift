@@ -1,0 +1,177 @@
+import Foundation
+import KeyholdCore
+
+// Wire shapes of the 1Claw API: field names exactly as the spec (snake_case), separate from domain types.
+
+struct SignupRequest: Decodable {
+    let email: String
+    let password: String
+    let display_name: String?
+}
+
+struct LoginRequest: Decodable {
+    let email: String
+    let password: String
+}
+
+struct TokenResponse: Encodable {
+    let access_token: String
+    let token_type = "Bearer"
+    let expires_in: Int64
+}
+
+struct SignupResponse: Encodable {
+    let user_id: String
+    let org_id: String
+    let email: String
+    let message: String
+    let access_token: String
+    let token_type = "Bearer"
+    let expires_in: Int64
+}
+
+struct UserProfileResponse: Encodable {
+    let id: String
+    let email: String
+    let display_name: String?
+    let org_id: String
+    let role: String
+    let auth_method = "password"
+    let email_verified = false
+    let marketing_emails = false
+    let totp_enabled = false
+    let created_at: Timestamp
+
+    init(_ user: User) {
+        id = user.id.wire
+        email = user.email
+        display_name = user.displayName
+        org_id = user.orgID.wire
+        role = user.role.rawValue
+        created_at = user.createdAt
+    }
+}
+
+struct CreateVaultRequest: Decodable {
+    let name: String
+    let description: String?
+}
+
+struct VaultResponse: Encodable {
+    let id: String
+    let org_id: String
+    let name: String
+    let description: String?
+    let created_by: String
+    let created_by_type: String
+    let created_at: Timestamp
+    let cmek_enabled = false
+
+    init(_ vault: Vault) {
+        id = vault.id.wire
+        org_id = vault.orgID.wire
+        name = vault.name
+        description = vault.description
+        created_by = vault.createdBy.wire
+        created_by_type = vault.createdByType.rawValue
+        created_at = vault.createdAt
+    }
+}
+
+struct VaultListResponse: Encodable {
+    let vaults: [VaultResponse]
+}
+
+struct PutSecretRequest: Decodable {
+    let value: String
+    let type: String?
+    let metadata: JSONValue?
+    let expires_at: Timestamp?
+    let rotation_policy: JSONValue?
+    let max_access_count: Int?
+}
+
+struct RotateSecretRequest: Decodable {
+    let length: Int?
+    let charset: String?
+    let type: String?
+}
+
+/// `SecretMetadataResponse` / `SecretCreatedResponse`: never the value.
+struct SecretMetadataResponse: Encodable {
+    let id: String
+    let path: String
+    let type: String
+    let version: Int
+    let metadata: JSONValue?
+    let rotation_policy: JSONValue?
+    let created_by: String
+    let created_at: Timestamp
+    let expires_at: Timestamp?
+    let max_access_count: Int?
+    let access_count: Int
+    let is_disabled: Bool
+
+    init(_ info: SecretVersionInfo) {
+        id = info.secretID.wire
+        path = info.path
+        type = info.type.rawValue
+        version = info.version
+        metadata = info.metadata
+        rotation_policy = info.rotationPolicy
+        created_by = info.createdBy.wire
+        created_at = info.createdAt
+        expires_at = info.expiresAt
+        max_access_count = info.maxAccessCount
+        access_count = info.accessCount
+        is_disabled = info.isDisabled
+    }
+}
+
+struct SecretResponse: Encodable {
+    let id: String
+    let path: String
+    let type: String
+    let value: String
+    let version: Int
+    let metadata: JSONValue?
+    let created_by: String
+    let created_at: Timestamp
+    let expires_at: Timestamp?
+    let max_access_count: Int?
+    let access_count: Int
+    let cmek_encrypted = false
+
+    init(_ revealed: SecretService.Revealed) {
+        let info = revealed.info
+        id = info.secretID.wire
+        path = info.path
+        type = info.type.rawValue
+        value = revealed.value
+        version = info.version
+        metadata = info.metadata
+        created_by = info.createdBy.wire
+        created_at = info.createdAt
+        expires_at = info.expiresAt
+        max_access_count = info.maxAccessCount
+        access_count = info.accessCount
+    }
+}
+
+struct SecretListResponse: Encodable {
+    let secrets: [SecretMetadataResponse]
+}
+
+struct SecretVersionListResponse: Encodable {
+    let versions: [SecretMetadataResponse]
+}
+
+struct HealthResponse: Encodable {
+    let status: String
+    let version: String
+}
+
+extension UUID {
+    /// UUIDs on the wire are lower-case, as 1Claw's.
+    var wire: String { uuidString.lowercased() }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Hummingbird
+import KeyholdCore
+import Logging
+
+/// RFC 7807 problem details, and the only table in Keyhold that maps errors to HTTP statuses.
+public struct ProblemDetails: Encodable, Sendable {
+    public let type: String
+    public let title: String
+    public let status: Int
+    public let detail: String
+
+    static func status(for code: KeyholdError.Code) -> HTTPResponse.Status {
+        switch code {
+        case .badRequest: .badRequest
+        case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
+        case .notFound: .notFound
+        case .methodNotAllowed: .methodNotAllowed
+        case .conflict: .conflict
+        case .gone: .gone
+        case .payloadTooLarge: .contentTooLarge
+        case .unsupportedMediaType: .unsupportedMediaType
+        case .tooManyRequests: .tooManyRequests
+        case .unavailable: .serviceUnavailable
+        case .internalError: .internalServerError
+        }
+    }
+
+    /// Translates any error into a problem. Errors Keyhold does not know become a 500 with a generic detail;
+    /// their description goes to the log (adapters never put values into their errors).
+    static func from(_ error: any Error, logger: Logger) -> (HTTPResponse.Status, ProblemDetails) {
+        let keyholdError: KeyholdError
+        switch error {
+        case let error as KeyholdError:
+            keyholdError = error
+        case let error as any HTTPResponseError:
+            let status = error.status
+            let detail: String =
+                switch status {
+                case .notFound: "No route matches this method and path"
+                case .contentTooLarge: "Request body is larger than the limit"
+                case .requestHeaderFieldsTooLarge: "Request headers are too large"
+                default: status.reasonPhrase
+                }
+            return (status, ProblemDetails(type: "about:blank", title: status.reasonPhrase, status: status.code, detail: detail))
+        case is DecodingError:
+            keyholdError = .badRequest(RequestBody.describe(error as! DecodingError))
+        default:
+            logger.error("Unhandled error", metadata: ["keyhold.error.type": "\(Swift.type(of: error))", "keyhold.error": "\(error)"])
+            keyholdError = .internalError()
+        }
+        if keyholdError.code == .internalError || keyholdError.code == .unavailable {
+            logger.error("Request failed", metadata: ["keyhold.error": "\(keyholdError.detail)"])
+        }
+        let status = Self.status(for: keyholdError.code)
+        return (
+            status,
+            ProblemDetails(type: keyholdError.type, title: status.reasonPhrase, status: status.code, detail: keyholdError.detail)
+        )
+    }
+
+    func response() -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/problem+json"
+        let body = (try? JSONEncoder().encode(self)) ?? Data()
+        return Response(
+            status: HTTPResponse.Status(code: status), headers: headers,
+            body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+/// Catches every error thrown below it, including unknown routes and oversized bodies, and answers with
+/// `application/problem+json`.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch {
+            let (status, problem) = ProblemDetails.from(error, logger: context.logger)
+            var response = problem.response()
+            if status == .tooManyRequests { response.headers[.retryAfter] = "1" }
+            return response
+        }
+    }
+}

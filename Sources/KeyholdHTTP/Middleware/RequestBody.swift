@@ -1,0 +1,74 @@
+import Foundation
+import Hummingbird
+import KeyholdCore
+
+/// Reading JSON request bodies with a size limit, and writing JSON responses.
+enum RequestBody {
+    static let maxBytes = 1 << 20
+
+    /// Decodes the body as `T`; an empty body reads as `{}` when `emptyAsObject` is set (routes whose body is optional).
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, emptyAsObject: Bool = false) async throws -> T {
+        let buffer = try await request.body.collect(upTo: maxBytes)
+        var data = Data(buffer.readableBytesView)
+        if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            guard emptyAsObject else { throw KeyholdError.badRequest("A JSON request body is required") }
+            data = Data("{}".utf8)
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let error as DecodingError {
+            throw KeyholdError.badRequest(describe(error))
+        } catch {
+            throw KeyholdError.badRequest("Request body is not valid JSON")
+        }
+    }
+
+    /// A description naming the field and the problem, never the offending value.
+    static func describe(_ error: DecodingError) -> String {
+        func field(_ path: [any CodingKey]) -> String {
+            path.isEmpty ? "body" : path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "Missing required field '\(field(context.codingPath + [key]))'"
+        case .typeMismatch(let type, let context):
+            return "Field '\(field(context.codingPath))' must be \(typeName(type))"
+        case .valueNotFound(let type, let context):
+            return "Field '\(field(context.codingPath))' must be \(typeName(type)), not null"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty
+                ? "Request body is not valid JSON" : "Field '\(field(context.codingPath))' has an invalid value"
+        @unknown default:
+            return "Request body is invalid"
+        }
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type: "an integer"
+        case is Bool.Type: "a boolean"
+        case is Double.Type: "a number"
+        default: "of the documented type"
+        }
+    }
+}
+
+enum JSONResponse {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, contentType: String = "application/json")
+        throws -> Response
+    {
+        var headers = HTTPFields()
+        headers[.contentType] = contentType
+        return Response(
+            status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    static func noContent() -> Response { Response(status: .noContent) }
+}

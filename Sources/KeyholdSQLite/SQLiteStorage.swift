@@ -1,0 +1,435 @@
+import Foundation
+import KeyholdCore
+import Logging
+import NIOCore
+import NIOPosix
+import SQLiteNIO
+
+/// The embedded default backend: one SQLite file in WAL mode with `synchronous=FULL`, so a commit is on disk
+/// before the response. Writes go through one connection, one transaction at a time; plain reads use a second
+/// connection and see the last committed state.
+public final class SQLiteStorage: Storage {
+    let writer: SQLiteConnection
+    let reader: SQLiteConnection
+    let threadPool: NIOThreadPool
+    let writeLock = AsyncLock()
+
+    public static func open(path: String, logger: Logger) async throws -> SQLiteStorage {
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
+        do {
+            let writer = try await SQLiteConnection.open(
+                storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop)
+            for pragma in [
+                "PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
+                "PRAGMA busy_timeout=10000",
+            ] {
+                _ = try await writer.query(pragma, [])
+            }
+            let storage = SQLiteStorage(
+                writer: writer,
+                reader: try await SQLiteConnection.open(
+                    storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop),
+                threadPool: threadPool)
+            _ = try await storage.reader.query("PRAGMA busy_timeout=10000", [])
+            try await storage.migrate()
+            return storage
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            throw error
+        }
+    }
+
+    init(writer: SQLiteConnection, reader: SQLiteConnection, threadPool: NIOThreadPool) {
+        self.writer = writer
+        self.reader = reader
+        self.threadPool = threadPool
+    }
+
+    public func close() async throws {
+        try await reader.close()
+        try await writeLock.withLock { try await writer.close() }
+        try await threadPool.shutdownGracefully()
+    }
+
+    // MARK: transactions
+
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction on the writer; rolls back when it throws.
+    func transaction<T: Sendable>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        try await writeLock.withLock {
+            _ = try await writer.query("BEGIN IMMEDIATE", [])
+            do {
+                let result = try await body(writer)
+                _ = try await writer.query("COMMIT", [])
+                return result
+            } catch {
+                _ = try? await writer.query("ROLLBACK", [])
+                throw error
+            }
+        }
+    }
+
+    // MARK: migrations
+
+    static let migrations: [String] = [
+        """
+        CREATE TABLE orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), email TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL, display_name TEXT, role TEXT NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE vaults (
+            id TEXT PRIMARY KEY, org_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+            created_by TEXT NOT NULL, created_by_type TEXT NOT NULL, kek_id TEXT NOT NULL,
+            created_at INTEGER NOT NULL);
+        CREATE INDEX vaults_org ON vaults(org_id, created_at);
+        CREATE TABLE keks (
+            id TEXT PRIMARY KEY, vault_id TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+            material BLOB NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE secrets (
+            id TEXT PRIMARY KEY, vault_id TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+            path TEXT NOT NULL, current_version INTEGER NOT NULL, deleted_at INTEGER,
+            UNIQUE (vault_id, path));
+        CREATE TABLE secret_versions (
+            secret_id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE, version INTEGER NOT NULL,
+            type TEXT NOT NULL, metadata TEXT, rotation_policy TEXT, expires_at INTEGER,
+            max_access_count INTEGER, access_count INTEGER NOT NULL DEFAULT 0,
+            is_disabled INTEGER NOT NULL DEFAULT 0, is_deleted INTEGER NOT NULL DEFAULT 0,
+            created_by TEXT NOT NULL, created_at INTEGER NOT NULL,
+            kek_id TEXT NOT NULL, wrapped_dek BLOB NOT NULL, ciphertext BLOB NOT NULL,
+            PRIMARY KEY (secret_id, version));
+        CREATE TABLE system_values (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+        """
+    ]
+
+    func migrate() async throws {
+        try await transaction { db in
+            _ = try await db.query(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                [])
+            let applied = try await db.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", [])
+                .first?.column("v")?.integer ?? 0
+            for (index, migration) in Self.migrations.enumerated() where index + 1 > applied {
+                for statement in migration.split(separator: ";") {
+                    let sql = statement.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if !sql.isEmpty { _ = try await db.query(sql, []) }
+                }
+                _ = try await db.query(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    [.int64(Int64(index + 1)), .int64(Timestamp.now.milliseconds)])
+            }
+        }
+    }
+}
+
+// MARK: identity
+
+extension SQLiteStorage {
+    public func createOrg(_ org: Org, owner: User) async throws {
+        do {
+            try await transaction { db in
+                _ = try await db.query(
+                    "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
+                    [.uuid(org.id), .text(org.name), .int64(org.createdAt.milliseconds)])
+                _ = try await db.query(
+                    """
+                    INSERT INTO users (id, org_id, email, password_hash, display_name, role, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        .uuid(owner.id), .uuid(owner.orgID), .text(owner.email), .text(owner.passwordHash),
+                        .optionalText(owner.displayName), .text(owner.role.rawValue),
+                        .int64(owner.createdAt.milliseconds),
+                    ])
+            }
+        } catch let error as SQLiteError where error.reason == .constraintUniqueFailed || error.reason == .constraint {
+            throw StorageError.conflict
+        }
+    }
+
+    public func user(email: String) async throws -> User? {
+        try await reader.query("SELECT * FROM users WHERE email = ?", [.text(email)]).first.map(Self.user)
+    }
+
+    public func user(id: UUID) async throws -> User? {
+        try await reader.query("SELECT * FROM users WHERE id = ?", [.uuid(id)]).first.map(Self.user)
+    }
+
+    static func user(_ row: SQLiteRow) throws -> User {
+        User(
+            id: try row.uuid("id"), orgID: try row.uuid("org_id"), email: try row.text("email"),
+            passwordHash: try row.text("password_hash"), displayName: row.column("display_name")?.string,
+            role: OrgRole(rawValue: try row.text("role")) ?? .member, createdAt: try row.timestamp("created_at"))
+    }
+}
+
+// MARK: vaults
+
+extension SQLiteStorage {
+    public func createVault(_ vault: Vault, kek: KEKHandle) async throws {
+        try await transaction { db in
+            _ = try await db.query(
+                """
+                INSERT INTO vaults (id, org_id, name, description, created_by, created_by_type, kek_id, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .uuid(vault.id), .uuid(vault.orgID), .text(vault.name), .optionalText(vault.description),
+                    .uuid(vault.createdBy), .text(vault.createdByType.rawValue), .text(vault.kekID),
+                    .int64(vault.createdAt.milliseconds),
+                ])
+            _ = try await db.query(
+                "INSERT INTO keks (id, vault_id, material, created_at) VALUES (?, ?, ?, ?)",
+                [.text(kek.id), .uuid(vault.id), .bytes(kek.material), .int64(vault.createdAt.milliseconds)])
+        }
+    }
+
+    public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
+        try await reader.query("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
+            .first.map(Self.vault)
+    }
+
+    public func vaults(orgID: UUID) async throws -> [Vault] {
+        try await reader.query("SELECT * FROM vaults WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
+            .map(Self.vault)
+    }
+
+    public func deleteVault(id: UUID, orgID: UUID) async throws -> Bool {
+        try await transaction { db in
+            // Foreign keys cascade to the vault's keys, secrets and versions.
+            !(try await db.query(
+                "DELETE FROM vaults WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)]
+            ).isEmpty)
+        }
+    }
+
+    public func kek(id: String) async throws -> KEKHandle? {
+        try await reader.query("SELECT material FROM keks WHERE id = ?", [.text(id)]).first.map {
+            KEKHandle(id: id, material: try $0.bytes("material"))
+        }
+    }
+
+    static func vault(_ row: SQLiteRow) throws -> Vault {
+        Vault(
+            id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.text("name"),
+            description: row.column("description")?.string, createdBy: try row.uuid("created_by"),
+            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
+            kekID: try row.text("kek_id"), createdAt: try row.timestamp("created_at"))
+    }
+}
+
+// MARK: secrets
+
+extension SQLiteStorage {
+    static let versionColumns = """
+        s.id AS secret_id, s.path, s.deleted_at, v.version, v.type, v.metadata, v.rotation_policy, v.expires_at,
+        v.max_access_count, v.access_count, v.is_disabled, v.is_deleted, v.created_by, v.created_at
+        """
+
+    public func writeVersion(
+        _ new: NewSecretVersion, seal: @Sendable (Int) throws -> Data
+    ) async throws -> SecretVersionInfo {
+        try await transaction { db in
+            _ = try await db.query(
+                """
+                INSERT INTO secrets (id, vault_id, path, current_version) VALUES (?, ?, ?, 0)
+                ON CONFLICT (vault_id, path) DO NOTHING
+                """, [.uuid(UUID()), .uuid(new.vaultID), .text(new.path)])
+            guard let row = try await db.query(
+                """
+                UPDATE secrets SET current_version = current_version + 1, deleted_at = NULL
+                WHERE vault_id = ? AND path = ? RETURNING id, current_version
+                """, [.uuid(new.vaultID), .text(new.path)]
+            ).first else { throw StorageError.backend("secret row vanished") }
+            let secretID = try row.uuid("id")
+            let version = Int(try row.int("current_version"))
+            var type = new.type
+            if type == nil, version > 1 {
+                type = try await db.query(
+                    "SELECT type FROM secret_versions WHERE secret_id = ? AND version = ?",
+                    [.uuid(secretID), .int64(Int64(version - 1))]
+                ).first?.column("type")?.string.flatMap(SecretType.init(rawValue:))
+            }
+            let info = SecretVersionInfo(
+                secretID: secretID, path: new.path, version: version, type: type ?? .generic,
+                metadata: new.metadata, rotationPolicy: new.rotationPolicy, expiresAt: new.expiresAt,
+                maxAccessCount: new.maxAccessCount, accessCount: 0, isDisabled: false, isDeleted: false,
+                createdBy: new.createdBy, createdAt: new.createdAt)
+            _ = try await db.query(
+                """
+                INSERT INTO secret_versions (secret_id, version, type, metadata, rotation_policy, expires_at,
+                    max_access_count, created_by, created_at, kek_id, wrapped_dek, ciphertext)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .uuid(secretID), .int64(Int64(version)), .text(info.type.rawValue),
+                    .optionalText(new.metadata?.jsonString()), .optionalText(new.rotationPolicy?.jsonString()),
+                    .optionalInteger(new.expiresAt?.milliseconds), .optionalInteger(new.maxAccessCount.map(Int64.init)),
+                    .uuid(new.createdBy), .int64(new.createdAt.milliseconds), .text(new.kekID),
+                    .bytes(new.wrappedDataKey), .bytes(try seal(version)),
+                ])
+            return info
+        }
+    }
+
+    public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp) async throws
+        -> SealedSecretVersion
+    {
+        try await transaction { db in
+            let versionClause = version == nil ? "v.version = s.current_version" : "v.version = ?"
+            var binds: [SQLiteData] = [.uuid(vaultID), .text(path)]
+            if let version { binds.append(.int64(Int64(version))) }
+            guard let row = try await db.query(
+                """
+                SELECT \(Self.versionColumns), v.kek_id, v.wrapped_dek, v.ciphertext
+                FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
+                WHERE s.vault_id = ? AND s.path = ? AND \(versionClause)
+                """, binds
+            ).first else {
+                throw version == nil
+                    ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found")
+            }
+            let info = try Self.versionInfo(row)
+            if let reason = info.goneReason(now: now) { throw KeyholdError.gone(reason) }
+            let counted = try await db.query(
+                """
+                UPDATE secret_versions SET access_count = access_count + 1
+                WHERE secret_id = ? AND version = ? AND (max_access_count IS NULL OR access_count < max_access_count)
+                RETURNING access_count
+                """, [.uuid(info.secretID), .int64(Int64(info.version))])
+            guard let accessCount = try counted.first?.int("access_count") else {
+                throw KeyholdError.gone("Secret has reached its maximum access count")
+            }
+            return SealedSecretVersion(
+                info: info.with(accessCount: Int(accessCount)), kekID: try row.text("kek_id"),
+                wrappedDataKey: try row.bytes("wrapped_dek"), ciphertext: try row.bytes("ciphertext"))
+        }
+    }
+
+    public func latestVersions(vaultID: UUID, prefix: String?) async throws -> [SecretVersionInfo] {
+        var sql = """
+            SELECT \(Self.versionColumns) FROM secrets s
+            JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
+            WHERE s.vault_id = ? AND s.deleted_at IS NULL
+            """
+        var binds: [SQLiteData] = [.uuid(vaultID)]
+        if let prefix, !prefix.isEmpty {
+            sql += " AND substr(s.path, 1, ?) = ?"
+            binds += [.int64(Int64(prefix.utf8.count)), .text(prefix)]
+        }
+        return try await reader.query(sql + " ORDER BY s.path", binds).map(Self.versionInfo)
+    }
+
+    public func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo] {
+        try await reader.query(
+            """
+            SELECT \(Self.versionColumns) FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
+            WHERE s.vault_id = ? AND s.path = ? ORDER BY v.version
+            """, [.uuid(vaultID), .text(path)]
+        ).map(Self.versionInfo)
+    }
+
+    public func disableVersion(vaultID: UUID, path: String, version: Int) async throws -> Bool {
+        try await transaction { db in
+            !(try await db.query(
+                """
+                UPDATE secret_versions SET is_disabled = 1
+                WHERE version = ? AND secret_id = (SELECT id FROM secrets WHERE vault_id = ? AND path = ?)
+                RETURNING version
+                """, [.int64(Int64(version)), .uuid(vaultID), .text(path)]
+            ).isEmpty)
+        }
+    }
+
+    public func deleteSecret(vaultID: UUID, path: String, at time: Timestamp) async throws -> Bool {
+        try await transaction { db in
+            guard let row = try await db.query(
+                """
+                UPDATE secrets SET deleted_at = ? WHERE vault_id = ? AND path = ? AND deleted_at IS NULL
+                RETURNING id
+                """, [.int64(time.milliseconds), .uuid(vaultID), .text(path)]
+            ).first else { return false }
+            _ = try await db.query(
+                "UPDATE secret_versions SET is_deleted = 1 WHERE secret_id = ?", [.uuid(try row.uuid("id"))])
+            return true
+        }
+    }
+
+    static func versionInfo(_ row: SQLiteRow) throws -> SecretVersionInfo {
+        SecretVersionInfo(
+            secretID: try row.uuid("secret_id"), path: try row.text("path"), version: Int(try row.int("version")),
+            type: SecretType(rawValue: try row.text("type")) ?? .generic,
+            metadata: try row.column("metadata")?.string.map(JSONValue.init(jsonString:)),
+            rotationPolicy: try row.column("rotation_policy")?.string.map(JSONValue.init(jsonString:)),
+            expiresAt: row.column("expires_at")?.integer.map { Timestamp(milliseconds: Int64($0)) },
+            maxAccessCount: row.column("max_access_count")?.integer,
+            accessCount: Int(try row.int("access_count")),
+            isDisabled: try row.int("is_disabled") != 0,
+            isDeleted: try row.int("is_deleted") != 0 || row.column("deleted_at")?.integer != nil,
+            createdBy: try row.uuid("created_by"), createdAt: try row.timestamp("created_at"))
+    }
+}
+
+// MARK: system values
+
+extension SQLiteStorage {
+    public func systemValue(_ key: String) async throws -> Data? {
+        try await reader.query("SELECT value FROM system_values WHERE key = ?", [.text(key)]).first
+            .map { try $0.bytes("value") }
+    }
+
+    public func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data {
+        try await transaction { db in
+            _ = try await db.query(
+                "INSERT INTO system_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                [.text(key), .bytes(value)])
+            guard let row = try await db.query("SELECT value FROM system_values WHERE key = ?", [.text(key)]).first
+            else { throw StorageError.backend("system value vanished") }
+            return try row.bytes("value")
+        }
+    }
+}
+
+extension SecretVersionInfo {
+    func with(accessCount: Int) -> SecretVersionInfo {
+        SecretVersionInfo(
+            secretID: secretID, path: path, version: version, type: type, metadata: metadata,
+            rotationPolicy: rotationPolicy, expiresAt: expiresAt, maxAccessCount: maxAccessCount,
+            accessCount: accessCount, isDisabled: isDisabled, isDeleted: isDeleted, createdBy: createdBy,
+            createdAt: createdAt)
+    }
+}
+
+// MARK: row helpers
+
+extension SQLiteData {
+    static func uuid(_ id: UUID) -> SQLiteData { .text(id.uuidString.lowercased()) }
+    static func optionalText(_ text: String?) -> SQLiteData { text.map(SQLiteData.text) ?? .null }
+    static func int64(_ value: Int64) -> SQLiteData { .integer(Int(value)) }
+    static func optionalInteger(_ value: Int64?) -> SQLiteData { value.map(SQLiteData.int64) ?? .null }
+    static func bytes(_ data: Data) -> SQLiteData { .blob(ByteBuffer(bytes: data)) }
+}
+
+extension SQLiteRow {
+    func text(_ name: String) throws -> String {
+        guard let value = column(name)?.string else { throw StorageError.backend("column \(name) is not text") }
+        return value
+    }
+
+    func int(_ name: String) throws -> Int64 {
+        guard let value = column(name)?.integer else { throw StorageError.backend("column \(name) is not an integer") }
+        return Int64(value)
+    }
+
+    func uuid(_ name: String) throws -> UUID {
+        guard let value = UUID(uuidString: try text(name)) else { throw StorageError.backend("column \(name) is not a UUID") }
+        return value
+    }
+
+    func timestamp(_ name: String) throws -> Timestamp { Timestamp(milliseconds: try int(name)) }
+
+    func bytes(_ name: String) throws -> Data {
+        guard let buffer = column(name)?.blob else { throw StorageError.backend("column \(name) is not a blob") }
+        return Data(buffer.readableBytesView)
+    }
+}

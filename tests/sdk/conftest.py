@@ -1,0 +1,286 @@
+"""Fixtures that run a live Keyhold server and drive it with the oneclaw SDK.
+
+The server binary comes from ``KEYHOLD_BIN`` (default: ``.build/release/keyhold``
+relative to the repository root).  One server runs for the whole session; a
+test may restart it on the same data dir and port through ``server.stop()`` and
+``server.start()``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import oneclaw
+import pytest
+
+from support import PASSWORD
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO_ROOT / ".build" / "release" / "keyhold"
+STARTUP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, limit: int = 8000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:  # pragma: no cover - diagnostic only
+        return f"<cannot read {path}: {exc}>"
+    return text[-limit:]
+
+
+class KeyholdServer:
+    """A Keyhold process bound to a fixed port and data dir."""
+
+    def __init__(self, binary: Path, data_dir: Path, log_path: Path, port: int) -> None:
+        self.binary = binary
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.last_exit_code: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        env = dict(os.environ)
+        env["KEYHOLD_BCRYPT_COST"] = "10"
+        cmd = [
+            str(self.binary),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        # Append, so that a restart keeps the earlier output for the log checks.
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        last_error = "no attempt"
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                self.last_exit_code = code
+                self.proc = None
+                log = _tail(self.log_path)
+                print(log)
+                pytest.fail(
+                    f"keyhold exited with code {code} during startup.\n--- server log ---\n{log}",
+                    pytrace=False,
+                )
+            try:
+                resp = httpx.get(f"{self.url}/v1/health", timeout=2.0)
+                if resp.status_code == 200:
+                    return
+                last_error = f"HTTP {resp.status_code}"
+            except httpx.HTTPError as exc:
+                last_error = repr(exc)
+            time.sleep(0.1)
+        log = _tail(self.log_path)
+        print(log)
+        self.stop()
+        pytest.fail(
+            f"keyhold did not answer 200 on /v1/health within {STARTUP_TIMEOUT_S:.0f}s "
+            f"(last: {last_error}).\n--- server log ---\n{log}",
+            pytrace=False,
+        )
+
+    def stop(self) -> int | None:
+        """Send SIGTERM, wait up to 10 s (then SIGKILL); return the exit code."""
+        if self.proc is None:
+            return self.last_exit_code
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT_S)
+        self.last_exit_code = proc.returncode
+        self.proc = None
+        return self.last_exit_code
+
+    def restart(self) -> int | None:
+        code = self.stop()
+        self.start()
+        return code
+
+
+@dataclass
+class User:
+    email: str
+    password: str
+    token: str
+    user_id: str
+    client: Any  # oneclaw.OneclawClient holding ``token``
+    http: httpx.Client  # raw client with the Bearer header preset
+
+
+@dataclass
+class LeakWatch:
+    """Strings that must never show up in server logs (or on disk)."""
+
+    values: set[str] = field(default_factory=set)
+    passwords: set[str] = field(default_factory=set)
+    tokens: set[str] = field(default_factory=set)
+
+
+# ---------------------------------------------------------------------------
+# Session fixtures
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def leak_watch() -> LeakWatch:
+    return LeakWatch()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyholdServer]:
+    binary = Path(os.environ.get("KEYHOLD_BIN", str(DEFAULT_BIN)))
+    if not binary.is_absolute():
+        binary = (REPO_ROOT / binary).resolve()
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        pytest.fail(
+            f"keyhold binary not found or not executable at {binary}; "
+            "run `swift build -c release` or set KEYHOLD_BIN",
+            pytrace=False,
+        )
+    base = tmp_path_factory.mktemp("keyhold")
+    # The data dir is deliberately NOT created here: the server must create it
+    # itself (with mode 0700, see test_at_rest.py).
+    data_dir = base / "data"
+    log_path = base / "server.log"
+    srv = KeyholdServer(binary, data_dir, log_path, _free_port())
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def server_log(server: KeyholdServer) -> Path:
+    return server.log_path
+
+
+@pytest.fixture(scope="session")
+def base_url(server: KeyholdServer) -> str:
+    return server.url
+
+
+@pytest.fixture(scope="session")
+def anon(server: KeyholdServer) -> Iterator[httpx.Client]:
+    """Raw HTTP client without credentials."""
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def sdk_anon(server: KeyholdServer) -> Any:
+    """SDK client without a token."""
+    return oneclaw.create_client(base_url=server.url)
+
+
+@pytest.fixture(scope="session")
+def signup_user(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callable[[], User]]:
+    """Factory: sign up a fresh user (own org) through the SDK and log in."""
+    created: list[User] = []
+
+    def make() -> User:
+        email = f"u-{uuid.uuid4().hex}@example.com"
+        leak_watch.passwords.add(PASSWORD)
+        bootstrap = oneclaw.create_client(base_url=server.url)
+        try:
+            signup = bootstrap.auth.signup(email, PASSWORD)
+            assert signup.meta.status == 200, f"signup failed: {signup.meta.status} {signup.error!r}"
+            user_id = signup.data["user_id"]
+            login = bootstrap.auth.login(email, PASSWORD)
+            assert login.meta.status == 200, f"login failed: {login.meta.status} {login.error!r}"
+            token = login.data["access_token"]
+        finally:
+            bootstrap.close()
+        leak_watch.tokens.add(token)
+        client = oneclaw.create_client(base_url=server.url, token=token)
+        raw = httpx.Client(
+            base_url=server.url,
+            timeout=30.0,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        user = User(email=email, password=PASSWORD, token=token, user_id=user_id, client=client, http=raw)
+        created.append(user)
+        return user
+
+    yield make
+    for user in created:
+        user.client.close()
+        user.http.close()
+
+
+@pytest.fixture(scope="session")
+def user(signup_user: Callable[[], User]) -> User:
+    return signup_user()
+
+
+@pytest.fixture(scope="session")
+def other_user(signup_user: Callable[[], User]) -> User:
+    """A second user; signup gives every user an org of their own."""
+    return signup_user()
+
+
+# ---------------------------------------------------------------------------
+# Per-test fixtures
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def vault(user: User) -> str:
+    resp = user.client.vaults.create(f"vault-{uuid.uuid4().hex[:12]}")
+    assert resp.meta.status == 201, f"vault create failed: {resp.meta.status} {resp.error!r}"
+    return resp.data["id"]
+
+
+@pytest.fixture
+def canary(leak_watch: LeakWatch) -> Callable[[str], str]:
+    """Factory for distinctive secret values that are tracked for leak checks."""
+
+    def make(prefix: str = "CANARY-") -> str:
+        value = f"{prefix}{uuid.uuid4().hex}"
+        leak_watch.values.add(value)
+        return value
+
+    return make

@@ -1,0 +1,42 @@
+"""Runs last (module order is alphabetical): the server log leaks nothing.
+
+Every secret value written through the ``canary`` fixture, every password and
+every access token handed out during the session is tracked in ``leak_watch``.
+"""
+
+from __future__ import annotations
+
+from support import b64url_decode
+
+
+def _log_bytes(server) -> bytes:
+    # Stop the server first so that any buffered output reaches the file,
+    # then bring it back for whatever may run after this module.
+    server.stop()
+    try:
+        return server.log_path.read_bytes()
+    finally:
+        server.start()
+
+
+def test_log_has_no_secret_values_passwords_or_tokens(server, server_log, user, leak_watch) -> None:
+    assert server_log == server.log_path
+    log = _log_bytes(server)
+    leaked_values = sorted(v for v in leak_watch.values if v.encode() in log)
+    leaked_passwords = sorted(p for p in leak_watch.passwords if p.encode() in log)
+    leaked_tokens = []
+    for token in leak_watch.tokens:
+        signature = token.rsplit(".", 1)[-1]
+        if token.encode() in log or signature.encode() in log:
+            leaked_tokens.append(token[:16] + "...")
+    assert leaked_values == [], f"secret values in server log: {leaked_values[:5]}"
+    assert leaked_passwords == [], "a password appears in the server log"
+    assert leaked_tokens == [], f"access tokens in server log: {leaked_tokens[:5]}"
+
+
+def test_log_tracking_saw_the_suite(leak_watch, user) -> None:
+    # Sanity check on the tracking itself: the session user's token and
+    # password are always registered.
+    assert user.token in leak_watch.tokens
+    assert user.password in leak_watch.passwords
+    assert len(b64url_decode(user.token.rsplit(".", 1)[-1])) == 64

@@ -59,6 +59,10 @@ let package = Package(
             dependencies: ["KeyholdCore"]
         ),
         .testTarget(
+            name: "KeyholdStorageTests",
+            dependencies: ["KeyholdCore", "KeyholdSQLite"]
+        ),
+        .testTarget(
             name: "KeyholdHTTPTests",
             dependencies: [
                 "KeyholdHTTP",

@@ -22,6 +22,8 @@ from support import (
     with_flipped_signature_byte,
 )
 
+WRONG_PASSWORD = "Wrong-Horse-9-Battery?"
+
 
 @pytest.fixture(scope="module")
 def login_body(anon: httpx.Client, user) -> dict:
@@ -105,8 +107,9 @@ def test_login_response_does_not_echo_password(anon: httpx.Client, user, leak_wa
 # --- failed logins -----------------------------------------------------------
 
 
-def test_login_wrong_password_is_401(sdk_anon, user) -> None:
-    resp = sdk_anon.auth.login(user.email, "Wrong-Horse-9-Battery?")
+def test_login_wrong_password_is_401(sdk_anon, user, leak_watch) -> None:
+    leak_watch.passwords.add(WRONG_PASSWORD)
+    resp = sdk_anon.auth.login(user.email, WRONG_PASSWORD)
     assert_sdk_error(resp, 401)
 
 
@@ -115,11 +118,12 @@ def test_login_unknown_email_is_401(sdk_anon) -> None:
     assert_sdk_error(resp, 401)
 
 
-def test_login_failures_are_indistinguishable(anon: httpx.Client, user) -> None:
-    wrong_pw = anon.post("/v1/auth/token", json={"email": user.email, "password": "Wrong-Horse-9-Battery?"})
+def test_login_failures_are_indistinguishable(anon: httpx.Client, user, leak_watch) -> None:
+    leak_watch.passwords.add(WRONG_PASSWORD)
+    wrong_pw = anon.post("/v1/auth/token", json={"email": user.email, "password": WRONG_PASSWORD})
     unknown = anon.post(
         "/v1/auth/token",
-        json={"email": f"nobody-{uuid.uuid4().hex}@example.com", "password": "Wrong-Horse-9-Battery?"},
+        json={"email": f"nobody-{uuid.uuid4().hex}@example.com", "password": WRONG_PASSWORD},
     )
     a = assert_problem(wrong_pw, 401)
     b = assert_problem(unknown, 401)

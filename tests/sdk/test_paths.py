@@ -48,12 +48,6 @@ def test_valid_paths_are_accepted(user, vault: str, canary, path: str) -> None:
     assert body["path"] == path
 
 
-def test_path_of_1024_chars_is_accepted(user, vault: str, canary) -> None:
-    path = "a" * 1024
-    body = assert_sdk_ok(user.client.secrets.set(vault, path, canary()), 201)
-    assert body["path"] == path
-
-
 # The segment after /secrets/ exactly as it goes on the wire.
 INVALID_PATHS = {
     "leading_slash": "/x",

@@ -9,35 +9,35 @@ public enum PasswordPolicy {
     public static let minimumLength = 12
     public static let maximumLength = 1024
 
-    public static func validate(_ password: String) throws(KeyholdError) {
+    public static func validate(_ password: String) throws {
         let characters = Array(password)
         guard characters.count >= minimumLength else {
-            throw .badRequest("Password must be at least \(minimumLength) characters")
+            throw KeyholdError.badRequest("Password must be at least \(minimumLength) characters")
         }
         guard characters.count <= maximumLength else {
-            throw .badRequest("Password must be at most \(maximumLength) characters")
+            throw KeyholdError.badRequest("Password must be at most \(maximumLength) characters")
         }
         guard characters.contains(where: \.isUppercase) else {
-            throw .badRequest("Password must contain an upper-case letter")
+            throw KeyholdError.badRequest("Password must contain an upper-case letter")
         }
         guard characters.contains(where: \.isLowercase) else {
-            throw .badRequest("Password must contain a lower-case letter")
+            throw KeyholdError.badRequest("Password must contain a lower-case letter")
         }
         guard characters.contains(where: { $0.isASCII && $0.isNumber }) else {
-            throw .badRequest("Password must contain a digit")
+            throw KeyholdError.badRequest("Password must contain a digit")
         }
         guard characters.contains(where: { !$0.isLetter && !$0.isNumber && !$0.isWhitespace }) else {
-            throw .badRequest("Password must contain a special character")
+            throw KeyholdError.badRequest("Password must contain a special character")
         }
         let scalars = password.lowercased().unicodeScalars.map(\.value)
         if scalars.count >= 3 {
             for index in 2..<scalars.count {
                 let (a, b, c) = (scalars[index - 2], scalars[index - 1], scalars[index])
                 if a == b && b == c {
-                    throw .badRequest("Password must not repeat a character three times in a row")
+                    throw KeyholdError.badRequest("Password must not repeat a character three times in a row")
                 }
                 if b == a &+ 1 && c == b &+ 1, Self.isAlphanumeric(a), Self.isAlphanumeric(c) {
-                    throw .badRequest("Password must not contain three sequential characters such as 'abc' or '123'")
+                    throw KeyholdError.badRequest("Password must not contain three sequential characters such as 'abc' or '123'")
                 }
             }
         }

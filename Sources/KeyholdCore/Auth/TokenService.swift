@@ -80,12 +80,12 @@ public final class TokenService: Sendable {
     }
 
     /// Verifies signature, algorithm, `kid`, `exp` and `nbf`; any failure is the same 401.
-    public func verify(_ token: String) async throws(KeyholdError) -> AccessTokenClaims {
-        guard token.utf8.count <= 4096 else { throw .unauthenticated }
+    public func verify(_ token: String) async throws -> AccessTokenClaims {
+        guard token.utf8.count <= 4096 else { throw KeyholdError.unauthenticated }
         do {
             return try await keys.verify(token, as: AccessTokenClaims.self)
         } catch {
-            throw .unauthenticated
+            throw KeyholdError.unauthenticated
         }
     }
 

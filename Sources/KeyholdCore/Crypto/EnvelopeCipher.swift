@@ -46,9 +46,9 @@ public enum EnvelopeCipher {
         return sealed
     }
 
-    public static func open(_ sealed: Data, key: SymmetricKey, binding: Binding) throws(KeyholdError) -> Data {
+    public static func open(_ sealed: Data, key: SymmetricKey, binding: Binding) throws -> Data {
         guard sealed.count >= overhead, sealed.first == formatVersion else {
-            throw .internalError("Stored secret is malformed")
+            throw KeyholdError.internalError("Stored secret is malformed")
         }
         do {
             let bytes = sealed.dropFirst()
@@ -58,7 +58,7 @@ public enum EnvelopeCipher {
                 tag: bytes.suffix(16))
             return try AES.GCM.open(box, using: key, authenticating: binding.associatedData)
         } catch {
-            throw .internalError("Stored secret failed its integrity check")
+            throw KeyholdError.internalError("Stored secret failed its integrity check")
         }
     }
 }

@@ -9,39 +9,39 @@ public struct SecretPath: Sendable, Hashable, CustomStringConvertible {
 
     public let rawValue: String
 
-    public init(validating raw: String) throws(KeyholdError) {
+    public init(validating raw: String) throws {
         let bytes = Array(raw.utf8)
-        guard !bytes.isEmpty else { throw .badRequest("Secret path is empty") }
+        guard !bytes.isEmpty else { throw KeyholdError.badRequest("Secret path is empty") }
         guard bytes.count <= Self.maxLength else {
-            throw .badRequest("Secret path is longer than \(Self.maxLength) bytes")
+            throw KeyholdError.badRequest("Secret path is longer than \(Self.maxLength) bytes")
         }
         var segments = 1
         var segmentLength = 0
         for byte in bytes {
             switch byte {
             case UInt8(ascii: "/"):
-                guard segmentLength > 0 else { throw .badRequest(Self.rules) }
+                guard segmentLength > 0 else { throw KeyholdError.badRequest(Self.rules) }
                 segments += 1
                 segmentLength = 0
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
                 segmentLength += 1
             default:
-                throw .badRequest(Self.rules)
+                throw KeyholdError.badRequest(Self.rules)
             }
         }
         guard segmentLength > 0, Self.isAlphanumeric(bytes.first!), Self.isAlphanumeric(bytes.last!) else {
-            throw .badRequest(Self.rules)
+            throw KeyholdError.badRequest(Self.rules)
         }
         guard segments <= Self.maxSegments else {
-            throw .badRequest("Secret path has more than \(Self.maxSegments) segments")
+            throw KeyholdError.badRequest("Secret path has more than \(Self.maxSegments) segments")
         }
         self.rawValue = raw
     }
 
     /// Parses the path as it appears in a request URL: `%2F` (either case) stands for `/`; any other
     /// percent-escape cannot form a valid path character and is refused.
-    public init(urlEncoded raw: Substring) throws(KeyholdError) {
+    public init(urlEncoded raw: Substring) throws {
         var decoded = ""
         decoded.reserveCapacity(raw.utf8.count)
         var index = raw.startIndex
@@ -50,7 +50,7 @@ public struct SecretPath: Sendable, Hashable, CustomStringConvertible {
             if character == "%" {
                 let escape = raw[index...].prefix(3)
                 guard escape.count == 3, escape.dropFirst().uppercased() == "2F" else {
-                    throw .badRequest(Self.rules)
+                    throw KeyholdError.badRequest(Self.rules)
                 }
                 decoded.append("/")
                 index = raw.index(index, offsetBy: 3)

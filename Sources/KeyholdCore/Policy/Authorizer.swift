@@ -26,10 +26,10 @@ public struct Authorizer: Sendable {
 
     /// Throws 403 unless allowed.
     public func require(_ principal: Principal, vault: Vault, path: SecretPath?, permission: Permission)
-        throws(KeyholdError)
+        throws
     {
         if case .deny = decide(principal, vault: vault, path: path, permission: permission) {
-            throw .forbidden("Access denied")
+            throw KeyholdError.forbidden("Access denied")
         }
     }
 }

@@ -12,13 +12,13 @@ public struct AccountService: Sendable {
         self.tokens = tokens
     }
 
-    public static func normalizedEmail(_ email: String) throws(KeyholdError) -> String {
+    public static func normalizedEmail(_ email: String) throws -> String {
         let trimmed = email.trimmingCharacters(in: .whitespaces).lowercased()
         let parts = trimmed.split(separator: "@", omittingEmptySubsequences: false)
         guard trimmed.utf8.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
             !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),
             trimmed.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "<" && $0 != ">" })
-        else { throw .badRequest("A valid email address is required") }
+        else { throw KeyholdError.badRequest("A valid email address is required") }
         return trimmed
     }
 

@@ -38,19 +38,19 @@ public struct SecretService: Sendable {
             self.maxAccessCount = maxAccessCount
         }
 
-        func validate() throws(KeyholdError) {
+        func validate() throws {
             guard value.utf8.count <= SecretService.maxValueBytes else {
-                throw .init(.payloadTooLarge, "value must be at most \(SecretService.maxValueBytes) bytes")
+                throw KeyholdError.init(.payloadTooLarge, "value must be at most \(SecretService.maxValueBytes) bytes")
             }
             for (name, json) in [("metadata", metadata), ("rotation_policy", rotationPolicy)] {
                 guard let json else { continue }
-                guard json.isObject else { throw .badRequest("\(name) must be a JSON object") }
+                guard json.isObject else { throw KeyholdError.badRequest("\(name) must be a JSON object") }
                 guard json.depth <= 16, json.jsonString().utf8.count <= SecretService.maxMetadataBytes else {
-                    throw .badRequest("\(name) must be at most \(SecretService.maxMetadataBytes) bytes and 16 levels deep")
+                    throw KeyholdError.badRequest("\(name) must be at most \(SecretService.maxMetadataBytes) bytes and 16 levels deep")
                 }
             }
             if let maxAccessCount, maxAccessCount < 1 {
-                throw .badRequest("max_access_count must be a positive integer")
+                throw KeyholdError.badRequest("max_access_count must be a positive integer")
             }
         }
     }

@@ -1,0 +1,171 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import KeyholdHTTP
+import Logging
+import NIOCore
+import Testing
+
+/// HTTP behaviour through the real application builder (real SQLite in a temp dir, real keystore and JWTs).
+@Suite struct HTTPTests {
+    static let password = "Correct-Horse-9-Battery!"
+
+    func withApp(signup: String = "open", _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keyhold-http-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let configuration = try KeyholdConfiguration(
+            flags: .init(port: 0, dataDirectory: dir, signup: signup), environment: ["KEYHOLD_BCRYPT_COST": "10"])
+        let app = try await buildApplication(configuration: configuration, logger: Logger(label: "test"))
+        try await app.test(.router) { client in try await body(client) }
+    }
+
+    struct Reply {
+        let status: HTTPResponse.Status
+        let contentType: String?
+        let json: [String: Any]
+    }
+
+    @discardableResult
+    func call(
+        _ client: any TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, token: String? = nil,
+        body: String? = nil
+    ) async throws -> Reply {
+        var headers = HTTPFields()
+        if let token { headers[.authorization] = "Bearer " + token }
+        headers[.contentType] = "application/json"
+        return try await client.execute(
+            uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }
+        ) { response in
+            let object = (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView))) as? [String: Any]
+            return Reply(status: response.status, contentType: response.headers[.contentType], json: object ?? [:])
+        }
+    }
+
+    func signup(_ client: any TestClientProtocol, email: String = "u-\(UUID().uuidString.prefix(8))@example.com")
+        async throws -> String
+    {
+        let reply = try await call(client, .post, "/v1/auth/signup", body: #"{"email":"\#(email)","password":"\#(Self.password)"}"#)
+        #expect(reply.status == .ok)
+        let login = try await call(client, .post, "/v1/auth/token", body: #"{"email":"\#(email)","password":"\#(Self.password)"}"#)
+        #expect(login.status == .ok)
+        return try #require(login.json["access_token"] as? String)
+    }
+
+    func expectProblem(_ reply: Reply, _ status: HTTPResponse.Status, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(reply.status == status, sourceLocation: sourceLocation)
+        #expect(reply.contentType == "application/problem+json", sourceLocation: sourceLocation)
+        #expect(reply.json["status"] as? Int == status.code, sourceLocation: sourceLocation)
+        #expect(reply.json["title"] is String && reply.json["detail"] is String && reply.json["type"] is String,
+                sourceLocation: sourceLocation)
+    }
+
+    @Test func healthAndUnknownRoutes() async throws {
+        try await withApp { client in
+            let health = try await call(client, .get, "/v1/health")
+            #expect(health.status == .ok)
+            #expect(health.json["status"] as? String == "ok")
+            expectProblem(try await call(client, .get, "/v1/nothing-here"), .notFound)
+            expectProblem(try await call(client, .patch, "/v1/vaults"), .notFound)
+        }
+    }
+
+    @Test func sealedSecretRoundTrip() async throws {
+        try await withApp { client in
+            let token = try await signup(client)
+            let vault = try await call(client, .post, "/v1/vaults", token: token, body: #"{"name":"prod"}"#)
+            #expect(vault.status == .created)
+            let vaultID = try #require(vault.json["id"] as? String)
+            let put = try await call(
+                client, .put, "/v1/vaults/\(vaultID)/secrets/api-keys/openai", token: token,
+                body: #"{"type":"api_key","value":"sk-proj-1","metadata":{"env":"prod"}}"#)
+            #expect(put.status == .created)
+            #expect(put.json["version"] as? Int == 1)
+            #expect(put.json["value"] == nil)
+            let get = try await call(client, .get, "/v1/vaults/\(vaultID)/secrets/api-keys%2Fopenai", token: token)
+            #expect(get.status == .ok)
+            #expect(get.json["value"] as? String == "sk-proj-1")
+            #expect((get.json["metadata"] as? [String: String]) == ["env": "prod"])
+        }
+    }
+
+    @Test func badInputIsAProblemNeverAServerError() async throws {
+        try await withApp { client in
+            let token = try await signup(client)
+            let vaultID = try #require(
+                try await call(client, .post, "/v1/vaults", token: token, body: #"{"name":"v"}"#).json["id"] as? String)
+            let secret = "/v1/vaults/\(vaultID)/secrets/a/b"
+            expectProblem(try await call(client, .put, secret, token: token, body: "{not json"), .badRequest)
+            expectProblem(try await call(client, .put, secret, token: token, body: #"{"value":1}"#), .badRequest)
+            expectProblem(try await call(client, .put, secret, token: token, body: #"{"type":"x","value":"v"}"#), .badRequest)
+            expectProblem(try await call(client, .put, secret, token: token, body: #"{"value":"v","metadata":[1]}"#), .badRequest)
+            expectProblem(try await call(client, .put, secret, token: token, body: #"{"value":"v","max_access_count":0}"#), .badRequest)
+            expectProblem(try await call(client, .put, secret, token: token, body: #"{"value":"v","expires_at":"soon"}"#), .badRequest)
+            expectProblem(try await call(client, .put, secret, token: token, body: ""), .badRequest)
+            let huge = #"{"value":""# + String(repeating: "x", count: 1 << 21) + #""}"#
+            expectProblem(try await call(client, .put, secret, token: token, body: huge), .contentTooLarge)
+            expectProblem(try await call(client, .put, "/v1/vaults/\(vaultID)/secrets/a/../b", token: token, body: #"{"value":"v"}"#), .badRequest)
+            expectProblem(try await call(client, .get, secret, token: token), .notFound)
+            expectProblem(try await call(client, .get, secret), .unauthorized)
+            expectProblem(try await call(client, .get, secret, token: token + "x"), .unauthorized)
+            expectProblem(try await call(client, .post, "/v1/auth/token", body: #"{"email":"a@b.c"}"#), .badRequest)
+            expectProblem(
+                try await call(client, .post, "/v1/auth/signup", body: #"{"email":"w@example.com","password":"weak"}"#),
+                .badRequest)
+        }
+    }
+
+    @Test func anotherOrgsVaultIsIndistinguishableFromAMissingOne() async throws {
+        try await withApp { client in
+            let alice = try await signup(client)
+            let mallory = try await signup(client)
+            let vaultID = try #require(
+                try await call(client, .post, "/v1/vaults", token: alice, body: #"{"name":"v"}"#).json["id"] as? String)
+            try await call(client, .put, "/v1/vaults/\(vaultID)/secrets/k", token: alice, body: #"{"value":"v"}"#)
+            for id in [vaultID, UUID().uuidString.lowercased()] {
+                let get = try await call(client, .get, "/v1/vaults/\(id)", token: mallory)
+                expectProblem(get, .notFound)
+                #expect(get.json["detail"] as? String == "Vault not found")
+                let secret = try await call(client, .get, "/v1/vaults/\(id)/secrets/k", token: mallory)
+                expectProblem(secret, .notFound)
+                #expect(secret.json["detail"] as? String == "Vault not found")
+            }
+            let list = try await call(client, .get, "/v1/vaults", token: mallory)
+            #expect((list.json["vaults"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test func wrongPasswordAndUnknownEmailLookTheSame() async throws {
+        try await withApp { client in
+            _ = try await signup(client, email: "known@example.com")
+            let unknown = try await call(
+                client, .post, "/v1/auth/token", body: #"{"email":"nobody@example.com","password":"\#(Self.password)"}"#)
+            let wrong = try await call(
+                client, .post, "/v1/auth/token", body: #"{"email":"known@example.com","password":"Wrong-Horse-9-Battery!"}"#)
+            expectProblem(unknown, .unauthorized)
+            expectProblem(wrong, .unauthorized)
+            #expect(unknown.json["detail"] as? String == "Invalid credentials")
+            #expect(wrong.json["detail"] as? String == unknown.json["detail"] as? String)
+            expectProblem(try await call(client, .get, "/v1/auth/me"), .unauthorized)
+        }
+    }
+
+    @Test func closedSignupRefusesNewAccounts() async throws {
+        try await withApp(signup: "closed") { client in
+            let reply = try await call(
+                client, .post, "/v1/auth/signup", body: #"{"email":"a@example.com","password":"\#(Self.password)"}"#)
+            expectProblem(reply, .forbidden)
+        }
+    }
+
+    @Test func configurationPrefersFlagsThenEnvironmentThenDefaults() throws {
+        let environment = ["KEYHOLD_PORT": "9000", "KEYHOLD_HOST": "0.0.0.0", "KEYHOLD_MASTER_KEY": "MASTER-KEY-CANARY"]
+        let fromEnvironment = try KeyholdConfiguration(environment: environment)
+        #expect(fromEnvironment.port == 9000 && fromEnvironment.host == "0.0.0.0")
+        #expect(fromEnvironment.dataDirectory == "./keyhold-data" && fromEnvironment.signup == .open)
+        #expect(!fromEnvironment.description.contains("MASTER-KEY-CANARY"), "the master key is never printed")
+        let fromFlags = try KeyholdConfiguration(flags: .init(port: 7000), environment: environment)
+        #expect(fromFlags.port == 7000 && fromFlags.host == "0.0.0.0")
+        #expect(throws: (any Error).self) { try KeyholdConfiguration(environment: ["KEYHOLD_PORT": "http"]) }
+        #expect(throws: (any Error).self) { try KeyholdConfiguration(flags: .init(signup: "maybe"), environment: [:]) }
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import KeyholdCore
+import KeyholdSQLite
+import Logging
+import Testing
+
+/// Every storage backend, freshly created for one test.
+enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite
+
+    var testDescription: String { rawValue }
+
+    func open() async throws -> (any Storage, cleanup: @Sendable () async -> Void) {
+        switch self {
+        case .sqlite:
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keyhold-storage-\(UUID())").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let storage = try await SQLiteStorage.open(path: dir + "/keyhold.sqlite", logger: Logger(label: "test"))
+            return (storage, {
+                try? await storage.close()
+                try? FileManager.default.removeItem(atPath: dir)
+            })
+        }
+    }
+}
+
+/// One conformance suite, run against every backend.
+@Suite struct StorageConformanceTests {
+    struct Fixture {
+        let storage: any Storage
+        let org: Org
+        let owner: User
+        let vault: Vault
+    }
+
+    func withFixture(_ backend: Backend, _ body: (Fixture) async throws -> Void) async throws {
+        let (storage, cleanup) = try await backend.open()
+        do {
+            let now = Timestamp.now
+            let org = Org(id: UUID(), name: "acme", createdAt: now)
+            let owner = User(
+                id: UUID(), orgID: org.id, email: "\(UUID())@example.com", passwordHash: "$2b$hash", displayName: nil,
+                role: .owner, createdAt: now)
+            try await storage.createOrg(org, owner: owner)
+            let vault = Vault(
+                id: UUID(), orgID: org.id, name: "prod", description: nil, createdBy: owner.id, createdByType: .user,
+                kekID: "kek-\(UUID())", createdAt: now)
+            try await storage.createVault(vault, kek: KEKHandle(id: vault.kekID, material: Data([1, 2, 3])))
+            try await body(Fixture(storage: storage, org: org, owner: owner, vault: vault))
+        } catch {
+            await cleanup()
+            throw error
+        }
+        await cleanup()
+    }
+
+    func newVersion(_ f: Fixture, path: String, type: SecretType? = .apiKey, maxAccessCount: Int? = nil,
+                    expiresAt: Timestamp? = nil) -> NewSecretVersion {
+        NewSecretVersion(
+            vaultID: f.vault.id, path: path, type: type, metadata: .object(["k": .string("v")]), rotationPolicy: nil,
+            expiresAt: expiresAt, maxAccessCount: maxAccessCount, createdBy: f.owner.id, createdAt: .now,
+            kekID: f.vault.kekID, wrappedDataKey: Data([9, 9]))
+    }
+
+    @discardableResult
+    func write(_ f: Fixture, _ path: String, type: SecretType? = .apiKey, maxAccessCount: Int? = nil,
+               expiresAt: Timestamp? = nil) async throws -> SecretVersionInfo {
+        try await f.storage.writeVersion(newVersion(f, path: path, type: type, maxAccessCount: maxAccessCount, expiresAt: expiresAt)) {
+            Data("sealed-v\($0)".utf8)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func identities(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            #expect(try await f.storage.user(email: f.owner.email)?.id == f.owner.id)
+            #expect(try await f.storage.user(id: f.owner.id)?.email == f.owner.email)
+            #expect(try await f.storage.user(email: "missing@example.com") == nil)
+            let again = User(
+                id: UUID(), orgID: UUID(), email: f.owner.email, passwordHash: "x", displayName: nil, role: .owner,
+                createdAt: .now)
+            await #expect(throws: StorageError.conflict) {
+                try await f.storage.createOrg(Org(id: again.orgID, name: "b", createdAt: .now), owner: again)
+            }
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func vaultsAreScopedToTheirOrg(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            #expect(try await f.storage.vault(id: f.vault.id, orgID: f.org.id) == f.vault)
+            #expect(try await f.storage.vault(id: f.vault.id, orgID: UUID()) == nil)
+            #expect(try await f.storage.vaults(orgID: f.org.id).map(\.id) == [f.vault.id])
+            #expect(try await f.storage.vaults(orgID: UUID()).isEmpty)
+            #expect(try await f.storage.kek(id: f.vault.kekID)?.material == Data([1, 2, 3]))
+            #expect(try await !f.storage.deleteVault(id: f.vault.id, orgID: UUID()))
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func deletingAVaultRemovesItsSecretsAndKeys(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            try await write(f, "a/b")
+            #expect(try await f.storage.deleteVault(id: f.vault.id, orgID: f.org.id))
+            #expect(try await f.storage.vault(id: f.vault.id, orgID: f.org.id) == nil)
+            #expect(try await f.storage.kek(id: f.vault.kekID) == nil)
+            #expect(try await f.storage.versions(vaultID: f.vault.id, path: "a/b").isEmpty)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func versionsAreSequentialAndSealedWithTheirNumber(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            let first = try await write(f, "db/password")
+            let second = try await write(f, "db/password", type: nil)
+            #expect(first.version == 1 && second.version == 2)
+            #expect(first.secretID == second.secretID)
+            #expect(second.type == .apiKey, "a missing type keeps the previous version's")
+            let latest = try await f.storage.readVersion(vaultID: f.vault.id, path: "db/password", version: nil, now: .now)
+            #expect(latest.info.version == 2)
+            #expect(latest.ciphertext == Data("sealed-v2".utf8))
+            #expect(latest.wrappedDataKey == Data([9, 9]))
+            #expect(latest.info.metadata == .object(["k": .string("v")]))
+            let old = try await f.storage.readVersion(vaultID: f.vault.id, path: "db/password", version: 1, now: .now)
+            #expect(old.ciphertext == Data("sealed-v1".utf8))
+            #expect(try await f.storage.versions(vaultID: f.vault.id, path: "db/password").map(\.version) == [1, 2])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func concurrentWritersGetExactlyOneToN(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            let versions = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<40 { group.addTask { try await write(f, "hot/path").version } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(versions.sorted() == Array(1...40))
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func accessCountIsExactUnderConcurrency(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            try await write(f, "limited", maxAccessCount: 7)
+            let outcomes = await withTaskGroup(of: Bool.self) { group in
+                for _ in 0..<30 {
+                    group.addTask {
+                        (try? await f.storage.readVersion(vaultID: f.vault.id, path: "limited", version: nil, now: .now)) != nil
+                    }
+                }
+                return await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 }.count == 7)
+            await #expect(throws: KeyholdError.gone("")) {
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "limited", version: nil, now: .now)
+            }
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func missingExpiredDisabledAndDeleted(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            await #expect(throws: KeyholdError.notFound("")) {
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "nope", version: nil, now: .now)
+            }
+            try await write(f, "exp", expiresAt: Timestamp.now.adding(seconds: 60))
+            await #expect(throws: KeyholdError.gone("")) {
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "exp", version: nil, now: Timestamp.now.adding(seconds: 61))
+            }
+            try await write(f, "dis")
+            try await write(f, "dis")
+            #expect(try await f.storage.disableVersion(vaultID: f.vault.id, path: "dis", version: 1))
+            #expect(try await !f.storage.disableVersion(vaultID: f.vault.id, path: "dis", version: 9))
+            await #expect(throws: KeyholdError.gone("")) {
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 1, now: .now)
+            }
+            #expect(try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 2, now: .now).info.version == 2)
+            await #expect(throws: KeyholdError.notFound("")) {
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 3, now: .now)
+            }
+
+            #expect(try await f.storage.deleteSecret(vaultID: f.vault.id, path: "dis", at: .now))
+            #expect(try await !f.storage.deleteSecret(vaultID: f.vault.id, path: "dis", at: .now))
+            await #expect(throws: KeyholdError.gone("")) {
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: nil, now: .now)
+            }
+            #expect(try await !f.storage.latestVersions(vaultID: f.vault.id, prefix: nil).contains { $0.path == "dis" })
+            let revived = try await write(f, "dis")
+            #expect(revived.version == 3)
+            #expect(try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: nil, now: .now).info.version == 3)
+            await #expect(throws: KeyholdError.gone(""), "versions deleted before stay deleted") {
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 2, now: .now)
+            }
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func listsLatestPerPathByPrefix(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            for path in ["api-keys/openai", "api-keys/openai", "api-keys/stripe", "db/main", "api-keys_x", "api%keys"] {
+                try await write(f, path)
+            }
+            let all = try await f.storage.latestVersions(vaultID: f.vault.id, prefix: nil)
+            #expect(all.map(\.path) == ["api%keys", "api-keys/openai", "api-keys/stripe", "api-keys_x", "db/main"])
+            #expect(all.first { $0.path == "api-keys/openai" }?.version == 2)
+            let prefixed = try await f.storage.latestVersions(vaultID: f.vault.id, prefix: "api-keys/")
+            #expect(prefixed.map(\.path) == ["api-keys/openai", "api-keys/stripe"])
+            #expect(try await f.storage.latestVersions(vaultID: f.vault.id, prefix: "api%").map(\.path) == ["api%keys"])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func systemValuesAreWrittenOnce(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            #expect(try await f.storage.systemValue("k") == nil)
+            #expect(try await f.storage.insertSystemValueIfAbsent("k", Data([1])) == Data([1]))
+            #expect(try await f.storage.insertSystemValueIfAbsent("k", Data([2])) == Data([1]))
+            #expect(try await f.storage.systemValue("k") == Data([1]))
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func failedWriteLeavesNothingBehind(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            try await write(f, "atomic")
+            struct SealFailure: Error {}
+            await #expect(throws: SealFailure.self) {
+                try await f.storage.writeVersion(newVersion(f, path: "atomic")) { _ in throw SealFailure() }
+            }
+            #expect(try await f.storage.versions(vaultID: f.vault.id, path: "atomic").map(\.version) == [1])
+            #expect(try await write(f, "atomic").version == 2)
+        }
+    }
+}

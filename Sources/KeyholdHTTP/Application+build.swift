@@ -18,23 +18,36 @@ public func buildApplication(
         directory: configuration.dataDirectory, environmentKey: configuration.masterKey)
     let storage = try await SQLiteStorage.open(path: configuration.dataDirectory + "/keyhold.sqlite", logger: logger)
     let tokens = try await TokenService.load(system: storage, keystore: keystore)
+    let credentialHasher = try await CredentialHasher.load(system: storage, keystore: keystore)
     let authorizer = Authorizer()
-    let vaults = VaultService(store: storage, keystore: keystore, authorizer: authorizer)
+    let vaults = VaultService(store: storage, policies: storage, keystore: keystore, authorizer: authorizer)
     let secrets = SecretService(store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer)
     let accounts = AccountService(
-        store: storage, hasher: PasswordHasher(cost: UInt8(configuration.bcryptCost)), tokens: tokens)
-    let authenticator = Authenticator(tokens: tokens, identities: storage)
+        store: storage, hasher: PasswordHasher(cost: UInt8(configuration.bcryptCost)), credentials: credentialHasher)
+    let auth = AuthService(
+        identities: storage, agents: storage, credentials: storage, tokens: tokens, hasher: credentialHasher)
+    let authenticator = Authenticator(auth: auth)
 
     let router = Router(context: KeyholdRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.get("/v1/health") { _, _ in try JSONResponse.make(HealthResponse(status: "ok", version: Keyhold.version)) }
     AuthController(
-        accounts: accounts, tokens: tokens, authenticator: authenticator,
+        accounts: accounts, auth: auth, tokens: tokens, authenticator: authenticator,
         signupOpen: configuration.signup == .open, issuer: configuration.publicURL
     ).register(on: router)
     VaultController(vaults: vaults, authenticator: authenticator).register(on: router)
     SecretController(secrets: secrets, authenticator: authenticator).register(on: router)
+    PolicyController(
+        policies: PolicyService(
+            policies: storage, identities: storage, agents: storage, vaults: vaults, authorizer: authorizer),
+        authenticator: authenticator
+    ).register(on: router)
+    AgentController(
+        agents: AgentService(agents: storage, vaults: storage, hasher: credentialHasher), authenticator: authenticator
+    ).register(on: router)
+    OrgController(org: OrgService(identities: storage, hasher: credentialHasher), authenticator: authenticator)
+        .register(on: router)
 
     var app = Application(
         router: router,

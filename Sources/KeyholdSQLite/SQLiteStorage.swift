@@ -99,7 +99,39 @@ public final class SQLiteStorage: Storage {
             kek_id TEXT NOT NULL, wrapped_dek BLOB NOT NULL, ciphertext BLOB NOT NULL,
             PRIMARY KEY (secret_id, version));
         CREATE TABLE system_values (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+        """,
         """
+        CREATE TABLE agents (
+            id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL, description TEXT,
+            is_active INTEGER NOT NULL, scopes TEXT, vault_ids TEXT NOT NULL, token_ttl_seconds INTEGER,
+            expires_at INTEGER, created_by TEXT NOT NULL, created_at INTEGER NOT NULL, key_prefix TEXT NOT NULL,
+            key_digest BLOB NOT NULL, key_version INTEGER NOT NULL);
+        CREATE INDEX agents_org ON agents(org_id, created_at);
+        CREATE INDEX agents_key_prefix ON agents(key_prefix);
+        CREATE TABLE user_api_keys (
+            id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            org_id TEXT NOT NULL, name TEXT NOT NULL, key_prefix TEXT NOT NULL, key_digest BLOB NOT NULL,
+            scopes TEXT, is_active INTEGER NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER);
+        CREATE INDEX user_api_keys_user ON user_api_keys(user_id, created_at);
+        CREATE INDEX user_api_keys_prefix ON user_api_keys(key_prefix);
+        CREATE TABLE refresh_tokens (
+            digest BLOB PRIMARY KEY, family TEXT NOT NULL, principal_type TEXT NOT NULL, principal_id TEXT NOT NULL,
+            org_id TEXT NOT NULL, expires_at INTEGER NOT NULL, spent_at INTEGER);
+        CREATE INDEX refresh_tokens_family ON refresh_tokens(family);
+        CREATE INDEX refresh_tokens_principal ON refresh_tokens(principal_type, principal_id);
+        CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+        CREATE TABLE policies (
+            id TEXT PRIMARY KEY, vault_id TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+            pattern TEXT NOT NULL, principal_type TEXT NOT NULL, principal_id TEXT NOT NULL,
+            permissions TEXT NOT NULL, conditions TEXT, expires_at INTEGER, effect TEXT NOT NULL,
+            priority INTEGER NOT NULL, created_by TEXT NOT NULL, created_by_type TEXT NOT NULL,
+            created_at INTEGER NOT NULL);
+        CREATE INDEX policies_vault_principal ON policies(vault_id, principal_type, principal_id);
+        CREATE INDEX policies_principal ON policies(principal_type, principal_id);
+        CREATE TABLE invites (
+            digest BLOB PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), email TEXT NOT NULL,
+            role TEXT NOT NULL, created_by TEXT NOT NULL, expires_at INTEGER NOT NULL, redeemed_at INTEGER);
+        """,
     ]
 
     func migrate() async throws {
@@ -131,16 +163,7 @@ extension SQLiteStorage {
                 _ = try await db.query(
                     "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
                     [.uuid(org.id), .text(org.name), .int64(org.createdAt.milliseconds)])
-                _ = try await db.query(
-                    """
-                    INSERT INTO users (id, org_id, email, password_hash, display_name, role, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """,
-                    [
-                        .uuid(owner.id), .uuid(owner.orgID), .text(owner.email), .text(owner.passwordHash),
-                        .optionalText(owner.displayName), .text(owner.role.rawValue),
-                        .int64(owner.createdAt.milliseconds),
-                    ])
+                try await Self.insertUser(db, owner)
             }
         } catch let error as SQLiteError where error.reason == .constraintUniqueFailed || error.reason == .constraint {
             throw StorageError.conflict

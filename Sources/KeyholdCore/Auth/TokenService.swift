@@ -11,6 +11,12 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
     public var nbf: NotBeforeClaim?
     public var jti: IDClaim
     public var iss: IssuerClaim?
+    /// Path globs capping the caller (agents, scoped API keys).
+    public var scopes: [String]?
+    /// An agent's vault binding at issue time.
+    public var vault_ids: [String]?
+    /// The agent key version the token was minted under.
+    public var kv: Int?
 
     public func verify(using _: some JWTAlgorithm) throws {
         try exp.verifyNotExpired()
@@ -62,7 +68,9 @@ public final class TokenService: Sendable {
         public let claims: AccessTokenClaims
     }
 
-    public func issue(for principal: Principal, lifetime: Int64? = nil, now: Date = Date()) async throws -> IssuedToken {
+    public func issue(
+        for principal: Principal, lifetime: Int64? = nil, keyVersion: Int? = nil, now: Date = Date()
+    ) async throws -> IssuedToken {
         let lifetime = lifetime ?? userTokenLifetime
         let issuedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let claims = AccessTokenClaims(
@@ -72,7 +80,10 @@ public final class TokenService: Sendable {
             exp: ExpirationClaim(value: issuedAt.addingTimeInterval(TimeInterval(lifetime))),
             nbf: NotBeforeClaim(value: issuedAt),
             jti: IDClaim(value: UUID().uuidString.lowercased()),
-            iss: nil)
+            iss: nil,
+            scopes: principal.scopes,
+            vault_ids: principal.kind == .agent ? principal.vaultIDs.map { $0.uuidString.lowercased() } : nil,
+            kv: keyVersion)
         var header = JWTHeader()
         header.typ = "JWT"
         let token = try await keys.sign(claims, kid: JWKIdentifier(string: keyID), header: header)

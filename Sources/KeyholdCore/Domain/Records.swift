@@ -15,15 +15,33 @@ public struct Principal: Sendable, Hashable {
     public let orgID: UUID
     /// The org role of a user; agents have none.
     public let role: OrgRole?
-    /// The token's id, for revocation.
+    /// Path globs that cap what this caller may touch (an agent's scopes, or a scoped API key); nil = no cap.
+    public let scopes: [String]?
+    /// An agent's vault binding; empty = every vault of the org.
+    public let vaultIDs: [UUID]
+    /// The access token's id and expiry, for revocation; nil when the caller used an API key directly.
     public let tokenID: String?
+    public let tokenExpiresAt: Timestamp?
 
-    public init(kind: PrincipalKind, id: UUID, orgID: UUID, role: OrgRole?, tokenID: String? = nil) {
+    public init(
+        kind: PrincipalKind, id: UUID, orgID: UUID, role: OrgRole?, scopes: [String]? = nil, vaultIDs: [UUID] = [],
+        tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil
+    ) {
         self.kind = kind
         self.id = id
         self.orgID = orgID
         self.role = role
+        self.scopes = scopes
+        self.vaultIDs = vaultIDs
         self.tokenID = tokenID
+        self.tokenExpiresAt = tokenExpiresAt
+    }
+
+    public var isOrgAdmin: Bool { kind == .user && (role == .owner || role == .admin) }
+
+    /// Throws 403 unless the caller is a person (agents may not manage agents, members or keys).
+    public func requireHuman() throws {
+        guard kind == .user else { throw KeyholdError.forbidden("This operation is for people, not agents") }
     }
 }
 
@@ -180,5 +198,118 @@ public struct NewSecretVersion: Sendable {
         self.createdAt = createdAt
         self.kekID = kekID
         self.wrappedDataKey = wrappedDataKey
+    }
+}
+
+public struct Agent: Sendable, Hashable {
+    public var id: UUID
+    public var orgID: UUID
+    public var name: String
+    public var description: String?
+    public var isActive: Bool
+    public var scopes: [String]?
+    public var vaultIDs: [UUID]
+    public var tokenTTLSeconds: Int?
+    public var expiresAt: Timestamp?
+    public var createdBy: UUID
+    public var createdAt: Timestamp
+    /// The first characters of the current `ocv_` key, for lookup; the key itself is kept only as a keyed hash.
+    public var keyPrefix: String
+    public var keyDigest: Data
+    /// Bumped on every key rotation; tokens minted under an older key stop working.
+    public var keyVersion: Int
+
+    public init(
+        id: UUID, orgID: UUID, name: String, description: String?, isActive: Bool, scopes: [String]?,
+        vaultIDs: [UUID], tokenTTLSeconds: Int?, expiresAt: Timestamp?, createdBy: UUID, createdAt: Timestamp,
+        keyPrefix: String, keyDigest: Data, keyVersion: Int
+    ) {
+        self.id = id
+        self.orgID = orgID
+        self.name = name
+        self.description = description
+        self.isActive = isActive
+        self.scopes = scopes
+        self.vaultIDs = vaultIDs
+        self.tokenTTLSeconds = tokenTTLSeconds
+        self.expiresAt = expiresAt
+        self.createdBy = createdBy
+        self.createdAt = createdAt
+        self.keyPrefix = keyPrefix
+        self.keyDigest = keyDigest
+        self.keyVersion = keyVersion
+    }
+
+    public func isUsable(at now: Timestamp) -> Bool { isActive && (expiresAt.map { now < $0 } ?? true) }
+}
+
+/// A personal API key (`1ck_…`): acts as its user, capped by its scopes when it has any.
+public struct UserAPIKey: Sendable, Hashable {
+    public let id: UUID
+    public let userID: UUID
+    public let orgID: UUID
+    public let name: String
+    public let keyPrefix: String
+    public let keyDigest: Data
+    public let scopes: [String]?
+    public let isActive: Bool
+    public let createdAt: Timestamp
+    public let expiresAt: Timestamp?
+
+    public init(
+        id: UUID, userID: UUID, orgID: UUID, name: String, keyPrefix: String, keyDigest: Data, scopes: [String]?,
+        isActive: Bool, createdAt: Timestamp, expiresAt: Timestamp?
+    ) {
+        self.id = id
+        self.userID = userID
+        self.orgID = orgID
+        self.name = name
+        self.keyPrefix = keyPrefix
+        self.keyDigest = keyDigest
+        self.scopes = scopes
+        self.isActive = isActive
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+    }
+
+    public func isUsable(at now: Timestamp) -> Bool { isActive && (expiresAt.map { now < $0 } ?? true) }
+}
+
+/// A single-use refresh token, kept as a keyed hash. `family` links the tokens of one login, so that reuse of a
+/// spent token revokes them all.
+public struct RefreshTokenRecord: Sendable, Hashable {
+    public let digest: Data
+    public let family: UUID
+    public let principalKind: PrincipalKind
+    public let principalID: UUID
+    public let orgID: UUID
+    public let expiresAt: Timestamp
+
+    public init(digest: Data, family: UUID, principalKind: PrincipalKind, principalID: UUID, orgID: UUID, expiresAt: Timestamp) {
+        self.digest = digest
+        self.family = family
+        self.principalKind = principalKind
+        self.principalID = principalID
+        self.orgID = orgID
+        self.expiresAt = expiresAt
+    }
+}
+
+/// An invitation to join an org, redeemed at sign-up with the same email.
+public struct Invite: Sendable, Hashable {
+    public let digest: Data
+    public let orgID: UUID
+    public let email: String
+    public let role: OrgRole
+    public let createdBy: UUID
+    public let expiresAt: Timestamp
+
+    public init(digest: Data, orgID: UUID, email: String, role: OrgRole, createdBy: UUID, expiresAt: Timestamp) {
+        self.digest = digest
+        self.orgID = orgID
+        self.email = email
+        self.role = role
+        self.createdBy = createdBy
+        self.expiresAt = expiresAt
     }
 }

@@ -4,32 +4,77 @@ public enum Permission: String, Sendable, Codable, CaseIterable {
     case read, write, delete, rotate
 }
 
-/// A pure access decision for a caller on a vault (and a secret path in it).
+/// The pure access decision. For a caller, a vault, a secret path and a permission, in this order:
 ///
-/// Order, as 1Claw's: the vault must be in the caller's org (checked by the lookup: another org's vault is not
-/// found), then the vault's creator and the org's owners and admins are allowed; everyone else is denied by
-/// default. Path policies for members and agents slot in before the owner bypass.
+/// 1. **org**: the vault must belong to the caller's org (otherwise the caller is told it does not exist);
+/// 2. **vault binding**: an agent with a non-empty `vault_ids` may only touch those vaults;
+/// 3. **scopes**: a caller with scopes (an agent's, or a scoped API key's) may only touch paths one of them
+///    matches (`*` alone means any path);
+/// 4. **policies** of this caller on this vault that are in force (not expired, conditions hold), whose pattern
+///    matches the path and that cover the permission (`write` implies `delete` and `rotate`): any deny wins,
+///    even over the owner bypass; otherwise any allow grants;
+/// 5. **owner bypass**: the vault's creator and the org's owners and admins are allowed;
+/// 6. otherwise **deny** (default deny).
+///
+/// `canSee` answers the vault-level question (may the caller know this vault exists?): steps 1–2, then any allow
+/// policy in force, or the owner bypass.
 public struct Authorizer: Sendable {
     public enum Decision: Sendable, Equatable {
         case allow
         case deny(reason: String)
+
+        public var isAllowed: Bool { self == .allow }
     }
 
     public init() {}
 
-    public func decide(_ principal: Principal, vault: Vault, path: SecretPath?, permission: Permission) -> Decision {
-        guard principal.orgID == vault.orgID else { return .deny(reason: "vault of another org") }
-        if principal.kind == vault.createdByType, principal.id == vault.createdBy { return .allow }
-        if principal.kind == .user, let role = principal.role, role == .owner || role == .admin { return .allow }
+    public func decide(
+        _ principal: Principal, vault: Vault, path: SecretPath, permission: Permission, policies: [Policy],
+        context: AccessContext
+    ) -> Decision {
+        if let denial = bindingDenial(principal, vault: vault) { return .deny(reason: denial) }
+        if let scopes = principal.scopes, !scopes.isEmpty, !scopes.contains(where: { Self.scope($0, allows: path) }) {
+            return .deny(reason: "path is outside the caller's scopes")
+        }
+        let matching = inForce(policies, principal, vault, context).filter {
+            $0.covers(permission) && $0.pattern.matches(path)
+        }
+        if matching.contains(where: { $0.effect == .deny }) { return .deny(reason: "denied by policy") }
+        if matching.contains(where: { $0.effect == .allow }) { return .allow }
+        if isOwner(principal, of: vault) { return .allow }
         return .deny(reason: "no policy grants \(permission.rawValue)")
     }
 
-    /// Throws 403 unless allowed.
-    public func require(_ principal: Principal, vault: Vault, path: SecretPath?, permission: Permission)
-        throws
-    {
-        if case .deny = decide(principal, vault: vault, path: path, permission: permission) {
-            throw KeyholdError.forbidden("Access denied")
+    public func canSee(_ principal: Principal, vault: Vault, policies: [Policy], context: AccessContext) -> Bool {
+        guard bindingDenial(principal, vault: vault) == nil else { return false }
+        return isOwner(principal, of: vault)
+            || inForce(policies, principal, vault, context).contains { $0.effect == .allow }
+    }
+
+    /// The vault's creator, or an owner or admin of its org: who may manage the vault and its policies.
+    public func isOwner(_ principal: Principal, of vault: Vault) -> Bool {
+        guard principal.orgID == vault.orgID else { return false }
+        if principal.kind == vault.createdByType, principal.id == vault.createdBy { return true }
+        return principal.isOrgAdmin
+    }
+
+    private func bindingDenial(_ principal: Principal, vault: Vault) -> String? {
+        guard principal.orgID == vault.orgID else { return "vault of another org" }
+        if principal.kind == .agent, !principal.vaultIDs.isEmpty, !principal.vaultIDs.contains(vault.id) {
+            return "agent is not bound to this vault"
         }
+        return nil
+    }
+
+    private func inForce(_ policies: [Policy], _ principal: Principal, _ vault: Vault, _ context: AccessContext)
+        -> [Policy]
+    {
+        policies.filter { $0.vaultID == vault.id && $0.applies(to: principal, at: context) }
+    }
+
+    static func scope(_ scope: String, allows path: SecretPath) -> Bool {
+        if scope == "*" { return true }
+        guard let pattern = try? PathPattern(validating: scope) else { return false }
+        return pattern.matches(path)
     }
 }

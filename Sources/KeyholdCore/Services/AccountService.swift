@@ -4,12 +4,12 @@ import Foundation
 public struct AccountService: Sendable {
     let store: any IdentityStore
     let hasher: PasswordHasher
-    let tokens: TokenService
+    let credentials: CredentialHasher
 
-    public init(store: any IdentityStore, hasher: PasswordHasher, tokens: TokenService) {
+    public init(store: any IdentityStore, hasher: PasswordHasher, credentials: CredentialHasher) {
         self.store = store
         self.hasher = hasher
-        self.tokens = tokens
+        self.credentials = credentials
     }
 
     public static func normalizedEmail(_ email: String) throws -> String {
@@ -22,17 +22,28 @@ public struct AccountService: Sendable {
         return trimmed
     }
 
-    /// Creates an org with the new user as its owner.
-    public func signup(email: String, password: String, displayName: String?) async throws -> User {
+    /// Creates an org with the new user as its owner or, with an invite token, joins the inviting org with the
+    /// invited role (the invite must be unexpired and for the same email).
+    public func signup(email: String, password: String, displayName: String?, inviteToken: String? = nil) async throws
+        -> User
+    {
         let email = try Self.normalizedEmail(email)
         try PasswordPolicy.validate(password)
         if let displayName, displayName.count > 255 { throw KeyholdError.badRequest("display_name is too long") }
+        if let inviteToken, !CredentialKind.invite.matchesShape(inviteToken) {
+            throw KeyholdError.badRequest("invite_token is not valid")
+        }
         let now = Timestamp.now
         let org = Org(id: UUID(), name: displayName ?? email, createdAt: now)
         let user = User(
             id: UUID(), orgID: org.id, email: email, passwordHash: try await hasher.hash(password),
             displayName: displayName, role: .owner, createdAt: now)
         do {
+            if let inviteToken {
+                guard let joined = try await store.redeemInvite(digest: credentials.digest(inviteToken), user: user, now: now)
+                else { throw KeyholdError.badRequest("invite_token is not valid for this email, or has expired") }
+                return joined
+            }
             try await store.createOrg(org, owner: user)
         } catch StorageError.conflict {
             throw KeyholdError(.conflict, "An account with this email already exists")
@@ -48,11 +59,6 @@ public struct AccountService: Sendable {
             throw KeyholdError.invalidCredentials
         }
         return user
-    }
-
-    public func login(email: String, password: String) async throws -> TokenService.IssuedToken {
-        let user = try await authenticate(email: email, password: password)
-        return try await tokens.issue(for: Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role))
     }
 
     public func user(for principal: Principal) async throws -> User {

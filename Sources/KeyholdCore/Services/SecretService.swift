@@ -62,12 +62,10 @@ public struct SecretService: Sendable {
 
     /// Creates the next version of `path`. The data key is fresh for every version.
     public func write(
-        _ request: WriteRequest, vaultID: UUID, path: SecretPath, by principal: Principal,
-        permission: Permission = .write
+        _ request: WriteRequest, vaultID: UUID, path: SecretPath, by caller: Caller, permission: Permission = .write
     ) async throws -> SecretVersionInfo {
         try request.validate()
-        let vault = try await vaults.vault(vaultID, for: principal, permission: permission)
-        try authorizer.require(principal, vault: vault, path: path, permission: permission)
+        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: permission)
         let kek = try await vaults.kek(vault.kekID)
         let dataKey = KeyMaterial.randomKey()
         let wrapped = try await keystore.wrap(dataKey: dataKey, with: kek)
@@ -75,7 +73,7 @@ public struct SecretService: Sendable {
         let newVersion = NewSecretVersion(
             vaultID: vault.id, path: path.rawValue, type: request.type, metadata: request.metadata,
             rotationPolicy: request.rotationPolicy, expiresAt: request.expiresAt,
-            maxAccessCount: request.maxAccessCount, createdBy: principal.id, createdAt: .now, kekID: kek.id,
+            maxAccessCount: request.maxAccessCount, createdBy: caller.principal.id, createdAt: .now, kekID: kek.id,
             wrappedDataKey: wrapped)
         let orgID = vault.orgID
         return try await store.writeVersion(newVersion) { version in
@@ -86,11 +84,8 @@ public struct SecretService: Sendable {
     }
 
     /// Reads the latest version, or `version`, with its value. Counts the access.
-    public func read(vaultID: UUID, path: SecretPath, version: Int? = nil, by principal: Principal) async throws
-        -> Revealed
-    {
-        let vault = try await vaults.vault(vaultID, for: principal)
-        try authorizer.require(principal, vault: vault, path: path, permission: .read)
+    public func read(vaultID: UUID, path: SecretPath, version: Int? = nil, by caller: Caller) async throws -> Revealed {
+        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read)
         let sealed = try await store.readVersion(vaultID: vault.id, path: path.rawValue, version: version, now: .now)
         let kek = try await vaults.kek(sealed.kekID)
         let dataKey = try await keystore.unwrap(sealed.wrappedDataKey, with: kek)
@@ -100,36 +95,37 @@ public struct SecretService: Sendable {
         return Revealed(info: sealed.info, value: String(decoding: plaintext, as: UTF8.self))
     }
 
-    public func list(vaultID: UUID, prefix: String?, by principal: Principal) async throws -> [SecretVersionInfo] {
+    /// Metadata of the latest version of every path under `prefix` that the caller may read.
+    public func list(vaultID: UUID, prefix: String?, by caller: Caller) async throws -> [SecretVersionInfo] {
         if let prefix, prefix.utf8.count > SecretPath.maxLength {
             throw KeyholdError.badRequest("prefix is longer than \(SecretPath.maxLength) bytes")
         }
-        let vault = try await vaults.vault(vaultID, for: principal)
-        return try await store.latestVersions(vaultID: vault.id, prefix: prefix).filter {
+        let access = try await vaults.access(vaultID, for: caller)
+        return try await store.latestVersions(vaultID: access.vault.id, prefix: prefix).filter {
             guard let path = try? SecretPath(validating: $0.path) else { return false }
-            return authorizer.decide(principal, vault: vault, path: path, permission: .read) == .allow
+            return authorizer.decide(
+                caller.principal, vault: access.vault, path: path, permission: .read, policies: access.policies,
+                context: caller.context
+            ).isAllowed
         }
     }
 
-    public func versions(vaultID: UUID, path: SecretPath, by principal: Principal) async throws -> [SecretVersionInfo] {
-        let vault = try await vaults.vault(vaultID, for: principal)
-        try authorizer.require(principal, vault: vault, path: path, permission: .read)
+    public func versions(vaultID: UUID, path: SecretPath, by caller: Caller) async throws -> [SecretVersionInfo] {
+        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read)
         let versions = try await store.versions(vaultID: vault.id, path: path.rawValue)
         guard !versions.isEmpty else { throw KeyholdError.notFound("Secret not found") }
         return versions
     }
 
-    public func disable(vaultID: UUID, path: SecretPath, version: Int, by principal: Principal) async throws {
-        let vault = try await vaults.vault(vaultID, for: principal, permission: .write)
-        try authorizer.require(principal, vault: vault, path: path, permission: .write)
+    public func disable(vaultID: UUID, path: SecretPath, version: Int, by caller: Caller) async throws {
+        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .write)
         guard try await store.disableVersion(vaultID: vault.id, path: path.rawValue, version: version) else {
             throw KeyholdError.notFound("Secret version not found")
         }
     }
 
-    public func delete(vaultID: UUID, path: SecretPath, by principal: Principal) async throws {
-        let vault = try await vaults.vault(vaultID, for: principal, permission: .delete)
-        try authorizer.require(principal, vault: vault, path: path, permission: .delete)
+    public func delete(vaultID: UUID, path: SecretPath, by caller: Caller) async throws {
+        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .delete)
         guard try await store.deleteSecret(vaultID: vault.id, path: path.rawValue, at: .now) else {
             throw KeyholdError.notFound("Secret not found")
         }
@@ -138,18 +134,28 @@ public struct SecretService: Sendable {
     /// Server-side rotation: a new version with a random value the caller never sees in the response.
     public func rotate(
         vaultID: UUID, path: SecretPath, length: Int, charset: RandomValue.Charset, type: SecretType?,
-        by principal: Principal
+        by caller: Caller
     ) async throws -> SecretVersionInfo {
         guard (8...1024).contains(length) else { throw KeyholdError.badRequest("length must be between 8 and 1024") }
-        let vault = try await vaults.vault(vaultID, for: principal, permission: .rotate)
-        try authorizer.require(principal, vault: vault, path: path, permission: .rotate)
+        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .rotate)
         guard let current = try await store.latestVersions(vaultID: vault.id, prefix: path.rawValue)
             .first(where: { $0.path == path.rawValue })
         else { throw KeyholdError.notFound("Secret not found") }
         let request = WriteRequest(
             value: RandomValue.generate(length: length, charset: charset), type: type ?? current.type,
             metadata: current.metadata, rotationPolicy: current.rotationPolicy)
-        return try await write(request, vaultID: vault.id, path: path, by: principal, permission: .rotate)
+        return try await write(request, vaultID: vault.id, path: path, by: caller, permission: .rotate)
+    }
+
+    /// The vault, if the caller may use `permission` on `path` in it. A caller who may see the vault but not the
+    /// path gets the same 403 whether or not a secret exists there.
+    func authorize(_ caller: Caller, vaultID: UUID, path: SecretPath, permission: Permission) async throws -> Vault {
+        let access = try await vaults.access(vaultID, for: caller)
+        let decision = authorizer.decide(
+            caller.principal, vault: access.vault, path: path, permission: permission, policies: access.policies,
+            context: caller.context)
+        guard decision.isAllowed else { throw KeyholdError.forbidden("Access denied") }
+        return access.vault
     }
 }
 

@@ -1,23 +1,32 @@
 import Foundation
 import Synchronization
 
-/// Vault lifecycle. Every lookup is scoped to the caller's org: another org's vault is "not found".
+/// A vault the caller may see, with the caller's policies on it (fetched once per request).
+public struct VaultAccess: Sendable {
+    public let vault: Vault
+    public let policies: [Policy]
+}
+
+/// Vault lifecycle. Every lookup is scoped to the caller's org, and a vault the caller may not see at all answers
+/// exactly like one that does not exist.
 public final class VaultService: Sendable {
     let store: any VaultStore
+    let policies: any PolicyStore
     let keystore: any Keystore
     let authorizer: Authorizer
     /// KEK handles never change once written, so they are cached by id.
     private let kekCache = Mutex<[String: KEKHandle]>([:])
 
-    public init(store: any VaultStore, keystore: any Keystore, authorizer: Authorizer) {
+    public init(store: any VaultStore, policies: any PolicyStore, keystore: any Keystore, authorizer: Authorizer) {
         self.store = store
+        self.policies = policies
         self.keystore = keystore
         self.authorizer = authorizer
     }
 
     public static let notFound = KeyholdError.notFound("Vault not found")
 
-    public func create(by principal: Principal, name: String, description: String?) async throws -> Vault {
+    public func create(by caller: Caller, name: String, description: String?) async throws -> Vault {
         let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
         if let description, description.count > 4096 {
@@ -26,30 +35,41 @@ public final class VaultService: Sendable {
         let id = UUID()
         let kek = try await keystore.createKEK(id: "vault-\(id.uuidString.lowercased())-v1")
         let vault = Vault(
-            id: id, orgID: principal.orgID, name: name, description: description, createdBy: principal.id,
-            createdByType: principal.kind, kekID: kek.id, createdAt: .now)
+            id: id, orgID: caller.principal.orgID, name: name, description: description,
+            createdBy: caller.principal.id, createdByType: caller.principal.kind, kekID: kek.id, createdAt: .now)
         try await store.createVault(vault, kek: kek)
         kekCache.withLock { $0[kek.id] = kek }
         return vault
     }
 
-    /// The vault, if it exists in the caller's org and the caller may use it with `permission`.
-    public func vault(_ id: UUID, for principal: Principal, permission: Permission = .read) async throws -> Vault {
+    /// The vault with the caller's policies on it, if the caller may see it.
+    public func access(_ id: UUID, for caller: Caller) async throws -> VaultAccess {
+        let principal = caller.principal
         guard let vault = try await store.vault(id: id, orgID: principal.orgID) else { throw Self.notFound }
-        try authorizer.require(principal, vault: vault, path: nil, permission: permission)
-        return vault
+        let policies = try await policies.policies(
+            vaultID: vault.id, principalKind: principal.kind, principalID: principal.id)
+        guard authorizer.canSee(principal, vault: vault, policies: policies, context: caller.context) else {
+            throw Self.notFound
+        }
+        return VaultAccess(vault: vault, policies: policies)
     }
 
-    /// The vaults of the caller's org that the caller may read.
-    public func list(for principal: Principal) async throws -> [Vault] {
-        try await store.vaults(orgID: principal.orgID).filter {
-            authorizer.decide(principal, vault: $0, path: nil, permission: .read) == .allow
+    /// The vaults of the caller's org that the caller may see.
+    public func list(for caller: Caller) async throws -> [Vault] {
+        let principal = caller.principal
+        let mine = try await policies.policies(principalKind: principal.kind, principalID: principal.id)
+        return try await store.vaults(orgID: principal.orgID).filter {
+            authorizer.canSee(principal, vault: $0, policies: mine, context: caller.context)
         }
     }
 
-    public func delete(_ id: UUID, by principal: Principal) async throws {
-        let vault = try await vault(id, for: principal, permission: .delete)
-        guard try await store.deleteVault(id: vault.id, orgID: principal.orgID) else { throw Self.notFound }
+    /// Deletes the vault with its secrets and keys; only its owners may.
+    public func delete(_ id: UUID, by caller: Caller) async throws {
+        let vault = try await access(id, for: caller).vault
+        guard authorizer.isOwner(caller.principal, of: vault) else {
+            throw KeyholdError.forbidden("Only the vault's owners may delete it")
+        }
+        guard try await store.deleteVault(id: vault.id, orgID: vault.orgID) else { throw Self.notFound }
     }
 
     public func kek(_ id: String) async throws -> KEKHandle {

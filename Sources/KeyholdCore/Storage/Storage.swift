@@ -4,6 +4,8 @@ import Foundation
 public enum StorageError: Error, Sendable, Equatable {
     /// A uniqueness constraint refused the write (e.g. an email already registered).
     case conflict
+    /// The change would leave an org without an owner.
+    case lastOwner
     /// The backend failed (I/O, connection); the message is for logs only.
     case backend(String)
 }
@@ -13,6 +15,55 @@ public protocol IdentityStore: Sendable {
     func createOrg(_ org: Org, owner: User) async throws
     func user(email: String) async throws -> User?
     func user(id: UUID) async throws -> User?
+    func users(orgID: UUID) async throws -> [User]
+    /// Changes a member's role unless that would leave the org without an owner. `false` when no such member.
+    func updateRole(userID: UUID, orgID: UUID, role: OrgRole) async throws -> Bool
+    /// Removes a member (and their keys and policies) unless they are the org's last owner.
+    func removeUser(id: UUID, orgID: UUID) async throws -> Bool
+
+    func createInvite(_ invite: Invite) async throws
+    /// Redeems an unexpired invite for `user.email` and creates the user in the invite's org with its role, in
+    /// one transaction. Returns the created user, or nil when no such invite is valid.
+    func redeemInvite(digest: Data, user: User, now: Timestamp) async throws -> User?
+}
+
+public protocol AgentStore: Sendable {
+    func createAgent(_ agent: Agent) async throws
+    func agent(id: UUID) async throws -> Agent?
+    func agents(orgID: UUID) async throws -> [Agent]
+    func agents(keyPrefix: String) async throws -> [Agent]
+    /// Saves every field of an existing agent; `false` when it does not exist.
+    func updateAgent(_ agent: Agent) async throws -> Bool
+    /// Deletes the agent and its policies.
+    func deleteAgent(id: UUID, orgID: UUID) async throws -> Bool
+}
+
+public protocol CredentialStore: Sendable {
+    func createAPIKey(_ key: UserAPIKey) async throws
+    func apiKeys(userID: UUID) async throws -> [UserAPIKey]
+    func apiKeys(keyPrefix: String) async throws -> [UserAPIKey]
+    /// Deactivates a key; `false` when the user has no such active key.
+    func deactivateAPIKey(id: UUID, userID: UUID) async throws -> Bool
+
+    func createRefreshToken(_ token: RefreshTokenRecord) async throws
+    /// Spends a refresh token: returns it if it was unspent and unexpired. Presenting a spent token revokes its
+    /// whole family and returns nil.
+    func spendRefreshToken(digest: Data, now: Timestamp) async throws -> RefreshTokenRecord?
+
+    /// Records an access token id as revoked until it would have expired anyway.
+    func revokeToken(id: String, expiresAt: Timestamp) async throws
+    func isTokenRevoked(id: String) async throws -> Bool
+}
+
+public protocol PolicyStore: Sendable {
+    func createPolicy(_ policy: Policy) async throws
+    func policy(id: UUID, vaultID: UUID) async throws -> Policy?
+    func policies(vaultID: UUID) async throws -> [Policy]
+    /// Every policy naming this principal, on any vault.
+    func policies(principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy]
+    func policies(vaultID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy]
+    func updatePolicy(_ policy: Policy) async throws -> Bool
+    func deletePolicy(id: UUID, vaultID: UUID) async throws -> Bool
 }
 
 public protocol VaultStore: Sendable {
@@ -55,6 +106,6 @@ public protocol SystemStore: Sendable {
 }
 
 /// Everything one backend provides.
-public protocol Storage: IdentityStore, VaultStore, SecretStore, SystemStore {
+public protocol Storage: IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore {
     func close() async throws
 }

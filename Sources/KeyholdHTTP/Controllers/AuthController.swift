@@ -2,9 +2,11 @@ import Foundation
 import Hummingbird
 import KeyholdCore
 
-/// Human sign-up and login, the caller's profile, and the public keys that verify Keyhold's tokens.
+/// Sign-up, login, token exchange, refresh and revocation, personal API keys, the caller's profile, and the
+/// public keys that verify Keyhold's tokens.
 struct AuthController {
     let accounts: AccountService
+    let auth: AuthService
     let tokens: TokenService
     let authenticator: Authenticator
     let signupOpen: Bool
@@ -14,12 +16,57 @@ struct AuthController {
         router.post("/v1/auth/signup") { request, _ in try await signup(request) }
         router.post("/v1/auth/token") { request, _ in
             let body = try await RequestBody.decode(LoginRequest.self, from: request)
-            let issued = try await accounts.login(email: body.email, password: body.password)
-            return try JSONResponse.make(TokenResponse(access_token: issued.token, expires_in: issued.expiresIn))
+            let user = try await accounts.authenticate(email: body.email, password: body.password)
+            return try JSONResponse.make(SessionResponse(try await auth.session(for: user)))
+        }
+        router.delete("/v1/auth/token") { request, _ in
+            try await auth.revoke(try await authenticator.principal(request))
+            return JSONResponse.noContent()
+        }
+        router.post("/v1/auth/agent-token") { request, _ in
+            let body = try await RequestBody.decode(AgentTokenRequest.self, from: request)
+            var agentID: UUID?
+            if let text = body.agent_id {
+                guard let id = UUID(uuidString: text) else { throw KeyholdError(.unauthorized, "Invalid agent_id or api_key") }
+                agentID = id
+            }
+            let (session, _) = try await auth.exchangeAgentKey(body.api_key, agentID: agentID)
+            return try JSONResponse.make(SessionResponse(session))
+        }
+        router.post("/v1/auth/api-key-token") { request, _ in
+            let body = try await RequestBody.decode(APIKeyTokenRequest.self, from: request)
+            return try JSONResponse.make(SessionResponse(try await auth.exchangeUserKey(body.api_key)))
+        }
+        router.post("/v1/auth/refresh") { request, _ in
+            let body = try await RequestBody.decode(RefreshRequest.self, from: request, emptyAsObject: true)
+            let session =
+                if let token = body.refresh_token {
+                    try await auth.refresh(token: token)
+                } else {
+                    try await auth.refresh(current: try await authenticator.principal(request))
+                }
+            return try JSONResponse.make(SessionResponse(session))
         }
         router.get("/v1/auth/me") { request, _ in
-            let principal = try await authenticator.principal(for: request)
+            let principal = try await authenticator.principal(request)
             return try JSONResponse.make(UserProfileResponse(try await accounts.user(for: principal)))
+        }
+        router.post("/v1/auth/api-keys") { request, _ in
+            let principal = try await authenticator.principal(request)
+            let body = try await RequestBody.decode(CreateAPIKeyRequest.self, from: request)
+            let (key, secret) = try await auth.createAPIKey(
+                for: principal, name: body.name, scopes: body.scopes, expiresAt: body.expires_at)
+            return try JSONResponse.make(APIKeyCreatedResponse(key: APIKeyResponse(key), api_key: secret), status: .created)
+        }
+        router.get("/v1/auth/api-keys") { request, _ in
+            let keys = try await auth.apiKeys(for: try await authenticator.principal(request))
+            return try JSONResponse.make(APIKeyListResponse(keys: keys.map(APIKeyResponse.init)))
+        }
+        router.delete("/v1/auth/api-keys/:key_id") { request, context in
+            let principal = try await authenticator.principal(request)
+            let id = try context.uuidParameter("key_id", notFound: .notFound("API key not found"))
+            try await auth.deleteAPIKey(id, for: principal)
+            return JSONResponse.noContent()
         }
         router.get("/v1/auth/jwt-public-key") { _, _ in
             try JSONResponse.make([
@@ -41,14 +88,18 @@ struct AuthController {
     }
 
     func signup(_ request: Request) async throws -> Response {
-        guard signupOpen else { throw KeyholdError.forbidden("Sign-up is closed on this server") }
         let body = try await RequestBody.decode(SignupRequest.self, from: request)
-        let user = try await accounts.signup(email: body.email, password: body.password, displayName: body.display_name)
-        let issued = try await tokens.issue(for: Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role))
+        guard signupOpen || body.invite_token != nil else {
+            throw KeyholdError.forbidden("Sign-up is closed on this server; ask an org admin for an invite")
+        }
+        let user = try await accounts.signup(
+            email: body.email, password: body.password, displayName: body.display_name, inviteToken: body.invite_token)
+        let session = try await auth.session(for: user)
         return try JSONResponse.make(
             SignupResponse(
-                user_id: user.id.wire, org_id: user.orgID.wire, email: user.email, message: "Account created",
-                access_token: issued.token, expires_in: issued.expiresIn))
+                user_id: user.id.wire, org_id: user.orgID.wire, email: user.email, role: user.role.rawValue,
+                message: "Account created", access_token: session.access.token, expires_in: session.access.expiresIn,
+                refresh_token: session.refreshToken))
     }
 }
 
@@ -57,7 +108,7 @@ struct OpenIDConfiguration: Encodable {
     let jwks_uri: String
     let token_endpoint: String
     let id_token_signing_alg_values_supported = ["EdDSA"]
-    let grant_types_supported = ["password", "urn:ietf:params:oauth:grant-type:token-exchange"]
+    let grant_types_supported = ["password", "refresh_token"]
     let subject_types_supported = ["public"]
     let response_types_supported = ["token"]
 

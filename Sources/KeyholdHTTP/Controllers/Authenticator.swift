@@ -2,25 +2,34 @@ import Foundation
 import Hummingbird
 import KeyholdCore
 
-/// Turns the `Authorization: Bearer …` header into a `Principal`, or throws the one 401.
+/// Turns `Authorization: Bearer …` into a `Caller` (principal, client address, time), or throws the one 401.
 struct Authenticator: Sendable {
-    let tokens: TokenService
-    let identities: any IdentityStore
+    let auth: AuthService
 
-    func principal(for request: Request) async throws -> Principal {
-        guard let header = request.headers[.authorization], header.utf8.count <= 8192 else {
-            throw KeyholdError.unauthenticated
-        }
+    func caller(_ request: Request, _ context: KeyholdRequestContext) async throws -> Caller {
+        Caller(try await principal(request), context: AccessContext(clientIP: context.clientIP))
+    }
+
+    func principal(_ request: Request) async throws -> Principal {
+        guard let credential = Self.bearer(request) else { throw KeyholdError.unauthenticated }
+        return try await auth.principal(bearer: credential)
+    }
+
+    static func bearer(_ request: Request) -> String? {
+        guard let header = request.headers[.authorization], header.utf8.count <= 8192 else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw KeyholdError.unauthenticated }
-        let claims = try await tokens.verify(String(parts[1]).trimmingCharacters(in: .whitespaces))
-        let subject = claims.sub.value.split(separator: ":", maxSplits: 1)
-        guard subject.count == 2, subject[0] == "user", let id = UUID(uuidString: String(subject[1])),
-            let orgID = UUID(uuidString: claims.org)
-        else { throw KeyholdError.unauthenticated }
-        guard let user = try await identities.user(id: id), user.orgID == orgID else {
-            throw KeyholdError.unauthenticated
-        }
-        return Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role, tokenID: claims.jti.value)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let credential = parts[1].trimmingCharacters(in: .whitespaces)
+        return credential.isEmpty ? nil : credential
+    }
+}
+
+extension KeyholdRequestContext {
+    /// The peer's address (no proxy headers are trusted).
+    var clientIP: IPAddress? { remoteAddress?.ipAddress.flatMap { IPAddress($0) } }
+
+    func uuidParameter(_ name: String, notFound: KeyholdError) throws -> UUID {
+        guard let text = parameters.get(name), let id = UUID(uuidString: text) else { throw notFound }
+        return id
     }
 }

@@ -10,7 +10,7 @@ struct SecretController {
 
     func register(on router: Router<KeyholdRequestContext>) {
         router.put("/v1/vaults/:vault_id/secrets/**") { request, context in
-            let principal = try await authenticator.principal(for: request)
+            let caller = try await authenticator.caller(request, context)
             let path = try Self.secretPath(request)
             let body = try await RequestBody.decode(PutSecretRequest.self, from: request)
             let info = try await secrets.write(
@@ -18,47 +18,47 @@ struct SecretController {
                     value: body.value, type: try Self.secretType(body.type), metadata: body.metadata,
                     rotationPolicy: body.rotation_policy, expiresAt: body.expires_at,
                     maxAccessCount: body.max_access_count),
-                vaultID: try context.vaultID(), path: path, by: principal)
+                vaultID: try context.vaultID(), path: path, by: caller)
             return try JSONResponse.make(SecretMetadataResponse(info), status: .created)
         }
         router.get("/v1/vaults/:vault_id/secrets/**") { request, context in
-            let principal = try await authenticator.principal(for: request)
+            let caller = try await authenticator.caller(request, context)
             let revealed = try await secrets.read(
-                vaultID: try context.vaultID(), path: try Self.secretPath(request), by: principal)
+                vaultID: try context.vaultID(), path: try Self.secretPath(request), by: caller)
             return try JSONResponse.make(SecretResponse(revealed))
         }
         router.delete("/v1/vaults/:vault_id/secrets/**") { request, context in
-            let principal = try await authenticator.principal(for: request)
-            try await secrets.delete(vaultID: try context.vaultID(), path: try Self.secretPath(request), by: principal)
+            let caller = try await authenticator.caller(request, context)
+            try await secrets.delete(vaultID: try context.vaultID(), path: try Self.secretPath(request), by: caller)
             return JSONResponse.noContent()
         }
         router.get("/v1/vaults/:vault_id/secrets") { request, context in
-            let principal = try await authenticator.principal(for: request)
+            let caller = try await authenticator.caller(request, context)
             let prefix = request.uri.queryParameters.get("prefix")
-            let list = try await secrets.list(vaultID: try context.vaultID(), prefix: prefix, by: principal)
+            let list = try await secrets.list(vaultID: try context.vaultID(), prefix: prefix, by: caller)
             return try JSONResponse.make(SecretListResponse(secrets: list.map(SecretMetadataResponse.init)))
         }
         router.get("/v1/vaults/:vault_id/secret-versions/**") { request, context in
-            let principal = try await authenticator.principal(for: request)
+            let caller = try await authenticator.caller(request, context)
             let versions = try await secrets.versions(
-                vaultID: try context.vaultID(), path: try Self.secretPath(request), by: principal)
+                vaultID: try context.vaultID(), path: try Self.secretPath(request), by: caller)
             return try JSONResponse.make(SecretVersionListResponse(versions: versions.map(SecretMetadataResponse.init)))
         }
         router.get("/v1/vaults/:vault_id/secret-version/**") { request, context in
-            let principal = try await authenticator.principal(for: request)
+            let caller = try await authenticator.caller(request, context)
             let (path, version) = try Self.secretPathAndVersion(request)
             let revealed = try await secrets.read(
-                vaultID: try context.vaultID(), path: path, version: version, by: principal)
+                vaultID: try context.vaultID(), path: path, version: version, by: caller)
             return try JSONResponse.make(SecretResponse(revealed))
         }
         router.post("/v1/vaults/:vault_id/secret-version-disable/**") { request, context in
-            let principal = try await authenticator.principal(for: request)
+            let caller = try await authenticator.caller(request, context)
             let (path, version) = try Self.secretPathAndVersion(request)
-            try await secrets.disable(vaultID: try context.vaultID(), path: path, version: version, by: principal)
+            try await secrets.disable(vaultID: try context.vaultID(), path: path, version: version, by: caller)
             return JSONResponse.noContent()
         }
         router.post("/v1/vaults/:vault_id/secret-rotate/**") { request, context in
-            let principal = try await authenticator.principal(for: request)
+            let caller = try await authenticator.caller(request, context)
             let path = try Self.secretPath(request)
             let body = try await RequestBody.decode(RotateSecretRequest.self, from: request, emptyAsObject: true)
             guard let charset = RandomValue.Charset(rawValue: body.charset ?? "hex") else {
@@ -66,7 +66,7 @@ struct SecretController {
             }
             let info = try await secrets.rotate(
                 vaultID: try context.vaultID(), path: path, length: body.length ?? 32, charset: charset,
-                type: try Self.secretType(body.type), by: principal)
+                type: try Self.secretType(body.type), by: caller)
             return try JSONResponse.make(SecretMetadataResponse(info), status: .created)
         }
     }

@@ -8,24 +8,24 @@ struct VaultController {
     let authenticator: Authenticator
 
     func register(on router: Router<KeyholdRequestContext>) {
-        router.post("/v1/vaults") { request, _ in
-            let principal = try await authenticator.principal(for: request)
+        router.post("/v1/vaults") { request, context in
+            let caller = try await authenticator.caller(request, context)
             let body = try await RequestBody.decode(CreateVaultRequest.self, from: request)
-            let vault = try await vaults.create(by: principal, name: body.name, description: body.description)
+            let vault = try await vaults.create(by: caller, name: body.name, description: body.description)
             return try JSONResponse.make(VaultResponse(vault), status: .created)
         }
-        router.get("/v1/vaults") { request, _ in
-            let principal = try await authenticator.principal(for: request)
-            return try JSONResponse.make(VaultListResponse(vaults: try await vaults.list(for: principal).map(VaultResponse.init)))
+        router.get("/v1/vaults") { request, context in
+            let caller = try await authenticator.caller(request, context)
+            return try JSONResponse.make(VaultListResponse(vaults: try await vaults.list(for: caller).map(VaultResponse.init)))
         }
         router.get("/v1/vaults/:vault_id") { request, context in
-            let principal = try await authenticator.principal(for: request)
-            let vault = try await vaults.vault(try context.vaultID(), for: principal)
+            let caller = try await authenticator.caller(request, context)
+            let vault = try await vaults.access(try context.vaultID(), for: caller).vault
             return try JSONResponse.make(VaultResponse(vault))
         }
         router.delete("/v1/vaults/:vault_id") { request, context in
-            let principal = try await authenticator.principal(for: request)
-            try await vaults.delete(try context.vaultID(), by: principal)
+            let caller = try await authenticator.caller(request, context)
+            try await vaults.delete(try context.vaultID(), by: caller)
             return JSONResponse.noContent()
         }
     }
@@ -33,10 +33,5 @@ struct VaultController {
 
 extension KeyholdRequestContext {
     /// The `:vault_id` parameter; a malformed id is a 404 exactly like a missing vault.
-    func vaultID() throws -> UUID {
-        guard let text = parameters.get("vault_id"), let id = UUID(uuidString: text) else {
-            throw VaultService.notFound
-        }
-        return id
-    }
+    func vaultID() throws -> UUID { try uuidParameter("vault_id", notFound: VaultService.notFound) }
 }

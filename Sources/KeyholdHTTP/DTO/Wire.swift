@@ -7,6 +7,7 @@ struct SignupRequest: Decodable {
     let email: String
     let password: String
     let display_name: String?
+    let invite_token: String?
 }
 
 struct LoginRequest: Decodable {
@@ -14,20 +15,16 @@ struct LoginRequest: Decodable {
     let password: String
 }
 
-struct TokenResponse: Encodable {
-    let access_token: String
-    let token_type = "Bearer"
-    let expires_in: Int64
-}
-
 struct SignupResponse: Encodable {
     let user_id: String
     let org_id: String
     let email: String
+    let role: String
     let message: String
     let access_token: String
     let token_type = "Bearer"
     let expires_in: Int64
+    let refresh_token: String?
 }
 
 struct UserProfileResponse: Encodable {
@@ -128,33 +125,23 @@ struct SecretMetadataResponse: Encodable {
     }
 }
 
+/// `SecretResponse`: the metadata fields plus the value; only GET secret and GET secret version send it.
 struct SecretResponse: Encodable {
-    let id: String
-    let path: String
-    let type: String
+    let info: SecretMetadataResponse
     let value: String
-    let version: Int
-    let metadata: JSONValue?
-    let created_by: String
-    let created_at: Timestamp
-    let expires_at: Timestamp?
-    let max_access_count: Int?
-    let access_count: Int
-    let cmek_encrypted = false
 
     init(_ revealed: SecretService.Revealed) {
-        let info = revealed.info
-        id = info.secretID.wire
-        path = info.path
-        type = info.type.rawValue
+        info = SecretMetadataResponse(revealed.info)
         value = revealed.value
-        version = info.version
-        metadata = info.metadata
-        created_by = info.createdBy.wire
-        created_at = info.createdAt
-        expires_at = info.expiresAt
-        max_access_count = info.maxAccessCount
-        access_count = info.accessCount
+    }
+
+    enum CodingKeys: String, CodingKey { case value, cmek_encrypted }
+
+    func encode(to encoder: any Encoder) throws {
+        try info.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(value, forKey: .value)
+        try container.encode(false, forKey: .cmek_encrypted)
     }
 }
 

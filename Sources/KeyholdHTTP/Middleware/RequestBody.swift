@@ -18,6 +18,8 @@ enum RequestBody {
             return try JSONDecoder().decode(T.self, from: data)
         } catch let error as DecodingError {
             throw KeyholdError.badRequest(describe(error))
+        } catch let error as KeyholdError {
+            throw error
         } catch {
             throw KeyholdError.badRequest("Request body is not valid JSON")
         }

@@ -1,0 +1,135 @@
+import Foundation
+
+/// Agents: registered by people, authenticated by an `ocv_` key shown once, bound to vaults and capped by scopes.
+public struct AgentService: Sendable {
+    let agents: any AgentStore
+    let vaults: any VaultStore
+    let hasher: CredentialHasher
+
+    public init(agents: any AgentStore, vaults: any VaultStore, hasher: CredentialHasher) {
+        self.agents = agents
+        self.vaults = vaults
+        self.hasher = hasher
+    }
+
+    public static let notFound = KeyholdError.notFound("Agent not found")
+
+    /// Fields a request may set; `nil` leaves a field as it is, `.some(nil)` clears it.
+    public struct Changes: Sendable {
+        public var name: String?
+        public var description: String??
+        public var isActive: Bool?
+        public var scopes: [String]??
+        public var vaultIDs: [UUID]?
+        public var tokenTTLSeconds: Int??
+        public var expiresAt: Timestamp??
+
+        public init(
+            name: String? = nil, description: String?? = nil, isActive: Bool? = nil, scopes: [String]?? = nil,
+            vaultIDs: [UUID]? = nil, tokenTTLSeconds: Int?? = nil, expiresAt: Timestamp?? = nil
+        ) {
+            self.name = name
+            self.description = description
+            self.isActive = isActive
+            self.scopes = scopes
+            self.vaultIDs = vaultIDs
+            self.tokenTTLSeconds = tokenTTLSeconds
+            self.expiresAt = expiresAt
+        }
+    }
+
+    public func create(by caller: Principal, name: String, changes: Changes) async throws -> (Agent, String) {
+        try caller.requireHuman()
+        let key = CredentialKind.agentKey.generate()
+        var agent = Agent(
+            id: UUID(), orgID: caller.orgID, name: "", description: nil, isActive: true, scopes: nil, vaultIDs: [],
+            tokenTTLSeconds: nil, expiresAt: nil, createdBy: caller.id, createdAt: .now,
+            keyPrefix: CredentialKind.agentKey.lookupPrefix(of: key), keyDigest: hasher.digest(key), keyVersion: 1)
+        var changes = changes
+        changes.name = name
+        try await apply(changes, to: &agent)
+        try await agents.createAgent(agent)
+        return (agent, key)
+    }
+
+    public func list(by caller: Principal) async throws -> [Agent] {
+        try caller.requireHuman()
+        return try await agents.agents(orgID: caller.orgID).filter { mayManage($0, caller) }
+    }
+
+    public func agent(_ id: UUID, by caller: Principal) async throws -> Agent {
+        try caller.requireHuman()
+        guard let agent = try await agents.agent(id: id), agent.orgID == caller.orgID, mayManage(agent, caller) else {
+            throw Self.notFound
+        }
+        return agent
+    }
+
+    /// The calling agent's own record.
+    public func me(_ caller: Principal) async throws -> Agent {
+        guard caller.kind == .agent else { throw KeyholdError.forbidden("Only agents have an agent profile") }
+        guard let agent = try await agents.agent(id: caller.id) else { throw KeyholdError.unauthenticated }
+        return agent
+    }
+
+    public func update(_ id: UUID, by caller: Principal, changes: Changes) async throws -> Agent {
+        var agent = try await agent(id, by: caller)
+        try await apply(changes, to: &agent)
+        guard try await agents.updateAgent(agent) else { throw Self.notFound }
+        return agent
+    }
+
+    public func delete(_ id: UUID, by caller: Principal) async throws {
+        let agent = try await agent(id, by: caller)
+        guard try await agents.deleteAgent(id: agent.id, orgID: caller.orgID) else { throw Self.notFound }
+    }
+
+    /// A new key; the old one, and every token minted under it, stop working at once.
+    public func rotateKey(_ id: UUID, by caller: Principal) async throws -> (Agent, String) {
+        var agent = try await agent(id, by: caller)
+        let key = CredentialKind.agentKey.generate()
+        agent.keyPrefix = CredentialKind.agentKey.lookupPrefix(of: key)
+        agent.keyDigest = hasher.digest(key)
+        agent.keyVersion += 1
+        guard try await agents.updateAgent(agent) else { throw Self.notFound }
+        return (agent, key)
+    }
+
+    /// Owners and admins manage every agent of the org; members the agents they registered.
+    func mayManage(_ agent: Agent, _ caller: Principal) -> Bool {
+        agent.orgID == caller.orgID && (caller.isOrgAdmin || agent.createdBy == caller.id)
+    }
+
+    private func apply(_ changes: Changes, to agent: inout Agent) async throws {
+        if let name = changes.name {
+            let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
+            agent.name = name
+        }
+        if let description = changes.description {
+            guard (description?.count ?? 0) <= 4096 else {
+                throw KeyholdError.badRequest("description must be at most 4096 characters")
+            }
+            agent.description = description
+        }
+        if let isActive = changes.isActive { agent.isActive = isActive }
+        if let scopes = changes.scopes {
+            try AuthService.validateScopes(scopes)
+            agent.scopes = scopes
+        }
+        if let vaultIDs = changes.vaultIDs {
+            guard vaultIDs.count <= 256 else { throw KeyholdError.badRequest("at most 256 vault_ids") }
+            for vaultID in vaultIDs where try await vaults.vault(id: vaultID, orgID: agent.orgID) == nil {
+                throw KeyholdError.badRequest("vault_ids names a vault that does not exist in this org")
+            }
+            agent.vaultIDs = Array(Set(vaultIDs)).sorted { $0.uuidString < $1.uuidString }
+        }
+        if let ttl = changes.tokenTTLSeconds {
+            if let ttl, !(60...86_400).contains(ttl) {
+                throw KeyholdError.badRequest("token_ttl_seconds must be between 60 and 86400")
+            }
+            agent.tokenTTLSeconds = ttl
+        }
+        if let expiresAt = changes.expiresAt { agent.expiresAt = expiresAt }
+    }
+}

@@ -1,0 +1,222 @@
+import Foundation
+
+/// Authentication: bearer credentials to principals, token exchange, refresh, revocation and personal API keys.
+///
+/// Every check that revocation depends on runs on every request against storage (revoked token ids, the agent's
+/// active flag, expiry and key version, the API key's active flag, the user's membership), so a revocation made
+/// on any node is refused by every node on the next request.
+public struct AuthService: Sendable {
+    let identities: any IdentityStore
+    let agents: any AgentStore
+    let credentials: any CredentialStore
+    let tokens: TokenService
+    let hasher: CredentialHasher
+
+    public static let refreshLifetime: Int64 = 30 * 24 * 3600
+    public static let defaultAgentTokenLifetime: Int64 = 3600
+
+    public init(
+        identities: any IdentityStore, agents: any AgentStore, credentials: any CredentialStore, tokens: TokenService,
+        hasher: CredentialHasher
+    ) {
+        self.identities = identities
+        self.agents = agents
+        self.credentials = credentials
+        self.tokens = tokens
+        self.hasher = hasher
+    }
+
+    /// An access token, and a refresh token when the flow hands one out.
+    public struct Session: Sendable {
+        public let access: TokenService.IssuedToken
+        public let refreshToken: String?
+        public let principal: Principal
+    }
+
+    // MARK: bearer credentials
+
+    /// Resolves `Authorization: Bearer <credential>`: an EdDSA access token, or a personal `1ck_` API key.
+    public func principal(bearer credential: String, now: Timestamp = .now) async throws -> Principal {
+        if credential.hasPrefix(CredentialKind.userKey.rawValue) {
+            return try await userKeyPrincipal(credential, now: now)
+        }
+        let claims = try await tokens.verify(credential)
+        let subject = claims.sub.value.split(separator: ":", maxSplits: 1)
+        guard subject.count == 2, let id = UUID(uuidString: String(subject[1])),
+            let orgID = UUID(uuidString: claims.org)
+        else { throw KeyholdError.unauthenticated }
+        guard try await !credentials.isTokenRevoked(id: claims.jti.value) else { throw KeyholdError.unauthenticated }
+        let expiresAt = Timestamp(claims.exp.value)
+        switch subject[0] {
+        case "user":
+            guard let user = try await identities.user(id: id), user.orgID == orgID else {
+                throw KeyholdError.unauthenticated
+            }
+            return Principal(
+                kind: .user, id: user.id, orgID: user.orgID, role: user.role, scopes: claims.scopes,
+                tokenID: claims.jti.value, tokenExpiresAt: expiresAt)
+        case "agent":
+            guard let agent = try await agents.agent(id: id), agent.orgID == orgID, agent.isUsable(at: now),
+                claims.kv == agent.keyVersion
+            else { throw KeyholdError.unauthenticated }
+            return Self.principal(for: agent, tokenID: claims.jti.value, tokenExpiresAt: expiresAt)
+        default:
+            throw KeyholdError.unauthenticated
+        }
+    }
+
+    static func principal(for agent: Agent, tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil) -> Principal {
+        Principal(
+            kind: .agent, id: agent.id, orgID: agent.orgID, role: nil, scopes: agent.scopes, vaultIDs: agent.vaultIDs,
+            tokenID: tokenID, tokenExpiresAt: tokenExpiresAt)
+    }
+
+    private func userKeyPrincipal(_ credential: String, now: Timestamp) async throws -> Principal {
+        let key = try await activeUserKey(credential, now: now)
+        guard let user = try await identities.user(id: key.userID), user.orgID == key.orgID else {
+            throw KeyholdError.unauthenticated
+        }
+        return Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role, scopes: key.scopes)
+    }
+
+    private func activeUserKey(_ credential: String, now: Timestamp) async throws -> UserAPIKey {
+        let kind = CredentialKind.userKey
+        guard kind.matchesShape(credential) else { throw KeyholdError.unauthenticated }
+        let digest = hasher.digest(credential)
+        let candidates = try await credentials.apiKeys(keyPrefix: kind.lookupPrefix(of: credential))
+        guard let key = candidates.first(where: { CredentialHasher.constantTimeEqual($0.keyDigest, digest) }),
+            key.isUsable(at: now)
+        else { throw KeyholdError.unauthenticated }
+        return key
+    }
+
+    // MARK: sessions
+
+    /// After a password login: an access token and a refresh token starting a new family.
+    public func session(for user: User) async throws -> Session {
+        let principal = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
+        return try await session(for: principal, family: UUID(), lifetime: nil, keyVersion: nil)
+    }
+
+    private func session(for principal: Principal, family: UUID, lifetime: Int64?, keyVersion: Int?) async throws
+        -> Session
+    {
+        let access = try await tokens.issue(for: principal, lifetime: lifetime, keyVersion: keyVersion)
+        let refresh = CredentialKind.refreshToken.generate()
+        try await credentials.createRefreshToken(
+            RefreshTokenRecord(
+                digest: hasher.digest(refresh), family: family, principalKind: principal.kind,
+                principalID: principal.id, orgID: principal.orgID,
+                expiresAt: Timestamp.now.adding(seconds: Self.refreshLifetime)))
+        return Session(access: access, refreshToken: refresh, principal: principal)
+    }
+
+    /// `ocv_` key (and optionally the agent id) to an agent access token.
+    public func exchangeAgentKey(_ apiKey: String, agentID: UUID?, now: Timestamp = .now) async throws -> (Session, Agent) {
+        let kind = CredentialKind.agentKey
+        guard kind.matchesShape(apiKey) else { throw KeyholdError(.unauthorized, "Invalid agent_id or api_key") }
+        let digest = hasher.digest(apiKey)
+        let candidates = try await agents.agents(keyPrefix: kind.lookupPrefix(of: apiKey))
+        guard let agent = candidates.first(where: { CredentialHasher.constantTimeEqual($0.keyDigest, digest) }),
+            agentID == nil || agentID == agent.id
+        else { throw KeyholdError(.unauthorized, "Invalid agent_id or api_key") }
+        guard agent.isUsable(at: now) else { throw KeyholdError(.unauthorized, "Agent is deactivated or expired") }
+        let access = try await tokens.issue(
+            for: Self.principal(for: agent),
+            lifetime: agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime,
+            keyVersion: agent.keyVersion)
+        return (Session(access: access, refreshToken: nil, principal: Self.principal(for: agent)), agent)
+    }
+
+    /// `1ck_` key to a user access token carrying the key's scopes.
+    public func exchangeUserKey(_ apiKey: String, now: Timestamp = .now) async throws -> Session {
+        let principal = try await userKeyPrincipal(apiKey, now: now)
+        return Session(access: try await tokens.issue(for: principal), refreshToken: nil, principal: principal)
+    }
+
+    /// Spends a refresh token for a new access token and a new refresh token of the same family.
+    public func refresh(token: String, now: Timestamp = .now) async throws -> Session {
+        guard CredentialKind.refreshToken.matchesShape(token),
+            let record = try await credentials.spendRefreshToken(digest: hasher.digest(token), now: now)
+        else { throw KeyholdError(.unauthorized, "Invalid or expired refresh token") }
+        switch record.principalKind {
+        case .user:
+            guard let user = try await identities.user(id: record.principalID), user.orgID == record.orgID else {
+                throw KeyholdError(.unauthorized, "Invalid or expired refresh token")
+            }
+            let principal = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
+            return try await session(for: principal, family: record.family, lifetime: nil, keyVersion: nil)
+        case .agent:
+            guard let agent = try await agents.agent(id: record.principalID), agent.isUsable(at: now) else {
+                throw KeyholdError(.unauthorized, "Invalid or expired refresh token")
+            }
+            return try await session(
+                for: Self.principal(for: agent), family: record.family,
+                lifetime: agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime,
+                keyVersion: agent.keyVersion)
+        }
+    }
+
+    /// Refresh with the current access token (the SDK posts no body): revokes it and issues a new one.
+    public func refresh(current principal: Principal) async throws -> Session {
+        guard principal.tokenID != nil else {
+            throw KeyholdError(.badRequest, "An API key cannot be refreshed; exchange it at /v1/auth/api-key-token")
+        }
+        try await revoke(principal)
+        var lifetime: Int64?
+        var keyVersion: Int?
+        if principal.kind == .agent, let agent = try await agents.agent(id: principal.id) {
+            lifetime = agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime
+            keyVersion = agent.keyVersion
+        }
+        return try await session(for: principal, family: UUID(), lifetime: lifetime, keyVersion: keyVersion)
+    }
+
+    /// Revokes the access token the caller presented.
+    public func revoke(_ principal: Principal) async throws {
+        guard let tokenID = principal.tokenID, let expiresAt = principal.tokenExpiresAt else {
+            throw KeyholdError(.badRequest, "Only access tokens can be revoked here; delete an API key at /v1/auth/api-keys/{id}")
+        }
+        try await credentials.revokeToken(id: tokenID, expiresAt: expiresAt)
+    }
+
+    // MARK: personal API keys
+
+    public func createAPIKey(for caller: Principal, name: String, scopes: [String]?, expiresAt: Timestamp?) async throws
+        -> (UserAPIKey, String)
+    {
+        try caller.requireHuman()
+        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
+        try Self.validateScopes(scopes)
+        if let expiresAt, expiresAt <= .now { throw KeyholdError.badRequest("expires_at must be in the future") }
+        let secret = CredentialKind.userKey.generate()
+        let key = UserAPIKey(
+            id: UUID(), userID: caller.id, orgID: caller.orgID, name: name,
+            keyPrefix: CredentialKind.userKey.lookupPrefix(of: secret), keyDigest: hasher.digest(secret),
+            scopes: scopes, isActive: true, createdAt: .now, expiresAt: expiresAt)
+        try await credentials.createAPIKey(key)
+        return (key, secret)
+    }
+
+    public func apiKeys(for caller: Principal) async throws -> [UserAPIKey] {
+        try caller.requireHuman()
+        return try await credentials.apiKeys(userID: caller.id)
+    }
+
+    public func deleteAPIKey(_ id: UUID, for caller: Principal) async throws {
+        try caller.requireHuman()
+        guard try await credentials.deactivateAPIKey(id: id, userID: caller.id) else {
+            throw KeyholdError.notFound("API key not found")
+        }
+    }
+
+    /// Scopes are path globs (`api-keys/**`) or `*`; anything else (1Claw's examples use `vaults:read`) is kept
+    /// but matches no path, so it never widens access. At most 64, each at most 512 bytes.
+    public static func validateScopes(_ scopes: [String]?) throws {
+        guard let scopes else { return }
+        guard scopes.count <= 64, scopes.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 512 }) else {
+            throw KeyholdError.badRequest("scopes: at most 64 non-empty strings of at most 512 bytes")
+        }
+    }
+}

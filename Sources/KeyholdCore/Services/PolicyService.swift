@@ -1,0 +1,141 @@
+import Foundation
+
+/// Policies on a vault. Only the vault's owners (its creator, the org's owners and admins) manage them; an agent
+/// only on vaults it created.
+public struct PolicyService: Sendable {
+    let policies: any PolicyStore
+    let identities: any IdentityStore
+    let agents: any AgentStore
+    let vaults: VaultService
+    let authorizer: Authorizer
+
+    public init(
+        policies: any PolicyStore, identities: any IdentityStore, agents: any AgentStore, vaults: VaultService,
+        authorizer: Authorizer
+    ) {
+        self.policies = policies
+        self.identities = identities
+        self.agents = agents
+        self.vaults = vaults
+        self.authorizer = authorizer
+    }
+
+    public static let notFound = KeyholdError.notFound("Policy not found")
+
+    public struct Draft: Sendable {
+        public var pattern: String
+        public var principalKind: String
+        public var principalID: String
+        public var permissions: [String]
+        public var conditions: JSONValue?
+        public var expiresAt: Timestamp?
+        public var effect: String?
+        public var priority: Int?
+
+        public init(
+            pattern: String, principalKind: String, principalID: String, permissions: [String], conditions: JSONValue?,
+            expiresAt: Timestamp?, effect: String?, priority: Int?
+        ) {
+            self.pattern = pattern
+            self.principalKind = principalKind
+            self.principalID = principalID
+            self.permissions = permissions
+            self.conditions = conditions
+            self.expiresAt = expiresAt
+            self.effect = effect
+            self.priority = priority
+        }
+    }
+
+    /// Fields of an update; `nil` keeps a field, `.some(nil)` clears an optional one.
+    public struct Changes: Sendable {
+        public var permissions: [String]?
+        public var conditions: JSONValue??
+        public var expiresAt: Timestamp??
+        public var effect: String?
+        public var priority: Int?
+
+        public init(
+            permissions: [String]? = nil, conditions: JSONValue?? = nil, expiresAt: Timestamp?? = nil,
+            effect: String? = nil, priority: Int? = nil
+        ) {
+            self.permissions = permissions
+            self.conditions = conditions
+            self.expiresAt = expiresAt
+            self.effect = effect
+            self.priority = priority
+        }
+    }
+
+    public func create(vaultID: UUID, draft: Draft, by caller: Caller) async throws -> Policy {
+        let vault = try await managedVault(vaultID, caller)
+        guard let kind = PrincipalKind(rawValue: draft.principalKind) else {
+            throw KeyholdError.badRequest("principal_type must be user or agent")
+        }
+        guard let principalID = UUID(uuidString: draft.principalID) else {
+            throw KeyholdError.badRequest("principal_id must be a UUID")
+        }
+        switch kind {
+        case .user:
+            guard let user = try await identities.user(id: principalID), user.orgID == vault.orgID else {
+                throw KeyholdError.badRequest("principal_id names no user of this org")
+            }
+        case .agent:
+            guard let agent = try await agents.agent(id: principalID), agent.orgID == vault.orgID else {
+                throw KeyholdError.badRequest("principal_id names no agent of this org")
+            }
+        }
+        let policy = Policy(
+            id: UUID(), vaultID: vault.id, pattern: try PathPattern(validating: draft.pattern), principalKind: kind,
+            principalID: principalID, permissions: try Policy.permissions(draft.permissions),
+            conditions: try PolicyConditions(json: draft.conditions), expiresAt: draft.expiresAt,
+            effect: try Self.effect(draft.effect ?? "allow"), priority: try Self.priority(draft.priority ?? 0),
+            createdBy: caller.principal.id, createdByType: caller.principal.kind, createdAt: .now)
+        try await policies.createPolicy(policy)
+        return policy
+    }
+
+    public func list(vaultID: UUID, by caller: Caller) async throws -> [Policy] {
+        let vault = try await managedVault(vaultID, caller)
+        return try await policies.policies(vaultID: vault.id)
+    }
+
+    public func update(vaultID: UUID, policyID: UUID, changes: Changes, by caller: Caller) async throws -> Policy {
+        let vault = try await managedVault(vaultID, caller)
+        guard let old = try await policies.policy(id: policyID, vaultID: vault.id) else { throw Self.notFound }
+        let policy = Policy(
+            id: old.id, vaultID: old.vaultID, pattern: old.pattern, principalKind: old.principalKind,
+            principalID: old.principalID,
+            permissions: try changes.permissions.map(Policy.permissions) ?? old.permissions,
+            conditions: try changes.conditions.map { try PolicyConditions(json: $0) } ?? old.conditions,
+            expiresAt: changes.expiresAt ?? old.expiresAt,
+            effect: try changes.effect.map(Self.effect) ?? old.effect,
+            priority: try changes.priority.map(Self.priority) ?? old.priority,
+            createdBy: old.createdBy, createdByType: old.createdByType, createdAt: old.createdAt)
+        guard try await policies.updatePolicy(policy) else { throw Self.notFound }
+        return policy
+    }
+
+    public func delete(vaultID: UUID, policyID: UUID, by caller: Caller) async throws {
+        let vault = try await managedVault(vaultID, caller)
+        guard try await policies.deletePolicy(id: policyID, vaultID: vault.id) else { throw Self.notFound }
+    }
+
+    private func managedVault(_ vaultID: UUID, _ caller: Caller) async throws -> Vault {
+        let access = try await vaults.access(vaultID, for: caller)
+        guard authorizer.isOwner(caller.principal, of: access.vault) else {
+            throw KeyholdError.forbidden("Not allowed to manage policies on this vault")
+        }
+        return access.vault
+    }
+
+    static func effect(_ name: String) throws -> PolicyEffect {
+        guard let effect = PolicyEffect(rawValue: name) else { throw KeyholdError.badRequest("effect must be allow or deny") }
+        return effect
+    }
+
+    static func priority(_ value: Int) throws -> Int {
+        guard (0...1_000_000).contains(value) else { throw KeyholdError.badRequest("priority must be between 0 and 1000000") }
+        return value
+    }
+}

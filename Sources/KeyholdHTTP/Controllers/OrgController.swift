@@ -1,0 +1,38 @@
+import Foundation
+import Hummingbird
+import KeyholdCore
+
+/// `/v1/org`: members, roles and invitations.
+struct OrgController {
+    let org: OrgService
+    let authenticator: Authenticator
+
+    func register(on router: Router<KeyholdRequestContext>) {
+        router.get("/v1/org/members") { request, _ in
+            let members = try await org.members(of: try await authenticator.principal(request))
+            return try JSONResponse.make(MemberListResponse(members: members.map(MemberResponse.init)))
+        }
+        router.post("/v1/org/invite") { request, _ in
+            let principal = try await authenticator.principal(request)
+            let body = try await RequestBody.decode(InviteRequest.self, from: request)
+            let (invite, token) = try await org.invite(email: body.email, role: body.role, by: principal)
+            return try JSONResponse.make(
+                InviteResponse(email: invite.email, role: invite.role.rawValue, invite_token: token, expires_at: invite.expiresAt))
+        }
+        router.patch("/v1/org/members/:user_id") { request, context in
+            let principal = try await authenticator.principal(request)
+            let body = try await RequestBody.decode(UpdateRoleRequest.self, from: request)
+            let user = try await org.updateRole(of: try Self.userID(context), to: body.role, by: principal)
+            return try JSONResponse.make(MemberResponse(user))
+        }
+        router.delete("/v1/org/members/:user_id") { request, context in
+            let principal = try await authenticator.principal(request)
+            try await org.remove(try Self.userID(context), by: principal)
+            return JSONResponse.noContent()
+        }
+    }
+
+    static func userID(_ context: KeyholdRequestContext) throws -> UUID {
+        try context.uuidParameter("user_id", notFound: OrgService.memberNotFound)
+    }
+}

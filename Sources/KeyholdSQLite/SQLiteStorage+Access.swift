@@ -1,0 +1,378 @@
+import Foundation
+import KeyholdCore
+import SQLiteNIO
+
+// MARK: members and invites
+
+extension SQLiteStorage {
+    public func users(orgID: UUID) async throws -> [User] {
+        try await reader.query("SELECT * FROM users WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
+            .map(Self.user)
+    }
+
+    public func updateRole(userID: UUID, orgID: UUID, role: OrgRole) async throws -> Bool {
+        try await transaction { db in
+            guard let row = try await db.query(
+                "SELECT role FROM users WHERE id = ? AND org_id = ?", [.uuid(userID), .uuid(orgID)]
+            ).first else { return false }
+            if try row.text("role") == OrgRole.owner.rawValue, role != .owner {
+                try await Self.requireAnotherOwner(db, orgID: orgID)
+            }
+            _ = try await db.query("UPDATE users SET role = ? WHERE id = ?", [.text(role.rawValue), .uuid(userID)])
+            return true
+        }
+    }
+
+    public func removeUser(id: UUID, orgID: UUID) async throws -> Bool {
+        try await transaction { db in
+            guard let row = try await db.query(
+                "SELECT role FROM users WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)]
+            ).first else { return false }
+            if try row.text("role") == OrgRole.owner.rawValue { try await Self.requireAnotherOwner(db, orgID: orgID) }
+            _ = try await db.query(
+                "DELETE FROM policies WHERE principal_type = 'user' AND principal_id = ?", [.uuid(id)])
+            _ = try await db.query(
+                "DELETE FROM refresh_tokens WHERE principal_type = 'user' AND principal_id = ?", [.uuid(id)])
+            _ = try await db.query("DELETE FROM users WHERE id = ?", [.uuid(id)])
+            return true
+        }
+    }
+
+    static func requireAnotherOwner(_ db: SQLiteConnection, orgID: UUID) async throws {
+        let owners = try await db.query(
+            "SELECT COUNT(*) AS n FROM users WHERE org_id = ? AND role = 'owner'", [.uuid(orgID)]
+        ).first?.int("n") ?? 0
+        if owners <= 1 { throw StorageError.lastOwner }
+    }
+
+    public func createInvite(_ invite: Invite) async throws {
+        try await transaction { db in
+            _ = try await db.query(
+                """
+                INSERT INTO invites (digest, org_id, email, role, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .bytes(invite.digest), .uuid(invite.orgID), .text(invite.email), .text(invite.role.rawValue),
+                    .uuid(invite.createdBy), .int64(invite.expiresAt.milliseconds),
+                ])
+        }
+    }
+
+    public func redeemInvite(digest: Data, user: User, now: Timestamp) async throws -> User? {
+        do {
+            return try await transaction { db -> User? in
+                guard let row = try await db.query(
+                    """
+                    UPDATE invites SET redeemed_at = ?
+                    WHERE digest = ? AND email = ? AND redeemed_at IS NULL AND expires_at > ?
+                    RETURNING org_id, role
+                    """,
+                    [.int64(now.milliseconds), .bytes(digest), .text(user.email), .int64(now.milliseconds)]
+                ).first else { return nil }
+                let member = User(
+                    id: user.id, orgID: try row.uuid("org_id"), email: user.email, passwordHash: user.passwordHash,
+                    displayName: user.displayName, role: OrgRole(rawValue: try row.text("role")) ?? .member,
+                    createdAt: user.createdAt)
+                try await Self.insertUser(db, member)
+                return member
+            }
+        } catch let error as SQLiteError where error.reason == .constraintUniqueFailed || error.reason == .constraint {
+            throw StorageError.conflict
+        }
+    }
+
+    static func insertUser(_ db: SQLiteConnection, _ user: User) async throws {
+        _ = try await db.query(
+            """
+            INSERT INTO users (id, org_id, email, password_hash, display_name, role, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .uuid(user.id), .uuid(user.orgID), .text(user.email), .text(user.passwordHash),
+                .optionalText(user.displayName), .text(user.role.rawValue), .int64(user.createdAt.milliseconds),
+            ])
+    }
+}
+
+// MARK: agents
+
+extension SQLiteStorage {
+    public func createAgent(_ agent: Agent) async throws {
+        try await transaction { db in
+            _ = try await db.query(
+                """
+                INSERT INTO agents (id, org_id, name, description, is_active, scopes, vault_ids, token_ttl_seconds,
+                    expires_at, created_by, created_at, key_prefix, key_digest, key_version)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, Self.agentBinds(agent))
+        }
+    }
+
+    public func agent(id: UUID) async throws -> Agent? {
+        try await reader.query("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).first.map(Self.agent)
+    }
+
+    public func agents(orgID: UUID) async throws -> [Agent] {
+        try await reader.query("SELECT * FROM agents WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
+            .map(Self.agent)
+    }
+
+    public func agents(keyPrefix: String) async throws -> [Agent] {
+        try await reader.query("SELECT * FROM agents WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.agent)
+    }
+
+    public func updateAgent(_ agent: Agent) async throws -> Bool {
+        try await transaction { db in
+            !(try await db.query(
+                """
+                UPDATE agents SET name = ?, description = ?, is_active = ?, scopes = ?, vault_ids = ?,
+                    token_ttl_seconds = ?, expires_at = ?, key_prefix = ?, key_digest = ?, key_version = ?
+                WHERE id = ? AND org_id = ? RETURNING id
+                """,
+                [
+                    .text(agent.name), .optionalText(agent.description), .int64(agent.isActive ? 1 : 0),
+                    .optionalText(agent.scopes.map(StoredJSON.encode)),
+                    .text(StoredJSON.encode(agent.vaultIDs.map { $0.uuidString.lowercased() })),
+                    .optionalInteger(agent.tokenTTLSeconds.map(Int64.init)),
+                    .optionalInteger(agent.expiresAt?.milliseconds), .text(agent.keyPrefix), .bytes(agent.keyDigest),
+                    .int64(Int64(agent.keyVersion)), .uuid(agent.id), .uuid(agent.orgID),
+                ]
+            ).isEmpty)
+        }
+    }
+
+    public func deleteAgent(id: UUID, orgID: UUID) async throws -> Bool {
+        try await transaction { db in
+            guard !(try await db.query(
+                "DELETE FROM agents WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)]
+            ).isEmpty) else { return false }
+            _ = try await db.query("DELETE FROM policies WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
+            _ = try await db.query(
+                "DELETE FROM refresh_tokens WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
+            return true
+        }
+    }
+
+    static func agentBinds(_ agent: Agent) -> [SQLiteData] {
+        [
+            .uuid(agent.id), .uuid(agent.orgID), .text(agent.name), .optionalText(agent.description),
+            .int64(agent.isActive ? 1 : 0), .optionalText(agent.scopes.map(StoredJSON.encode)),
+            .text(StoredJSON.encode(agent.vaultIDs.map { $0.uuidString.lowercased() })),
+            .optionalInteger(agent.tokenTTLSeconds.map(Int64.init)), .optionalInteger(agent.expiresAt?.milliseconds),
+            .uuid(agent.createdBy), .int64(agent.createdAt.milliseconds), .text(agent.keyPrefix),
+            .bytes(agent.keyDigest), .int64(Int64(agent.keyVersion)),
+        ]
+    }
+
+    static func agent(_ row: SQLiteRow) throws -> Agent {
+        Agent(
+            id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.text("name"),
+            description: row.column("description")?.string, isActive: try row.int("is_active") != 0,
+            scopes: try row.column("scopes")?.string.map(StoredJSON.strings),
+            vaultIDs: try StoredJSON.strings(try row.text("vault_ids")).compactMap(UUID.init(uuidString:)),
+            tokenTTLSeconds: row.column("token_ttl_seconds")?.integer,
+            expiresAt: row.column("expires_at")?.integer.map { Timestamp(milliseconds: Int64($0)) },
+            createdBy: try row.uuid("created_by"), createdAt: try row.timestamp("created_at"),
+            keyPrefix: try row.text("key_prefix"), keyDigest: try row.bytes("key_digest"),
+            keyVersion: Int(try row.int("key_version")))
+    }
+}
+
+// MARK: credentials
+
+extension SQLiteStorage {
+    public func createAPIKey(_ key: UserAPIKey) async throws {
+        try await transaction { db in
+            _ = try await db.query(
+                """
+                INSERT INTO user_api_keys (id, user_id, org_id, name, key_prefix, key_digest, scopes, is_active,
+                    created_at, expires_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .uuid(key.id), .uuid(key.userID), .uuid(key.orgID), .text(key.name), .text(key.keyPrefix),
+                    .bytes(key.keyDigest), .optionalText(key.scopes.map(StoredJSON.encode)),
+                    .int64(key.isActive ? 1 : 0), .int64(key.createdAt.milliseconds),
+                    .optionalInteger(key.expiresAt?.milliseconds),
+                ])
+        }
+    }
+
+    public func apiKeys(userID: UUID) async throws -> [UserAPIKey] {
+        try await reader.query(
+            "SELECT * FROM user_api_keys WHERE user_id = ? ORDER BY created_at, id", [.uuid(userID)]
+        ).map(Self.apiKey)
+    }
+
+    public func apiKeys(keyPrefix: String) async throws -> [UserAPIKey] {
+        try await reader.query("SELECT * FROM user_api_keys WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.apiKey)
+    }
+
+    public func deactivateAPIKey(id: UUID, userID: UUID) async throws -> Bool {
+        try await transaction { db in
+            !(try await db.query(
+                "UPDATE user_api_keys SET is_active = 0 WHERE id = ? AND user_id = ? AND is_active = 1 RETURNING id",
+                [.uuid(id), .uuid(userID)]
+            ).isEmpty)
+        }
+    }
+
+    static func apiKey(_ row: SQLiteRow) throws -> UserAPIKey {
+        UserAPIKey(
+            id: try row.uuid("id"), userID: try row.uuid("user_id"), orgID: try row.uuid("org_id"),
+            name: try row.text("name"), keyPrefix: try row.text("key_prefix"), keyDigest: try row.bytes("key_digest"),
+            scopes: try row.column("scopes")?.string.map(StoredJSON.strings), isActive: try row.int("is_active") != 0,
+            createdAt: try row.timestamp("created_at"),
+            expiresAt: row.column("expires_at")?.integer.map { Timestamp(milliseconds: Int64($0)) })
+    }
+
+    public func createRefreshToken(_ token: RefreshTokenRecord) async throws {
+        try await transaction { db in
+            _ = try await db.query(
+                """
+                INSERT INTO refresh_tokens (digest, family, principal_type, principal_id, org_id, expires_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .bytes(token.digest), .uuid(token.family), .text(token.principalKind.rawValue),
+                    .uuid(token.principalID), .uuid(token.orgID), .int64(token.expiresAt.milliseconds),
+                ])
+        }
+    }
+
+    public func spendRefreshToken(digest: Data, now: Timestamp) async throws -> RefreshTokenRecord? {
+        try await transaction { db -> RefreshTokenRecord? in
+            guard let row = try await db.query("SELECT * FROM refresh_tokens WHERE digest = ?", [.bytes(digest)]).first
+            else { return nil }
+            let family = try row.uuid("family")
+            if row.column("spent_at")?.integer != nil {
+                // A spent token presented again: someone holds a copy. End the whole family.
+                _ = try await db.query("DELETE FROM refresh_tokens WHERE family = ?", [.uuid(family)])
+                return nil
+            }
+            let expiresAt = try row.timestamp("expires_at")
+            guard now < expiresAt else { return nil }
+            _ = try await db.query(
+                "UPDATE refresh_tokens SET spent_at = ? WHERE digest = ?", [.int64(now.milliseconds), .bytes(digest)])
+            return RefreshTokenRecord(
+                digest: digest, family: family,
+                principalKind: PrincipalKind(rawValue: try row.text("principal_type")) ?? .user,
+                principalID: try row.uuid("principal_id"), orgID: try row.uuid("org_id"), expiresAt: expiresAt)
+        }
+    }
+
+    public func revokeToken(id: String, expiresAt: Timestamp) async throws {
+        try await transaction { db in
+            _ = try await db.query(
+                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
+                [.text(id), .int64(expiresAt.milliseconds)])
+            _ = try await db.query(
+                "DELETE FROM revoked_tokens WHERE expires_at < ?", [.int64(Timestamp.now.milliseconds - 60_000)])
+        }
+    }
+
+    public func isTokenRevoked(id: String) async throws -> Bool {
+        !(try await reader.query("SELECT 1 AS x FROM revoked_tokens WHERE jti = ?", [.text(id)]).isEmpty)
+    }
+}
+
+// MARK: policies
+
+extension SQLiteStorage {
+    public func createPolicy(_ policy: Policy) async throws {
+        try await transaction { db in
+            _ = try await db.query(
+                """
+                INSERT INTO policies (id, vault_id, pattern, principal_type, principal_id, permissions, conditions,
+                    expires_at, effect, priority, created_by, created_by_type, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .uuid(policy.id), .uuid(policy.vaultID), .text(policy.pattern.rawValue),
+                    .text(policy.principalKind.rawValue), .uuid(policy.principalID),
+                    .text(StoredJSON.encode(policy.permissions.map(\.rawValue))),
+                    .optionalText(policy.conditions.json?.jsonString()), .optionalInteger(policy.expiresAt?.milliseconds),
+                    .text(policy.effect.rawValue), .int64(Int64(policy.priority)), .uuid(policy.createdBy),
+                    .text(policy.createdByType.rawValue), .int64(policy.createdAt.milliseconds),
+                ])
+        }
+    }
+
+    public func policy(id: UUID, vaultID: UUID) async throws -> Policy? {
+        try await reader.query("SELECT * FROM policies WHERE id = ? AND vault_id = ?", [.uuid(id), .uuid(vaultID)])
+            .first.map(Self.policy)
+    }
+
+    public func policies(vaultID: UUID) async throws -> [Policy] {
+        try await reader.query(
+            "SELECT * FROM policies WHERE vault_id = ? ORDER BY priority DESC, created_at, id", [.uuid(vaultID)]
+        ).map(Self.policy)
+    }
+
+    public func policies(principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
+        try await reader.query(
+            "SELECT * FROM policies WHERE principal_type = ? AND principal_id = ?",
+            [.text(principalKind.rawValue), .uuid(principalID)]
+        ).map(Self.policy)
+    }
+
+    public func policies(vaultID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
+        try await reader.query(
+            "SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?",
+            [.uuid(vaultID), .text(principalKind.rawValue), .uuid(principalID)]
+        ).map(Self.policy)
+    }
+
+    public func updatePolicy(_ policy: Policy) async throws -> Bool {
+        try await transaction { db in
+            !(try await db.query(
+                """
+                UPDATE policies SET permissions = ?, conditions = ?, expires_at = ?, effect = ?, priority = ?
+                WHERE id = ? AND vault_id = ? RETURNING id
+                """,
+                [
+                    .text(StoredJSON.encode(policy.permissions.map(\.rawValue))),
+                    .optionalText(policy.conditions.json?.jsonString()), .optionalInteger(policy.expiresAt?.milliseconds),
+                    .text(policy.effect.rawValue), .int64(Int64(policy.priority)), .uuid(policy.id), .uuid(policy.vaultID),
+                ]
+            ).isEmpty)
+        }
+    }
+
+    public func deletePolicy(id: UUID, vaultID: UUID) async throws -> Bool {
+        try await transaction { db in
+            !(try await db.query(
+                "DELETE FROM policies WHERE id = ? AND vault_id = ? RETURNING id", [.uuid(id), .uuid(vaultID)]
+            ).isEmpty)
+        }
+    }
+
+    static func policy(_ row: SQLiteRow) throws -> Policy {
+        Policy(
+            id: try row.uuid("id"), vaultID: try row.uuid("vault_id"),
+            pattern: try PathPattern(validating: try row.text("pattern")),
+            principalKind: PrincipalKind(rawValue: try row.text("principal_type")) ?? .user,
+            principalID: try row.uuid("principal_id"),
+            permissions: try StoredJSON.strings(try row.text("permissions")).compactMap(Permission.init(rawValue:)),
+            conditions: try PolicyConditions(json: try row.column("conditions")?.string.map(JSONValue.init(jsonString:))),
+            expiresAt: row.column("expires_at")?.integer.map { Timestamp(milliseconds: Int64($0)) },
+            effect: PolicyEffect(rawValue: try row.text("effect")) ?? .deny, priority: Int(try row.int("priority")),
+            createdBy: try row.uuid("created_by"),
+            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
+            createdAt: try row.timestamp("created_at"))
+    }
+}
+
+/// Lists kept as JSON text.
+enum StoredJSON {
+    static func encode(_ strings: [String]) -> String {
+        JSONValue.array(strings.map(JSONValue.string)).jsonString()
+    }
+
+    static func strings(_ text: String) throws -> [String] {
+        guard case .array(let items) = try JSONValue(jsonString: text) else {
+            throw StorageError.backend("stored list is not an array")
+        }
+        return items.compactMap { if case .string(let value) = $0 { value } else { nil } }
+    }
+}

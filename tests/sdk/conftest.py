@@ -148,6 +148,24 @@ class User:
     user_id: str
     client: Any  # oneclaw.OneclawClient holding ``token``
     http: httpx.Client  # raw client with the Bearer header preset
+    refresh_token: str | None = None
+    org_id: str | None = None
+    role: str = "owner"
+
+
+@dataclass
+class Agent:
+    """An agent registered through the SDK, with the one-time ``ocv_`` key."""
+
+    id: str
+    key: str
+    record: dict[str, Any]
+    owner: User
+
+
+#: Response fields that carry a bearer credential (JWT or opaque) the server hands out.
+_JWT_FIELDS = ("access_token",)
+_OPAQUE_FIELDS = ("refresh_token", "api_key", "invite_token")
 
 
 @dataclass
@@ -156,7 +174,26 @@ class LeakWatch:
 
     values: set[str] = field(default_factory=set)
     passwords: set[str] = field(default_factory=set)
+    #: Access tokens (JWTs, user and agent); checked whole and by signature.
     tokens: set[str] = field(default_factory=set)
+    #: Opaque credentials: ``ocv_`` agent keys, ``1ck_`` API keys, ``rt_`` refresh tokens, ``inv_`` invites.
+    credentials: set[str] = field(default_factory=set)
+
+    def track(self, body: Any) -> Any:
+        """Register every credential found in a response body (any nesting); return the body."""
+        if isinstance(body, dict):
+            for key, value in body.items():
+                if isinstance(value, str) and value:
+                    if key in _JWT_FIELDS:
+                        self.tokens.add(value)
+                    elif key in _OPAQUE_FIELDS:
+                        self.credentials.add(value)
+                else:
+                    self.track(value)
+        elif isinstance(body, list):
+            for item in body:
+                self.track(item)
+        return body
 
 
 # ---------------------------------------------------------------------------
@@ -217,21 +254,26 @@ def sdk_anon(server: KeyholdServer) -> Any:
 
 
 @pytest.fixture(scope="session")
-def signup_user(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callable[[], User]]:
+def signup_user(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callable[..., User]]:
     """Factory: sign up a fresh user (own org) through the SDK and log in."""
     created: list[User] = []
 
-    def make() -> User:
+    def make(login: bool = True) -> User:
+        """``login=False`` keeps the session sign-up hands out (one bcrypt run instead of two)."""
         email = f"u-{uuid.uuid4().hex}@example.com"
         leak_watch.passwords.add(PASSWORD)
         bootstrap = oneclaw.create_client(base_url=server.url)
         try:
             signup = bootstrap.auth.signup(email, PASSWORD)
             assert signup.meta.status == 200, f"signup failed: {signup.meta.status} {signup.error!r}"
+            leak_watch.track(signup.data)
             user_id = signup.data["user_id"]
-            login = bootstrap.auth.login(email, PASSWORD)
-            assert login.meta.status == 200, f"login failed: {login.meta.status} {login.error!r}"
-            token = login.data["access_token"]
+            session = signup
+            if login:
+                session = bootstrap.auth.login(email, PASSWORD)
+                assert session.meta.status == 200, f"login failed: {session.meta.status} {session.error!r}"
+                leak_watch.track(session.data)
+            token = session.data["access_token"]
         finally:
             bootstrap.close()
         leak_watch.tokens.add(token)
@@ -241,7 +283,16 @@ def signup_user(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callab
             timeout=30.0,
             headers={"Authorization": f"Bearer {token}"},
         )
-        user = User(email=email, password=PASSWORD, token=token, user_id=user_id, client=client, http=raw)
+        user = User(
+            email=email,
+            password=PASSWORD,
+            token=token,
+            user_id=user_id,
+            client=client,
+            http=raw,
+            refresh_token=session.data.get("refresh_token"),
+            org_id=signup.data.get("org_id"),
+        )
         created.append(user)
         return user
 
@@ -249,6 +300,88 @@ def signup_user(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callab
     for user in created:
         user.client.close()
         user.http.close()
+
+
+@pytest.fixture(scope="session")
+def join_org(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callable[..., User]]:
+    """Factory: ``inviter`` invites a fresh email with ``role``; the invitee signs up with the invite token.
+
+    The returned user holds the access token the invite signup hands out (no extra login, to keep bcrypt off
+    the critical path).
+    """
+    created: list[User] = []
+
+    def make(inviter: User, role: str = "member") -> User:
+        email = f"m-{uuid.uuid4().hex}@example.com"
+        leak_watch.passwords.add(PASSWORD)
+        invite = inviter.client.org.invite(email, role)
+        assert invite.meta.status == 200, f"invite failed: {invite.meta.status} {invite.error!r}"
+        leak_watch.track(invite.data)
+        resp = httpx.post(
+            f"{server.url}/v1/auth/signup",
+            json={"email": email, "password": PASSWORD, "invite_token": invite.data["invite_token"]},
+            timeout=30.0,
+        )
+        assert resp.status_code == 200, f"invite signup failed: {resp.status_code} {resp.text}"
+        body = leak_watch.track(resp.json())
+        token = body["access_token"]
+        member = User(
+            email=email,
+            password=PASSWORD,
+            token=token,
+            user_id=body["user_id"],
+            client=oneclaw.create_client(base_url=server.url, token=token),
+            http=httpx.Client(base_url=server.url, timeout=30.0, headers={"Authorization": f"Bearer {token}"}),
+            refresh_token=body.get("refresh_token"),
+            org_id=body.get("org_id"),
+            role=body.get("role", role),
+        )
+        created.append(member)
+        return member
+
+    yield make
+    for member in created:
+        member.client.close()
+        member.http.close()
+
+
+@pytest.fixture(scope="session")
+def make_agent(leak_watch: LeakWatch) -> Callable[..., Agent]:
+    """Factory: ``owner`` registers an agent through the SDK (keyword arguments go to ``agents.create``)."""
+
+    def make(owner: User, name: str | None = None, **kwargs: Any) -> Agent:
+        resp = owner.client.agents.create(name or f"agent-{uuid.uuid4().hex[:10]}", **kwargs)
+        assert resp.meta.status == 201, f"agent create failed: {resp.meta.status} {resp.error!r}"
+        leak_watch.track(resp.data)
+        return Agent(id=resp.data["agent"]["id"], key=resp.data["api_key"], record=resp.data["agent"], owner=owner)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def agent_sdk(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callable[..., Any]]:
+    """Factory: an SDK client built from an ``ocv_`` key, as an agent runs it (``create_client(api_key=...)``).
+
+    With ``connect=True`` (default) the key is exchanged at once (through ``agents.me``) so that the client
+    holds a token before the test starts revoking things.
+    """
+    clients: list[Any] = []
+
+    def make(key: str, *, agent_id: str | None = None, connect: bool = True) -> Any:
+        client = oneclaw.create_client(base_url=server.url, api_key=key, agent_id=agent_id)
+        clients.append(client)
+        if connect:
+            me = client.agents.me()
+            assert me.meta.status == 200, f"agent exchange/me failed: {me.meta.status} {me.error!r}"
+            leak_watch.tokens.add(client._http.get_token())
+        return client
+
+    yield make
+    for client in clients:
+        token = client._http.get_token()
+        if token:
+            leak_watch.tokens.add(token)
+        client.close()
 
 
 @pytest.fixture(scope="session")

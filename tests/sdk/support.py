@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import http.client
 import json
+import re
 import uuid
 from typing import Any, Iterable
 from urllib.parse import urlsplit
@@ -31,6 +32,13 @@ SECRET_TYPES = [
     "env",
     "env_bundle",
 ]
+
+
+#: Shapes of the opaque credentials: a prefix and base64url(32 random bytes), no padding (contract §2.1).
+OCV_KEY_RE = re.compile(r"ocv_[A-Za-z0-9_-]{43}")
+USER_KEY_RE = re.compile(r"1ck_[A-Za-z0-9_-]{43}")
+REFRESH_TOKEN_RE = re.compile(r"rt_[A-Za-z0-9_-]+")
+INVITE_TOKEN_RE = re.compile(r"inv_[A-Za-z0-9_-]+")
 
 
 # ---------------------------------------------------------------------------
@@ -104,6 +112,16 @@ def rfc3339(moment: dt.datetime) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def random_like(credential: str) -> str:
+    """A credential of the same prefix and shape whose random part is fresh (so: unknown to the server)."""
+    prefix = credential.split("_", 1)[0] + "_"
+    return prefix + b64url_encode(uuid.uuid4().bytes + uuid.uuid4().bytes)
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 # ---------------------------------------------------------------------------

@@ -63,3 +63,18 @@ def test_key_files_mode_is_0600(server, user) -> None:
             if mode != 0o600:
                 offenders[str(path.relative_to(server.data_dir))] = oct(mode)
     assert offenders == {}
+
+
+def test_credentials_not_stored_in_plaintext(server, user, make_agent, leak_watch) -> None:
+    """ocv_ agent keys, 1ck_ API keys, rt_ refresh tokens and inv_ invites are kept as digests only."""
+    agent = make_agent(user)
+    api_key = leak_watch.track(assert_sdk_ok(user.client.api_keys.create("at-rest"), 201))["api_key"]
+    invite = user.client.org.invite(f"at-rest-{agent.id}@example.com", "member")
+    invite_token = leak_watch.track(assert_sdk_ok(invite, 200))["invite_token"]
+    credentials = {"agent key": agent.key, "api key": api_key, "invite": invite_token}
+    if user.refresh_token:
+        credentials["refresh token"] = user.refresh_token
+    for name, credential in credentials.items():
+        # Past the 12-character lookup prefix, nothing of the credential may be on disk.
+        tail = credential[12:]
+        assert _files_containing(server.data_dir, tail.encode()) == [], name

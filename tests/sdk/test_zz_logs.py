@@ -1,12 +1,18 @@
 """Runs last (module order is alphabetical): the server log leaks nothing.
 
-Every secret value written through the ``canary`` fixture, every password and
-every access token handed out during the session is tracked in ``leak_watch``.
+Every secret value written through the ``canary`` fixture, every password,
+every access token (user and agent) and every opaque credential (``ocv_`` agent
+keys, ``1ck_`` API keys, ``rt_`` refresh tokens, ``inv_`` invite tokens) handed
+out during the session is tracked in ``leak_watch``.
 """
 
 from __future__ import annotations
 
 from support import b64url_decode
+
+#: Characters of an opaque credential that a server may legitimately show (the
+#: lookup prefix, e.g. ``key_prefix``); everything after them is secret.
+PUBLIC_PREFIX_CHARS = 12
 
 
 def _log_bytes(server) -> bytes:
@@ -32,6 +38,12 @@ def test_log_has_no_secret_values_passwords_or_tokens(server, server_log, user, 
     assert leaked_values == [], f"secret values in server log: {leaked_values[:5]}"
     assert leaked_passwords == [], "a password appears in the server log"
     assert leaked_tokens == [], f"access tokens in server log: {leaked_tokens[:5]}"
+    leaked_credentials = []
+    for credential in leak_watch.credentials:
+        secret_tail = credential[PUBLIC_PREFIX_CHARS:]
+        if credential.encode() in log or (len(secret_tail) >= 16 and secret_tail.encode() in log):
+            leaked_credentials.append(credential[:8] + "...")
+    assert leaked_credentials == [], f"keys / refresh or invite tokens in server log: {leaked_credentials[:5]}"
 
 
 def test_log_tracking_saw_the_suite(leak_watch, user) -> None:
@@ -40,3 +52,5 @@ def test_log_tracking_saw_the_suite(leak_watch, user) -> None:
     assert user.token in leak_watch.tokens
     assert user.password in leak_watch.passwords
     assert len(b64url_decode(user.token.rsplit(".", 1)[-1])) == 64
+    # Login hands out a refresh token, which conftest registers with the user.
+    assert user.refresh_token in leak_watch.credentials

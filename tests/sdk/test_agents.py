@@ -1,0 +1,685 @@
+"""Agents and the ocv_ key exchange: /v1/agents, /v1/auth/agent-token (contract §1.1, §1.6, §2.1)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import oneclaw
+import pytest
+
+from support import (
+    OCV_KEY_RE,
+    assert_problem,
+    assert_sdk_error,
+    assert_sdk_ok,
+    bearer,
+    decode_jwt,
+    is_uuid,
+    now_utc,
+    parse_ts,
+    random_like,
+    rfc3339,
+)
+
+#: Always present in an AgentResponse.
+AGENT_FIELDS = (
+    "id",
+    "org_id",
+    "name",
+    "auth_method",
+    "vault_ids",
+    "is_active",
+    "created_by",
+    "created_at",
+    "key_prefix",
+)
+#: Nullable in the spec (S#AgentResponse): either null or absent when unset.
+AGENT_OPTIONAL_FIELDS = ("description", "scopes", "token_ttl_seconds", "expires_at")
+ALL_AGENT_FIELDS = AGENT_FIELDS + AGENT_OPTIONAL_FIELDS
+
+
+def _exchange(anon: httpx.Client, leak_watch, api_key: str, agent_id: str | None = None) -> httpx.Response:
+    body: dict[str, Any] = {"api_key": api_key}
+    if agent_id is not None:
+        body["agent_id"] = agent_id
+    resp = anon.post("/v1/auth/agent-token", json=body)
+    if resp.status_code == 200:
+        leak_watch.track(resp.json())
+    return resp
+
+
+def _agent_token(anon: httpx.Client, leak_watch, api_key: str) -> str:
+    resp = _exchange(anon, leak_watch, api_key)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["access_token"]
+
+
+@pytest.fixture
+def agent(user, make_agent):
+    return make_agent(user, description="CI deployer")
+
+
+# --- create --------------------------------------------------------------------------------
+
+
+def test_create_agent_returns_201_agent_and_key(user, leak_watch) -> None:
+    resp = user.client.agents.create("deploy-bot", description="deploys things")
+    data = assert_sdk_ok(resp, 201)
+    leak_watch.track(data)
+    assert set(data) >= {"agent", "api_key"}, data
+    assert OCV_KEY_RE.fullmatch(data["api_key"]), data["api_key"][:8]
+
+
+def test_created_agent_has_all_fields(user, agent) -> None:
+    record = agent.record
+    for name in AGENT_FIELDS:
+        assert name in record, (name, record)
+    assert is_uuid(record["id"])
+    assert record["org_id"] == user.client.auth.me().data["org_id"]
+    assert record["name"].startswith("agent-")
+    assert record["description"] == "CI deployer"
+    assert record["auth_method"] == "api_key"
+    assert record["vault_ids"] == []
+    assert record["is_active"] is True
+    assert record.get("token_ttl_seconds") is None
+    assert record.get("expires_at") is None
+    assert record.get("scopes") in (None, [])
+    assert uuid.UUID(record["created_by"]) == uuid.UUID(user.user_id)
+    assert abs((parse_ts(record["created_at"]) - now_utc()).total_seconds()) < 300
+
+
+def test_key_prefix_is_a_short_prefix_of_the_key(agent) -> None:
+    prefix = agent.record["key_prefix"]
+    assert prefix.startswith("ocv_")
+    assert agent.key.startswith(prefix)
+    # The prefix is for lookup only: most of the key stays secret.
+    assert len(agent.key) - len(prefix) >= 32, prefix
+
+
+def test_agent_record_does_not_contain_the_key(agent) -> None:
+    assert agent.key not in json.dumps(agent.record)
+    assert agent.key[12:] not in json.dumps(agent.record)
+
+
+def test_create_with_every_optional_field(user, make_agent, vault: str, leak_watch) -> None:
+    expires = rfc3339(now_utc() + dt.timedelta(days=30))
+    created = make_agent(
+        user,
+        "full-agent",
+        description="all the fields",
+        scopes=["prod/**", "shared/*"],
+        vault_ids=[vault],
+        token_ttl_seconds=600,
+    )
+    record = created.record
+    assert record["name"] == "full-agent"
+    assert record["description"] == "all the fields"
+    assert record["scopes"] == ["prod/**", "shared/*"]
+    assert record["vault_ids"] == [vault]
+    assert record["token_ttl_seconds"] == 600
+    raw = user.http.post("/v1/agents", json={"name": "expiring", "expires_at": expires})
+    assert raw.status_code == 201, raw.text
+    body = leak_watch.track(raw.json())
+    assert OCV_KEY_RE.fullmatch(body["api_key"])
+    assert parse_ts(body["agent"]["expires_at"]) == parse_ts(expires)
+
+
+def test_create_with_only_a_name(user, leak_watch) -> None:
+    resp = user.http.post("/v1/agents", json={"name": "minimal"})
+    assert resp.status_code == 201, resp.text
+    body = leak_watch.track(resp.json())
+    assert body["agent"]["name"] == "minimal"
+    assert body["agent"]["auth_method"] == "api_key"
+    assert body["agent"]["is_active"] is True
+
+
+@pytest.mark.parametrize("ttl", [60, 86400])
+def test_token_ttl_bounds_are_accepted(user, make_agent, ttl: int) -> None:
+    assert make_agent(user, token_ttl_seconds=ttl).record["token_ttl_seconds"] == ttl
+
+
+def test_every_agent_gets_a_distinct_key(user, make_agent) -> None:
+    keys = {make_agent(user).key for _ in range(3)}
+    assert len(keys) == 3
+
+
+INVALID_CREATE_BODIES: dict[str, Any] = {
+    "missing_name": {"description": "no name"},
+    "empty_name": {"name": ""},
+    "blank_name": {"name": "   "},
+    "name_not_string": {"name": 5},
+    "ttl_too_small": {"name": "a", "token_ttl_seconds": 59},
+    "ttl_too_large": {"name": "a", "token_ttl_seconds": 86401},
+    "ttl_zero": {"name": "a", "token_ttl_seconds": 0},
+    "ttl_string": {"name": "a", "token_ttl_seconds": "600"},
+    "auth_method_mtls": {"name": "a", "auth_method": "mtls"},
+    "auth_method_oidc": {"name": "a", "auth_method": "oidc_client_credentials"},
+    "vault_ids_not_uuid": {"name": "a", "vault_ids": ["not-a-uuid"]},
+    "vault_ids_unknown": {"name": "a", "vault_ids": ["00000000-0000-4000-8000-000000000000"]},
+    "vault_ids_not_list": {"name": "a", "vault_ids": "00000000-0000-4000-8000-000000000000"},
+    "scopes_not_list": {"name": "a", "scopes": "prod/**"},
+    "scopes_empty_string": {"name": "a", "scopes": [""]},
+    "expires_at_garbage": {"name": "a", "expires_at": "tomorrow"},
+    "body_is_array": [{"name": "a"}],
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_CREATE_BODIES), ids=list(INVALID_CREATE_BODIES))
+def test_invalid_create_body_is_400_problem(user, case: str) -> None:
+    resp = user.http.post("/v1/agents", json=INVALID_CREATE_BODIES[case])
+    assert_problem(resp, 400)
+    assert "ocv_" not in resp.text
+
+
+def test_create_bound_to_another_orgs_vault_is_400(user, other_user) -> None:
+    theirs = assert_sdk_ok(other_user.client.vaults.create("not-yours"), 201)["id"]
+    assert_problem(user.http.post("/v1/agents", json={"name": "a", "vault_ids": [theirs]}), 400)
+
+
+def test_invalid_create_registers_nothing(user) -> None:
+    name = f"never-{uuid.uuid4().hex[:8]}"
+    user.http.post("/v1/agents", json={"name": name, "token_ttl_seconds": 5})
+    agents = assert_sdk_ok(user.client.agents.list(), 200)["agents"]
+    assert name not in {a["name"] for a in agents}
+
+
+def test_create_without_token_is_401(anon: httpx.Client) -> None:
+    assert_problem(anon.post("/v1/agents", json={"name": "a"}), 401)
+
+
+# --- list / get ----------------------------------------------------------------------------
+
+
+def test_list_contains_agent_without_keys(user, agent) -> None:
+    resp = user.http.get("/v1/agents")
+    assert resp.status_code == 200, resp.text
+    agents = resp.json()["agents"]
+    assert agent.id in {a["id"] for a in agents}
+    assert agent.key not in resp.text
+    assert agent.key[12:] not in resp.text
+    for entry in agents:
+        assert "api_key" not in entry, entry
+
+
+def test_sdk_list_agents(user, agent) -> None:
+    data = assert_sdk_ok(user.client.agents.list(), 200)
+    mine = [a for a in data["agents"] if a["id"] == agent.id]
+    assert len(mine) == 1
+    assert mine[0]["name"] == agent.record["name"]
+
+
+def test_list_hides_other_orgs_agents(user, other_user, make_agent) -> None:
+    theirs = make_agent(other_user)
+    data = assert_sdk_ok(user.client.agents.list(), 200)
+    assert theirs.id not in {a["id"] for a in data["agents"]}
+
+
+def test_get_agent_returns_record(user, agent) -> None:
+    data = assert_sdk_ok(user.client.agents.get(agent.id), 200)
+    for name in AGENT_FIELDS:
+        assert data[name] == agent.record[name], name
+    for name in AGENT_OPTIONAL_FIELDS:
+        assert data.get(name) == agent.record.get(name), name
+    assert "api_key" not in data
+
+
+def test_get_unknown_agent_is_404_problem(user) -> None:
+    assert_problem(user.http.get(f"/v1/agents/{uuid.uuid4()}"), 404)
+
+
+def test_get_malformed_agent_id_is_400_or_404_problem(user) -> None:
+    assert_problem(user.http.get("/v1/agents/not-a-uuid"), (400, 404))
+
+
+AGENT_OPERATIONS = {
+    "get": lambda h, a: h.get(f"/v1/agents/{a}"),
+    "patch": lambda h, a: h.patch(f"/v1/agents/{a}", json={"name": "hijacked"}),
+    "delete": lambda h, a: h.delete(f"/v1/agents/{a}"),
+    "rotate_key": lambda h, a: h.post(f"/v1/agents/{a}/rotate-key"),
+}
+
+
+@pytest.mark.parametrize("op", list(AGENT_OPERATIONS), ids=list(AGENT_OPERATIONS))
+def test_other_orgs_agent_is_indistinguishable_from_missing(user, other_user, make_agent, op: str) -> None:
+    theirs = make_agent(other_user)
+    random_id = str(uuid.uuid4())
+    a = assert_problem(AGENT_OPERATIONS[op](user.http, theirs.id), 404)
+    b = assert_problem(AGENT_OPERATIONS[op](user.http, random_id), 404)
+    assert a["detail"].replace(theirs.id, "<id>") == b["detail"].replace(random_id, "<id>")
+    assert a["title"] == b["title"]
+    assert "ocv_" not in json.dumps(a)
+    # ... and nothing happened to it.
+    still = assert_sdk_ok(other_user.client.agents.get(theirs.id), 200)
+    assert still["name"] == theirs.record["name"]
+    assert still["key_prefix"] == theirs.record["key_prefix"]
+
+
+# --- update --------------------------------------------------------------------------------
+
+
+def test_sdk_update_changes_fields(user, agent, vault: str) -> None:
+    data = assert_sdk_ok(
+        user.client.agents.update(
+            agent.id,
+            name="renamed",
+            description="new description",
+            scopes=["api-keys/*"],
+            vault_ids=[vault],
+            token_ttl_seconds=300,
+        ),
+        200,
+    )
+    assert data["id"] == agent.id
+    assert data["name"] == "renamed"
+    assert data["description"] == "new description"
+    assert data["scopes"] == ["api-keys/*"]
+    assert data["vault_ids"] == [vault]
+    assert data["token_ttl_seconds"] == 300
+    again = assert_sdk_ok(user.client.agents.get(agent.id), 200)
+    for name in ("name", "description", "scopes", "vault_ids", "token_ttl_seconds"):
+        assert again[name] == data[name], name
+
+
+def test_update_keeps_fields_it_does_not_name(user, make_agent, vault: str) -> None:
+    created = make_agent(user, description="keep me", scopes=["a/**"], vault_ids=[vault], token_ttl_seconds=120)
+    data = assert_sdk_ok(user.client.agents.update(created.id, name="only-the-name"), 200)
+    assert data["description"] == "keep me"
+    assert data["scopes"] == ["a/**"]
+    assert data["vault_ids"] == [vault]
+    assert data["token_ttl_seconds"] == 120
+    assert data["is_active"] is True
+    assert data["key_prefix"] == created.record["key_prefix"]
+
+
+def test_update_null_clears_ttl_and_expiry(user, agent) -> None:
+    expires = rfc3339(now_utc() + dt.timedelta(days=1))
+    resp = user.http.patch(f"/v1/agents/{agent.id}", json={"token_ttl_seconds": 900, "expires_at": expires})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["token_ttl_seconds"] == 900
+    assert parse_ts(resp.json()["expires_at"]) == parse_ts(expires)
+    cleared = user.http.patch(f"/v1/agents/{agent.id}", json={"token_ttl_seconds": None, "expires_at": None})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json().get("token_ttl_seconds") is None
+    assert cleared.json().get("expires_at") is None
+    assert user.client.agents.get(agent.id).data.get("token_ttl_seconds") is None
+
+
+def test_cleared_ttl_falls_back_to_default_lifetime(user, make_agent, anon, leak_watch) -> None:
+    created = make_agent(user, token_ttl_seconds=120)
+    assert _exchange(anon, leak_watch, created.key).json()["expires_in"] == 120
+    assert user.http.patch(f"/v1/agents/{created.id}", json={"token_ttl_seconds": None}).status_code == 200
+    assert _exchange(anon, leak_watch, created.key).json()["expires_in"] == 3600
+
+
+def test_update_vault_ids_to_empty_unbinds(user, make_agent, vault: str) -> None:
+    created = make_agent(user, vault_ids=[vault])
+    resp = user.http.patch(f"/v1/agents/{created.id}", json={"vault_ids": []})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["vault_ids"] == []
+
+
+def test_update_is_active_false_deactivates(user, agent) -> None:
+    data = assert_sdk_ok(user.client.agents.update(agent.id, is_active=False), 200)
+    assert data["is_active"] is False
+    assert user.client.agents.get(agent.id).data["is_active"] is False
+
+
+INVALID_UPDATE_BODIES: dict[str, Any] = {
+    "empty_name": {"name": ""},
+    "ttl_too_small": {"token_ttl_seconds": 59},
+    "ttl_too_large": {"token_ttl_seconds": 86401},
+    "vault_ids_not_uuid": {"vault_ids": ["nope"]},
+    "vault_ids_unknown": {"vault_ids": [str(uuid.UUID(int=7))]},
+    "is_active_string": {"is_active": "no"},
+    "scopes_not_list": {"scopes": "a/**"},
+    "expires_at_garbage": {"expires_at": "soon"},
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_UPDATE_BODIES), ids=list(INVALID_UPDATE_BODIES))
+def test_invalid_update_is_400_and_changes_nothing(user, agent, case: str) -> None:
+    assert_problem(user.http.patch(f"/v1/agents/{agent.id}", json=INVALID_UPDATE_BODIES[case]), 400)
+    after = assert_sdk_ok(user.client.agents.get(agent.id), 200)
+    for name in ALL_AGENT_FIELDS:
+        assert after.get(name) == agent.record.get(name), name
+
+
+def test_update_unknown_agent_is_404(user) -> None:
+    assert_sdk_error(user.client.agents.update(str(uuid.uuid4()), name="x"), 404)
+
+
+# --- delete --------------------------------------------------------------------------------
+
+
+def test_delete_agent_returns_204_and_it_is_gone(user, agent) -> None:
+    resp = user.http.delete(f"/v1/agents/{agent.id}")
+    assert resp.status_code == 204
+    assert resp.content == b""
+    assert_problem(user.http.get(f"/v1/agents/{agent.id}"), 404)
+    agents = assert_sdk_ok(user.client.agents.list(), 200)["agents"]
+    assert agent.id not in {a["id"] for a in agents}
+
+
+def test_sdk_delete_agent_then_again_is_404(user, agent) -> None:
+    assert user.client.agents.delete(agent.id).meta.status == 204
+    assert_sdk_error(user.client.agents.delete(agent.id), 404)
+
+
+def test_deleted_agent_key_cannot_be_exchanged(user, agent, anon, leak_watch) -> None:
+    assert user.client.agents.delete(agent.id).meta.status == 204
+    assert_problem(_exchange(anon, leak_watch, agent.key), 401)
+
+
+# --- rotate-key ----------------------------------------------------------------------------
+
+
+def test_rotate_key_returns_agent_and_new_key(user, agent, leak_watch) -> None:
+    data = assert_sdk_ok(user.client.agents.rotate_key(agent.id), 200)
+    leak_watch.track(data)
+    assert OCV_KEY_RE.fullmatch(data["api_key"])
+    assert data["api_key"] != agent.key
+    assert data["agent"]["id"] == agent.id
+    assert data["agent"]["name"] == agent.record["name"]
+    assert data["api_key"].startswith(data["agent"]["key_prefix"])
+    assert data["agent"]["key_prefix"] != agent.record["key_prefix"]
+
+
+def test_rotated_key_replaces_old_key(user, agent, anon, leak_watch) -> None:
+    new_key = leak_watch.track(assert_sdk_ok(user.client.agents.rotate_key(agent.id), 200))["api_key"]
+    assert_problem(_exchange(anon, leak_watch, agent.key), 401)
+    fresh = _exchange(anon, leak_watch, new_key)
+    assert fresh.status_code == 200, fresh.text
+    assert fresh.json()["agent_id"] == agent.id
+
+
+def test_rotate_key_of_unknown_agent_is_404(user) -> None:
+    assert_problem(user.http.post(f"/v1/agents/{uuid.uuid4()}/rotate-key"), 404)
+
+
+# --- token exchange ------------------------------------------------------------------------
+
+
+def test_exchange_key_only_returns_token(agent, anon, leak_watch) -> None:
+    resp = _exchange(anon, leak_watch, agent.key)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 3600
+    assert body["agent_id"] == agent.id
+    assert body["vault_ids"] == []
+    assert len(body["access_token"].split(".")) == 3
+    assert agent.key not in resp.text
+
+
+def test_exchange_with_matching_agent_id(agent, anon, leak_watch) -> None:
+    resp = _exchange(anon, leak_watch, agent.key, agent.id)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["agent_id"] == agent.id
+
+
+def test_exchange_reports_vault_binding(user, make_agent, vault: str, anon, leak_watch) -> None:
+    bound = make_agent(user, vault_ids=[vault])
+    assert _exchange(anon, leak_watch, bound.key).json()["vault_ids"] == [vault]
+
+
+def test_exchange_expires_in_follows_token_ttl(user, make_agent, anon, leak_watch) -> None:
+    created = make_agent(user, token_ttl_seconds=300)
+    body = _exchange(anon, leak_watch, created.key).json()
+    assert body["expires_in"] == 300
+    _, payload, _, _ = decode_jwt(body["access_token"])
+    assert abs((payload["exp"] - payload["iat"]) - 300) < 1.0
+
+
+def test_agent_token_claims(user, make_agent, vault: str, anon, leak_watch) -> None:
+    created = make_agent(user, scopes=["prod/**"], vault_ids=[vault])
+    token = _agent_token(anon, leak_watch, created.key)
+    header, payload, _, _ = decode_jwt(token)
+    assert header["alg"] == "EdDSA"
+    assert payload["sub"] == f"agent:{created.id}"
+    assert uuid.UUID(str(payload["org"])) == uuid.UUID(created.record["org_id"])
+    assert payload["scopes"] == ["prod/**"]
+    assert payload["vault_ids"] == [vault]
+    assert "kv" in payload
+    for claim in ("iat", "exp", "jti"):
+        assert claim in payload, payload
+    assert abs(payload["iat"] - time.time()) < 300
+
+
+def test_agent_tokens_have_distinct_jti(agent, anon, leak_watch) -> None:
+    first = decode_jwt(_agent_token(anon, leak_watch, agent.key))[1]
+    second = decode_jwt(_agent_token(anon, leak_watch, agent.key))[1]
+    assert first["jti"] != second["jti"]
+
+
+def test_exchange_with_another_agents_id_is_401(user, agent, make_agent, anon, leak_watch) -> None:
+    other = make_agent(user)
+    assert_problem(_exchange(anon, leak_watch, agent.key, other.id), 401)
+
+
+def test_exchange_with_random_agent_id_is_401(agent, anon, leak_watch) -> None:
+    assert_problem(_exchange(anon, leak_watch, agent.key, str(uuid.uuid4())), 401)
+
+
+def test_exchange_with_malformed_agent_id_is_401(agent, anon, leak_watch) -> None:
+    assert_problem(_exchange(anon, leak_watch, agent.key, "not-a-uuid"), 401)
+
+
+@pytest.mark.parametrize(
+    "make_key",
+    [
+        lambda key: random_like(key),
+        lambda key: key[:-1] + ("A" if key[-1] != "A" else "B"),
+        lambda key: key + "x",
+        lambda key: key[:-1],
+        lambda key: "ocv_",
+        lambda key: "garbage",
+        lambda key: "1ck_" + key[4:],
+    ],
+    ids=["unknown", "last_char_changed", "too_long", "too_short", "prefix_only", "garbage", "wrong_prefix"],
+)
+def test_exchange_with_wrong_key_is_401(agent, anon, leak_watch, make_key) -> None:
+    resp = _exchange(anon, leak_watch, make_key(agent.key))
+    assert_problem(resp, 401)
+    assert "access_token" not in resp.json()
+
+
+def test_exchange_failures_are_indistinguishable(agent, anon, leak_watch) -> None:
+    unknown = assert_problem(_exchange(anon, leak_watch, random_like(agent.key)), 401)
+    wrong_id = assert_problem(_exchange(anon, leak_watch, agent.key, str(uuid.uuid4())), 401)
+    for name in ("type", "title", "detail"):
+        assert unknown[name] == wrong_id[name], (name, unknown, wrong_id)
+
+
+def test_exchange_deactivated_agent_is_401(user, agent, anon, leak_watch) -> None:
+    assert_sdk_ok(user.client.agents.update(agent.id, is_active=False), 200)
+    assert_problem(_exchange(anon, leak_watch, agent.key), 401)
+
+
+def test_exchange_reactivated_agent_works_again(user, agent, anon, leak_watch) -> None:
+    assert_sdk_ok(user.client.agents.update(agent.id, is_active=False), 200)
+    assert_sdk_ok(user.client.agents.update(agent.id, is_active=True), 200)
+    assert _exchange(anon, leak_watch, agent.key).status_code == 200
+
+
+def test_exchange_expired_agent_is_401(user, agent, anon, leak_watch) -> None:
+    past = rfc3339(now_utc() - dt.timedelta(minutes=5))
+    assert user.http.patch(f"/v1/agents/{agent.id}", json={"expires_at": past}).status_code == 200
+    assert_problem(_exchange(anon, leak_watch, agent.key), 401)
+
+
+def test_exchange_missing_api_key_is_400(anon) -> None:
+    assert_problem(anon.post("/v1/auth/agent-token", json={"agent_id": str(uuid.uuid4())}), 400)
+
+
+def test_exchange_malformed_json_is_400(anon) -> None:
+    resp = anon.post(
+        "/v1/auth/agent-token", content=b'{"api_key": ', headers={"Content-Type": "application/json"}
+    )
+    assert_problem(resp, 400)
+
+
+def test_agent_token_authenticates_requests(agent, anon, leak_watch) -> None:
+    token = _agent_token(anon, leak_watch, agent.key)
+    resp = anon.get("/v1/agents/me", headers=bearer(token))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["id"] == agent.id
+
+
+def test_raw_ocv_key_is_not_a_bearer_token(agent, anon) -> None:
+    assert_problem(anon.get("/v1/agents/me", headers=bearer(agent.key)), 401)
+
+
+# --- through the SDK -----------------------------------------------------------------------
+
+
+def test_sdk_key_only_client_resolves_agent_id(base_url: str, agent, leak_watch) -> None:
+    client = oneclaw.create_client(base_url=base_url, api_key=agent.key)
+    try:
+        assert client.resolved_agent_id is None
+        me = assert_sdk_ok(client.agents.me(), 200)
+        leak_watch.tokens.add(client._http.get_token())
+        assert client.resolved_agent_id == agent.id
+        assert me["id"] == agent.id
+    finally:
+        client.close()
+
+
+def test_sdk_client_with_agent_id(agent, agent_sdk) -> None:
+    client = agent_sdk(agent.key, agent_id=agent.id)
+    assert client.resolved_agent_id == agent.id
+    assert client.agents.me().data["id"] == agent.id
+
+
+def test_sdk_agent_token_helper(base_url: str, agent, leak_watch) -> None:
+    client = oneclaw.create_client(base_url=base_url)
+    try:
+        resp = client.auth.agent_token(agent.key, agent.id)
+        data = assert_sdk_ok(resp, 200)
+        leak_watch.track(data)
+        assert data["agent_id"] == agent.id
+        assert client._http.get_token() == data["access_token"]
+        assert client.agents.me().data["id"] == agent.id
+    finally:
+        client.close()
+
+
+# --- /v1/agents/me ---------------------------------------------------------------------------
+
+
+def test_agents_me_returns_own_record(user, make_agent, agent_sdk, vault: str) -> None:
+    created = make_agent(user, description="me", scopes=["x/**"], vault_ids=[vault], token_ttl_seconds=900)
+    client = agent_sdk(created.key)
+    data = assert_sdk_ok(client.agents.me(), 200)
+    assert data["id"] == created.id
+    assert data["name"] == created.record["name"]
+    assert data["org_id"] == created.record["org_id"]
+    assert data["scopes"] == ["x/**"]
+    assert data["vault_ids"] == [vault]
+    assert data["is_active"] is True
+    assert data["created_by"] == created.record["created_by"]
+    assert "api_key" not in data
+    assert created.key not in json.dumps(data)
+
+
+def test_agents_me_for_a_human_is_403(user) -> None:
+    assert_problem(user.http.get("/v1/agents/me"), 403)
+
+
+def test_agents_me_without_token_is_401(anon) -> None:
+    assert_problem(anon.get("/v1/agents/me"), 401)
+
+
+# --- agents may not manage agents ---------------------------------------------------------
+
+AGENT_FORBIDDEN = {
+    "create": lambda h, a: h.post("/v1/agents", json={"name": "child"}),
+    "list": lambda h, a: h.get("/v1/agents"),
+    "get_self": lambda h, a: h.get(f"/v1/agents/{a}"),
+    "patch_self": lambda h, a: h.patch(f"/v1/agents/{a}", json={"scopes": ["*"]}),
+    "delete_self": lambda h, a: h.delete(f"/v1/agents/{a}"),
+    "rotate_self": lambda h, a: h.post(f"/v1/agents/{a}/rotate-key"),
+}
+
+
+@pytest.mark.parametrize("op", list(AGENT_FORBIDDEN), ids=list(AGENT_FORBIDDEN))
+def test_agent_caller_gets_403(user, agent, base_url: str, anon, leak_watch, op: str) -> None:
+    token = _agent_token(anon, leak_watch, agent.key)
+    with httpx.Client(base_url=base_url, headers=bearer(token), timeout=30.0) as h:
+        resp = AGENT_FORBIDDEN[op](h, agent.id)
+    body = assert_problem(resp, 403)
+    assert "ocv_" not in json.dumps(body)
+    # Nothing changed.
+    after = assert_sdk_ok(user.client.agents.get(agent.id), 200)
+    assert after["key_prefix"] == agent.record["key_prefix"]
+    assert after.get("scopes") == agent.record.get("scopes")
+
+
+def test_sdk_agent_cannot_list_or_create_agents(agent, agent_sdk) -> None:
+    client = agent_sdk(agent.key)
+    assert_sdk_error(client.agents.list(), 403)
+    assert_sdk_error(client.agents.create("grandchild"), 403)
+
+
+# --- org roles: members manage the agents they created ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def team(signup_user, join_org):
+    owner = signup_user()
+    return {
+        "owner": owner,
+        "admin": join_org(owner, "admin"),
+        "member": join_org(owner, "member"),
+        "member2": join_org(owner, "member"),
+    }
+
+
+def test_member_can_create_and_manage_own_agent(team, make_agent, leak_watch) -> None:
+    member = team["member"]
+    created = make_agent(member)
+    assert uuid.UUID(created.record["created_by"]) == uuid.UUID(member.user_id)
+    assert_sdk_ok(member.client.agents.get(created.id), 200)
+    assert_sdk_ok(member.client.agents.update(created.id, name="mine"), 200)
+    rotated = leak_watch.track(assert_sdk_ok(member.client.agents.rotate_key(created.id), 200))
+    assert OCV_KEY_RE.fullmatch(rotated["api_key"])
+    assert member.client.agents.delete(created.id).meta.status == 204
+
+
+def test_member_lists_only_own_agents(team, make_agent) -> None:
+    mine = make_agent(team["member"])
+    owners = make_agent(team["owner"])
+    peers = make_agent(team["member2"])
+    listed = {a["id"] for a in assert_sdk_ok(team["member"].client.agents.list(), 200)["agents"]}
+    assert mine.id in listed
+    assert owners.id not in listed
+    assert peers.id not in listed
+
+
+@pytest.mark.parametrize("op", list(AGENT_OPERATIONS), ids=list(AGENT_OPERATIONS))
+def test_member_cannot_touch_others_agents(team, make_agent, op: str) -> None:
+    owners = make_agent(team["owner"])
+    assert_problem(AGENT_OPERATIONS[op](team["member"].http, owners.id), (403, 404))
+    after = assert_sdk_ok(team["owner"].client.agents.get(owners.id), 200)
+    assert after["name"] == owners.record["name"]
+    assert after["key_prefix"] == owners.record["key_prefix"]
+
+
+def test_member_gets_404_for_others_agents(team, make_agent) -> None:
+    owners = make_agent(team["owner"])
+    assert_problem(team["member"].http.get(f"/v1/agents/{owners.id}"), 404)
+
+
+@pytest.mark.parametrize("role", ["owner", "admin"])
+def test_owner_and_admin_see_and_manage_members_agents(team, make_agent, role: str, leak_watch) -> None:
+    members_agent = make_agent(team["member"])
+    manager = team[role]
+    listed = {a["id"] for a in assert_sdk_ok(manager.client.agents.list(), 200)["agents"]}
+    assert members_agent.id in listed
+    assert_sdk_ok(manager.client.agents.update(members_agent.id, description=f"checked by {role}"), 200)
+    leak_watch.track(assert_sdk_ok(manager.client.agents.rotate_key(members_agent.id), 200))
+    assert manager.client.agents.delete(members_agent.id).meta.status == 204

@@ -60,7 +60,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KeyholdStorageTests",
-            dependencies: ["KeyholdCore", "KeyholdSQLite"]
+            dependencies: ["KeyholdCore", "KeyholdSQLite", .product(name: "SQLiteNIO", package: "sqlite-nio")]
         ),
         .testTarget(
             name: "KeyholdHTTPTests",

@@ -13,6 +13,8 @@ public final class SQLiteStorage: Storage {
     let reader: SQLiteConnection
     let threadPool: NIOThreadPool
     let writeLock = AsyncLock()
+    /// The database file.
+    public let path: String
 
     public static func open(path: String, logger: Logger) async throws -> SQLiteStorage {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
@@ -28,7 +30,7 @@ public final class SQLiteStorage: Storage {
                 _ = try await writer.query(pragma, [])
             }
             let storage = SQLiteStorage(
-                writer: writer,
+                path: path, writer: writer,
                 reader: try await SQLiteConnection.open(
                     storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop),
                 threadPool: threadPool)
@@ -41,7 +43,8 @@ public final class SQLiteStorage: Storage {
         }
     }
 
-    init(writer: SQLiteConnection, reader: SQLiteConnection, threadPool: NIOThreadPool) {
+    init(path: String, writer: SQLiteConnection, reader: SQLiteConnection, threadPool: NIOThreadPool) {
+        self.path = path
         self.writer = writer
         self.reader = reader
         self.threadPool = threadPool
@@ -132,6 +135,16 @@ public final class SQLiteStorage: Storage {
             digest BLOB PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), email TEXT NOT NULL,
             role TEXT NOT NULL, created_by TEXT NOT NULL, expires_at INTEGER NOT NULL, redeemed_at INTEGER);
         """,
+        """
+        CREATE TABLE audit_events (
+            id TEXT PRIMARY KEY, org_id TEXT NOT NULL, seq INTEGER NOT NULL, actor_type TEXT NOT NULL,
+            actor_id TEXT, action TEXT NOT NULL, resource_type TEXT NOT NULL, resource_id TEXT,
+            details TEXT NOT NULL, ip_address TEXT, created_at INTEGER NOT NULL, prev_event_id TEXT,
+            integrity_hash TEXT NOT NULL, UNIQUE (org_id, seq));
+        CREATE INDEX audit_events_org_time ON audit_events(org_id, created_at);
+        CREATE TABLE audit_heads (
+            org_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL);
+        """,
     ]
 
     func migrate() async throws {
@@ -157,13 +170,14 @@ public final class SQLiteStorage: Storage {
 // MARK: identity
 
 extension SQLiteStorage {
-    public func createOrg(_ org: Org, owner: User) async throws {
+    public func createOrg(_ org: Org, owner: User, audit: AuditRecord) async throws {
         do {
             try await transaction { db in
                 _ = try await db.query(
                     "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
                     [.uuid(org.id), .text(org.name), .int64(org.createdAt.milliseconds)])
                 try await Self.insertUser(db, owner)
+                try await Self.append(db, audit)
             }
         } catch let error as SQLiteError where error.reason == .constraintUniqueFailed || error.reason == .constraint {
             throw StorageError.conflict
@@ -189,7 +203,7 @@ extension SQLiteStorage {
 // MARK: vaults
 
 extension SQLiteStorage {
-    public func createVault(_ vault: Vault, kek: KEKHandle) async throws {
+    public func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws {
         try await transaction { db in
             _ = try await db.query(
                 """
@@ -204,6 +218,7 @@ extension SQLiteStorage {
             _ = try await db.query(
                 "INSERT INTO keks (id, vault_id, material, created_at) VALUES (?, ?, ?, ?)",
                 [.text(kek.id), .uuid(vault.id), .bytes(kek.material), .int64(vault.createdAt.milliseconds)])
+            try await Self.append(db, audit)
         }
     }
 
@@ -217,12 +232,14 @@ extension SQLiteStorage {
             .map(Self.vault)
     }
 
-    public func deleteVault(id: UUID, orgID: UUID) async throws -> Bool {
+    public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            // Foreign keys cascade to the vault's keys, secrets and versions.
-            !(try await db.query(
+            // Foreign keys cascade to the vault's keys, policies, secrets and versions.
+            guard !(try await db.query(
                 "DELETE FROM vaults WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)]
-            ).isEmpty)
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
         }
     }
 
@@ -250,7 +267,7 @@ extension SQLiteStorage {
         """
 
     public func writeVersion(
-        _ new: NewSecretVersion, seal: @Sendable (Int) throws -> Data
+        _ new: NewSecretVersion, audit: AuditRecord, seal: @Sendable (Int) throws -> Data
     ) async throws -> SecretVersionInfo {
         try await transaction { db in
             _ = try await db.query(
@@ -291,11 +308,12 @@ extension SQLiteStorage {
                     .uuid(new.createdBy), .int64(new.createdAt.milliseconds), .text(new.kekID),
                     .bytes(new.wrappedDataKey), .bytes(try seal(version)),
                 ])
+            try await Self.append(db, audit.adding(["version": .number(Double(version))]))
             return info
         }
     }
 
-    public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp) async throws
+    public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
         -> SealedSecretVersion
     {
         try await transaction { db in
@@ -323,6 +341,7 @@ extension SQLiteStorage {
             guard let accessCount = try counted.first?.int("access_count") else {
                 throw KeyholdError.gone("Secret has reached its maximum access count")
             }
+            try await Self.append(db, audit.adding(["version": .number(Double(info.version))]))
             return SealedSecretVersion(
                 info: info.with(accessCount: Int(accessCount)), kekID: try row.text("kek_id"),
                 wrappedDataKey: try row.bytes("wrapped_dek"), ciphertext: try row.bytes("ciphertext"))
@@ -352,19 +371,21 @@ extension SQLiteStorage {
         ).map(Self.versionInfo)
     }
 
-    public func disableVersion(vaultID: UUID, path: String, version: Int) async throws -> Bool {
+    public func disableVersion(vaultID: UUID, path: String, version: Int, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            !(try await db.query(
+            guard !(try await db.query(
                 """
                 UPDATE secret_versions SET is_disabled = 1
                 WHERE version = ? AND secret_id = (SELECT id FROM secrets WHERE vault_id = ? AND path = ?)
                 RETURNING version
                 """, [.int64(Int64(version)), .uuid(vaultID), .text(path)]
-            ).isEmpty)
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
         }
     }
 
-    public func deleteSecret(vaultID: UUID, path: String, at time: Timestamp) async throws -> Bool {
+    public func deleteSecret(vaultID: UUID, path: String, at time: Timestamp, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
             guard let row = try await db.query(
                 """
@@ -374,6 +395,7 @@ extension SQLiteStorage {
             ).first else { return false }
             _ = try await db.query(
                 "UPDATE secret_versions SET is_deleted = 1 WHERE secret_id = ?", [.uuid(try row.uuid("id"))])
+            try await Self.append(db, audit)
             return true
         }
     }

@@ -27,23 +27,26 @@ public func buildApplication(
         identities: storage, agents: storage, credentials: storage, tokens: tokens, hasher: credentialHasher,
         audit: audit)
     let authenticator = Authenticator(auth: auth)
+    let passwords = PasswordHasher(cost: UInt8(configuration.bcryptCost))
 
     let router = Router(context: KeyholdRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.get("/v1/health") { _, _ in try JSONResponse.make(HealthResponse(status: "ok", version: Keyhold.version)) }
     AuthController(
-        accounts: AccountService(
-            store: storage, hasher: PasswordHasher(cost: UInt8(configuration.bcryptCost)),
-            credentials: credentialHasher, audit: audit),
+        accounts: AccountService(store: storage, hasher: passwords, credentials: credentialHasher, audit: audit),
         auth: auth, tokens: tokens, authenticator: authenticator, signupOpen: configuration.signup == .open,
         issuer: configuration.publicURL
     ).register(on: router)
     VaultController(vaults: vaults, authenticator: authenticator).register(on: router)
-    SecretController(
-        secrets: SecretService(
-            store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit),
-        authenticator: authenticator
+    let secrets = SecretService(
+        store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit)
+    SecretController(secrets: secrets, authenticator: authenticator).register(on: router)
+    ShareController(
+        shares: ShareService(
+            shares: storage, identities: storage, agents: storage, secrets: secrets, passwords: passwords,
+            audit: audit),
+        authenticator: authenticator, publicURL: configuration.publicURL
     ).register(on: router)
     PolicyController(
         policies: PolicyService(

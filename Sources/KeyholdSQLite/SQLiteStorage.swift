@@ -145,6 +145,18 @@ public final class SQLiteStorage: Storage {
         CREATE TABLE audit_heads (
             org_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL);
         """,
+        """
+        CREATE TABLE shares (
+            id TEXT PRIMARY KEY, org_id TEXT NOT NULL, secret_id TEXT NOT NULL,
+            vault_id TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE, path TEXT NOT NULL,
+            created_by_type TEXT NOT NULL, created_by TEXT NOT NULL, recipient_type TEXT NOT NULL,
+            recipient_id TEXT, recipient_email TEXT, expires_at INTEGER NOT NULL, max_access_count INTEGER,
+            access_count INTEGER NOT NULL DEFAULT 0, passphrase_hash TEXT, ip_allowlist TEXT NOT NULL,
+            status TEXT NOT NULL, revoked_at INTEGER, created_at INTEGER NOT NULL);
+        CREATE INDEX shares_creator ON shares(created_by_type, created_by, created_at);
+        CREATE INDEX shares_recipient ON shares(recipient_id);
+        CREATE INDEX shares_recipient_email ON shares(recipient_email);
+        """,
     ]
 
     func migrate() async throws {
@@ -320,16 +332,27 @@ extension SQLiteStorage {
             let versionClause = version == nil ? "v.version = s.current_version" : "v.version = ?"
             var binds: [SQLiteData] = [.uuid(vaultID), .text(path)]
             if let version { binds.append(.int64(Int64(version))) }
+            let sealed = try await Self.countedRead(
+                db, where: "s.vault_id = ? AND s.path = ? AND \(versionClause)", binds, now: now,
+                missing: version == nil
+                    ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found"))
+            try await Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
+            return sealed
+        }
+    }
+
+    /// Inside a transaction: reads one version for its value, refuses it when gone (410) and counts the access
+    /// against `max_access_count` atomically.
+    static func countedRead(
+        _ db: SQLiteConnection, where condition: String, _ binds: [SQLiteData], now: Timestamp, missing: KeyholdError
+    ) async throws -> SealedSecretVersion {
             guard let row = try await db.query(
                 """
                 SELECT \(Self.versionColumns), v.kek_id, v.wrapped_dek, v.ciphertext
                 FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
-                WHERE s.vault_id = ? AND s.path = ? AND \(versionClause)
+                WHERE \(condition)
                 """, binds
-            ).first else {
-                throw version == nil
-                    ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found")
-            }
+            ).first else { throw missing }
             let info = try Self.versionInfo(row)
             if let reason = info.goneReason(now: now) { throw KeyholdError.gone(reason) }
             let counted = try await db.query(
@@ -341,11 +364,9 @@ extension SQLiteStorage {
             guard let accessCount = try counted.first?.int("access_count") else {
                 throw KeyholdError.gone("Secret has reached its maximum access count")
             }
-            try await Self.append(db, audit.adding(["version": .number(Double(info.version))]))
             return SealedSecretVersion(
                 info: info.with(accessCount: Int(accessCount)), kekID: try row.text("kek_id"),
                 wrappedDataKey: try row.bytes("wrapped_dek"), ciphertext: try row.bytes("ciphertext"))
-        }
     }
 
     public func latestVersions(vaultID: UUID, prefix: String?) async throws -> [SecretVersionInfo] {

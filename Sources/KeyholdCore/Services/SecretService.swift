@@ -96,11 +96,16 @@ public struct SecretService: Sendable {
         let sealed = try await store.readVersion(
             vaultID: vault.id, path: path.rawValue, version: version, now: .now,
             audit: audit.record(caller, "secret.read", "secret", path.rawValue, ["vault_id": .string(vault.id.wire)]))
+        return try await reveal(sealed, orgID: vault.orgID, vaultID: vault.id)
+    }
+
+    /// Unwraps the version's data key through the keystore and opens the value bound to where it lives.
+    func reveal(_ sealed: SealedSecretVersion, orgID: UUID, vaultID: UUID) async throws -> Revealed {
         let kek = try await vaults.kek(sealed.kekID)
         let dataKey = try await keystore.unwrap(sealed.wrappedDataKey, with: kek)
         let plaintext = try EnvelopeCipher.open(
             sealed.ciphertext, key: dataKey,
-            binding: .init(orgID: vault.orgID, vaultID: vault.id, path: path.rawValue, version: sealed.info.version))
+            binding: .init(orgID: orgID, vaultID: vaultID, path: sealed.info.path, version: sealed.info.version))
         return Revealed(info: sealed.info, value: String(decoding: plaintext, as: UTF8.self))
     }
 

@@ -121,9 +121,28 @@ public protocol AuditStore: Sendable {
     func auditHead(orgID: UUID) async throws -> AuditHead?
 }
 
+public protocol ShareStore: Sendable {
+    /// A live (not deleted) secret with this id.
+    func secretLocation(id: UUID) async throws -> SecretLocation?
+    func createShare(_ share: Share, audit: AuditRecord) async throws
+    func share(id: UUID) async throws -> Share?
+    func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share]
+    /// Shares targeted at this principal (by id, or by email for `external_email`).
+    func inboundShares(recipientID: UUID, email: String?) async throws -> [Share]
+    /// Revokes a share its creator made; `false` when there is no such live share of this creator.
+    func revokeShare(id: UUID, creatorType: PrincipalKind, creatorID: UUID, audit: AuditRecord) async throws -> Bool
+    /// Records the recipient's answer; `false` when the share is missing, revoked or already answered.
+    func answerShare(id: UUID, status: ShareStatus, audit: AuditRecord) async throws -> Bool
+    /// In one transaction: checks that the share is live (404 revoked or missing, 410 expired, declined or
+    /// exhausted), counts the access exactly, reads the secret's latest version for its value (counting that
+    /// read too) and appends the audit event.
+    func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion)
+}
+
 /// Everything one backend provides.
 public protocol Storage:
-    IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore
+    IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
+    ShareStore
 {
     func close() async throws
 }

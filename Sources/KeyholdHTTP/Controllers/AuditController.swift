@@ -52,6 +52,8 @@ struct AuditEventResponse: Encodable {
     let details: [String: JSONValue]
     let ip_address: String?
     let created_at: Timestamp
+    /// The SDK's name for `created_at`.
+    let timestamp: Timestamp
     let prev_event_id: String?
     let integrity_hash: String
 
@@ -67,6 +69,7 @@ struct AuditEventResponse: Encodable {
         details = event.entry.details
         ip_address = event.entry.ipAddress
         created_at = event.createdAt
+        timestamp = event.createdAt
         prev_event_id = event.previousID?.wire
         integrity_hash = event.integrityHash
     }

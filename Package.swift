@@ -67,6 +67,7 @@ let package = Package(
             dependencies: [
                 "KeyholdHTTP",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]
         ),
     ],

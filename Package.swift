@@ -60,13 +60,14 @@ let package = Package(
         ),
         .testTarget(
             name: "KeyholdStorageTests",
-            dependencies: ["KeyholdCore", "KeyholdSQLite"]
+            dependencies: ["KeyholdCore", "KeyholdSQLite", .product(name: "SQLiteNIO", package: "sqlite-nio")]
         ),
         .testTarget(
             name: "KeyholdHTTPTests",
             dependencies: [
                 "KeyholdHTTP",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]
         ),
     ],

@@ -10,7 +10,7 @@ extension SQLiteStorage {
             .map(Self.user)
     }
 
-    public func updateRole(userID: UUID, orgID: UUID, role: OrgRole) async throws -> Bool {
+    public func updateRole(userID: UUID, orgID: UUID, role: OrgRole, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
             guard let row = try await db.query(
                 "SELECT role FROM users WHERE id = ? AND org_id = ?", [.uuid(userID), .uuid(orgID)]
@@ -19,11 +19,12 @@ extension SQLiteStorage {
                 try await Self.requireAnotherOwner(db, orgID: orgID)
             }
             _ = try await db.query("UPDATE users SET role = ? WHERE id = ?", [.text(role.rawValue), .uuid(userID)])
+            try await Self.append(db, audit)
             return true
         }
     }
 
-    public func removeUser(id: UUID, orgID: UUID) async throws -> Bool {
+    public func removeUser(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
             guard let row = try await db.query(
                 "SELECT role FROM users WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)]
@@ -34,6 +35,7 @@ extension SQLiteStorage {
             _ = try await db.query(
                 "DELETE FROM refresh_tokens WHERE principal_type = 'user' AND principal_id = ?", [.uuid(id)])
             _ = try await db.query("DELETE FROM users WHERE id = ?", [.uuid(id)])
+            try await Self.append(db, audit)
             return true
         }
     }
@@ -45,7 +47,7 @@ extension SQLiteStorage {
         if owners <= 1 { throw StorageError.lastOwner }
     }
 
-    public func createInvite(_ invite: Invite) async throws {
+    public func createInvite(_ invite: Invite, audit: AuditRecord) async throws {
         try await transaction { db in
             _ = try await db.query(
                 """
@@ -55,10 +57,20 @@ extension SQLiteStorage {
                     .bytes(invite.digest), .uuid(invite.orgID), .text(invite.email), .text(invite.role.rawValue),
                     .uuid(invite.createdBy), .int64(invite.expiresAt.milliseconds),
                 ])
+            try await Self.append(db, audit)
         }
     }
 
-    public func redeemInvite(digest: Data, user: User, now: Timestamp) async throws -> User? {
+    public func invite(digest: Data) async throws -> Invite? {
+        try await reader.query("SELECT * FROM invites WHERE digest = ?", [.bytes(digest)]).first.map { row in
+            Invite(
+                digest: digest, orgID: try row.uuid("org_id"), email: try row.text("email"),
+                role: OrgRole(rawValue: try row.text("role")) ?? .member, createdBy: try row.uuid("created_by"),
+                expiresAt: try row.timestamp("expires_at"))
+        }
+    }
+
+    public func redeemInvite(digest: Data, user: User, now: Timestamp, audit: AuditRecord) async throws -> User? {
         do {
             return try await transaction { db -> User? in
                 guard let row = try await db.query(
@@ -74,6 +86,7 @@ extension SQLiteStorage {
                     displayName: user.displayName, role: OrgRole(rawValue: try row.text("role")) ?? .member,
                     createdAt: user.createdAt)
                 try await Self.insertUser(db, member)
+                try await Self.append(db, audit)
                 return member
             }
         } catch let error as SQLiteError where error.reason == .constraintUniqueFailed || error.reason == .constraint {
@@ -97,7 +110,7 @@ extension SQLiteStorage {
 // MARK: agents
 
 extension SQLiteStorage {
-    public func createAgent(_ agent: Agent) async throws {
+    public func createAgent(_ agent: Agent, audit: AuditRecord) async throws {
         try await transaction { db in
             _ = try await db.query(
                 """
@@ -105,6 +118,7 @@ extension SQLiteStorage {
                     expires_at, created_by, created_at, key_prefix, key_digest, key_version)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, Self.agentBinds(agent))
+            try await Self.append(db, audit)
         }
     }
 
@@ -121,9 +135,9 @@ extension SQLiteStorage {
         try await reader.query("SELECT * FROM agents WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.agent)
     }
 
-    public func updateAgent(_ agent: Agent) async throws -> Bool {
+    public func updateAgent(_ agent: Agent, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            !(try await db.query(
+            guard !(try await db.query(
                 """
                 UPDATE agents SET name = ?, description = ?, is_active = ?, scopes = ?, vault_ids = ?,
                     token_ttl_seconds = ?, expires_at = ?, key_prefix = ?, key_digest = ?, key_version = ?
@@ -137,11 +151,13 @@ extension SQLiteStorage {
                     .optionalInteger(agent.expiresAt?.milliseconds), .text(agent.keyPrefix), .bytes(agent.keyDigest),
                     .int64(Int64(agent.keyVersion)), .uuid(agent.id), .uuid(agent.orgID),
                 ]
-            ).isEmpty)
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
         }
     }
 
-    public func deleteAgent(id: UUID, orgID: UUID) async throws -> Bool {
+    public func deleteAgent(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
             guard !(try await db.query(
                 "DELETE FROM agents WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)]
@@ -149,6 +165,7 @@ extension SQLiteStorage {
             _ = try await db.query("DELETE FROM policies WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
             _ = try await db.query(
                 "DELETE FROM refresh_tokens WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
+            try await Self.append(db, audit)
             return true
         }
     }
@@ -181,7 +198,7 @@ extension SQLiteStorage {
 // MARK: credentials
 
 extension SQLiteStorage {
-    public func createAPIKey(_ key: UserAPIKey) async throws {
+    public func createAPIKey(_ key: UserAPIKey, audit: AuditRecord) async throws {
         try await transaction { db in
             _ = try await db.query(
                 """
@@ -195,6 +212,7 @@ extension SQLiteStorage {
                     .int64(key.isActive ? 1 : 0), .int64(key.createdAt.milliseconds),
                     .optionalInteger(key.expiresAt?.milliseconds),
                 ])
+            try await Self.append(db, audit)
         }
     }
 
@@ -208,12 +226,14 @@ extension SQLiteStorage {
         try await reader.query("SELECT * FROM user_api_keys WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.apiKey)
     }
 
-    public func deactivateAPIKey(id: UUID, userID: UUID) async throws -> Bool {
+    public func deactivateAPIKey(id: UUID, userID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            !(try await db.query(
+            guard !(try await db.query(
                 "UPDATE user_api_keys SET is_active = 0 WHERE id = ? AND user_id = ? AND is_active = 1 RETURNING id",
                 [.uuid(id), .uuid(userID)]
-            ).isEmpty)
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
         }
     }
 
@@ -226,7 +246,7 @@ extension SQLiteStorage {
             expiresAt: row.column("expires_at")?.integer.map { Timestamp(milliseconds: Int64($0)) })
     }
 
-    public func createRefreshToken(_ token: RefreshTokenRecord) async throws {
+    public func createRefreshToken(_ token: RefreshTokenRecord, audit: AuditRecord) async throws {
         try await transaction { db in
             _ = try await db.query(
                 """
@@ -237,6 +257,7 @@ extension SQLiteStorage {
                     .bytes(token.digest), .uuid(token.family), .text(token.principalKind.rawValue),
                     .uuid(token.principalID), .uuid(token.orgID), .int64(token.expiresAt.milliseconds),
                 ])
+            try await Self.append(db, audit)
         }
     }
 
@@ -261,13 +282,14 @@ extension SQLiteStorage {
         }
     }
 
-    public func revokeToken(id: String, expiresAt: Timestamp) async throws {
+    public func revokeToken(id: String, expiresAt: Timestamp, audit: AuditRecord) async throws {
         try await transaction { db in
             _ = try await db.query(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
                 [.text(id), .int64(expiresAt.milliseconds)])
             _ = try await db.query(
                 "DELETE FROM revoked_tokens WHERE expires_at < ?", [.int64(Timestamp.now.milliseconds - 60_000)])
+            try await Self.append(db, audit)
         }
     }
 
@@ -279,7 +301,7 @@ extension SQLiteStorage {
 // MARK: policies
 
 extension SQLiteStorage {
-    public func createPolicy(_ policy: Policy) async throws {
+    public func createPolicy(_ policy: Policy, audit: AuditRecord) async throws {
         try await transaction { db in
             _ = try await db.query(
                 """
@@ -295,6 +317,7 @@ extension SQLiteStorage {
                     .text(policy.effect.rawValue), .int64(Int64(policy.priority)), .uuid(policy.createdBy),
                     .text(policy.createdByType.rawValue), .int64(policy.createdAt.milliseconds),
                 ])
+            try await Self.append(db, audit)
         }
     }
 
@@ -323,9 +346,9 @@ extension SQLiteStorage {
         ).map(Self.policy)
     }
 
-    public func updatePolicy(_ policy: Policy) async throws -> Bool {
+    public func updatePolicy(_ policy: Policy, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            !(try await db.query(
+            guard !(try await db.query(
                 """
                 UPDATE policies SET permissions = ?, conditions = ?, expires_at = ?, effect = ?, priority = ?
                 WHERE id = ? AND vault_id = ? RETURNING id
@@ -335,15 +358,19 @@ extension SQLiteStorage {
                     .optionalText(policy.conditions.json?.jsonString()), .optionalInteger(policy.expiresAt?.milliseconds),
                     .text(policy.effect.rawValue), .int64(Int64(policy.priority)), .uuid(policy.id), .uuid(policy.vaultID),
                 ]
-            ).isEmpty)
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
         }
     }
 
-    public func deletePolicy(id: UUID, vaultID: UUID) async throws -> Bool {
+    public func deletePolicy(id: UUID, vaultID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            !(try await db.query(
+            guard !(try await db.query(
                 "DELETE FROM policies WHERE id = ? AND vault_id = ? RETURNING id", [.uuid(id), .uuid(vaultID)]
-            ).isEmpty)
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
         }
     }
 

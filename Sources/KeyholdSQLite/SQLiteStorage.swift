@@ -13,6 +13,8 @@ public final class SQLiteStorage: Storage {
     let reader: SQLiteConnection
     let threadPool: NIOThreadPool
     let writeLock = AsyncLock()
+    /// The database file.
+    public let path: String
 
     public static func open(path: String, logger: Logger) async throws -> SQLiteStorage {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
@@ -28,7 +30,7 @@ public final class SQLiteStorage: Storage {
                 _ = try await writer.query(pragma, [])
             }
             let storage = SQLiteStorage(
-                writer: writer,
+                path: path, writer: writer,
                 reader: try await SQLiteConnection.open(
                     storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop),
                 threadPool: threadPool)
@@ -41,7 +43,8 @@ public final class SQLiteStorage: Storage {
         }
     }
 
-    init(writer: SQLiteConnection, reader: SQLiteConnection, threadPool: NIOThreadPool) {
+    init(path: String, writer: SQLiteConnection, reader: SQLiteConnection, threadPool: NIOThreadPool) {
+        self.path = path
         self.writer = writer
         self.reader = reader
         self.threadPool = threadPool
@@ -132,6 +135,28 @@ public final class SQLiteStorage: Storage {
             digest BLOB PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), email TEXT NOT NULL,
             role TEXT NOT NULL, created_by TEXT NOT NULL, expires_at INTEGER NOT NULL, redeemed_at INTEGER);
         """,
+        """
+        CREATE TABLE audit_events (
+            id TEXT PRIMARY KEY, org_id TEXT NOT NULL, seq INTEGER NOT NULL, actor_type TEXT NOT NULL,
+            actor_id TEXT, action TEXT NOT NULL, resource_type TEXT NOT NULL, resource_id TEXT,
+            details TEXT NOT NULL, ip_address TEXT, created_at INTEGER NOT NULL, prev_event_id TEXT,
+            integrity_hash TEXT NOT NULL, UNIQUE (org_id, seq));
+        CREATE INDEX audit_events_org_time ON audit_events(org_id, created_at);
+        CREATE TABLE audit_heads (
+            org_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL);
+        """,
+        """
+        CREATE TABLE shares (
+            id TEXT PRIMARY KEY, org_id TEXT NOT NULL, secret_id TEXT NOT NULL,
+            vault_id TEXT NOT NULL REFERENCES vaults(id) ON DELETE CASCADE, path TEXT NOT NULL,
+            created_by_type TEXT NOT NULL, created_by TEXT NOT NULL, recipient_type TEXT NOT NULL,
+            recipient_id TEXT, recipient_email TEXT, expires_at INTEGER NOT NULL, max_access_count INTEGER,
+            access_count INTEGER NOT NULL DEFAULT 0, passphrase_hash TEXT, ip_allowlist TEXT NOT NULL,
+            status TEXT NOT NULL, revoked_at INTEGER, created_at INTEGER NOT NULL);
+        CREATE INDEX shares_creator ON shares(created_by_type, created_by, created_at);
+        CREATE INDEX shares_recipient ON shares(recipient_id);
+        CREATE INDEX shares_recipient_email ON shares(recipient_email);
+        """,
     ]
 
     func migrate() async throws {
@@ -157,13 +182,14 @@ public final class SQLiteStorage: Storage {
 // MARK: identity
 
 extension SQLiteStorage {
-    public func createOrg(_ org: Org, owner: User) async throws {
+    public func createOrg(_ org: Org, owner: User, audit: AuditRecord) async throws {
         do {
             try await transaction { db in
                 _ = try await db.query(
                     "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
                     [.uuid(org.id), .text(org.name), .int64(org.createdAt.milliseconds)])
                 try await Self.insertUser(db, owner)
+                try await Self.append(db, audit)
             }
         } catch let error as SQLiteError where error.reason == .constraintUniqueFailed || error.reason == .constraint {
             throw StorageError.conflict
@@ -189,7 +215,7 @@ extension SQLiteStorage {
 // MARK: vaults
 
 extension SQLiteStorage {
-    public func createVault(_ vault: Vault, kek: KEKHandle) async throws {
+    public func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws {
         try await transaction { db in
             _ = try await db.query(
                 """
@@ -204,6 +230,7 @@ extension SQLiteStorage {
             _ = try await db.query(
                 "INSERT INTO keks (id, vault_id, material, created_at) VALUES (?, ?, ?, ?)",
                 [.text(kek.id), .uuid(vault.id), .bytes(kek.material), .int64(vault.createdAt.milliseconds)])
+            try await Self.append(db, audit)
         }
     }
 
@@ -217,12 +244,14 @@ extension SQLiteStorage {
             .map(Self.vault)
     }
 
-    public func deleteVault(id: UUID, orgID: UUID) async throws -> Bool {
+    public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            // Foreign keys cascade to the vault's keys, secrets and versions.
-            !(try await db.query(
+            // Foreign keys cascade to the vault's keys, policies, secrets and versions.
+            guard !(try await db.query(
                 "DELETE FROM vaults WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)]
-            ).isEmpty)
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
         }
     }
 
@@ -250,7 +279,7 @@ extension SQLiteStorage {
         """
 
     public func writeVersion(
-        _ new: NewSecretVersion, seal: @Sendable (Int) throws -> Data
+        _ new: NewSecretVersion, audit: AuditRecord, seal: @Sendable (Int) throws -> Data
     ) async throws -> SecretVersionInfo {
         try await transaction { db in
             _ = try await db.query(
@@ -291,27 +320,39 @@ extension SQLiteStorage {
                     .uuid(new.createdBy), .int64(new.createdAt.milliseconds), .text(new.kekID),
                     .bytes(new.wrappedDataKey), .bytes(try seal(version)),
                 ])
+            try await Self.append(db, audit.adding(["version": .number(Double(version))]))
             return info
         }
     }
 
-    public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp) async throws
+    public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
         -> SealedSecretVersion
     {
         try await transaction { db in
             let versionClause = version == nil ? "v.version = s.current_version" : "v.version = ?"
             var binds: [SQLiteData] = [.uuid(vaultID), .text(path)]
             if let version { binds.append(.int64(Int64(version))) }
+            let sealed = try await Self.countedRead(
+                db, where: "s.vault_id = ? AND s.path = ? AND \(versionClause)", binds, now: now,
+                missing: version == nil
+                    ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found"))
+            try await Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
+            return sealed
+        }
+    }
+
+    /// Inside a transaction: reads one version for its value, refuses it when gone (410) and counts the access
+    /// against `max_access_count` atomically.
+    static func countedRead(
+        _ db: SQLiteConnection, where condition: String, _ binds: [SQLiteData], now: Timestamp, missing: KeyholdError
+    ) async throws -> SealedSecretVersion {
             guard let row = try await db.query(
                 """
                 SELECT \(Self.versionColumns), v.kek_id, v.wrapped_dek, v.ciphertext
                 FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
-                WHERE s.vault_id = ? AND s.path = ? AND \(versionClause)
+                WHERE \(condition)
                 """, binds
-            ).first else {
-                throw version == nil
-                    ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found")
-            }
+            ).first else { throw missing }
             let info = try Self.versionInfo(row)
             if let reason = info.goneReason(now: now) { throw KeyholdError.gone(reason) }
             let counted = try await db.query(
@@ -326,7 +367,6 @@ extension SQLiteStorage {
             return SealedSecretVersion(
                 info: info.with(accessCount: Int(accessCount)), kekID: try row.text("kek_id"),
                 wrappedDataKey: try row.bytes("wrapped_dek"), ciphertext: try row.bytes("ciphertext"))
-        }
     }
 
     public func latestVersions(vaultID: UUID, prefix: String?) async throws -> [SecretVersionInfo] {
@@ -352,19 +392,21 @@ extension SQLiteStorage {
         ).map(Self.versionInfo)
     }
 
-    public func disableVersion(vaultID: UUID, path: String, version: Int) async throws -> Bool {
+    public func disableVersion(vaultID: UUID, path: String, version: Int, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            !(try await db.query(
+            guard !(try await db.query(
                 """
                 UPDATE secret_versions SET is_disabled = 1
                 WHERE version = ? AND secret_id = (SELECT id FROM secrets WHERE vault_id = ? AND path = ?)
                 RETURNING version
                 """, [.int64(Int64(version)), .uuid(vaultID), .text(path)]
-            ).isEmpty)
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
         }
     }
 
-    public func deleteSecret(vaultID: UUID, path: String, at time: Timestamp) async throws -> Bool {
+    public func deleteSecret(vaultID: UUID, path: String, at time: Timestamp, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
             guard let row = try await db.query(
                 """
@@ -374,6 +416,7 @@ extension SQLiteStorage {
             ).first else { return false }
             _ = try await db.query(
                 "UPDATE secret_versions SET is_deleted = 1 WHERE secret_id = ?", [.uuid(try row.uuid("id"))])
+            try await Self.append(db, audit)
             return true
         }
     }

@@ -11,12 +11,19 @@ import Testing
     static let password = "Correct-Horse-9-Battery!"
 
     func withApp(signup: String = "open", _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        try await withApp(signup: signup) { client, _ in try await body(client) }
+    }
+
+    /// The app and its data directory (for tests that reach under the API, as an attacker with the disk would).
+    func withApp(signup: String = "open", _ body: @Sendable (any TestClientProtocol, String) async throws -> Void)
+        async throws
+    {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keyhold-http-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let configuration = try KeyholdConfiguration(
             flags: .init(port: 0, dataDirectory: dir, signup: signup), environment: ["KEYHOLD_BCRYPT_COST": "10"])
         let app = try await buildApplication(configuration: configuration, logger: Logger(label: "test"))
-        try await app.test(.router) { client in try await body(client) }
+        try await app.test(.router) { client in try await body(client, dir) }
     }
 
     struct Reply {

@@ -24,7 +24,7 @@ extension StorageConformanceTests {
     func agentsRoundTrip(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             var agent = agent(f)
-            try await f.storage.createAgent(agent)
+            try await f.storage.createAgent(agent, audit: testAudit)
             #expect(try await f.storage.agent(id: agent.id) == agent)
             #expect(try await f.storage.agents(orgID: f.org.id) == [agent])
             #expect(try await f.storage.agents(keyPrefix: "ocv_abcdefgh").map(\.id) == [agent.id])
@@ -33,17 +33,17 @@ extension StorageConformanceTests {
             agent.scopes = nil
             agent.keyVersion = 2
             agent.keyPrefix = "ocv_newnewne"
-            #expect(try await f.storage.updateAgent(agent))
+            #expect(try await f.storage.updateAgent(agent, audit: testAudit))
             #expect(try await f.storage.agent(id: agent.id) == agent)
             #expect(try await f.storage.agents(keyPrefix: "ocv_abcdefgh").isEmpty)
-            try await f.storage.createPolicy(try policy(f, kind: .agent, id: agent.id))
-            #expect(try await !f.storage.deleteAgent(id: agent.id, orgID: UUID()))
-            #expect(try await f.storage.deleteAgent(id: agent.id, orgID: f.org.id))
+            try await f.storage.createPolicy(try policy(f, kind: .agent, id: agent.id), audit: testAudit)
+            #expect(try await !f.storage.deleteAgent(id: agent.id, orgID: UUID(), audit: testAudit))
+            #expect(try await f.storage.deleteAgent(id: agent.id, orgID: f.org.id, audit: testAudit))
             #expect(try await f.storage.agent(id: agent.id) == nil)
             #expect(try await f.storage.policies(principalKind: .agent, principalID: agent.id).isEmpty)
             var ghost = agent
             ghost.id = UUID()
-            #expect(try await !f.storage.updateAgent(ghost))
+            #expect(try await !f.storage.updateAgent(ghost, audit: testAudit))
         }
     }
 
@@ -53,17 +53,17 @@ extension StorageConformanceTests {
             let key = UserAPIKey(
                 id: UUID(), userID: f.owner.id, orgID: f.org.id, name: "ci", keyPrefix: "1ck_abcdefgh",
                 keyDigest: Data([7]), scopes: ["a/**"], isActive: true, createdAt: .now, expiresAt: nil)
-            try await f.storage.createAPIKey(key)
+            try await f.storage.createAPIKey(key, audit: testAudit)
             #expect(try await f.storage.apiKeys(userID: f.owner.id) == [key])
             #expect(try await f.storage.apiKeys(keyPrefix: "1ck_abcdefgh") == [key])
-            #expect(try await !f.storage.deactivateAPIKey(id: key.id, userID: UUID()))
-            #expect(try await f.storage.deactivateAPIKey(id: key.id, userID: f.owner.id))
-            #expect(try await !f.storage.deactivateAPIKey(id: key.id, userID: f.owner.id))
+            #expect(try await !f.storage.deactivateAPIKey(id: key.id, userID: UUID(), audit: testAudit))
+            #expect(try await f.storage.deactivateAPIKey(id: key.id, userID: f.owner.id, audit: testAudit))
+            #expect(try await !f.storage.deactivateAPIKey(id: key.id, userID: f.owner.id, audit: testAudit))
             #expect(try await f.storage.apiKeys(keyPrefix: "1ck_abcdefgh").first?.isActive == false)
 
             #expect(try await !f.storage.isTokenRevoked(id: "jti-1"))
-            try await f.storage.revokeToken(id: "jti-1", expiresAt: Timestamp.now.adding(seconds: 60))
-            try await f.storage.revokeToken(id: "jti-1", expiresAt: Timestamp.now.adding(seconds: 60))
+            try await f.storage.revokeToken(id: "jti-1", expiresAt: Timestamp.now.adding(seconds: 60), audit: testAudit)
+            try await f.storage.revokeToken(id: "jti-1", expiresAt: Timestamp.now.adding(seconds: 60), audit: testAudit)
             #expect(try await f.storage.isTokenRevoked(id: "jti-1"))
             #expect(try await !f.storage.isTokenRevoked(id: "jti-2"))
         }
@@ -78,12 +78,12 @@ extension StorageConformanceTests {
                     digest: Data([byte]), family: family, principalKind: .user, principalID: f.owner.id,
                     orgID: f.org.id, expiresAt: expires)
             }
-            try await f.storage.createRefreshToken(token(1))
+            try await f.storage.createRefreshToken(token(1), audit: testAudit)
             #expect(try await f.storage.spendRefreshToken(digest: Data([1]), now: .now)?.family == family)
-            try await f.storage.createRefreshToken(token(2))
+            try await f.storage.createRefreshToken(token(2), audit: testAudit)
             #expect(try await f.storage.spendRefreshToken(digest: Data([1]), now: .now) == nil, "spent")
             #expect(try await f.storage.spendRefreshToken(digest: Data([2]), now: .now) == nil, "family ended by reuse")
-            try await f.storage.createRefreshToken(token(3, expires: .now))
+            try await f.storage.createRefreshToken(token(3, expires: .now), audit: testAudit)
             #expect(try await f.storage.spendRefreshToken(digest: Data([3]), now: Timestamp.now.adding(seconds: 1)) == nil)
             #expect(try await f.storage.spendRefreshToken(digest: Data([9]), now: .now) == nil)
         }
@@ -93,7 +93,7 @@ extension StorageConformanceTests {
     func policiesRoundTrip(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             let granted = try policy(f, kind: .user, id: f.owner.id)
-            try await f.storage.createPolicy(granted)
+            try await f.storage.createPolicy(granted, audit: testAudit)
             #expect(try await f.storage.policy(id: granted.id, vaultID: f.vault.id) == granted)
             #expect(try await f.storage.policy(id: granted.id, vaultID: UUID()) == nil)
             #expect(try await f.storage.policies(vaultID: f.vault.id) == [granted])
@@ -104,12 +104,12 @@ extension StorageConformanceTests {
                 id: granted.id, vaultID: granted.vaultID, pattern: granted.pattern, principalKind: .user,
                 principalID: f.owner.id, permissions: [.read], conditions: .none, expiresAt: nil, effect: .deny,
                 priority: 9, createdBy: granted.createdBy, createdByType: .user, createdAt: granted.createdAt)
-            #expect(try await f.storage.updatePolicy(changed))
+            #expect(try await f.storage.updatePolicy(changed, audit: testAudit))
             #expect(try await f.storage.policy(id: granted.id, vaultID: f.vault.id) == changed)
-            #expect(try await f.storage.deletePolicy(id: granted.id, vaultID: f.vault.id))
-            #expect(try await !f.storage.deletePolicy(id: granted.id, vaultID: f.vault.id))
-            try await f.storage.createPolicy(granted)
-            #expect(try await f.storage.deleteVault(id: f.vault.id, orgID: f.org.id))
+            #expect(try await f.storage.deletePolicy(id: granted.id, vaultID: f.vault.id, audit: testAudit))
+            #expect(try await !f.storage.deletePolicy(id: granted.id, vaultID: f.vault.id, audit: testAudit))
+            try await f.storage.createPolicy(granted, audit: testAudit)
+            #expect(try await f.storage.deleteVault(id: f.vault.id, orgID: f.org.id, audit: testAudit))
             #expect(try await f.storage.policies(principalKind: .user, principalID: f.owner.id).isEmpty)
         }
     }
@@ -118,37 +118,37 @@ extension StorageConformanceTests {
     func membersInvitesAndTheLastOwner(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             await #expect(throws: StorageError.lastOwner) {
-                try await f.storage.updateRole(userID: f.owner.id, orgID: f.org.id, role: .member)
+                try await f.storage.updateRole(userID: f.owner.id, orgID: f.org.id, role: .member, audit: testAudit)
             }
-            await #expect(throws: StorageError.lastOwner) { try await f.storage.removeUser(id: f.owner.id, orgID: f.org.id) }
+            await #expect(throws: StorageError.lastOwner) { try await f.storage.removeUser(id: f.owner.id, orgID: f.org.id, audit: testAudit) }
 
             let invite = Invite(
                 digest: Data([42]), orgID: f.org.id, email: "new@example.com", role: .admin, createdBy: f.owner.id,
                 expiresAt: Timestamp.now.adding(seconds: 60))
-            try await f.storage.createInvite(invite)
+            try await f.storage.createInvite(invite, audit: testAudit)
             func newcomer(_ email: String) -> User {
                 User(id: UUID(), orgID: UUID(), email: email, passwordHash: "h", displayName: nil, role: .owner, createdAt: .now)
             }
-            #expect(try await f.storage.redeemInvite(digest: Data([42]), user: newcomer("other@example.com"), now: .now) == nil)
-            let joined = try #require(try await f.storage.redeemInvite(digest: Data([42]), user: newcomer("new@example.com"), now: .now))
+            #expect(try await f.storage.redeemInvite(digest: Data([42]), user: newcomer("other@example.com"), now: .now, audit: testAudit) == nil)
+            let joined = try #require(try await f.storage.redeemInvite(digest: Data([42]), user: newcomer("new@example.com"), now: .now, audit: testAudit))
             #expect(joined.orgID == f.org.id && joined.role == .admin)
-            #expect(try await f.storage.redeemInvite(digest: Data([42]), user: newcomer("new@example.com"), now: .now) == nil)
+            #expect(try await f.storage.redeemInvite(digest: Data([42]), user: newcomer("new@example.com"), now: .now, audit: testAudit) == nil)
             #expect(Set(try await f.storage.users(orgID: f.org.id).map(\.id)) == [f.owner.id, joined.id])
 
-            #expect(try await f.storage.updateRole(userID: joined.id, orgID: f.org.id, role: .owner))
-            #expect(try await f.storage.updateRole(userID: f.owner.id, orgID: f.org.id, role: .member))
-            #expect(try await !f.storage.updateRole(userID: joined.id, orgID: UUID(), role: .member))
-            try await f.storage.createPolicy(try policy(f, kind: .user, id: f.owner.id))
-            #expect(try await f.storage.removeUser(id: f.owner.id, orgID: f.org.id))
+            #expect(try await f.storage.updateRole(userID: joined.id, orgID: f.org.id, role: .owner, audit: testAudit))
+            #expect(try await f.storage.updateRole(userID: f.owner.id, orgID: f.org.id, role: .member, audit: testAudit))
+            #expect(try await !f.storage.updateRole(userID: joined.id, orgID: UUID(), role: .member, audit: testAudit))
+            try await f.storage.createPolicy(try policy(f, kind: .user, id: f.owner.id), audit: testAudit)
+            #expect(try await f.storage.removeUser(id: f.owner.id, orgID: f.org.id, audit: testAudit))
             #expect(try await f.storage.user(id: f.owner.id) == nil)
             #expect(try await f.storage.policies(principalKind: .user, principalID: f.owner.id).isEmpty)
-            #expect(try await !f.storage.removeUser(id: f.owner.id, orgID: f.org.id))
+            #expect(try await !f.storage.removeUser(id: f.owner.id, orgID: f.org.id, audit: testAudit))
 
             let expired = Invite(
                 digest: Data([43]), orgID: f.org.id, email: "late@example.com", role: .member, createdBy: joined.id,
                 expiresAt: .now)
-            try await f.storage.createInvite(expired)
-            #expect(try await f.storage.redeemInvite(digest: Data([43]), user: newcomer("late@example.com"), now: Timestamp.now.adding(seconds: 1)) == nil)
+            try await f.storage.createInvite(expired, audit: testAudit)
+            #expect(try await f.storage.redeemInvite(digest: Data([43]), user: newcomer("late@example.com"), now: Timestamp.now.adding(seconds: 1), audit: testAudit) == nil)
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import KeyholdCore
 import KeyholdSQLite
 import Logging
+import SQLiteNIO
 import Testing
 
 /// Every storage backend, freshly created for one test.
@@ -9,6 +10,19 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite
 
     var testDescription: String { rawValue }
+
+    /// Makes every later audit append fail, from outside Keyhold, as a full disk or a revoked grant would.
+    func breakAuditLog(_ storage: any Storage) async throws {
+        switch self {
+        case .sqlite:
+            let path = try #require((storage as? SQLiteStorage)?.path)
+            let connection = try await SQLiteConnection.open(storage: .file(path: path))
+            _ = try await connection.query(
+                "CREATE TRIGGER audit_refused BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                [])
+            try await connection.close()
+        }
+    }
 
     func open() async throws -> (any Storage, cleanup: @Sendable () async -> Void) {
         switch self {
@@ -41,11 +55,11 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             let owner = User(
                 id: UUID(), orgID: org.id, email: "\(UUID())@example.com", passwordHash: "$2b$hash", displayName: nil,
                 role: .owner, createdAt: now)
-            try await storage.createOrg(org, owner: owner)
+            try await storage.createOrg(org, owner: owner, audit: testAudit)
             let vault = Vault(
                 id: UUID(), orgID: org.id, name: "prod", description: nil, createdBy: owner.id, createdByType: .user,
                 kekID: "kek-\(UUID())", createdAt: now)
-            try await storage.createVault(vault, kek: KEKHandle(id: vault.kekID, material: Data([1, 2, 3])))
+            try await storage.createVault(vault, kek: KEKHandle(id: vault.kekID, material: Data([1, 2, 3])), audit: testAudit)
             try await body(Fixture(storage: storage, org: org, owner: owner, vault: vault))
         } catch {
             await cleanup()
@@ -65,7 +79,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     @discardableResult
     func write(_ f: Fixture, _ path: String, type: SecretType? = .apiKey, maxAccessCount: Int? = nil,
                expiresAt: Timestamp? = nil) async throws -> SecretVersionInfo {
-        try await f.storage.writeVersion(newVersion(f, path: path, type: type, maxAccessCount: maxAccessCount, expiresAt: expiresAt)) {
+        try await f.storage.writeVersion(newVersion(f, path: path, type: type, maxAccessCount: maxAccessCount, expiresAt: expiresAt), audit: testAudit) {
             Data("sealed-v\($0)".utf8)
         }
     }
@@ -80,7 +94,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
                 id: UUID(), orgID: UUID(), email: f.owner.email, passwordHash: "x", displayName: nil, role: .owner,
                 createdAt: .now)
             await #expect(throws: StorageError.conflict) {
-                try await f.storage.createOrg(Org(id: again.orgID, name: "b", createdAt: .now), owner: again)
+                try await f.storage.createOrg(Org(id: again.orgID, name: "b", createdAt: .now), owner: again, audit: testAudit)
             }
         }
     }
@@ -93,7 +107,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             #expect(try await f.storage.vaults(orgID: f.org.id).map(\.id) == [f.vault.id])
             #expect(try await f.storage.vaults(orgID: UUID()).isEmpty)
             #expect(try await f.storage.kek(id: f.vault.kekID)?.material == Data([1, 2, 3]))
-            #expect(try await !f.storage.deleteVault(id: f.vault.id, orgID: UUID()))
+            #expect(try await !f.storage.deleteVault(id: f.vault.id, orgID: UUID(), audit: testAudit))
         }
     }
 
@@ -101,7 +115,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     func deletingAVaultRemovesItsSecretsAndKeys(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             try await write(f, "a/b")
-            #expect(try await f.storage.deleteVault(id: f.vault.id, orgID: f.org.id))
+            #expect(try await f.storage.deleteVault(id: f.vault.id, orgID: f.org.id, audit: testAudit))
             #expect(try await f.storage.vault(id: f.vault.id, orgID: f.org.id) == nil)
             #expect(try await f.storage.kek(id: f.vault.kekID) == nil)
             #expect(try await f.storage.versions(vaultID: f.vault.id, path: "a/b").isEmpty)
@@ -116,12 +130,12 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             #expect(first.version == 1 && second.version == 2)
             #expect(first.secretID == second.secretID)
             #expect(second.type == .apiKey, "a missing type keeps the previous version's")
-            let latest = try await f.storage.readVersion(vaultID: f.vault.id, path: "db/password", version: nil, now: .now)
+            let latest = try await f.storage.readVersion(vaultID: f.vault.id, path: "db/password", version: nil, now: .now, audit: testAudit)
             #expect(latest.info.version == 2)
             #expect(latest.ciphertext == Data("sealed-v2".utf8))
             #expect(latest.wrappedDataKey == Data([9, 9]))
             #expect(latest.info.metadata == .object(["k": .string("v")]))
-            let old = try await f.storage.readVersion(vaultID: f.vault.id, path: "db/password", version: 1, now: .now)
+            let old = try await f.storage.readVersion(vaultID: f.vault.id, path: "db/password", version: 1, now: .now, audit: testAudit)
             #expect(old.ciphertext == Data("sealed-v1".utf8))
             #expect(try await f.storage.versions(vaultID: f.vault.id, path: "db/password").map(\.version) == [1, 2])
         }
@@ -145,14 +159,14 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             let outcomes = await withTaskGroup(of: Bool.self) { group in
                 for _ in 0..<30 {
                     group.addTask {
-                        (try? await f.storage.readVersion(vaultID: f.vault.id, path: "limited", version: nil, now: .now)) != nil
+                        (try? await f.storage.readVersion(vaultID: f.vault.id, path: "limited", version: nil, now: .now, audit: testAudit)) != nil
                     }
                 }
                 return await group.reduce(into: [Bool]()) { $0.append($1) }
             }
             #expect(outcomes.filter { $0 }.count == 7)
             await #expect(throws: KeyholdError.gone("")) {
-                try await f.storage.readVersion(vaultID: f.vault.id, path: "limited", version: nil, now: .now)
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "limited", version: nil, now: .now, audit: testAudit)
             }
         }
     }
@@ -161,35 +175,35 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     func missingExpiredDisabledAndDeleted(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             await #expect(throws: KeyholdError.notFound("")) {
-                try await f.storage.readVersion(vaultID: f.vault.id, path: "nope", version: nil, now: .now)
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "nope", version: nil, now: .now, audit: testAudit)
             }
             try await write(f, "exp", expiresAt: Timestamp.now.adding(seconds: 60))
             await #expect(throws: KeyholdError.gone("")) {
-                try await f.storage.readVersion(vaultID: f.vault.id, path: "exp", version: nil, now: Timestamp.now.adding(seconds: 61))
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "exp", version: nil, now: Timestamp.now.adding(seconds: 61), audit: testAudit)
             }
             try await write(f, "dis")
             try await write(f, "dis")
-            #expect(try await f.storage.disableVersion(vaultID: f.vault.id, path: "dis", version: 1))
-            #expect(try await !f.storage.disableVersion(vaultID: f.vault.id, path: "dis", version: 9))
+            #expect(try await f.storage.disableVersion(vaultID: f.vault.id, path: "dis", version: 1, audit: testAudit))
+            #expect(try await !f.storage.disableVersion(vaultID: f.vault.id, path: "dis", version: 9, audit: testAudit))
             await #expect(throws: KeyholdError.gone("")) {
-                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 1, now: .now)
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 1, now: .now, audit: testAudit)
             }
-            #expect(try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 2, now: .now).info.version == 2)
+            #expect(try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 2, now: .now, audit: testAudit).info.version == 2)
             await #expect(throws: KeyholdError.notFound("")) {
-                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 3, now: .now)
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 3, now: .now, audit: testAudit)
             }
 
-            #expect(try await f.storage.deleteSecret(vaultID: f.vault.id, path: "dis", at: .now))
-            #expect(try await !f.storage.deleteSecret(vaultID: f.vault.id, path: "dis", at: .now))
+            #expect(try await f.storage.deleteSecret(vaultID: f.vault.id, path: "dis", at: .now, audit: testAudit))
+            #expect(try await !f.storage.deleteSecret(vaultID: f.vault.id, path: "dis", at: .now, audit: testAudit))
             await #expect(throws: KeyholdError.gone("")) {
-                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: nil, now: .now)
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: nil, now: .now, audit: testAudit)
             }
             #expect(try await !f.storage.latestVersions(vaultID: f.vault.id, prefix: nil).contains { $0.path == "dis" })
             let revived = try await write(f, "dis")
             #expect(revived.version == 3)
-            #expect(try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: nil, now: .now).info.version == 3)
+            #expect(try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: nil, now: .now, audit: testAudit).info.version == 3)
             await #expect(throws: KeyholdError.gone(""), "versions deleted before stay deleted") {
-                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 2, now: .now)
+                try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: 2, now: .now, audit: testAudit)
             }
         }
     }
@@ -225,10 +239,18 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             try await write(f, "atomic")
             struct SealFailure: Error {}
             await #expect(throws: SealFailure.self) {
-                try await f.storage.writeVersion(newVersion(f, path: "atomic")) { _ in throw SealFailure() }
+                try await f.storage.writeVersion(newVersion(f, path: "atomic"), audit: testAudit) { _ in throw SealFailure() }
             }
             #expect(try await f.storage.versions(vaultID: f.vault.id, path: "atomic").map(\.version) == [1])
             #expect(try await write(f, "atomic").version == 2)
         }
     }
 }
+
+/// A record in one fixed test org's chain; the conformance cases about the audit log read that chain back.
+let testChain = AuditChain(key: .init(size: .bits256))
+let testAudit = AuditRecord(
+    AuditEntry(
+        orgID: AuditEntry.systemOrg, actorType: .user, actorID: "tester", action: "test.event", resourceType: "test",
+        resourceID: nil, ipAddress: "127.0.0.1"),
+    chain: testChain)

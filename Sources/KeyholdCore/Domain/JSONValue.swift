@@ -68,3 +68,14 @@ public enum JSONValue: Sendable, Hashable, Codable {
         self = try JSONDecoder().decode(JSONValue.self, from: Data(jsonString.utf8))
     }
 }
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+}
+
+extension UUID {
+    /// UUIDs on the wire and in audit events are lower-case, as 1Claw's.
+    public var wire: String { uuidString.lowercased() }
+}

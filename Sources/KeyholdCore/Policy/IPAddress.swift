@@ -70,7 +70,7 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`); a bare address is a single host.
-public struct CIDR: Sendable, Hashable {
+public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     public let network: IPAddress
     /// Prefix length over the 128-bit form.
     public let prefixLength: Int
@@ -89,6 +89,8 @@ public struct CIDR: Sendable, Hashable {
         self.network = address
         self.prefixLength = bits + (address.isIPv4 ? 96 : 0)
     }
+
+    public var description: String { "\(network)/\(prefixLength - (network.isIPv4 ? 96 : 0))" }
 
     public func contains(_ address: IPAddress) -> Bool {
         var remaining = prefixLength

@@ -5,11 +5,13 @@ public struct AccountService: Sendable {
     let store: any IdentityStore
     let hasher: PasswordHasher
     let credentials: CredentialHasher
+    let audit: AuditLog
 
-    public init(store: any IdentityStore, hasher: PasswordHasher, credentials: CredentialHasher) {
+    public init(store: any IdentityStore, hasher: PasswordHasher, credentials: CredentialHasher, audit: AuditLog) {
         self.store = store
         self.hasher = hasher
         self.credentials = credentials
+        self.audit = audit
     }
 
     public static func normalizedEmail(_ email: String) throws -> String {
@@ -24,9 +26,9 @@ public struct AccountService: Sendable {
 
     /// Creates an org with the new user as its owner or, with an invite token, joins the inviting org with the
     /// invited role (the invite must be unexpired and for the same email).
-    public func signup(email: String, password: String, displayName: String?, inviteToken: String? = nil) async throws
-        -> User
-    {
+    public func signup(
+        email: String, password: String, displayName: String?, inviteToken: String? = nil, ip: IPAddress?
+    ) async throws -> User {
         let email = try Self.normalizedEmail(email)
         try PasswordPolicy.validate(password)
         if let displayName, displayName.count > 255 { throw KeyholdError.badRequest("display_name is too long") }
@@ -40,22 +42,37 @@ public struct AccountService: Sendable {
             displayName: displayName, role: .owner, createdAt: now)
         do {
             if let inviteToken {
-                guard let joined = try await store.redeemInvite(digest: credentials.digest(inviteToken), user: user, now: now)
-                else { throw KeyholdError.badRequest("invite_token is not valid for this email, or has expired") }
+                let invalid = KeyholdError.badRequest("invite_token is not valid for this email, or has expired")
+                let digest = credentials.digest(inviteToken)
+                guard let invite = try await store.invite(digest: digest), invite.email == email else { throw invalid }
+                let member = Principal(kind: .user, id: user.id, orgID: invite.orgID, role: invite.role)
+                let record = audit.record(
+                    org: invite.orgID, actor: member, ip: ip, "member.join", "user", user.id.wire,
+                    ["email": .string(email), "role": .string(invite.role.rawValue)])
+                guard let joined = try await store.redeemInvite(digest: digest, user: user, now: now, audit: record)
+                else { throw invalid }
                 return joined
             }
-            try await store.createOrg(org, owner: user)
+            let owner = Principal(kind: .user, id: user.id, orgID: org.id, role: .owner)
+            try await store.createOrg(
+                org, owner: user,
+                audit: audit.record(org: org.id, actor: owner, ip: ip, "user.signup", "user", user.id.wire, ["email": .string(email)]))
         } catch StorageError.conflict {
             throw KeyholdError(.conflict, "An account with this email already exists")
         }
         return user
     }
 
-    /// Email and password to a user; the same 401 whether the email is unknown or the password wrong.
-    public func authenticate(email: String, password: String) async throws -> User {
-        let user: User? =
-            if let email = try? Self.normalizedEmail(email) { try await store.user(email: email) } else { nil }
+    /// Email and password to a user; the same 401 whether the email is unknown or the password wrong. A failure
+    /// is audited in the user's org (or the system chain for an unknown email) before the 401 is sent.
+    public func authenticate(email: String, password: String, ip: IPAddress?) async throws -> User {
+        let normalized = try? Self.normalizedEmail(email)
+        let user: User? = if let normalized { try await store.user(email: normalized) } else { nil }
         guard try await hasher.verify(password, hash: user?.passwordHash), let user else {
+            try await audit.append(
+                audit.record(
+                    org: user?.orgID ?? AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "user",
+                    user?.id.wire, ["method": "password", "email": .string(String((normalized ?? "").prefix(254)))]))
             throw KeyholdError.invalidCredentials
         }
         return user

@@ -5,11 +5,13 @@ public struct AgentService: Sendable {
     let agents: any AgentStore
     let vaults: any VaultStore
     let hasher: CredentialHasher
+    let audit: AuditLog
 
-    public init(agents: any AgentStore, vaults: any VaultStore, hasher: CredentialHasher) {
+    public init(agents: any AgentStore, vaults: any VaultStore, hasher: CredentialHasher, audit: AuditLog) {
         self.agents = agents
         self.vaults = vaults
         self.hasher = hasher
+        self.audit = audit
     }
 
     public static let notFound = KeyholdError.notFound("Agent not found")
@@ -38,17 +40,18 @@ public struct AgentService: Sendable {
         }
     }
 
-    public func create(by caller: Principal, name: String, changes: Changes) async throws -> (Agent, String) {
-        try caller.requireHuman()
+    public func create(by caller: Caller, name: String, changes: Changes) async throws -> (Agent, String) {
+        try caller.principal.requireHuman()
         let key = CredentialKind.agentKey.generate()
         var agent = Agent(
-            id: UUID(), orgID: caller.orgID, name: "", description: nil, isActive: true, scopes: nil, vaultIDs: [],
-            tokenTTLSeconds: nil, expiresAt: nil, createdBy: caller.id, createdAt: .now,
+            id: UUID(), orgID: caller.principal.orgID, name: "", description: nil, isActive: true, scopes: nil,
+            vaultIDs: [], tokenTTLSeconds: nil, expiresAt: nil, createdBy: caller.principal.id, createdAt: .now,
             keyPrefix: CredentialKind.agentKey.lookupPrefix(of: key), keyDigest: hasher.digest(key), keyVersion: 1)
         var changes = changes
         changes.name = name
         try await apply(changes, to: &agent)
-        try await agents.createAgent(agent)
+        try await agents.createAgent(
+            agent, audit: audit.record(caller, "agent.register", "agent", agent.id.wire, ["name": .string(agent.name)]))
         return (agent, key)
     }
 
@@ -72,26 +75,33 @@ public struct AgentService: Sendable {
         return agent
     }
 
-    public func update(_ id: UUID, by caller: Principal, changes: Changes) async throws -> Agent {
-        var agent = try await agent(id, by: caller)
+    public func update(_ id: UUID, by caller: Caller, changes: Changes) async throws -> Agent {
+        var agent = try await agent(id, by: caller.principal)
+        let wasActive = agent.isActive
         try await apply(changes, to: &agent)
-        guard try await agents.updateAgent(agent) else { throw Self.notFound }
+        let action = wasActive && !agent.isActive ? "agent.deactivate" : "agent.update"
+        guard try await agents.updateAgent(agent, audit: audit.record(caller, action, "agent", agent.id.wire)) else {
+            throw Self.notFound
+        }
         return agent
     }
 
-    public func delete(_ id: UUID, by caller: Principal) async throws {
-        let agent = try await agent(id, by: caller)
-        guard try await agents.deleteAgent(id: agent.id, orgID: caller.orgID) else { throw Self.notFound }
+    public func delete(_ id: UUID, by caller: Caller) async throws {
+        let agent = try await agent(id, by: caller.principal)
+        guard try await agents.deleteAgent(
+            id: agent.id, orgID: agent.orgID, audit: audit.record(caller, "agent.delete", "agent", agent.id.wire))
+        else { throw Self.notFound }
     }
 
     /// A new key; the old one, and every token minted under it, stop working at once.
-    public func rotateKey(_ id: UUID, by caller: Principal) async throws -> (Agent, String) {
-        var agent = try await agent(id, by: caller)
+    public func rotateKey(_ id: UUID, by caller: Caller) async throws -> (Agent, String) {
+        var agent = try await agent(id, by: caller.principal)
         let key = CredentialKind.agentKey.generate()
         agent.keyPrefix = CredentialKind.agentKey.lookupPrefix(of: key)
         agent.keyDigest = hasher.digest(key)
         agent.keyVersion += 1
-        guard try await agents.updateAgent(agent) else { throw Self.notFound }
+        let record = audit.record(caller, "agent.rotate_key", "agent", agent.id.wire, ["key_version": .number(Double(agent.keyVersion))])
+        guard try await agents.updateAgent(agent, audit: record) else { throw Self.notFound }
         return (agent, key)
     }
 

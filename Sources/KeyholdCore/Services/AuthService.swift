@@ -11,14 +11,16 @@ public struct AuthService: Sendable {
     let credentials: any CredentialStore
     let tokens: TokenService
     let hasher: CredentialHasher
+    let audit: AuditLog
 
     public static let refreshLifetime: Int64 = 30 * 24 * 3600
     public static let defaultAgentTokenLifetime: Int64 = 3600
 
     public init(
         identities: any IdentityStore, agents: any AgentStore, credentials: any CredentialStore, tokens: TokenService,
-        hasher: CredentialHasher
+        hasher: CredentialHasher, audit: AuditLog
     ) {
+        self.audit = audit
         self.identities = identities
         self.agents = agents
         self.credentials = credentials
@@ -35,8 +37,22 @@ public struct AuthService: Sendable {
 
     // MARK: bearer credentials
 
-    /// Resolves `Authorization: Bearer <credential>`: an EdDSA access token, or a personal `1ck_` API key.
-    public func principal(bearer credential: String, now: Timestamp = .now) async throws -> Principal {
+    /// Resolves `Authorization: Bearer <credential>`: an EdDSA access token, or a personal `1ck_` API key. A
+    /// refused credential is audited (system chain: whose it was is unknown) before the 401.
+    public func authenticate(bearer credential: String?, ip: IPAddress?) async throws -> Principal {
+        do {
+            guard let credential else { throw KeyholdError.unauthenticated }
+            return try await principal(bearer: credential)
+        } catch let error as KeyholdError where error.code == .unauthorized {
+            try await audit.append(
+                audit.record(
+                    org: AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "token", nil,
+                    ["method": credential == nil ? "none" : "bearer"]))
+            throw error
+        }
+    }
+
+    func principal(bearer credential: String, now: Timestamp = .now) async throws -> Principal {
         if credential.hasPrefix(CredentialKind.userKey.rawValue) {
             return try await userKeyPrincipal(credential, now: now)
         }
@@ -92,99 +108,139 @@ public struct AuthService: Sendable {
 
     // MARK: sessions
 
-    /// After a password login: an access token and a refresh token starting a new family.
-    public func session(for user: User) async throws -> Session {
+    /// After a password login or sign-up: an access token and a refresh token starting a new family.
+    public func session(for user: User, ip: IPAddress?, action: String = "auth.success") async throws -> Session {
         let principal = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
-        return try await session(for: principal, family: UUID(), lifetime: nil, keyVersion: nil)
+        return try await session(
+            for: principal, family: UUID(), lifetime: nil, keyVersion: nil,
+            audit: audit.record(org: user.orgID, actor: principal, ip: ip, action, "user", user.id.wire, ["method": "password"]))
     }
 
-    private func session(for principal: Principal, family: UUID, lifetime: Int64?, keyVersion: Int?) async throws
-        -> Session
-    {
+    private func session(
+        for principal: Principal, family: UUID, lifetime: Int64?, keyVersion: Int?, audit record: AuditRecord
+    ) async throws -> Session {
         let access = try await tokens.issue(for: principal, lifetime: lifetime, keyVersion: keyVersion)
         let refresh = CredentialKind.refreshToken.generate()
         try await credentials.createRefreshToken(
             RefreshTokenRecord(
                 digest: hasher.digest(refresh), family: family, principalKind: principal.kind,
                 principalID: principal.id, orgID: principal.orgID,
-                expiresAt: Timestamp.now.adding(seconds: Self.refreshLifetime)))
+                expiresAt: Timestamp.now.adding(seconds: Self.refreshLifetime)),
+            audit: record)
         return Session(access: access, refreshToken: refresh, principal: principal)
     }
 
     /// `ocv_` key (and optionally the agent id) to an agent access token.
-    public func exchangeAgentKey(_ apiKey: String, agentID: UUID?, now: Timestamp = .now) async throws -> (Session, Agent) {
+    public func exchangeAgentKey(_ apiKey: String, agentID: UUID?, ip: IPAddress?, now: Timestamp = .now) async throws
+        -> (Session, Agent)
+    {
         let kind = CredentialKind.agentKey
-        guard kind.matchesShape(apiKey) else { throw KeyholdError(.unauthorized, "Invalid agent_id or api_key") }
+        let candidates =
+            kind.matchesShape(apiKey) ? try await agents.agents(keyPrefix: kind.lookupPrefix(of: apiKey)) : []
         let digest = hasher.digest(apiKey)
-        let candidates = try await agents.agents(keyPrefix: kind.lookupPrefix(of: apiKey))
-        guard let agent = candidates.first(where: { CredentialHasher.constantTimeEqual($0.keyDigest, digest) }),
-            agentID == nil || agentID == agent.id
-        else { throw KeyholdError(.unauthorized, "Invalid agent_id or api_key") }
-        guard agent.isUsable(at: now) else { throw KeyholdError(.unauthorized, "Agent is deactivated or expired") }
+        let match = candidates.first { CredentialHasher.constantTimeEqual($0.keyDigest, digest) }
+        guard let agent = match, agentID == nil || agentID == agent.id, agent.isUsable(at: now) else {
+            let reason = match == nil || agentID != nil && agentID != match?.id ? "invalid_key" : "agent_inactive"
+            try await audit.append(
+                audit.record(
+                    org: match?.orgID ?? AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "agent",
+                    match?.id.wire ?? agentID?.wire, ["method": "agent_key", "reason": .string(reason)]))
+            throw reason == "invalid_key"
+                ? KeyholdError(.unauthorized, "Invalid agent_id or api_key")
+                : KeyholdError(.unauthorized, "Agent is deactivated or expired")
+        }
+        let principal = Self.principal(for: agent)
+        try await audit.append(
+            audit.record(org: agent.orgID, actor: principal, ip: ip, "auth.success", "agent", agent.id.wire, ["method": "agent_key"]))
         let access = try await tokens.issue(
-            for: Self.principal(for: agent),
-            lifetime: agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime,
+            for: principal, lifetime: agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime,
             keyVersion: agent.keyVersion)
-        return (Session(access: access, refreshToken: nil, principal: Self.principal(for: agent)), agent)
+        return (Session(access: access, refreshToken: nil, principal: principal), agent)
     }
 
     /// `1ck_` key to a user access token carrying the key's scopes.
-    public func exchangeUserKey(_ apiKey: String, now: Timestamp = .now) async throws -> Session {
-        let principal = try await userKeyPrincipal(apiKey, now: now)
+    public func exchangeUserKey(_ apiKey: String, ip: IPAddress?, now: Timestamp = .now) async throws -> Session {
+        let principal: Principal
+        do {
+            principal = try await userKeyPrincipal(apiKey, now: now)
+        } catch let error as KeyholdError where error.code == .unauthorized {
+            try await audit.append(
+                audit.record(org: AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "api_key", nil, ["method": "api_key"]))
+            throw error
+        }
+        try await audit.append(
+            audit.record(org: principal.orgID, actor: principal, ip: ip, "auth.success", "user", principal.id.wire, ["method": "api_key"]))
         return Session(access: try await tokens.issue(for: principal), refreshToken: nil, principal: principal)
     }
 
     /// Spends a refresh token for a new access token and a new refresh token of the same family.
-    public func refresh(token: String, now: Timestamp = .now) async throws -> Session {
-        guard CredentialKind.refreshToken.matchesShape(token),
+    public func refresh(token: String, ip: IPAddress?, now: Timestamp = .now) async throws -> Session {
+        let invalid = KeyholdError(.unauthorized, "Invalid or expired refresh token")
+        var principal: Principal?
+        var family = UUID()
+        var lifetime: Int64?
+        var keyVersion: Int?
+        if CredentialKind.refreshToken.matchesShape(token),
             let record = try await credentials.spendRefreshToken(digest: hasher.digest(token), now: now)
-        else { throw KeyholdError(.unauthorized, "Invalid or expired refresh token") }
-        switch record.principalKind {
-        case .user:
-            guard let user = try await identities.user(id: record.principalID), user.orgID == record.orgID else {
-                throw KeyholdError(.unauthorized, "Invalid or expired refresh token")
+        {
+            family = record.family
+            switch record.principalKind {
+            case .user:
+                if let user = try await identities.user(id: record.principalID), user.orgID == record.orgID {
+                    principal = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
+                }
+            case .agent:
+                if let agent = try await agents.agent(id: record.principalID), agent.isUsable(at: now) {
+                    principal = Self.principal(for: agent)
+                    lifetime = agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime
+                    keyVersion = agent.keyVersion
+                }
             }
-            let principal = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
-            return try await session(for: principal, family: record.family, lifetime: nil, keyVersion: nil)
-        case .agent:
-            guard let agent = try await agents.agent(id: record.principalID), agent.isUsable(at: now) else {
-                throw KeyholdError(.unauthorized, "Invalid or expired refresh token")
-            }
-            return try await session(
-                for: Self.principal(for: agent), family: record.family,
-                lifetime: agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime,
-                keyVersion: agent.keyVersion)
         }
+        guard let principal else {
+            try await audit.append(
+                audit.record(org: AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "token", nil, ["method": "refresh_token"]))
+            throw invalid
+        }
+        return try await session(
+            for: principal, family: family, lifetime: lifetime, keyVersion: keyVersion,
+            audit: audit.record(org: principal.orgID, actor: principal, ip: ip, "auth.refresh", principal.kind.rawValue, principal.id.wire))
     }
 
     /// Refresh with the current access token (the SDK posts no body): revokes it and issues a new one.
-    public func refresh(current principal: Principal) async throws -> Session {
+    public func refresh(current caller: Caller) async throws -> Session {
+        let principal = caller.principal
         guard principal.tokenID != nil else {
             throw KeyholdError(.badRequest, "An API key cannot be refreshed; exchange it at /v1/auth/api-key-token")
         }
-        try await revoke(principal)
+        try await revoke(caller)
         var lifetime: Int64?
         var keyVersion: Int?
         if principal.kind == .agent, let agent = try await agents.agent(id: principal.id) {
             lifetime = agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime
             keyVersion = agent.keyVersion
         }
-        return try await session(for: principal, family: UUID(), lifetime: lifetime, keyVersion: keyVersion)
+        return try await session(
+            for: principal, family: UUID(), lifetime: lifetime, keyVersion: keyVersion,
+            audit: audit.record(caller, "auth.refresh", principal.kind.rawValue, principal.id.wire))
     }
 
     /// Revokes the access token the caller presented.
-    public func revoke(_ principal: Principal) async throws {
-        guard let tokenID = principal.tokenID, let expiresAt = principal.tokenExpiresAt else {
+    public func revoke(_ caller: Caller) async throws {
+        guard let tokenID = caller.principal.tokenID, let expiresAt = caller.principal.tokenExpiresAt else {
             throw KeyholdError(.badRequest, "Only access tokens can be revoked here; delete an API key at /v1/auth/api-keys/{id}")
         }
-        try await credentials.revokeToken(id: tokenID, expiresAt: expiresAt)
+        try await credentials.revokeToken(
+            id: tokenID, expiresAt: expiresAt,
+            audit: audit.record(caller, "auth.token_revoke", caller.principal.kind.rawValue, caller.principal.id.wire))
     }
 
     // MARK: personal API keys
 
-    public func createAPIKey(for caller: Principal, name: String, scopes: [String]?, expiresAt: Timestamp?) async throws
+    public func createAPIKey(for request: Caller, name: String, scopes: [String]?, expiresAt: Timestamp?) async throws
         -> (UserAPIKey, String)
     {
+        let caller = request.principal
         try caller.requireHuman()
         let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
@@ -195,7 +251,8 @@ public struct AuthService: Sendable {
             id: UUID(), userID: caller.id, orgID: caller.orgID, name: name,
             keyPrefix: CredentialKind.userKey.lookupPrefix(of: secret), keyDigest: hasher.digest(secret),
             scopes: scopes, isActive: true, createdAt: .now, expiresAt: expiresAt)
-        try await credentials.createAPIKey(key)
+        try await credentials.createAPIKey(
+            key, audit: audit.record(request, "api_key.create", "api_key", key.id.wire, ["name": .string(name)]))
         return (key, secret)
     }
 
@@ -204,9 +261,11 @@ public struct AuthService: Sendable {
         return try await credentials.apiKeys(userID: caller.id)
     }
 
-    public func deleteAPIKey(_ id: UUID, for caller: Principal) async throws {
-        try caller.requireHuman()
-        guard try await credentials.deactivateAPIKey(id: id, userID: caller.id) else {
+    public func deleteAPIKey(_ id: UUID, for request: Caller) async throws {
+        try request.principal.requireHuman()
+        guard try await credentials.deactivateAPIKey(
+            id: id, userID: request.principal.id, audit: audit.record(request, "api_key.revoke", "api_key", id.wire))
+        else {
             throw KeyholdError.notFound("API key not found")
         }
     }

@@ -5,13 +5,15 @@ import Foundation
 public struct OrgService: Sendable {
     let identities: any IdentityStore
     let hasher: CredentialHasher
+    let audit: AuditLog
 
     public static let inviteLifetime: Int64 = 7 * 24 * 3600
     public static let memberNotFound = KeyholdError.notFound("Member not found")
 
-    public init(identities: any IdentityStore, hasher: CredentialHasher) {
+    public init(identities: any IdentityStore, hasher: CredentialHasher, audit: AuditLog) {
         self.identities = identities
         self.hasher = hasher
+        self.audit = audit
     }
 
     public func members(of caller: Principal) async throws -> [User] {
@@ -20,7 +22,8 @@ public struct OrgService: Sendable {
     }
 
     /// Returns the invite token to hand to the invitee (there is no mail), valid for seven days.
-    public func invite(email: String, role: String?, by caller: Principal) async throws -> (Invite, String) {
+    public func invite(email: String, role: String?, by request: Caller) async throws -> (Invite, String) {
+        let caller = request.principal
         try requireAdmin(caller)
         let email = try AccountService.normalizedEmail(email)
         let role = try Self.role(role ?? "member")
@@ -32,11 +35,14 @@ public struct OrgService: Sendable {
         let invite = Invite(
             digest: hasher.digest(token), orgID: caller.orgID, email: email, role: role, createdBy: caller.id,
             expiresAt: Timestamp.now.adding(seconds: Self.inviteLifetime))
-        try await identities.createInvite(invite)
+        try await identities.createInvite(
+            invite,
+            audit: audit.record(request, "member.invite", "invite", nil, ["email": .string(email), "role": .string(role.rawValue)]))
         return (invite, token)
     }
 
-    public func updateRole(of userID: UUID, to roleName: String, by caller: Principal) async throws -> User {
+    public func updateRole(of userID: UUID, to roleName: String, by request: Caller) async throws -> User {
+        let caller = request.principal
         try requireAdmin(caller)
         let role = try Self.role(roleName)
         guard let member = try await identities.user(id: userID), member.orgID == caller.orgID else {
@@ -46,7 +52,10 @@ public struct OrgService: Sendable {
             throw KeyholdError.forbidden("Only owners may grant or take away ownership")
         }
         do {
-            guard try await identities.updateRole(userID: userID, orgID: caller.orgID, role: role) else {
+            let record = audit.record(
+                request, "member.role_update", "user", userID.wire,
+                ["from": .string(member.role.rawValue), "to": .string(role.rawValue)])
+            guard try await identities.updateRole(userID: userID, orgID: caller.orgID, role: role, audit: record) else {
                 throw Self.memberNotFound
             }
         } catch StorageError.lastOwner {
@@ -56,14 +65,18 @@ public struct OrgService: Sendable {
         return updated
     }
 
-    public func remove(_ userID: UUID, by caller: Principal) async throws {
+    public func remove(_ userID: UUID, by request: Caller) async throws {
+        let caller = request.principal
         try requireAdmin(caller)
         guard let member = try await identities.user(id: userID), member.orgID == caller.orgID else {
             throw Self.memberNotFound
         }
         if member.role == .owner, caller.role != .owner { throw KeyholdError.forbidden("Only owners may remove owners") }
         do {
-            guard try await identities.removeUser(id: userID, orgID: caller.orgID) else { throw Self.memberNotFound }
+            let record = audit.record(request, "member.remove", "user", userID.wire, ["email": .string(member.email)])
+            guard try await identities.removeUser(id: userID, orgID: caller.orgID, audit: record) else {
+                throw Self.memberNotFound
+            }
         } catch StorageError.lastOwner {
             throw KeyholdError(.conflict, "An org must keep at least one owner")
         }

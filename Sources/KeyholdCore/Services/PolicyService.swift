@@ -8,11 +8,13 @@ public struct PolicyService: Sendable {
     let agents: any AgentStore
     let vaults: VaultService
     let authorizer: Authorizer
+    let audit: AuditLog
 
     public init(
         policies: any PolicyStore, identities: any IdentityStore, agents: any AgentStore, vaults: VaultService,
-        authorizer: Authorizer
+        authorizer: Authorizer, audit: AuditLog
     ) {
+        self.audit = audit
         self.policies = policies
         self.identities = identities
         self.agents = agents
@@ -91,7 +93,7 @@ public struct PolicyService: Sendable {
             conditions: try PolicyConditions(json: draft.conditions), expiresAt: draft.expiresAt,
             effect: try Self.effect(draft.effect ?? "allow"), priority: try Self.priority(draft.priority ?? 0),
             createdBy: caller.principal.id, createdByType: caller.principal.kind, createdAt: .now)
-        try await policies.createPolicy(policy)
+        try await policies.createPolicy(policy, audit: record(caller, "policy.create", policy))
         return policy
     }
 
@@ -112,18 +114,36 @@ public struct PolicyService: Sendable {
             effect: try changes.effect.map(Self.effect) ?? old.effect,
             priority: try changes.priority.map(Self.priority) ?? old.priority,
             createdBy: old.createdBy, createdByType: old.createdByType, createdAt: old.createdAt)
-        guard try await policies.updatePolicy(policy) else { throw Self.notFound }
+        guard try await policies.updatePolicy(policy, audit: record(caller, "policy.update", policy)) else {
+            throw Self.notFound
+        }
         return policy
     }
 
     public func delete(vaultID: UUID, policyID: UUID, by caller: Caller) async throws {
         let vault = try await managedVault(vaultID, caller)
-        guard try await policies.deletePolicy(id: policyID, vaultID: vault.id) else { throw Self.notFound }
+        let record = audit.record(caller, "policy.delete", "policy", policyID.wire, ["vault_id": .string(vault.id.wire)])
+        guard try await policies.deletePolicy(id: policyID, vaultID: vault.id, audit: record) else {
+            throw Self.notFound
+        }
+    }
+
+    private func record(_ caller: Caller, _ action: String, _ policy: Policy) -> AuditRecord {
+        audit.record(
+            caller, action, "policy", policy.id.wire,
+            [
+                "vault_id": .string(policy.vaultID.wire), "secret_path_pattern": .string(policy.pattern.rawValue),
+                "principal_type": .string(policy.principalKind.rawValue), "principal_id": .string(policy.principalID.wire),
+                "permissions": .array(policy.permissions.map { .string($0.rawValue) }),
+                "effect": .string(policy.effect.rawValue),
+            ])
     }
 
     private func managedVault(_ vaultID: UUID, _ caller: Caller) async throws -> Vault {
         let access = try await vaults.access(vaultID, for: caller)
         guard authorizer.isOwner(caller.principal, of: access.vault) else {
+            try await audit.append(
+                audit.record(caller, "policy.manage", "vault", access.vault.id.wire, ["outcome": "denied"]))
             throw KeyholdError.forbidden("Not allowed to manage policies on this vault")
         }
         return access.vault

@@ -7,15 +7,19 @@ public struct SecretService: Sendable {
     let vaults: VaultService
     let keystore: any Keystore
     let authorizer: Authorizer
+    let audit: AuditLog
 
     public static let maxValueBytes = 256 * 1024
     public static let maxMetadataBytes = 16 * 1024
 
-    public init(store: any SecretStore, vaults: VaultService, keystore: any Keystore, authorizer: Authorizer) {
+    public init(
+        store: any SecretStore, vaults: VaultService, keystore: any Keystore, authorizer: Authorizer, audit: AuditLog
+    ) {
         self.store = store
         self.vaults = vaults
         self.keystore = keystore
         self.authorizer = authorizer
+        self.audit = audit
     }
 
     public struct WriteRequest: Sendable {
@@ -76,7 +80,10 @@ public struct SecretService: Sendable {
             maxAccessCount: request.maxAccessCount, createdBy: caller.principal.id, createdAt: .now, kekID: kek.id,
             wrappedDataKey: wrapped)
         let orgID = vault.orgID
-        return try await store.writeVersion(newVersion) { version in
+        let record = audit.record(
+            caller, permission == .rotate ? "secret.rotate" : "secret.write", "secret", path.rawValue,
+            ["vault_id": .string(vault.id.wire)])
+        return try await store.writeVersion(newVersion, audit: record) { version in
             try EnvelopeCipher.seal(
                 plaintext, key: dataKey,
                 binding: .init(orgID: orgID, vaultID: vaultID, path: path.rawValue, version: version))
@@ -86,12 +93,19 @@ public struct SecretService: Sendable {
     /// Reads the latest version, or `version`, with its value. Counts the access.
     public func read(vaultID: UUID, path: SecretPath, version: Int? = nil, by caller: Caller) async throws -> Revealed {
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read)
-        let sealed = try await store.readVersion(vaultID: vault.id, path: path.rawValue, version: version, now: .now)
+        let sealed = try await store.readVersion(
+            vaultID: vault.id, path: path.rawValue, version: version, now: .now,
+            audit: audit.record(caller, "secret.read", "secret", path.rawValue, ["vault_id": .string(vault.id.wire)]))
+        return try await reveal(sealed, orgID: vault.orgID, vaultID: vault.id)
+    }
+
+    /// Unwraps the version's data key through the keystore and opens the value bound to where it lives.
+    func reveal(_ sealed: SealedSecretVersion, orgID: UUID, vaultID: UUID) async throws -> Revealed {
         let kek = try await vaults.kek(sealed.kekID)
         let dataKey = try await keystore.unwrap(sealed.wrappedDataKey, with: kek)
         let plaintext = try EnvelopeCipher.open(
             sealed.ciphertext, key: dataKey,
-            binding: .init(orgID: vault.orgID, vaultID: vault.id, path: path.rawValue, version: sealed.info.version))
+            binding: .init(orgID: orgID, vaultID: vaultID, path: sealed.info.path, version: sealed.info.version))
         return Revealed(info: sealed.info, value: String(decoding: plaintext, as: UTF8.self))
     }
 
@@ -119,14 +133,19 @@ public struct SecretService: Sendable {
 
     public func disable(vaultID: UUID, path: SecretPath, version: Int, by caller: Caller) async throws {
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .write)
-        guard try await store.disableVersion(vaultID: vault.id, path: path.rawValue, version: version) else {
+        let record = audit.record(
+            caller, "secret.version_disable", "secret", path.rawValue,
+            ["vault_id": .string(vault.id.wire), "version": .number(Double(version))])
+        guard try await store.disableVersion(vaultID: vault.id, path: path.rawValue, version: version, audit: record)
+        else {
             throw KeyholdError.notFound("Secret version not found")
         }
     }
 
     public func delete(vaultID: UUID, path: SecretPath, by caller: Caller) async throws {
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .delete)
-        guard try await store.deleteSecret(vaultID: vault.id, path: path.rawValue, at: .now) else {
+        let record = audit.record(caller, "secret.delete", "secret", path.rawValue, ["vault_id": .string(vault.id.wire)])
+        guard try await store.deleteSecret(vaultID: vault.id, path: path.rawValue, at: .now, audit: record) else {
             throw KeyholdError.notFound("Secret not found")
         }
     }
@@ -154,8 +173,23 @@ public struct SecretService: Sendable {
         let decision = authorizer.decide(
             caller.principal, vault: access.vault, path: path, permission: permission, policies: access.policies,
             context: caller.context)
-        guard decision.isAllowed else { throw KeyholdError.forbidden("Access denied") }
+        if case .deny(let reason) = decision {
+            try await audit.append(
+                audit.record(
+                    caller, Self.action(permission), "secret", path.rawValue,
+                    ["vault_id": .string(vaultID.wire), "outcome": "denied", "reason": .string(reason)]))
+            throw KeyholdError.forbidden("Access denied")
+        }
         return access.vault
+    }
+
+    static func action(_ permission: Permission) -> String {
+        switch permission {
+        case .read: "secret.read"
+        case .write: "secret.write"
+        case .delete: "secret.delete"
+        case .rotate: "secret.rotate"
+        }
     }
 }
 

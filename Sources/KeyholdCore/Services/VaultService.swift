@@ -14,14 +14,19 @@ public final class VaultService: Sendable {
     let policies: any PolicyStore
     let keystore: any Keystore
     let authorizer: Authorizer
+    let audit: AuditLog
     /// KEK handles never change once written, so they are cached by id.
     private let kekCache = Mutex<[String: KEKHandle]>([:])
 
-    public init(store: any VaultStore, policies: any PolicyStore, keystore: any Keystore, authorizer: Authorizer) {
+    public init(
+        store: any VaultStore, policies: any PolicyStore, keystore: any Keystore, authorizer: Authorizer,
+        audit: AuditLog
+    ) {
         self.store = store
         self.policies = policies
         self.keystore = keystore
         self.authorizer = authorizer
+        self.audit = audit
     }
 
     public static let notFound = KeyholdError.notFound("Vault not found")
@@ -37,7 +42,8 @@ public final class VaultService: Sendable {
         let vault = Vault(
             id: id, orgID: caller.principal.orgID, name: name, description: description,
             createdBy: caller.principal.id, createdByType: caller.principal.kind, kekID: kek.id, createdAt: .now)
-        try await store.createVault(vault, kek: kek)
+        try await store.createVault(
+            vault, kek: kek, audit: audit.record(caller, "vault.create", "vault", id.wire, ["name": .string(name)]))
         kekCache.withLock { $0[kek.id] = kek }
         return vault
     }
@@ -49,6 +55,8 @@ public final class VaultService: Sendable {
         let policies = try await policies.policies(
             vaultID: vault.id, principalKind: principal.kind, principalID: principal.id)
         guard authorizer.canSee(principal, vault: vault, policies: policies, context: caller.context) else {
+            try await audit.append(
+                audit.record(caller, "vault.access", "vault", vault.id.wire, ["outcome": "denied"]))
             throw Self.notFound
         }
         return VaultAccess(vault: vault, policies: policies)
@@ -67,9 +75,12 @@ public final class VaultService: Sendable {
     public func delete(_ id: UUID, by caller: Caller) async throws {
         let vault = try await access(id, for: caller).vault
         guard authorizer.isOwner(caller.principal, of: vault) else {
+            try await audit.append(audit.record(caller, "vault.delete", "vault", vault.id.wire, ["outcome": "denied"]))
             throw KeyholdError.forbidden("Only the vault's owners may delete it")
         }
-        guard try await store.deleteVault(id: vault.id, orgID: vault.orgID) else { throw Self.notFound }
+        guard try await store.deleteVault(
+            id: vault.id, orgID: vault.orgID, audit: audit.record(caller, "vault.delete", "vault", vault.id.wire))
+        else { throw Self.notFound }
     }
 
     public func kek(_ id: String) async throws -> KEKHandle {

@@ -12,67 +12,69 @@ public enum StorageError: Error, Sendable, Equatable {
 
 public protocol IdentityStore: Sendable {
     /// Creates an org and its first user, the owner, atomically. Throws `StorageError.conflict` for a taken email.
-    func createOrg(_ org: Org, owner: User) async throws
+    func createOrg(_ org: Org, owner: User, audit: AuditRecord) async throws
     func user(email: String) async throws -> User?
     func user(id: UUID) async throws -> User?
     func users(orgID: UUID) async throws -> [User]
     /// Changes a member's role unless that would leave the org without an owner. `false` when no such member.
-    func updateRole(userID: UUID, orgID: UUID, role: OrgRole) async throws -> Bool
+    func updateRole(userID: UUID, orgID: UUID, role: OrgRole, audit: AuditRecord) async throws -> Bool
     /// Removes a member (and their keys and policies) unless they are the org's last owner.
-    func removeUser(id: UUID, orgID: UUID) async throws -> Bool
+    func removeUser(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
 
-    func createInvite(_ invite: Invite) async throws
+    func createInvite(_ invite: Invite, audit: AuditRecord) async throws
+    /// The invite with this digest, spent or not.
+    func invite(digest: Data) async throws -> Invite?
     /// Redeems an unexpired invite for `user.email` and creates the user in the invite's org with its role, in
     /// one transaction. Returns the created user, or nil when no such invite is valid.
-    func redeemInvite(digest: Data, user: User, now: Timestamp) async throws -> User?
+    func redeemInvite(digest: Data, user: User, now: Timestamp, audit: AuditRecord) async throws -> User?
 }
 
 public protocol AgentStore: Sendable {
-    func createAgent(_ agent: Agent) async throws
+    func createAgent(_ agent: Agent, audit: AuditRecord) async throws
     func agent(id: UUID) async throws -> Agent?
     func agents(orgID: UUID) async throws -> [Agent]
     func agents(keyPrefix: String) async throws -> [Agent]
     /// Saves every field of an existing agent; `false` when it does not exist.
-    func updateAgent(_ agent: Agent) async throws -> Bool
+    func updateAgent(_ agent: Agent, audit: AuditRecord) async throws -> Bool
     /// Deletes the agent and its policies.
-    func deleteAgent(id: UUID, orgID: UUID) async throws -> Bool
+    func deleteAgent(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
 }
 
 public protocol CredentialStore: Sendable {
-    func createAPIKey(_ key: UserAPIKey) async throws
+    func createAPIKey(_ key: UserAPIKey, audit: AuditRecord) async throws
     func apiKeys(userID: UUID) async throws -> [UserAPIKey]
     func apiKeys(keyPrefix: String) async throws -> [UserAPIKey]
     /// Deactivates a key; `false` when the user has no such active key.
-    func deactivateAPIKey(id: UUID, userID: UUID) async throws -> Bool
+    func deactivateAPIKey(id: UUID, userID: UUID, audit: AuditRecord) async throws -> Bool
 
-    func createRefreshToken(_ token: RefreshTokenRecord) async throws
+    func createRefreshToken(_ token: RefreshTokenRecord, audit: AuditRecord) async throws
     /// Spends a refresh token: returns it if it was unspent and unexpired. Presenting a spent token revokes its
     /// whole family and returns nil.
     func spendRefreshToken(digest: Data, now: Timestamp) async throws -> RefreshTokenRecord?
 
     /// Records an access token id as revoked until it would have expired anyway.
-    func revokeToken(id: String, expiresAt: Timestamp) async throws
+    func revokeToken(id: String, expiresAt: Timestamp, audit: AuditRecord) async throws
     func isTokenRevoked(id: String) async throws -> Bool
 }
 
 public protocol PolicyStore: Sendable {
-    func createPolicy(_ policy: Policy) async throws
+    func createPolicy(_ policy: Policy, audit: AuditRecord) async throws
     func policy(id: UUID, vaultID: UUID) async throws -> Policy?
     func policies(vaultID: UUID) async throws -> [Policy]
     /// Every policy naming this principal, on any vault.
     func policies(principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy]
     func policies(vaultID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy]
-    func updatePolicy(_ policy: Policy) async throws -> Bool
-    func deletePolicy(id: UUID, vaultID: UUID) async throws -> Bool
+    func updatePolicy(_ policy: Policy, audit: AuditRecord) async throws -> Bool
+    func deletePolicy(id: UUID, vaultID: UUID, audit: AuditRecord) async throws -> Bool
 }
 
 public protocol VaultStore: Sendable {
-    func createVault(_ vault: Vault, kek: KEKHandle) async throws
+    func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws
     /// The vault when it exists in this org; another org's vault is `nil`, exactly as a missing one.
     func vault(id: UUID, orgID: UUID) async throws -> Vault?
     func vaults(orgID: UUID) async throws -> [Vault]
     /// Deletes the vault, its secrets and its keys (crypto-shredding). `false` when there was no such vault.
-    func deleteVault(id: UUID, orgID: UUID) async throws -> Bool
+    func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
     func kek(id: String) async throws -> KEKHandle?
 }
 
@@ -81,21 +83,22 @@ public protocol SecretStore: Sendable {
     /// no duplicates under concurrency) and `seal` produces the ciphertext bound to it. A missing `type` keeps
     /// the previous version's type, or `generic`.
     func writeVersion(
-        _ version: NewSecretVersion, seal: @Sendable (_ version: Int) throws -> Data
+        _ version: NewSecretVersion, audit: AuditRecord, seal: @Sendable (_ version: Int) throws -> Data
     ) async throws -> SecretVersionInfo
 
     /// Reads the latest version (or the given one) for its value: checks that it can be read and counts the
     /// access in the same transaction. Throws `KeyholdError` 404 when missing and 410 when gone.
-    func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp) async throws -> SealedSecretVersion
+    func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
+        -> SealedSecretVersion
 
     /// Metadata of the latest version of every live path under `prefix`, in path order.
     func latestVersions(vaultID: UUID, prefix: String?) async throws -> [SecretVersionInfo]
     /// Metadata of every version of a path; empty when the path was never written.
     func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo]
     /// `false` when the version does not exist.
-    func disableVersion(vaultID: UUID, path: String, version: Int) async throws -> Bool
+    func disableVersion(vaultID: UUID, path: String, version: Int, audit: AuditRecord) async throws -> Bool
     /// Soft-deletes all versions of a live path. `false` when there is no live secret at the path.
-    func deleteSecret(vaultID: UUID, path: String, at: Timestamp) async throws -> Bool
+    func deleteSecret(vaultID: UUID, path: String, at: Timestamp, audit: AuditRecord) async throws -> Bool
 }
 
 /// Small named values the server keeps for itself (sealed signing keys, schema facts).
@@ -105,7 +108,41 @@ public protocol SystemStore: Sendable {
     func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data
 }
 
+/// The audit log. Every mutating method above takes an `AuditRecord` and appends its event in the same
+/// transaction as the change (reads: in the transaction that counts the access), so a change without its event,
+/// or an event without its change, cannot be committed. When the event cannot be written the method throws
+/// `KeyholdError` 503 and nothing changes.
+public protocol AuditStore: Sendable {
+    /// Appends an event that records no change (a denied request, a failed login).
+    func appendAudit(_ record: AuditRecord) async throws
+    func auditEvents(orgID: UUID, filter: AuditFilter) async throws -> [AuditEvent]
+    /// Events in sequence order after `afterSequence`, for verification in pages.
+    func auditChain(orgID: UUID, afterSequence: Int64, limit: Int) async throws -> [AuditEvent]
+    func auditHead(orgID: UUID) async throws -> AuditHead?
+}
+
+public protocol ShareStore: Sendable {
+    /// A live (not deleted) secret with this id.
+    func secretLocation(id: UUID) async throws -> SecretLocation?
+    func createShare(_ share: Share, audit: AuditRecord) async throws
+    func share(id: UUID) async throws -> Share?
+    func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share]
+    /// Shares targeted at this principal (by id, or by email for `external_email`).
+    func inboundShares(recipientID: UUID, email: String?) async throws -> [Share]
+    /// Revokes a share its creator made; `false` when there is no such live share of this creator.
+    func revokeShare(id: UUID, creatorType: PrincipalKind, creatorID: UUID, audit: AuditRecord) async throws -> Bool
+    /// Records the recipient's answer; `false` when the share is missing, revoked or already answered.
+    func answerShare(id: UUID, status: ShareStatus, audit: AuditRecord) async throws -> Bool
+    /// In one transaction: checks that the share is live (404 revoked or missing, 410 expired, declined or
+    /// exhausted), counts the access exactly, reads the secret's latest version for its value (counting that
+    /// read too) and appends the audit event.
+    func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion)
+}
+
 /// Everything one backend provides.
-public protocol Storage: IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore {
+public protocol Storage:
+    IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
+    ShareStore
+{
     func close() async throws
 }

@@ -13,59 +13,59 @@ struct AuthController {
     let issuer: String
 
     func register(on router: Router<KeyholdRequestContext>) {
-        router.post("/v1/auth/signup") { request, _ in try await signup(request) }
-        router.post("/v1/auth/token") { request, _ in
+        router.post("/v1/auth/signup") { request, context in try await signup(request, ip: context.clientIP) }
+        router.post("/v1/auth/token") { request, context in
             let body = try await RequestBody.decode(LoginRequest.self, from: request)
-            let user = try await accounts.authenticate(email: body.email, password: body.password)
-            return try JSONResponse.make(SessionResponse(try await auth.session(for: user)))
+            let user = try await accounts.authenticate(email: body.email, password: body.password, ip: context.clientIP)
+            return try JSONResponse.make(SessionResponse(try await auth.session(for: user, ip: context.clientIP)))
         }
-        router.delete("/v1/auth/token") { request, _ in
-            try await auth.revoke(try await authenticator.principal(request))
+        router.delete("/v1/auth/token") { request, context in
+            try await auth.revoke(try await authenticator.caller(request, context))
             return JSONResponse.noContent()
         }
-        router.post("/v1/auth/agent-token") { request, _ in
+        router.post("/v1/auth/agent-token") { request, context in
             let body = try await RequestBody.decode(AgentTokenRequest.self, from: request)
             var agentID: UUID?
             if let text = body.agent_id {
                 guard let id = UUID(uuidString: text) else { throw KeyholdError(.unauthorized, "Invalid agent_id or api_key") }
                 agentID = id
             }
-            let (session, _) = try await auth.exchangeAgentKey(body.api_key, agentID: agentID)
+            let (session, _) = try await auth.exchangeAgentKey(body.api_key, agentID: agentID, ip: context.clientIP)
             return try JSONResponse.make(SessionResponse(session))
         }
-        router.post("/v1/auth/api-key-token") { request, _ in
+        router.post("/v1/auth/api-key-token") { request, context in
             let body = try await RequestBody.decode(APIKeyTokenRequest.self, from: request)
-            return try JSONResponse.make(SessionResponse(try await auth.exchangeUserKey(body.api_key)))
+            return try JSONResponse.make(SessionResponse(try await auth.exchangeUserKey(body.api_key, ip: context.clientIP)))
         }
-        router.post("/v1/auth/refresh") { request, _ in
+        router.post("/v1/auth/refresh") { request, context in
             let body = try await RequestBody.decode(RefreshRequest.self, from: request, emptyAsObject: true)
             let session =
                 if let token = body.refresh_token {
-                    try await auth.refresh(token: token)
+                    try await auth.refresh(token: token, ip: context.clientIP)
                 } else {
-                    try await auth.refresh(current: try await authenticator.principal(request))
+                    try await auth.refresh(current: try await authenticator.caller(request, context))
                 }
             return try JSONResponse.make(SessionResponse(session))
         }
-        router.get("/v1/auth/me") { request, _ in
-            let principal = try await authenticator.principal(request)
-            return try JSONResponse.make(UserProfileResponse(try await accounts.user(for: principal)))
+        router.get("/v1/auth/me") { request, context in
+            let caller = try await authenticator.caller(request, context)
+            return try JSONResponse.make(UserProfileResponse(try await accounts.user(for: caller.principal)))
         }
-        router.post("/v1/auth/api-keys") { request, _ in
-            let principal = try await authenticator.principal(request)
+        router.post("/v1/auth/api-keys") { request, context in
+            let caller = try await authenticator.caller(request, context)
             let body = try await RequestBody.decode(CreateAPIKeyRequest.self, from: request)
             let (key, secret) = try await auth.createAPIKey(
-                for: principal, name: body.name, scopes: body.scopes, expiresAt: body.expires_at)
+                for: caller, name: body.name, scopes: body.scopes, expiresAt: body.expires_at)
             return try JSONResponse.make(APIKeyCreatedResponse(key: APIKeyResponse(key), api_key: secret), status: .created)
         }
-        router.get("/v1/auth/api-keys") { request, _ in
-            let keys = try await auth.apiKeys(for: try await authenticator.principal(request))
+        router.get("/v1/auth/api-keys") { request, context in
+            let keys = try await auth.apiKeys(for: try await authenticator.caller(request, context).principal)
             return try JSONResponse.make(APIKeyListResponse(keys: keys.map(APIKeyResponse.init)))
         }
         router.delete("/v1/auth/api-keys/:key_id") { request, context in
-            let principal = try await authenticator.principal(request)
+            let caller = try await authenticator.caller(request, context)
             let id = try context.uuidParameter("key_id", notFound: .notFound("API key not found"))
-            try await auth.deleteAPIKey(id, for: principal)
+            try await auth.deleteAPIKey(id, for: caller)
             return JSONResponse.noContent()
         }
         router.get("/v1/auth/jwt-public-key") { _, _ in
@@ -87,14 +87,15 @@ struct AuthController {
         }
     }
 
-    func signup(_ request: Request) async throws -> Response {
+    func signup(_ request: Request, ip: IPAddress?) async throws -> Response {
         let body = try await RequestBody.decode(SignupRequest.self, from: request)
         guard signupOpen || body.invite_token != nil else {
             throw KeyholdError.forbidden("Sign-up is closed on this server; ask an org admin for an invite")
         }
         let user = try await accounts.signup(
-            email: body.email, password: body.password, displayName: body.display_name, inviteToken: body.invite_token)
-        let session = try await auth.session(for: user)
+            email: body.email, password: body.password, displayName: body.display_name, inviteToken: body.invite_token,
+            ip: ip)
+        let session = try await auth.session(for: user, ip: ip)
         return try JSONResponse.make(
             SignupResponse(
                 user_id: user.id.wire, org_id: user.orgID.wire, email: user.email, role: user.role.rawValue,

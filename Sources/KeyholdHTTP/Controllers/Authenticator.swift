@@ -7,12 +7,8 @@ struct Authenticator: Sendable {
     let auth: AuthService
 
     func caller(_ request: Request, _ context: KeyholdRequestContext) async throws -> Caller {
-        Caller(try await principal(request), context: AccessContext(clientIP: context.clientIP))
-    }
-
-    func principal(_ request: Request) async throws -> Principal {
-        guard let credential = Self.bearer(request) else { throw KeyholdError.unauthenticated }
-        return try await auth.principal(bearer: credential)
+        let ip = context.clientIP
+        return Caller(try await auth.authenticate(bearer: Self.bearer(request), ip: ip), context: AccessContext(clientIP: ip))
     }
 
     static func bearer(_ request: Request) -> String? {

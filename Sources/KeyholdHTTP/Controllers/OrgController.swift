@@ -8,26 +8,26 @@ struct OrgController {
     let authenticator: Authenticator
 
     func register(on router: Router<KeyholdRequestContext>) {
-        router.get("/v1/org/members") { request, _ in
-            let members = try await org.members(of: try await authenticator.principal(request))
+        router.get("/v1/org/members") { request, context in
+            let members = try await org.members(of: try await authenticator.caller(request, context).principal)
             return try JSONResponse.make(MemberListResponse(members: members.map(MemberResponse.init)))
         }
-        router.post("/v1/org/invite") { request, _ in
-            let principal = try await authenticator.principal(request)
+        router.post("/v1/org/invite") { request, context in
+            let caller = try await authenticator.caller(request, context)
             let body = try await RequestBody.decode(InviteRequest.self, from: request)
-            let (invite, token) = try await org.invite(email: body.email, role: body.role, by: principal)
+            let (invite, token) = try await org.invite(email: body.email, role: body.role, by: caller)
             return try JSONResponse.make(
                 InviteResponse(email: invite.email, role: invite.role.rawValue, invite_token: token, expires_at: invite.expiresAt))
         }
         router.patch("/v1/org/members/:user_id") { request, context in
-            let principal = try await authenticator.principal(request)
+            let caller = try await authenticator.caller(request, context)
             let body = try await RequestBody.decode(UpdateRoleRequest.self, from: request)
-            let user = try await org.updateRole(of: try Self.userID(context), to: body.role, by: principal)
+            let user = try await org.updateRole(of: try Self.userID(context), to: body.role, by: caller)
             return try JSONResponse.make(MemberResponse(user))
         }
         router.delete("/v1/org/members/:user_id") { request, context in
-            let principal = try await authenticator.principal(request)
-            try await org.remove(try Self.userID(context), by: principal)
+            let caller = try await authenticator.caller(request, context)
+            try await org.remove(try Self.userID(context), by: caller)
             return JSONResponse.noContent()
         }
     }

@@ -158,7 +158,3 @@ struct HealthResponse: Encodable {
     let version: String
 }
 
-extension UUID {
-    /// UUIDs on the wire are lower-case, as 1Claw's.
-    var wire: String { uuidString.lowercased() }
-}

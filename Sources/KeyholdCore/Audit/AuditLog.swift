@@ -1,0 +1,78 @@
+import Foundation
+
+/// Builds audit records for the services and answers the audit API.
+public struct AuditLog: Sendable {
+    let store: any AuditStore
+    public let chain: AuditChain
+
+    public init(store: any AuditStore, chain: AuditChain) {
+        self.store = store
+        self.chain = chain
+    }
+
+    /// A record of something `caller` did.
+    public func record(
+        _ caller: Caller, _ action: String, _ resourceType: String, _ resourceID: String?,
+        _ details: [String: JSONValue] = [:]
+    ) -> AuditRecord {
+        record(
+            org: caller.principal.orgID, actor: caller.principal, ip: caller.context.clientIP, action, resourceType,
+            resourceID, details)
+    }
+
+    /// A record for an org, by a principal or by nobody known (`actor` nil).
+    public func record(
+        org: UUID, actor: Principal?, ip: IPAddress?, _ action: String, _ resourceType: String, _ resourceID: String?,
+        _ details: [String: JSONValue] = [:]
+    ) -> AuditRecord {
+        AuditRecord(
+            AuditEntry(
+                orgID: org, actorType: actor.map { $0.kind == .user ? .user : .agent } ?? .anonymous,
+                actorID: actor?.id.uuidString.lowercased(), action: action, resourceType: resourceType,
+                resourceID: resourceID, details: details, ipAddress: ip?.description),
+            chain: chain)
+    }
+
+    /// Appends an event that records no change (a denial, a failed or successful authentication).
+    public func append(_ record: AuditRecord) async throws {
+        try await store.appendAudit(record)
+    }
+
+    /// Owners and admins read every event of their org; anyone else the events they caused.
+    public func events(for caller: Principal, filter: AuditFilter) async throws -> [AuditEvent] {
+        guard (1...1000).contains(filter.limit), filter.offset >= 0, filter.offset <= 1_000_000 else {
+            throw KeyholdError.badRequest("limit must be between 1 and 1000 and offset between 0 and 1000000")
+        }
+        var filter = filter
+        if !caller.isOrgAdmin {
+            let me = caller.id.uuidString.lowercased()
+            if let asked = filter.actorID, asked != me { return [] }
+            filter.actorID = me
+        }
+        return try await store.auditEvents(orgID: caller.orgID, filter: filter)
+    }
+
+    /// Verifies the caller's org chain from its first event, up to `limit` events.
+    public func verify(for caller: Principal, limit: Int) async throws -> ChainVerifier.Result {
+        guard caller.isOrgAdmin else { throw KeyholdError.forbidden("Only owners and admins verify the audit chain") }
+        guard (1...10_000).contains(limit) else { throw KeyholdError.badRequest("limit must be between 1 and 10000") }
+        let head = try await store.auditHead(orgID: caller.orgID)
+        var verifier = ChainVerifier(chain: chain)
+        var after: Int64 = 0
+        var remaining = limit
+        while remaining > 0 {
+            let requested = min(1000, remaining)
+            let page = try await store.auditChain(orgID: caller.orgID, afterSequence: after, limit: requested)
+            for event in page where !verifier.check(event) { return verifier.result }
+            remaining -= page.count
+            guard page.count == requested, let last = page.last else {
+                verifier.finish(head: head)
+                return verifier.result
+            }
+            after = last.sequence
+        }
+        // The limit was reached: only a chain that ends here can be checked against its head.
+        if (head?.sequence ?? 0) <= after { verifier.finish(head: head) }
+        return verifier.result
+    }
+}

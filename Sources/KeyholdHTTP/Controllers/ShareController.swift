@@ -1,0 +1,150 @@
+import Foundation
+import Hummingbird
+import KeyholdCore
+
+/// Sharing: `POST /v1/secrets/{secret_id}/share`, `GET|DELETE /v1/share/{id}`, `/v1/shares/...`.
+struct ShareController {
+    let shares: ShareService
+    let authenticator: Authenticator
+    let publicURL: String
+
+    func register(on router: Router<KeyholdRequestContext>) {
+        router.post("/v1/secrets/:secret_id/share") { request, context in
+            let caller = try await authenticator.caller(request, context)
+            let secretID = try context.uuidParameter("secret_id", notFound: .notFound("Secret not found"))
+            let body = try await RequestBody.decode(CreateShareRequest.self, from: request)
+            let share = try await shares.create(secretID: secretID, request: body.request, by: caller)
+            return try JSONResponse.make(ShareResponse(share, publicURL: publicURL), status: .created)
+        }
+        router.get("/v1/share/:share_id") { request, context in
+            let id = try Self.shareID(context)
+            // Link shares need no credentials; when some are sent they must be valid.
+            let caller: Principal? =
+                request.headers[.authorization] == nil
+                ? nil : try await authenticator.caller(request, context).principal
+            let body = try await RequestBody.decode(AccessShareRequest.self, from: request, emptyAsObject: true)
+            let (share, revealed) = try await shares.access(
+                id, passphrase: body.passphrase, caller: caller, ip: context.clientIP)
+            return try JSONResponse.make(SharedSecretResponse(share: share, revealed: revealed))
+        }
+        for path in ["/v1/share/:share_id", "/v1/shares/:share_id"] {
+            router.delete(RouterPath(path)) { request, context in
+                let caller = try await authenticator.caller(request, context)
+                try await shares.revoke(try Self.shareID(context), by: caller)
+                return JSONResponse.noContent()
+            }
+        }
+        router.get("/v1/shares/outbound") { request, context in
+            let caller = try await authenticator.caller(request, context)
+            let list = try await shares.outbound(for: caller.principal)
+            return try JSONResponse.make(ShareListResponse(shares: list.map { ShareResponse($0, publicURL: publicURL) }))
+        }
+        router.get("/v1/shares/inbound") { request, context in
+            let caller = try await authenticator.caller(request, context)
+            let list = try await shares.inbound(for: caller.principal)
+            return try JSONResponse.make(ShareListResponse(shares: list.map { ShareResponse($0, publicURL: publicURL) }))
+        }
+        for (path, accept) in [("/v1/shares/:share_id/accept", true), ("/v1/shares/:share_id/decline", false)] {
+            router.post(RouterPath(path)) { request, context in
+                let caller = try await authenticator.caller(request, context)
+                try await shares.answer(try Self.shareID(context), accept: accept, by: caller)
+                return JSONResponse.noContent()
+            }
+        }
+    }
+
+    static func shareID(_ context: KeyholdRequestContext) throws -> UUID {
+        try context.uuidParameter("share_id", notFound: ShareService.notFound)
+    }
+}
+
+struct CreateShareRequest: Decodable {
+    let recipient_type: String
+    let recipient_id: String?
+    let email: String?
+    let recipient_email: String?
+    let expires_at: Timestamp?
+    let max_access_count: Int?
+    let passphrase: String?
+    let ip_allowlist: [String]?
+    let permissions: [String]?
+
+    var request: ShareService.Request {
+        .init(
+            recipientType: recipient_type, recipientID: recipient_id, email: email ?? recipient_email,
+            expiresAt: expires_at, maxAccessCount: max_access_count, passphrase: passphrase, ipAllowlist: ip_allowlist)
+    }
+}
+
+struct AccessShareRequest: Decodable {
+    let passphrase: String?
+}
+
+/// `ShareResponse` and the share list item in one shape: never the passphrase or the value.
+struct ShareResponse: Encodable {
+    let id: String
+    let share_url: String
+    let secret_id: String
+    let secret_path: String
+    let vault_id: String
+    let recipient_type: String
+    let recipient_id: String?
+    let recipient_email: String?
+    let expires_at: Timestamp
+    let max_access_count: Int?
+    let access_count: Int
+    let has_passphrase: Bool
+    let ip_allowlist: [String]
+    let status: String
+    let is_accepted: Bool
+    let is_expired: Bool
+    let created_at: Timestamp
+
+    init(_ share: Share, publicURL: String) {
+        id = share.id.wire
+        share_url = publicURL + "/v1/share/" + share.id.wire
+        secret_id = share.secretID.wire
+        secret_path = share.path
+        vault_id = share.vaultID.wire
+        recipient_type = share.recipientType.rawValue
+        recipient_id = share.recipientID?.wire
+        recipient_email = share.recipientEmail
+        expires_at = share.expiresAt
+        max_access_count = share.maxAccessCount
+        access_count = share.accessCount
+        has_passphrase = share.passphraseHash != nil
+        ip_allowlist = share.ipAllowlist.map(\.description)
+        status = share.status.rawValue
+        is_accepted = share.status == .accepted
+        is_expired = share.isExpired(at: .now)
+        created_at = share.createdAt
+    }
+}
+
+struct ShareListResponse: Encodable {
+    let shares: [ShareResponse]
+}
+
+struct SharedSecretResponse: Encodable {
+    let id: String
+    let secret_id: String
+    let path: String
+    let type: String
+    let value: String
+    let version: Int
+    let access_count: Int
+    let max_access_count: Int?
+    let expires_at: Timestamp
+
+    init(share: Share, revealed: SecretService.Revealed) {
+        id = share.id.wire
+        secret_id = share.secretID.wire
+        path = revealed.info.path
+        type = revealed.info.type.rawValue
+        value = revealed.value
+        version = revealed.info.version
+        access_count = share.accessCount
+        max_access_count = share.maxAccessCount
+        expires_at = share.expiresAt
+    }
+}

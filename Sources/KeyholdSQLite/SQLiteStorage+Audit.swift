@@ -1,0 +1,83 @@
+import Foundation
+import KeyholdCore
+import SQLiteNIO
+
+extension SQLiteStorage {
+    /// Appends a record to its org's chain inside the caller's transaction. Any failure becomes a 503 and, since
+    /// it is thrown inside the transaction, rolls back the change it was recording.
+    static func append(_ db: SQLiteConnection, _ record: AuditRecord) async throws {
+        do {
+            let orgID = record.entry.orgID
+            let head = try await db.query("SELECT * FROM audit_heads WHERE org_id = ?", [.uuid(orgID)]).first.map {
+                AuditHead(eventID: try $0.uuid("event_id"), sequence: try $0.int("seq"), hash: try $0.text("hash"))
+            }
+            let event = record.chain.seal(record.entry, after: head)
+            let entry = event.entry
+            _ = try await db.query(
+                """
+                INSERT INTO audit_events (id, org_id, seq, actor_type, actor_id, action, resource_type, resource_id,
+                    details, ip_address, created_at, prev_event_id, integrity_hash)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .uuid(event.id), .uuid(orgID), .int64(event.sequence), .text(entry.actorType.rawValue),
+                    .optionalText(entry.actorID), .text(entry.action), .text(entry.resourceType),
+                    .optionalText(entry.resourceID), .text(JSONValue.object(entry.details).jsonString()),
+                    .optionalText(entry.ipAddress), .int64(event.createdAt.milliseconds),
+                    .optionalText(event.previousID?.wire), .text(event.integrityHash),
+                ])
+            _ = try await db.query(
+                """
+                INSERT INTO audit_heads (org_id, event_id, seq, hash) VALUES (?, ?, ?, ?)
+                ON CONFLICT (org_id) DO UPDATE SET event_id = excluded.event_id, seq = excluded.seq, hash = excluded.hash
+                """, [.uuid(orgID), .uuid(event.id), .int64(event.sequence), .text(event.integrityHash)])
+        } catch {
+            throw KeyholdError(.unavailable, "The audit log could not be written, so the request was not carried out")
+        }
+    }
+
+    public func appendAudit(_ record: AuditRecord) async throws {
+        try await transaction { db in try await Self.append(db, record) }
+    }
+
+    public func auditEvents(orgID: UUID, filter: AuditFilter) async throws -> [AuditEvent] {
+        var sql = "SELECT * FROM audit_events WHERE org_id = ?"
+        var binds: [SQLiteData] = [.uuid(orgID)]
+        if let action = filter.action { sql += " AND action = ?"; binds.append(.text(action)) }
+        if let actorID = filter.actorID { sql += " AND actor_id = ?"; binds.append(.text(actorID)) }
+        if let resourceID = filter.resourceID { sql += " AND resource_id = ?"; binds.append(.text(resourceID)) }
+        if let from = filter.from { sql += " AND created_at >= ?"; binds.append(.int64(from.milliseconds)) }
+        if let to = filter.to { sql += " AND created_at <= ?"; binds.append(.int64(to.milliseconds)) }
+        sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
+        binds += [.int64(Int64(filter.limit)), .int64(Int64(filter.offset))]
+        return try await reader.query(sql, binds).map(Self.auditEvent)
+    }
+
+    public func auditChain(orgID: UUID, afterSequence: Int64, limit: Int) async throws -> [AuditEvent] {
+        try await reader.query(
+            "SELECT * FROM audit_events WHERE org_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            [.uuid(orgID), .int64(afterSequence), .int64(Int64(limit))]
+        ).map(Self.auditEvent)
+    }
+
+    public func auditHead(orgID: UUID) async throws -> AuditHead? {
+        try await reader.query("SELECT * FROM audit_heads WHERE org_id = ?", [.uuid(orgID)]).first.map {
+            AuditHead(eventID: try $0.uuid("event_id"), sequence: try $0.int("seq"), hash: try $0.text("hash"))
+        }
+    }
+
+    static func auditEvent(_ row: SQLiteRow) throws -> AuditEvent {
+        let details: [String: JSONValue] =
+            if case .object(let object) = try JSONValue(jsonString: try row.text("details")) { object } else { [:] }
+        return AuditEvent(
+            id: try row.uuid("id"), sequence: try row.int("seq"),
+            entry: AuditEntry(
+                orgID: try row.uuid("org_id"), actorType: ActorType(rawValue: try row.text("actor_type")) ?? .anonymous,
+                actorID: row.column("actor_id")?.string, action: try row.text("action"),
+                resourceType: try row.text("resource_type"), resourceID: row.column("resource_id")?.string,
+                details: details, ipAddress: row.column("ip_address")?.string),
+            createdAt: try row.timestamp("created_at"),
+            previousID: row.column("prev_event_id")?.string.flatMap(UUID.init(uuidString:)),
+            integrityHash: try row.text("integrity_hash"))
+    }
+}

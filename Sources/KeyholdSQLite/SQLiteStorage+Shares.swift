@@ -1,0 +1,129 @@
+import Foundation
+import KeyholdCore
+import SQLiteNIO
+
+extension SQLiteStorage {
+    public func secretLocation(id: UUID) async throws -> SecretLocation? {
+        try await reader.query(
+            """
+            SELECT s.id, s.vault_id, s.path, v.org_id FROM secrets s JOIN vaults v ON v.id = s.vault_id
+            WHERE s.id = ? AND s.deleted_at IS NULL
+            """, [.uuid(id)]
+        ).first.map {
+            SecretLocation(
+                secretID: try $0.uuid("id"), vaultID: try $0.uuid("vault_id"), orgID: try $0.uuid("org_id"),
+                path: try $0.text("path"))
+        }
+    }
+
+    public func createShare(_ share: Share, audit: AuditRecord) async throws {
+        try await transaction { db in
+            _ = try await db.query(
+                """
+                INSERT INTO shares (id, org_id, secret_id, vault_id, path, created_by_type, created_by, recipient_type,
+                    recipient_id, recipient_email, expires_at, max_access_count, access_count, passphrase_hash,
+                    ip_allowlist, status, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)
+                """,
+                [
+                    .uuid(share.id), .uuid(share.orgID), .uuid(share.secretID), .uuid(share.vaultID), .text(share.path),
+                    .text(share.createdByType.rawValue), .uuid(share.createdBy), .text(share.recipientType.rawValue),
+                    .optionalText(share.recipientID?.wire), .optionalText(share.recipientEmail),
+                    .int64(share.expiresAt.milliseconds), .optionalInteger(share.maxAccessCount.map(Int64.init)),
+                    .optionalText(share.passphraseHash), .text(StoredJSON.encode(share.ipAllowlist.map(\.description))),
+                    .text(share.status.rawValue), .int64(share.createdAt.milliseconds),
+                ])
+            try await Self.append(db, audit)
+        }
+    }
+
+    public func share(id: UUID) async throws -> Share? {
+        try await reader.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first.map(Self.share)
+    }
+
+    public func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share] {
+        try await reader.query(
+            "SELECT * FROM shares WHERE created_by_type = ? AND created_by = ? ORDER BY created_at DESC, id",
+            [.text(creatorType.rawValue), .uuid(creatorID)]
+        ).map(Self.share)
+    }
+
+    public func inboundShares(recipientID: UUID, email: String?) async throws -> [Share] {
+        try await reader.query(
+            "SELECT * FROM shares WHERE recipient_id = ? OR (recipient_email IS NOT NULL AND recipient_email = ?) ORDER BY created_at DESC, id",
+            [.uuid(recipientID), .optionalText(email)]
+        ).map(Self.share)
+    }
+
+    public func revokeShare(id: UUID, creatorType: PrincipalKind, creatorID: UUID, audit: AuditRecord) async throws -> Bool {
+        try await transaction { db in
+            guard !(try await db.query(
+                """
+                UPDATE shares SET revoked_at = ?
+                WHERE id = ? AND created_by_type = ? AND created_by = ? AND revoked_at IS NULL RETURNING id
+                """, [.int64(Timestamp.now.milliseconds), .uuid(id), .text(creatorType.rawValue), .uuid(creatorID)]
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
+        }
+    }
+
+    public func answerShare(id: UUID, status: ShareStatus, audit: AuditRecord) async throws -> Bool {
+        try await transaction { db in
+            guard !(try await db.query(
+                "UPDATE shares SET status = ? WHERE id = ? AND status = 'pending' AND revoked_at IS NULL RETURNING id",
+                [.text(status.rawValue), .uuid(id)]
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
+        }
+    }
+
+    public func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion) {
+        try await transaction { db in
+            guard let row = try await db.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first,
+                row.column("revoked_at")?.integer == nil
+            else { throw KeyholdError.notFound("Share not found") }
+            let share = try Self.share(row)
+            if let reason = share.goneReason(at: now) { throw KeyholdError.gone(reason) }
+            guard let count = try await db.query(
+                """
+                UPDATE shares SET access_count = access_count + 1
+                WHERE id = ? AND (max_access_count IS NULL OR access_count < max_access_count) RETURNING access_count
+                """, [.uuid(id)]
+            ).first?.int("access_count") else { throw KeyholdError.gone("Share has reached its maximum access count") }
+            let sealed = try await Self.countedRead(
+                db, where: "s.id = ? AND v.version = s.current_version", [.uuid(share.secretID)], now: now,
+                missing: KeyholdError.gone("The shared secret no longer exists"))
+            try await Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
+            return (share.with(accessCount: Int(count)), sealed)
+        }
+    }
+
+    static func share(_ row: SQLiteRow) throws -> Share {
+        Share(
+            id: try row.uuid("id"), orgID: try row.uuid("org_id"), secretID: try row.uuid("secret_id"),
+            vaultID: try row.uuid("vault_id"), path: try row.text("path"),
+            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
+            createdBy: try row.uuid("created_by"),
+            recipientType: ShareRecipientType(rawValue: try row.text("recipient_type")) ?? .anyoneWithLink,
+            recipientID: row.column("recipient_id")?.string.flatMap(UUID.init(uuidString:)),
+            recipientEmail: row.column("recipient_email")?.string, expiresAt: try row.timestamp("expires_at"),
+            maxAccessCount: row.column("max_access_count")?.integer, accessCount: Int(try row.int("access_count")),
+            passphraseHash: row.column("passphrase_hash")?.string,
+            ipAllowlist: try StoredJSON.strings(try row.text("ip_allowlist")).compactMap(CIDR.init),
+            status: ShareStatus(rawValue: try row.text("status")) ?? .pending,
+            revoked: row.column("revoked_at")?.integer != nil, createdAt: try row.timestamp("created_at"))
+    }
+}
+
+extension Share {
+    func with(accessCount: Int) -> Share {
+        Share(
+            id: id, orgID: orgID, secretID: secretID, vaultID: vaultID, path: path, createdByType: createdByType,
+            createdBy: createdBy, recipientType: recipientType, recipientID: recipientID, recipientEmail: recipientEmail,
+            expiresAt: expiresAt, maxAccessCount: maxAccessCount, accessCount: accessCount,
+            passphraseHash: passphraseHash, ipAllowlist: ipAllowlist, status: status, revoked: revoked,
+            createdAt: createdAt)
+    }
+}

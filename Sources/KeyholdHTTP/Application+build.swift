@@ -55,7 +55,7 @@ public func buildApplication(
         authenticator: authenticator
     ).register(on: router)
     AgentController(
-        agents: AgentService(agents: storage, vaults: storage, hasher: credentialHasher, audit: audit),
+        agents: AgentService(agents: storage, vaults: vaults, hasher: credentialHasher, audit: audit),
         authenticator: authenticator
     ).register(on: router)
     OrgController(

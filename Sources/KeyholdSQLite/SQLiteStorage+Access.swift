@@ -222,6 +222,10 @@ extension SQLiteStorage {
         ).map(Self.apiKey)
     }
 
+    public func apiKey(id: UUID) async throws -> UserAPIKey? {
+        try await reader.query("SELECT * FROM user_api_keys WHERE id = ?", [.uuid(id)]).first.map(Self.apiKey)
+    }
+
     public func apiKeys(keyPrefix: String) async throws -> [UserAPIKey] {
         try await reader.query("SELECT * FROM user_api_keys WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.apiKey)
     }
@@ -250,12 +254,15 @@ extension SQLiteStorage {
         try await transaction { db in
             _ = try await db.query(
                 """
-                INSERT INTO refresh_tokens (digest, family, principal_type, principal_id, org_id, expires_at)
-                VALUES (?, ?, ?, ?, ?, ?)
+                INSERT INTO refresh_tokens (digest, family, principal_type, principal_id, org_id, expires_at, scopes,
+                    api_key_id, key_version)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .bytes(token.digest), .uuid(token.family), .text(token.principalKind.rawValue),
                     .uuid(token.principalID), .uuid(token.orgID), .int64(token.expiresAt.milliseconds),
+                    .optionalText(token.scopes.map(StoredJSON.encode)), .optionalText(token.apiKeyID?.wire),
+                    .optionalInteger(token.keyVersion.map(Int64.init)),
                 ])
             try await Self.append(db, audit)
         }
@@ -278,7 +285,10 @@ extension SQLiteStorage {
             return RefreshTokenRecord(
                 digest: digest, family: family,
                 principalKind: PrincipalKind(rawValue: try row.text("principal_type")) ?? .user,
-                principalID: try row.uuid("principal_id"), orgID: try row.uuid("org_id"), expiresAt: expiresAt)
+                principalID: try row.uuid("principal_id"), orgID: try row.uuid("org_id"), expiresAt: expiresAt,
+                scopes: try row.column("scopes")?.string.map(StoredJSON.strings),
+                apiKeyID: row.column("api_key_id")?.string.flatMap(UUID.init(uuidString:)),
+                keyVersion: row.column("key_version")?.integer)
         }
     }
 

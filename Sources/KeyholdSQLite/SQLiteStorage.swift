@@ -157,6 +157,11 @@ public final class SQLiteStorage: Storage {
         CREATE INDEX shares_recipient ON shares(recipient_id);
         CREATE INDEX shares_recipient_email ON shares(recipient_email);
         """,
+        """
+        ALTER TABLE refresh_tokens ADD COLUMN scopes TEXT;
+        ALTER TABLE refresh_tokens ADD COLUMN api_key_id TEXT;
+        ALTER TABLE refresh_tokens ADD COLUMN key_version INTEGER;
+        """,
     ]
 
     func migrate() async throws {

@@ -17,6 +17,8 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
     public var vault_ids: [String]?
     /// The agent key version the token was minted under.
     public var kv: Int?
+    /// The personal API key the session comes from.
+    public var akid: String?
 
     public func verify(using _: some JWTAlgorithm) throws {
         try exp.verifyNotExpired()
@@ -83,7 +85,8 @@ public final class TokenService: Sendable {
             iss: nil,
             scopes: principal.scopes,
             vault_ids: principal.kind == .agent ? principal.vaultIDs.map { $0.uuidString.lowercased() } : nil,
-            kv: keyVersion)
+            kv: keyVersion,
+            akid: principal.apiKeyID?.wire)
         var header = JWTHeader()
         header.typ = "JWT"
         let token = try await keys.sign(claims, kid: JWKIdentifier(string: keyID), header: header)

@@ -22,11 +22,14 @@ public struct Principal: Sendable, Hashable {
     /// The access token's id and expiry, for revocation; nil when the caller used an API key directly.
     public let tokenID: String?
     public let tokenExpiresAt: Timestamp?
+    /// The personal API key this session comes from: deleting the key ends the session.
+    public let apiKeyID: UUID?
 
     public init(
         kind: PrincipalKind, id: UUID, orgID: UUID, role: OrgRole?, scopes: [String]? = nil, vaultIDs: [UUID] = [],
-        tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil
+        tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil, apiKeyID: UUID? = nil
     ) {
+        self.apiKeyID = apiKeyID
         self.kind = kind
         self.id = id
         self.orgID = orgID
@@ -37,11 +40,21 @@ public struct Principal: Sendable, Hashable {
         self.tokenExpiresAt = tokenExpiresAt
     }
 
+    /// A caller capped by scopes (a scoped API key) reaches only some paths.
+    public var isScoped: Bool { !(scopes ?? []).isEmpty }
+
     public var isOrgAdmin: Bool { kind == .user && (role == .owner || role == .admin) }
 
     /// Throws 403 unless the caller is a person (agents may not manage agents, members or keys).
     public func requireHuman() throws {
         guard kind == .user else { throw KeyholdError.forbidden("This operation is for people, not agents") }
+    }
+
+    /// Throws 403 unless the caller is a person without a scope cap: managing keys, agents, members, policies
+    /// and whole vaults reaches beyond any path, so a scoped key could use it to widen its own access.
+    public func requireManager() throws {
+        try requireHuman()
+        guard !isScoped else { throw KeyholdError.forbidden("A scoped API key cannot manage keys, agents, members or policies") }
     }
 }
 
@@ -277,6 +290,8 @@ public struct UserAPIKey: Sendable, Hashable {
 
 /// A single-use refresh token, kept as a keyed hash. `family` links the tokens of one login, so that reuse of a
 /// spent token revokes them all.
+/// The session carries the limits of the credential it came from: its scopes, the API key that must stay active,
+/// the agent key version that must stay current.
 public struct RefreshTokenRecord: Sendable, Hashable {
     public let digest: Data
     public let family: UUID
@@ -284,14 +299,23 @@ public struct RefreshTokenRecord: Sendable, Hashable {
     public let principalID: UUID
     public let orgID: UUID
     public let expiresAt: Timestamp
+    public let scopes: [String]?
+    public let apiKeyID: UUID?
+    public let keyVersion: Int?
 
-    public init(digest: Data, family: UUID, principalKind: PrincipalKind, principalID: UUID, orgID: UUID, expiresAt: Timestamp) {
+    public init(
+        digest: Data, family: UUID, principalKind: PrincipalKind, principalID: UUID, orgID: UUID, expiresAt: Timestamp,
+        scopes: [String]? = nil, apiKeyID: UUID? = nil, keyVersion: Int? = nil
+    ) {
         self.digest = digest
         self.family = family
         self.principalKind = principalKind
         self.principalID = principalID
         self.orgID = orgID
         self.expiresAt = expiresAt
+        self.scopes = scopes
+        self.apiKeyID = apiKeyID
+        self.keyVersion = keyVersion
     }
 }
 

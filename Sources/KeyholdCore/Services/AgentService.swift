@@ -3,11 +3,11 @@ import Foundation
 /// Agents: registered by people, authenticated by an `ocv_` key shown once, bound to vaults and capped by scopes.
 public struct AgentService: Sendable {
     let agents: any AgentStore
-    let vaults: any VaultStore
+    let vaults: VaultService
     let hasher: CredentialHasher
     let audit: AuditLog
 
-    public init(agents: any AgentStore, vaults: any VaultStore, hasher: CredentialHasher, audit: AuditLog) {
+    public init(agents: any AgentStore, vaults: VaultService, hasher: CredentialHasher, audit: AuditLog) {
         self.agents = agents
         self.vaults = vaults
         self.hasher = hasher
@@ -41,7 +41,7 @@ public struct AgentService: Sendable {
     }
 
     public func create(by caller: Caller, name: String, changes: Changes) async throws -> (Agent, String) {
-        try caller.principal.requireHuman()
+        try caller.principal.requireManager()
         let key = CredentialKind.agentKey.generate()
         var agent = Agent(
             id: UUID(), orgID: caller.principal.orgID, name: "", description: nil, isActive: true, scopes: nil,
@@ -49,19 +49,19 @@ public struct AgentService: Sendable {
             keyPrefix: CredentialKind.agentKey.lookupPrefix(of: key), keyDigest: hasher.digest(key), keyVersion: 1)
         var changes = changes
         changes.name = name
-        try await apply(changes, to: &agent)
+        try await apply(changes, to: &agent, by: caller)
         try await agents.createAgent(
             agent, audit: audit.record(caller, "agent.register", "agent", agent.id.wire, ["name": .string(agent.name)]))
         return (agent, key)
     }
 
     public func list(by caller: Principal) async throws -> [Agent] {
-        try caller.requireHuman()
+        try caller.requireManager()
         return try await agents.agents(orgID: caller.orgID).filter { mayManage($0, caller) }
     }
 
     public func agent(_ id: UUID, by caller: Principal) async throws -> Agent {
-        try caller.requireHuman()
+        try caller.requireManager()
         guard let agent = try await agents.agent(id: id), agent.orgID == caller.orgID, mayManage(agent, caller) else {
             throw Self.notFound
         }
@@ -78,8 +78,11 @@ public struct AgentService: Sendable {
     public func update(_ id: UUID, by caller: Caller, changes: Changes) async throws -> Agent {
         var agent = try await agent(id, by: caller.principal)
         let wasActive = agent.isActive
-        try await apply(changes, to: &agent)
-        let action = wasActive && !agent.isActive ? "agent.deactivate" : "agent.update"
+        try await apply(changes, to: &agent, by: caller)
+        let deactivated = wasActive && !agent.isActive
+        // Deactivation ends every session for good: a later reactivation does not revive old tokens.
+        if deactivated { agent.keyVersion += 1 }
+        let action = deactivated ? "agent.deactivate" : "agent.update"
         guard try await agents.updateAgent(agent, audit: audit.record(caller, action, "agent", agent.id.wire)) else {
             throw Self.notFound
         }
@@ -110,7 +113,7 @@ public struct AgentService: Sendable {
         agent.orgID == caller.orgID && (caller.isOrgAdmin || agent.createdBy == caller.id)
     }
 
-    private func apply(_ changes: Changes, to agent: inout Agent) async throws {
+    private func apply(_ changes: Changes, to agent: inout Agent, by caller: Caller) async throws {
         if let name = changes.name {
             let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
             guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
@@ -129,8 +132,13 @@ public struct AgentService: Sendable {
         }
         if let vaultIDs = changes.vaultIDs {
             guard vaultIDs.count <= 256 else { throw KeyholdError.badRequest("at most 256 vault_ids") }
-            for vaultID in vaultIDs where try await vaults.vault(id: vaultID, orgID: agent.orgID) == nil {
-                throw KeyholdError.badRequest("vault_ids names a vault that does not exist in this org")
+            for vaultID in vaultIDs {
+                // Only vaults the caller may see, so the answer tells nothing about the others.
+                do {
+                    _ = try await vaults.access(vaultID, for: caller)
+                } catch let error as KeyholdError where error.code == .notFound {
+                    throw KeyholdError.badRequest("vault_ids names a vault that does not exist or that you cannot see")
+                }
             }
             agent.vaultIDs = Array(Set(vaultIDs)).sorted { $0.uuidString < $1.uuidString }
         }

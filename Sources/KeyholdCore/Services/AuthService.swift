@@ -68,9 +68,16 @@ public struct AuthService: Sendable {
             guard let user = try await identities.user(id: id), user.orgID == orgID else {
                 throw KeyholdError.unauthenticated
             }
+            var apiKeyID: UUID?
+            if let akid = claims.akid {
+                // A session exchanged from a personal API key ends when the key is deleted or expires.
+                guard let keyID = UUID(uuidString: akid), try await activeAPIKey(keyID, userID: user.id, now: now)
+                else { throw KeyholdError.unauthenticated }
+                apiKeyID = keyID
+            }
             return Principal(
                 kind: .user, id: user.id, orgID: user.orgID, role: user.role, scopes: claims.scopes,
-                tokenID: claims.jti.value, tokenExpiresAt: expiresAt)
+                tokenID: claims.jti.value, tokenExpiresAt: expiresAt, apiKeyID: apiKeyID)
         case "agent":
             guard let agent = try await agents.agent(id: id), agent.orgID == orgID, agent.isUsable(at: now),
                 claims.kv == agent.keyVersion
@@ -92,7 +99,12 @@ public struct AuthService: Sendable {
         guard let user = try await identities.user(id: key.userID), user.orgID == key.orgID else {
             throw KeyholdError.unauthenticated
         }
-        return Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role, scopes: key.scopes)
+        return Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role, scopes: key.scopes, apiKeyID: key.id)
+    }
+
+    private func activeAPIKey(_ id: UUID, userID: UUID, now: Timestamp) async throws -> Bool {
+        guard let key = try await credentials.apiKey(id: id) else { return false }
+        return key.userID == userID && key.isUsable(at: now)
     }
 
     private func activeUserKey(_ credential: String, now: Timestamp) async throws -> UserAPIKey {
@@ -125,7 +137,8 @@ public struct AuthService: Sendable {
             RefreshTokenRecord(
                 digest: hasher.digest(refresh), family: family, principalKind: principal.kind,
                 principalID: principal.id, orgID: principal.orgID,
-                expiresAt: Timestamp.now.adding(seconds: Self.refreshLifetime)),
+                expiresAt: Timestamp.now.adding(seconds: Self.refreshLifetime), scopes: principal.scopes,
+                apiKeyID: principal.apiKeyID, keyVersion: keyVersion),
             audit: record)
         return Session(access: access, refreshToken: refresh, principal: principal)
     }
@@ -187,10 +200,17 @@ public struct AuthService: Sendable {
             switch record.principalKind {
             case .user:
                 if let user = try await identities.user(id: record.principalID), user.orgID == record.orgID {
-                    principal = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
+                    if let keyID = record.apiKeyID {
+                        guard try await activeAPIKey(keyID, userID: user.id, now: now) else { break }
+                    }
+                    principal = Principal(
+                        kind: .user, id: user.id, orgID: user.orgID, role: user.role, scopes: record.scopes,
+                        apiKeyID: record.apiKeyID)
                 }
             case .agent:
-                if let agent = try await agents.agent(id: record.principalID), agent.isUsable(at: now) {
+                if let agent = try await agents.agent(id: record.principalID), agent.isUsable(at: now),
+                    record.keyVersion == agent.keyVersion
+                {
                     principal = Self.principal(for: agent)
                     lifetime = agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime
                     keyVersion = agent.keyVersion
@@ -241,7 +261,7 @@ public struct AuthService: Sendable {
         -> (UserAPIKey, String)
     {
         let caller = request.principal
-        try caller.requireHuman()
+        try caller.requireManager()
         let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
         try Self.validateScopes(scopes)
@@ -262,7 +282,7 @@ public struct AuthService: Sendable {
     }
 
     public func deleteAPIKey(_ id: UUID, for request: Caller) async throws {
-        try request.principal.requireHuman()
+        try request.principal.requireManager()
         guard try await credentials.deactivateAPIKey(
             id: id, userID: request.principal.id, audit: audit.record(request, "api_key.revoke", "api_key", id.wire))
         else {

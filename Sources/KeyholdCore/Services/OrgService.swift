@@ -83,7 +83,7 @@ public struct OrgService: Sendable {
     }
 
     private func requireAdmin(_ caller: Principal) throws {
-        try caller.requireHuman()
+        try caller.requireManager()
         guard caller.isOrgAdmin else { throw KeyholdError.forbidden("Only owners and admins manage members") }
     }
 

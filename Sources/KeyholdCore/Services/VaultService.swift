@@ -73,6 +73,7 @@ public final class VaultService: Sendable {
 
     /// Deletes the vault with its secrets and keys; only its owners may.
     public func delete(_ id: UUID, by caller: Caller) async throws {
+        if caller.principal.kind == .user { try caller.principal.requireManager() }
         let vault = try await access(id, for: caller).vault
         guard authorizer.isOwner(caller.principal, of: vault) else {
             try await audit.append(audit.record(caller, "vault.delete", "vault", vault.id.wire, ["outcome": "denied"]))

@@ -44,6 +44,7 @@ public protocol CredentialStore: Sendable {
     func createAPIKey(_ key: UserAPIKey, audit: AuditRecord) async throws
     func apiKeys(userID: UUID) async throws -> [UserAPIKey]
     func apiKeys(keyPrefix: String) async throws -> [UserAPIKey]
+    func apiKey(id: UUID) async throws -> UserAPIKey?
     /// Deactivates a key; `false` when the user has no such active key.
     func deactivateAPIKey(id: UUID, userID: UUID, audit: AuditRecord) async throws -> Bool
 

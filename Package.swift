@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -38,10 +39,33 @@ let package = Package(
             ]
         ),
         .target(
+            name: "KeyholdPostgres",
+            dependencies: [
+                "KeyholdCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "CPKCS11",
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
+        .target(
+            name: "KeyholdPKCS11",
+            dependencies: [
+                "KeyholdCore",
+                "CPKCS11",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "KeyholdHTTP",
             dependencies: [
                 "KeyholdCore",
                 "KeyholdSQLite",
+                "KeyholdPostgres",
+                "KeyholdPKCS11",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -60,7 +84,15 @@ let package = Package(
         ),
         .testTarget(
             name: "KeyholdStorageTests",
-            dependencies: ["KeyholdCore", "KeyholdSQLite", .product(name: "SQLiteNIO", package: "sqlite-nio")]
+            dependencies: [
+                "KeyholdCore", "KeyholdSQLite", "KeyholdPostgres",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "KeyholdPKCS11Tests",
+            dependencies: ["KeyholdCore", "KeyholdPKCS11"]
         ),
         .testTarget(
             name: "KeyholdHTTPTests",

@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
 import KeyholdCore
+import KeyholdPKCS11
+import KeyholdPostgres
 import KeyholdSQLite
 import Logging
 import ServiceLifecycle
@@ -9,20 +11,44 @@ public enum Keyhold {
     public static let version = "0.1.0"
 }
 
+/// What both the server and the operator commands need: storage, keystore, audit log and vaults, from the one
+/// configuration.
+public struct KeyholdRuntime: Sendable {
+    public let storage: any Storage
+    public let keystore: any Keystore
+    public let audit: AuditLog
+    public let vaults: VaultService
+    public let authorizer = Authorizer()
+
+    public static func open(_ configuration: KeyholdConfiguration, logger: Logger) async throws -> KeyholdRuntime {
+        try FileSecurity.ensurePrivateDirectory(configuration.dataDirectory)
+        let keystore = try await openKeystore(configuration)
+        let storage: any Storage =
+            if let url = configuration.databaseURL {
+                try await PostgresStorage.open(url: url, logger: logger)
+            } else {
+                try await SQLiteStorage.open(path: configuration.dataDirectory + "/keyhold.sqlite", logger: logger)
+            }
+        let audit = AuditLog(store: storage, chain: try await AuditChain.load(system: storage, keystore: keystore))
+        return KeyholdRuntime(
+            storage: storage, keystore: keystore, audit: audit,
+            vaults: VaultService(store: storage, policies: storage, keystore: keystore, authorizer: Authorizer(), audit: audit))
+    }
+
+    public var keys: KeyService {
+        KeyService(store: storage, vaultStore: storage, vaults: vaults, keystore: keystore, audit: audit)
+    }
+}
+
 /// The composition root: picks the concrete storage and keystore, builds the services and the router.
 public func buildApplication(
     configuration: KeyholdConfiguration, logger: Logger
 ) async throws -> some ApplicationProtocol {
-    try FileSecurity.ensurePrivateDirectory(configuration.dataDirectory)
-    let keystore = try SoftwareKeystore.open(
-        directory: configuration.dataDirectory, environmentKey: configuration.masterKey)
-    let storage = try await SQLiteStorage.open(path: configuration.dataDirectory + "/keyhold.sqlite", logger: logger)
+    let runtime = try await KeyholdRuntime.open(configuration, logger: logger)
+    let (storage, keystore, audit, vaults, authorizer) =
+        (runtime.storage, runtime.keystore, runtime.audit, runtime.vaults, runtime.authorizer)
     let tokens = try await TokenService.load(system: storage, keystore: keystore)
     let credentialHasher = try await CredentialHasher.load(system: storage, keystore: keystore)
-    let audit = AuditLog(store: storage, chain: try await AuditChain.load(system: storage, keystore: keystore))
-    let authorizer = Authorizer()
-    let vaults = VaultService(
-        store: storage, policies: storage, keystore: keystore, authorizer: authorizer, audit: audit)
     let auth = AuthService(
         identities: storage, agents: storage, credentials: storage, tokens: tokens, hasher: credentialHasher,
         audit: audit)
@@ -33,6 +59,7 @@ public func buildApplication(
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.get("/v1/health") { _, _ in try JSONResponse.make(HealthResponse(status: "ok", version: Keyhold.version)) }
+    router.get("/v1/health/hsm") { _, _ in try JSONResponse.make(await HSMHealthResponse(keystore)) }
     AuthController(
         accounts: AccountService(store: storage, hasher: passwords, credentials: credentialHasher, audit: audit),
         auth: auth, tokens: tokens, authenticator: authenticator, signupOpen: configuration.signup == .open,
@@ -62,6 +89,11 @@ public func buildApplication(
         org: OrgService(identities: storage, hasher: credentialHasher, audit: audit), authenticator: authenticator
     ).register(on: router)
     AuditController(audit: audit, authenticator: authenticator).register(on: router)
+    router.post("/v1/vaults/:vault_id/rotate-key") { request, context in
+        let caller = try await authenticator.caller(request, context)
+        let kek = try await runtime.keys.rotate(vaultID: try context.vaultID(), by: caller)
+        return try JSONResponse.make(["vault_id": try context.vaultID().wire, "kek_id": kek.id])
+    }
 
     var app = Application(
         router: router,
@@ -78,6 +110,42 @@ public func buildApplication(
         logger: logger)
     app.addServices(StorageService(storage: storage))
     return app
+}
+
+/// The keystore the configuration names. The software keystore's master key is a file in the data dir unless
+/// `KEYHOLD_MASTER_KEY` is set; the PKCS#11 keystore logs in to its token now, so a wrong PIN stops start-up.
+func openKeystore(_ configuration: KeyholdConfiguration) async throws -> any Keystore {
+    switch configuration.keystore {
+    case .software:
+        return try SoftwareKeystore.open(directory: configuration.dataDirectory, environmentKey: configuration.masterKey)
+    case .pkcs11:
+        return try await PKCS11Keystore.open(
+            modulePath: configuration.pkcs11Module ?? "", tokenLabel: configuration.pkcs11TokenLabel ?? "",
+            pin: configuration.pkcs11PIN ?? "")
+    }
+}
+
+/// `GET /v1/health/hsm`: `ok` with the token label and its key count when the token answers, `unavailable`
+/// otherwise; the software keystore has no HSM and says so.
+struct HSMHealthResponse: Encodable {
+    let status: String
+    let keystore: String
+    let token_label: String?
+    let secret_keys: Int?
+
+    init(_ keystore: any Keystore) async {
+        self.keystore = keystore.kind
+        if let hsm = keystore as? PKCS11Keystore {
+            let health = await hsm.health()
+            status = health.available ? "ok" : "unavailable"
+            token_label = health.tokenLabel
+            secret_keys = health.available ? health.secretKeys : nil
+        } else {
+            status = "ok"
+            token_label = nil
+            secret_keys = nil
+        }
+    }
 }
 
 /// Closes the database after the HTTP server has drained, on graceful shutdown (SIGTERM).

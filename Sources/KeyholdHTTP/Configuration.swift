@@ -17,6 +17,15 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     public var publicURL: String
     /// Base64 or hex; from `KEYHOLD_MASTER_KEY` only.
     public var masterKey: String?
+    /// `postgres://user:password@host:port/db`: PostgreSQL instead of SQLite in the data dir. The password may
+    /// instead come from `KEYHOLD_DATABASE_PASSWORD_FILE`.
+    public var databaseURL: String?
+    public enum KeystoreKind: String, Sendable { case software, pkcs11 }
+    public var keystore: KeystoreKind
+    public var pkcs11Module: String?
+    public var pkcs11TokenLabel: String?
+    /// From `KEYHOLD_PKCS11_PIN` or `KEYHOLD_PKCS11_PIN_FILE` only, never a flag (flags show in `ps`).
+    public var pkcs11PIN: String?
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -26,11 +35,20 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         public var signup: String?
         public var logLevel: String?
         public var publicURL: String?
+        public var databaseURL: String?
+        public var keystore: String?
+        public var pkcs11Module: String?
+        public var pkcs11TokenLabel: String?
 
         public init(
             host: String? = nil, port: Int? = nil, dataDirectory: String? = nil, signup: String? = nil,
-            logLevel: String? = nil, publicURL: String? = nil
+            logLevel: String? = nil, publicURL: String? = nil, databaseURL: String? = nil, keystore: String? = nil,
+            pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil
         ) {
+            self.databaseURL = databaseURL
+            self.keystore = keystore
+            self.pkcs11Module = pkcs11Module
+            self.pkcs11TokenLabel = pkcs11TokenLabel
             self.host = host
             self.port = port
             self.dataDirectory = dataDirectory
@@ -66,10 +84,59 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         logLevel = level
         publicURL = flags.publicURL ?? env("PUBLIC_URL") ?? "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         masterKey = env("MASTER_KEY")
+        guard let keystore = KeystoreKind(rawValue: flags.keystore ?? env("KEYSTORE") ?? "software") else {
+            throw KeyholdError.badRequest("keystore must be software or pkcs11")
+        }
+        self.keystore = keystore
+        pkcs11Module = flags.pkcs11Module ?? env("PKCS11_MODULE")
+        pkcs11TokenLabel = flags.pkcs11TokenLabel ?? env("PKCS11_TOKEN_LABEL")
+        if let file = env("PKCS11_PIN_FILE") {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw KeyholdError.badRequest("KEYHOLD_PKCS11_PIN_FILE cannot be read")
+            }
+            pkcs11PIN = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        } else {
+            pkcs11PIN = env("PKCS11_PIN")
+        }
+        if keystore == .pkcs11, pkcs11Module == nil || pkcs11TokenLabel == nil || pkcs11PIN == nil {
+            throw KeyholdError.badRequest(
+                "--keystore pkcs11 needs --pkcs11-module, --pkcs11-token-label and KEYHOLD_PKCS11_PIN (or KEYHOLD_PKCS11_PIN_FILE)")
+        }
+        databaseURL = flags.databaseURL ?? env("DATABASE_URL")
+        if let file = env("DATABASE_PASSWORD_FILE") {
+            guard let url = databaseURL else {
+                throw KeyholdError.badRequest("KEYHOLD_DATABASE_PASSWORD_FILE needs a database URL")
+            }
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw KeyholdError.badRequest("KEYHOLD_DATABASE_PASSWORD_FILE cannot be read")
+            }
+            let password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+            databaseURL = try Self.url(url, withPassword: password)
+        }
+    }
+
+    /// The URL with its password replaced (percent-encoded), for `KEYHOLD_DATABASE_PASSWORD_FILE`.
+    static func url(_ url: String, withPassword password: String) throws -> String {
+        guard var components = URLComponents(string: url), components.host != nil else {
+            throw KeyholdError.badRequest("The database URL is not a postgres:// URL")
+        }
+        components.password = password
+        guard let result = components.string else { throw KeyholdError.badRequest("The database password cannot be used") }
+        return result
+    }
+
+    /// The database URL without its password, for logs.
+    public var redactedDatabaseURL: String? {
+        guard let databaseURL else { return nil }
+        guard var components = URLComponents(string: databaseURL) else { return "<unparseable>" }
+        if components.password != nil { components.password = "REDACTED" }
+        return components.string ?? "<unparseable>"
     }
 
     public var description: String {
         "host=\(host) port=\(port) data_dir=\(dataDirectory) signup=\(signup.rawValue) bcrypt_cost=\(bcryptCost) "
-            + "public_url=\(publicURL) master_key=\(masterKey == nil ? "file" : "<REDACTED>")"
+            + "public_url=\(publicURL) master_key=\(masterKey == nil ? "file" : "<REDACTED>") "
+            + "database=\(redactedDatabaseURL ?? "sqlite") keystore=\(keystore.rawValue)"
+            + (keystore == .pkcs11 ? " pkcs11_module=\(pkcs11Module ?? "") pkcs11_token=\(pkcs11TokenLabel ?? "")" : "")
     }
 }

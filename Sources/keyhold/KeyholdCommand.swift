@@ -9,12 +9,11 @@ struct KeyholdCommand: AsyncParsableCommand {
         commandName: "keyhold",
         abstract: "A self-hosted secrets vault for people and AI agents, speaking the 1Claw API.",
         version: Keyhold.version,
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, Keys.self])
 }
 
-struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the Keyhold server.")
-
+/// The server's settings as flags; every one also has a `KEYHOLD_*` variable (read in `KeyholdConfiguration`).
+struct ServerOptions: ParsableArguments {
     @Option(help: "Address to listen on (KEYHOLD_HOST, default 127.0.0.1).") var host: String?
     @Option(help: "Port to listen on (KEYHOLD_PORT, default 8443).") var port: Int?
     @Option(help: "Directory for the database and keys (KEYHOLD_DATA_DIR, default ./keyhold-data).")
@@ -22,17 +21,35 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Whether anyone may sign up: open or closed (KEYHOLD_SIGNUP, default open).") var signup: String?
     @Option(help: "Log level (KEYHOLD_LOG_LEVEL, default info).") var logLevel: String?
     @Option(help: "URL clients use to reach this server (KEYHOLD_PUBLIC_URL).") var publicURL: String?
+    @Option(
+        help: "PostgreSQL instead of SQLite: postgres://user:password@host:port/db (KEYHOLD_DATABASE_URL; the password may come from KEYHOLD_DATABASE_PASSWORD_FILE instead)."
+    ) var databaseURL: String?
+    @Option(help: "Where keys live: software or pkcs11 (KEYHOLD_KEYSTORE, default software).") var keystore: String?
+    @Option(help: "PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (KEYHOLD_PKCS11_MODULE).") var pkcs11Module: String?
+    @Option(
+        help: "Label of the PKCS#11 token (KEYHOLD_PKCS11_TOKEN_LABEL). The PIN comes only from KEYHOLD_PKCS11_PIN or KEYHOLD_PKCS11_PIN_FILE."
+    ) var pkcs11TokenLabel: String?
 
-    func run() async throws {
-        let configuration: KeyholdConfiguration
+    func configuration() throws -> KeyholdConfiguration {
         do {
-            configuration = try KeyholdConfiguration(
+            return try KeyholdConfiguration(
                 flags: .init(
                     host: host, port: port, dataDirectory: dataDir, signup: signup, logLevel: logLevel,
-                    publicURL: publicURL))
+                    publicURL: publicURL, databaseURL: databaseURL, keystore: keystore, pkcs11Module: pkcs11Module,
+                    pkcs11TokenLabel: pkcs11TokenLabel))
         } catch {
             throw ValidationError("\(error)")
         }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the Keyhold server.")
+
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let configuration = try options.configuration()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = configuration.logLevel

@@ -20,7 +20,7 @@ extension StorageConformanceTests {
             createdByType: .user, createdAt: .now)
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func agentsRoundTrip(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             var agent = agent(f)
@@ -47,7 +47,7 @@ extension StorageConformanceTests {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func apiKeysAndRevokedTokens(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             let key = UserAPIKey(
@@ -69,7 +69,7 @@ extension StorageConformanceTests {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func refreshTokensAreSingleUseAndReuseEndsTheFamily(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             let family = UUID()
@@ -89,7 +89,7 @@ extension StorageConformanceTests {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func policiesRoundTrip(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             let granted = try policy(f, kind: .user, id: f.owner.id)
@@ -114,7 +114,7 @@ extension StorageConformanceTests {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func membersInvitesAndTheLastOwner(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             await #expect(throws: StorageError.lastOwner) {

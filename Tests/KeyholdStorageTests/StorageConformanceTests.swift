@@ -1,15 +1,22 @@
 import Foundation
 import KeyholdCore
 import KeyholdSQLite
+import KeyholdPostgres
 import Logging
+import PostgresNIO
 import SQLiteNIO
 import Testing
 
-/// Every storage backend, freshly created for one test.
+/// Every storage backend, freshly created for one test. PostgreSQL joins when `KEYHOLD_TEST_DATABASE_URL`
+/// names a cluster to create scratch databases in (`scripts/test` starts one).
 enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case sqlite
+    case postgres
 
     var testDescription: String { rawValue }
+
+    static let databaseURL = ProcessInfo.processInfo.environment["KEYHOLD_TEST_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    static let enabled: [Backend] = databaseURL == nil ? [.sqlite] : [.sqlite, .postgres]
 
     /// Makes every later audit append fail, from outside Keyhold, as a full disk or a revoked grant would.
     func breakAuditLog(_ storage: any Storage) async throws {
@@ -21,7 +28,38 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
                 "CREATE TRIGGER audit_refused BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'refused'); END",
                 [])
             try await connection.close()
+        case .postgres:
+            let url = try #require((storage as? PostgresStorage).map { _ in Self.databaseURL })
+            try await Self.postgresAdmin(try #require(url), database: try #require((storage as? PostgresStorage)?.database)) {
+                connection in
+                _ = try await connection.query(
+                    "CREATE FUNCTION audit_refused() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+                    logger: Logger(label: "test"))
+                _ = try await connection.query(
+                    "CREATE TRIGGER audit_refused BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_refused()",
+                    logger: Logger(label: "test"))
+            }
         }
+    }
+
+    /// Runs `body` on a connection to `database` of the test cluster.
+    static func postgresAdmin(
+        _ url: String, database: String, _ body: (PostgresConnection) async throws -> Void
+    ) async throws {
+        var components = try #require(URLComponents(string: url))
+        let configuration = PostgresConnection.Configuration(
+            host: try #require(components.host), port: components.port ?? 5432,
+            username: try #require(components.user), password: components.password, database: database, tls: .disable)
+        components.path = ""
+        let connection = try await PostgresConnection.connect(
+            configuration: configuration, id: 1, logger: Logger(label: "test"))
+        do {
+            try await body(connection)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
     }
 
     func open() async throws -> (any Storage, cleanup: @Sendable () async -> Void) {
@@ -33,6 +71,22 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             return (storage, {
                 try? await storage.close()
                 try? FileManager.default.removeItem(atPath: dir)
+            })
+        case .postgres:
+            let url = try #require(Self.databaseURL)
+            let name = "kh_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            try await Self.postgresAdmin(url, database: "postgres") { connection in
+                _ = try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: Logger(label: "test"))
+            }
+            var components = try #require(URLComponents(string: url))
+            components.path = "/" + name
+            let storage = try await PostgresStorage.open(url: try #require(components.string), logger: Logger(label: "test"))
+            return (storage, {
+                try? await storage.close()
+                try? await Self.postgresAdmin(url, database: "postgres") { connection in
+                    _ = try await connection.query(
+                        PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: Logger(label: "test"))
+                }
             })
         }
     }
@@ -84,7 +138,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func identities(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             #expect(try await f.storage.user(email: f.owner.email)?.id == f.owner.id)
@@ -99,7 +153,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func vaultsAreScopedToTheirOrg(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             #expect(try await f.storage.vault(id: f.vault.id, orgID: f.org.id) == f.vault)
@@ -111,7 +165,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func deletingAVaultRemovesItsSecretsAndKeys(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             try await write(f, "a/b")
@@ -122,7 +176,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func versionsAreSequentialAndSealedWithTheirNumber(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             let first = try await write(f, "db/password")
@@ -141,7 +195,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func concurrentWritersGetExactlyOneToN(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             let versions = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -152,7 +206,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func accessCountIsExactUnderConcurrency(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             try await write(f, "limited", maxAccessCount: 7)
@@ -171,7 +225,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func missingExpiredDisabledAndDeleted(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             await #expect(throws: KeyholdError.notFound("")) {
@@ -208,7 +262,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func listsLatestPerPathByPrefix(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             for path in ["api-keys/openai", "api-keys/openai", "api-keys/stripe", "db/main", "api-keys_x", "api%keys"] {
@@ -223,7 +277,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func systemValuesAreWrittenOnce(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             #expect(try await f.storage.systemValue("k") == nil)
@@ -233,7 +287,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.enabled)
     func failedWriteLeavesNothingBehind(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             try await write(f, "atomic")

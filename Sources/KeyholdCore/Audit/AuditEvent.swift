@@ -4,6 +4,8 @@ import Foundation
 /// Who did something, as audit events record it.
 public enum ActorType: String, Sendable, Codable {
     case user, agent, anonymous
+    /// An operator's command on the server itself (`keyhold keys …`).
+    case system
 }
 
 /// What a request wants recorded, before the storage transaction gives it a place in its org's chain.

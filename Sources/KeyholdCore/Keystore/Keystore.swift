@@ -25,4 +25,10 @@ public protocol Keystore: Sendable {
     /// Protects small server secrets (the JWT signing key, later the audit key) for storage.
     func protect(_ secret: Data, purpose: String) async throws -> Data
     func unprotect(_ sealed: Data, purpose: String) async throws -> Data
+    /// Destroys a retired KEK where the keystore holds it (an HSM object); software KEKs die with their record.
+    func destroyKEK(id: String) async throws
+}
+
+extension Keystore {
+    public func destroyKEK(id: String) async throws {}
 }

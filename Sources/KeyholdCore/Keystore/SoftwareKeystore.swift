@@ -11,14 +11,23 @@ import Darwin
 /// The embedded default: one random 256-bit master key, in a 0600 file in the data dir or given as
 /// `KEYHOLD_MASTER_KEY`. Every KEK is random and sealed under the master key with AES-256-GCM; unsealed KEKs are
 /// kept in memory (as a vault keeps its keyring after unseal), data keys never are.
+///
+/// Rotating the master key (`keyhold keys rotate-master`) writes the new key to `master.key.next` before re-sealing
+/// every KEK and server secret in one transaction, then renames it over `master.key`. Until the rename, the
+/// keystore opens with both keys (the new one first), so a crash at any point leaves every key readable.
 public final class SoftwareKeystore: Keystore {
     public let kind = "software"
-    private let masterKey: SymmetricKey
+    /// The key new seals use.
+    public let masterKey: SymmetricKey
+    /// Keys tried after `masterKey` when unsealing (a master key rotation in progress).
+    private let previousKeys: [SymmetricKey]
     private let unsealed = Mutex<[String: SymmetricKey]>([:])
 
-    public init(masterKey: SymmetricKey) {
+    public init(masterKey: SymmetricKey, previousKeys: [SymmetricKey] = []) {
         self.masterKey = masterKey
+        self.previousKeys = previousKeys
     }
+
 
     /// Loads the master key: `environmentKey` (64 hex chars or base64 of 32 bytes) when given, else the file
     /// `master.key` in `directory`, created with mode 0600 on first start.
@@ -33,6 +42,9 @@ public final class SoftwareKeystore: Keystore {
         if let existing = FileManager.default.contents(atPath: path) {
             guard existing.count == 32 else {
                 throw KeyholdError(.internalError, "master.key in the data dir is not 32 bytes")
+            }
+            if let next = FileManager.default.contents(atPath: path + ".next"), next.count == 32 {
+                return SoftwareKeystore(masterKey: SymmetricKey(data: next), previousKeys: [SymmetricKey(data: existing)])
             }
             return SoftwareKeystore(masterKey: SymmetricKey(data: existing))
         }
@@ -71,19 +83,18 @@ public final class SoftwareKeystore: Keystore {
     }
 
     public func unprotect(_ sealed: Data, purpose: String) async throws -> Data {
-        do {
-            return try KeyMaterial.open(sealed, key: masterKey, label: "keyhold.system|" + purpose)
-        } catch {
-            throw KeyholdError.internalError("A server key failed to unseal: is this the master key the data dir was created with?")
+        for key in [masterKey] + previousKeys {
+            if let opened = try? KeyMaterial.open(sealed, key: key, label: "keyhold.system|" + purpose) { return opened }
         }
+        throw KeyholdError.internalError(
+            "A server key in the database failed to unseal: this is not the master key that sealed it (every node on one database needs the same KEYHOLD_MASTER_KEY)")
     }
 
-    private func key(for kek: KEKHandle) throws -> SymmetricKey {
+    func key(for kek: KEKHandle) throws -> SymmetricKey {
         if let cached = unsealed.withLock({ $0[kek.id] }) { return cached }
-        let key: SymmetricKey
-        do {
-            key = SymmetricKey(data: try KeyMaterial.open(kek.material, key: masterKey, label: "keyhold.kek|" + kek.id))
-        } catch {
+        guard let key = ([masterKey] + previousKeys).lazy.compactMap({
+            try? SymmetricKey(data: KeyMaterial.open(kek.material, key: $0, label: "keyhold.kek|" + kek.id))
+        }).first else {
             throw KeyholdError.internalError("A vault key failed to unseal")
         }
         unsealed.withLock { $0[kek.id] = key }
@@ -141,4 +152,44 @@ extension Data {
     }
 
     public var hexString: String { map { String(format: "%02x", $0) }.joined() }
+}
+
+extension SoftwareKeystore {
+    /// Re-seals every KEK and server secret under a new master key. With a data-dir key file: the new key is
+    /// written to `master.key.next` first, everything is re-sealed in one transaction, then the file replaces
+    /// `master.key`. With `KEYHOLD_MASTER_KEY`, `newKey` is the operator's new key and no file is written.
+    public static func rotateMasterKey(
+        directory: String?, store: any KeyRotationStore, current: SoftwareKeystore, newKey: SymmetricKey
+    ) async throws -> (keks: Int, systemValues: Int) {
+        if let directory {
+            let next = directory + "/master.key.next"
+            try? FileManager.default.removeItem(atPath: next)
+            try FileSecurity.writeNewPrivateFile(path: next, contents: KeyMaterial.bytes(of: newKey))
+        }
+        let successor = SoftwareKeystore(masterKey: newKey)
+        var keks: [KEKHandle] = []
+        for kek in try await store.allKEKs() {
+            let material = try current.key(for: kek)
+            keks.append(
+                KEKHandle(
+                    id: kek.id,
+                    material: try KeyMaterial.seal(KeyMaterial.bytes(of: material), key: newKey, label: "keyhold.kek|" + kek.id)))
+        }
+        var values: [String: Data] = [:]
+        for (name, sealed) in try await store.allSystemValues() {
+            values[name] = try await successor.protect(try await current.unprotect(sealed, purpose: name), purpose: name)
+        }
+        try await store.reseal(keks: keks, systemValues: values)
+        if let directory {
+            guard rename(directory + "/master.key.next", directory + "/master.key") == 0 else {
+                throw KeyholdError.internalError("Cannot replace master.key: errno \(errno)")
+            }
+            let fd = Glibc.open(directory, O_RDONLY)
+            if fd >= 0 {
+                fsync(fd)
+                close(fd)
+            }
+        }
+        return (keks.count, values.count)
+    }
 }

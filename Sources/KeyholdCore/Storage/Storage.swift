@@ -73,6 +73,8 @@ public protocol VaultStore: Sendable {
     func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws
     /// The vault when it exists in this org; another org's vault is `nil`, exactly as a missing one.
     func vault(id: UUID, orgID: UUID) async throws -> Vault?
+    /// Any vault by id, for operator commands that act outside any org.
+    func vault(id: UUID) async throws -> Vault?
     func vaults(orgID: UUID) async throws -> [Vault]
     /// Deletes the vault, its secrets and its keys (crypto-shredding). `false` when there was no such vault.
     func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
@@ -140,10 +142,47 @@ public protocol ShareStore: Sendable {
     func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion)
 }
 
+/// A data key wrapped by a KEK that is no longer its vault's current one.
+public struct StaleWrappedKey: Sendable, Hashable {
+    public let secretID: UUID
+    public let version: Int
+    public let currentKEKID: String
+    public let wrappedDataKey: Data
+    public let targetKEKID: String
+
+    public init(secretID: UUID, version: Int, currentKEKID: String, wrappedDataKey: Data, targetKEKID: String) {
+        self.secretID = secretID
+        self.version = version
+        self.currentKEKID = currentKEKID
+        self.wrappedDataKey = wrappedDataKey
+        self.targetKEKID = targetKEKID
+    }
+}
+
+/// Key rotation: new KEK versions, rewrapping data keys in batches, retiring unused KEKs, re-sealing under a new
+/// master key.
+public protocol KeyRotationStore: Sendable {
+    /// Records a new KEK for the vault and makes it the one new versions are written under.
+    func rotateVaultKEK(vaultID: UUID, orgID: UUID, kek: KEKHandle, audit: AuditRecord) async throws -> Bool
+    /// Up to `limit` versions whose data key is wrapped by another KEK than their vault's current one.
+    func staleWrappedKeys(limit: Int) async throws -> [StaleWrappedKey]
+    /// Replaces wrapped data keys in one transaction, each only if still wrapped by the KEK it was read under
+    /// (so a concurrent run cannot undo another); returns how many changed. Ciphertexts are not touched.
+    func rewrap(_ keys: [(StaleWrappedKey, Data)]) async throws -> Int
+    /// KEKs that no vault and no version uses any more.
+    func unusedKEKs() async throws -> [KEKHandle]
+    /// Deletes a KEK record if it is still unused.
+    func deleteKEK(id: String) async throws -> Bool
+    func allKEKs() async throws -> [KEKHandle]
+    func allSystemValues() async throws -> [String: Data]
+    /// Replaces KEK materials and system values in one transaction (re-sealing under a new master key).
+    func reseal(keks: [KEKHandle], systemValues: [String: Data]) async throws
+}
+
 /// Everything one backend provides.
 public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
-    ShareStore
+    ShareStore, KeyRotationStore
 {
     func close() async throws
 }

@@ -1,0 +1,263 @@
+import Foundation
+import KeyholdCore
+import PostgresNIO
+
+// MARK: vaults
+
+extension PostgresStorage {
+    public func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws {
+        try await transaction { db in
+            try await db.execute(
+                """
+                INSERT INTO vaults (id, org_id, name, description, created_by, created_by_type, kek_id, created_at)
+                VALUES (\(vault.id), \(vault.orgID), \(vault.name), \(vault.description), \(vault.createdBy),
+                    \(vault.createdByType.rawValue), \(vault.kekID), \(vault.createdAt.milliseconds))
+                """)
+            try await db.execute(
+                """
+                INSERT INTO keks (id, vault_id, material, created_at)
+                VALUES (\(kek.id), \(vault.id), \(kek.material), \(vault.createdAt.milliseconds))
+                """)
+            try await Self.append(db, audit)
+        }
+    }
+
+    public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
+        try await read("SELECT * FROM vaults WHERE id = \(id) AND org_id = \(orgID)").first.map(Self.vault)
+    }
+
+    public func vaults(orgID: UUID) async throws -> [Vault] {
+        try await read("SELECT * FROM vaults WHERE org_id = \(orgID) ORDER BY created_at, id").map(Self.vault)
+    }
+
+    public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
+        try await transaction { db in
+            // Foreign keys cascade to the vault's keys, policies, shares, secrets and versions.
+            guard !(try await db.query(
+                "DELETE FROM vaults WHERE id = \(id) AND org_id = \(orgID) RETURNING id"
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
+        }
+    }
+
+    public func kek(id: String) async throws -> KEKHandle? {
+        try await read("SELECT material FROM keks WHERE id = \(id)").first.map {
+            KEKHandle(id: id, material: try $0.bytes("material"))
+        }
+    }
+
+    static func vault(_ row: Row) throws -> Vault {
+        Vault(
+            id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.text("name"),
+            description: try row.optionalText("description"), createdBy: try row.uuid("created_by"),
+            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
+            kekID: try row.text("kek_id"), createdAt: try row.timestamp("created_at"))
+    }
+}
+
+// MARK: secrets
+
+extension PostgresStorage {
+    static let versionColumns = """
+        s.id AS secret_id, s.path, s.deleted_at, v.version, v.type, v.metadata, v.rotation_policy, v.expires_at,
+        v.max_access_count, v.access_count, v.is_disabled, v.is_deleted, v.created_by, v.created_at
+        """
+
+    public func writeVersion(
+        _ new: NewSecretVersion, audit: AuditRecord, seal: @Sendable (Int) throws -> Data
+    ) async throws -> SecretVersionInfo {
+        try await transaction { db in
+            // Two first writers of a path: the second INSERT waits on the unique index, then does nothing.
+            try await db.execute(
+                """
+                INSERT INTO secrets (id, vault_id, path, current_version) VALUES (\(UUID()), \(new.vaultID), \(new.path), 0)
+                ON CONFLICT (vault_id, path) DO NOTHING
+                """)
+            // The row lock taken here serialises every writer of the path until commit: versions 1…N, no gaps.
+            guard let row = try await db.query(
+                """
+                UPDATE secrets SET current_version = current_version + 1, deleted_at = NULL
+                WHERE vault_id = \(new.vaultID) AND path = \(new.path) RETURNING id, current_version
+                """
+            ).first else { throw StorageError.backend("secret row vanished") }
+            let secretID = try row.uuid("id")
+            let version = Int(try row.int("current_version"))
+            var type = new.type
+            if type == nil, version > 1 {
+                type = try await db.query(
+                    "SELECT type FROM secret_versions WHERE secret_id = \(secretID) AND version = \(version - 1)"
+                ).first.map { try $0.text("type") }.flatMap(SecretType.init(rawValue:))
+            }
+            let info = SecretVersionInfo(
+                secretID: secretID, path: new.path, version: version, type: type ?? .generic,
+                metadata: new.metadata, rotationPolicy: new.rotationPolicy, expiresAt: new.expiresAt,
+                maxAccessCount: new.maxAccessCount, accessCount: 0, isDisabled: false, isDeleted: false,
+                createdBy: new.createdBy, createdAt: new.createdAt)
+            let ciphertext = try seal(version)
+            try await db.execute(
+                """
+                INSERT INTO secret_versions (secret_id, version, type, metadata, rotation_policy, expires_at,
+                    max_access_count, created_by, created_at, kek_id, wrapped_dek, ciphertext)
+                VALUES (\(secretID), \(version), \(info.type.rawValue), \(new.metadata?.jsonString()),
+                    \(new.rotationPolicy?.jsonString()), \(new.expiresAt?.milliseconds), \(new.maxAccessCount),
+                    \(new.createdBy), \(new.createdAt.milliseconds), \(new.kekID), \(new.wrappedDataKey), \(ciphertext))
+                """)
+            try await Self.append(db, audit.adding(["version": .number(Double(version))]))
+            return info
+        }
+    }
+
+    public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
+        -> SealedSecretVersion
+    {
+        try await transaction { db in
+            var condition = "s.vault_id = $1 AND s.path = $2 AND "
+            var binds = PostgresBindings()
+            binds.append(vaultID)
+            binds.append(path)
+            if let version {
+                binds.append(version)
+                condition += "v.version = $3"
+            } else {
+                condition += "v.version = s.current_version"
+            }
+            let sealed = try await Self.countedRead(
+                db, where: condition, binds, now: now,
+                missing: version == nil
+                    ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found"))
+            try await Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
+            return sealed
+        }
+    }
+
+    /// Inside a transaction: reads one version for its value, refuses it when gone (410) and counts the access
+    /// against `max_access_count` atomically. The version row is locked as it is read, so a concurrent disable,
+    /// delete or count is either wholly before this read or wholly after it.
+    static func countedRead(
+        _ db: DB, where condition: String, _ binds: PostgresBindings, now: Timestamp, missing: KeyholdError
+    ) async throws -> SealedSecretVersion {
+        guard let row = try await db.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT \(Self.versionColumns), v.kek_id, v.wrapped_dek, v.ciphertext
+                    FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
+                    WHERE \(condition)
+                    FOR UPDATE OF v
+                    """, binds: binds)
+        ).first else { throw missing }
+        let info = try Self.versionInfo(row)
+        if let reason = info.goneReason(now: now) { throw KeyholdError.gone(reason) }
+        guard let counted = try await db.query(
+            """
+            UPDATE secret_versions SET access_count = access_count + 1
+            WHERE secret_id = \(info.secretID) AND version = \(info.version)
+                AND (max_access_count IS NULL OR access_count < max_access_count)
+            RETURNING access_count
+            """
+        ).first else { throw KeyholdError.gone("Secret has reached its maximum access count") }
+        return SealedSecretVersion(
+            info: info.with(accessCount: Int(try counted.int("access_count"))), kekID: try row.text("kek_id"),
+            wrappedDataKey: try row.bytes("wrapped_dek"), ciphertext: try row.bytes("ciphertext"))
+    }
+
+    public func latestVersions(vaultID: UUID, prefix: String?) async throws -> [SecretVersionInfo] {
+        var sql = """
+            SELECT \(Self.versionColumns) FROM secrets s
+            JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
+            WHERE s.vault_id = $1 AND s.deleted_at IS NULL
+            """
+        var binds = PostgresBindings()
+        binds.append(vaultID)
+        if let prefix, !prefix.isEmpty {
+            // PostgreSQL text cannot hold NUL, and no stored path does: nothing matches.
+            if prefix.unicodeScalars.contains("\u{0}") { return [] }
+            binds.append(prefix)
+            sql += " AND left(s.path, char_length($2)) = $2"
+        }
+        return try await read(PostgresQuery(unsafeSQL: sql + " ORDER BY s.path", binds: binds)).map(Self.versionInfo)
+    }
+
+    public func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo] {
+        try await read(
+            """
+            SELECT \(unescaped: Self.versionColumns) FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
+            WHERE s.vault_id = \(vaultID) AND s.path = \(path) ORDER BY v.version
+            """
+        ).map(Self.versionInfo)
+    }
+
+    public func disableVersion(vaultID: UUID, path: String, version: Int, audit: AuditRecord) async throws -> Bool {
+        try await transaction { db in
+            guard !(try await db.query(
+                """
+                UPDATE secret_versions SET is_disabled = true
+                WHERE version = \(version)
+                    AND secret_id = (SELECT id FROM secrets WHERE vault_id = \(vaultID) AND path = \(path))
+                RETURNING version
+                """
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
+        }
+    }
+
+    public func deleteSecret(vaultID: UUID, path: String, at time: Timestamp, audit: AuditRecord) async throws -> Bool {
+        try await transaction { db in
+            guard let row = try await db.query(
+                """
+                UPDATE secrets SET deleted_at = \(time.milliseconds)
+                WHERE vault_id = \(vaultID) AND path = \(path) AND deleted_at IS NULL
+                RETURNING id
+                """
+            ).first else { return false }
+            try await db.execute("UPDATE secret_versions SET is_deleted = true WHERE secret_id = \(try row.uuid("id"))")
+            try await Self.append(db, audit)
+            return true
+        }
+    }
+
+    static func versionInfo(_ row: Row) throws -> SecretVersionInfo {
+        SecretVersionInfo(
+            secretID: try row.uuid("secret_id"), path: try row.text("path"), version: Int(try row.int("version")),
+            type: SecretType(rawValue: try row.text("type")) ?? .generic,
+            metadata: try row.optionalText("metadata").map(JSONValue.init(jsonString:)),
+            rotationPolicy: try row.optionalText("rotation_policy").map(JSONValue.init(jsonString:)),
+            expiresAt: try row.optionalTimestamp("expires_at"),
+            maxAccessCount: try row.optionalInt("max_access_count"),
+            accessCount: Int(try row.int("access_count")),
+            isDisabled: try row.bool("is_disabled"),
+            isDeleted: try row.bool("is_deleted") || !row.isNull("deleted_at"),
+            createdBy: try row.uuid("created_by"), createdAt: try row.timestamp("created_at"))
+    }
+}
+
+// MARK: system values
+
+extension PostgresStorage {
+    public func systemValue(_ key: String) async throws -> Data? {
+        try await read("SELECT value FROM system_values WHERE key = \(key)").first.map { try $0.bytes("value") }
+    }
+
+    public func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data {
+        try await transaction { db in
+            // A concurrent starter's INSERT waits on the key, then does nothing; the SELECT (a new snapshot under
+            // READ COMMITTED) sees whichever value won.
+            try await db.execute(
+                "INSERT INTO system_values (key, value) VALUES (\(key), \(value)) ON CONFLICT (key) DO NOTHING")
+            guard let row = try await db.query("SELECT value FROM system_values WHERE key = \(key)").first
+            else { throw StorageError.backend("system value vanished") }
+            return try row.bytes("value")
+        }
+    }
+}
+
+extension SecretVersionInfo {
+    func with(accessCount: Int) -> SecretVersionInfo {
+        SecretVersionInfo(
+            secretID: secretID, path: path, version: version, type: type, metadata: metadata,
+            rotationPolicy: rotationPolicy, expiresAt: expiresAt, maxAccessCount: maxAccessCount,
+            accessCount: accessCount, isDisabled: isDisabled, isDeleted: isDeleted, createdBy: createdBy,
+            createdAt: createdAt)
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import KeyholdCore
+import PostgresNIO
+
+extension PostgresStorage {
+    public func secretLocation(id: UUID) async throws -> SecretLocation? {
+        try await read(
+            """
+            SELECT s.id, s.vault_id, s.path, v.org_id FROM secrets s JOIN vaults v ON v.id = s.vault_id
+            WHERE s.id = \(id) AND s.deleted_at IS NULL
+            """
+        ).first.map {
+            SecretLocation(
+                secretID: try $0.uuid("id"), vaultID: try $0.uuid("vault_id"), orgID: try $0.uuid("org_id"),
+                path: try $0.text("path"))
+        }
+    }
+
+    public func createShare(_ share: Share, audit: AuditRecord) async throws {
+        try await transaction { db in
+            try await db.execute(
+                """
+                INSERT INTO shares (id, org_id, secret_id, vault_id, path, created_by_type, created_by, recipient_type,
+                    recipient_id, recipient_email, expires_at, max_access_count, access_count, passphrase_hash,
+                    ip_allowlist, status, created_at)
+                VALUES (\(share.id), \(share.orgID), \(share.secretID), \(share.vaultID), \(share.path),
+                    \(share.createdByType.rawValue), \(share.createdBy), \(share.recipientType.rawValue),
+                    \(share.recipientID), \(share.recipientEmail), \(share.expiresAt.milliseconds),
+                    \(share.maxAccessCount), 0, \(share.passphraseHash),
+                    \(StoredJSON.encode(share.ipAllowlist.map(\.description))), \(share.status.rawValue),
+                    \(share.createdAt.milliseconds))
+                """)
+            try await Self.append(db, audit)
+        }
+    }
+
+    public func share(id: UUID) async throws -> Share? {
+        try await read("SELECT * FROM shares WHERE id = \(id)").first.map(Self.share)
+    }
+
+    public func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share] {
+        try await read(
+            """
+            SELECT * FROM shares WHERE created_by_type = \(creatorType.rawValue) AND created_by = \(creatorID)
+            ORDER BY created_at DESC, id
+            """
+        ).map(Self.share)
+    }
+
+    public func inboundShares(recipientID: UUID, email: String?) async throws -> [Share] {
+        try await read(
+            """
+            SELECT * FROM shares
+            WHERE recipient_id = \(recipientID) OR (recipient_email IS NOT NULL AND recipient_email = \(email))
+            ORDER BY created_at DESC, id
+            """
+        ).map(Self.share)
+    }
+
+    public func revokeShare(id: UUID, creatorType: PrincipalKind, creatorID: UUID, audit: AuditRecord) async throws -> Bool {
+        try await transaction { db in
+            guard !(try await db.query(
+                """
+                UPDATE shares SET revoked_at = \(Timestamp.now.milliseconds)
+                WHERE id = \(id) AND created_by_type = \(creatorType.rawValue) AND created_by = \(creatorID)
+                    AND revoked_at IS NULL
+                RETURNING id
+                """
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
+        }
+    }
+
+    public func answerShare(id: UUID, status: ShareStatus, audit: AuditRecord) async throws -> Bool {
+        try await transaction { db in
+            guard !(try await db.query(
+                """
+                UPDATE shares SET status = \(status.rawValue)
+                WHERE id = \(id) AND status = 'pending' AND revoked_at IS NULL RETURNING id
+                """
+            ).isEmpty) else { return false }
+            try await Self.append(db, audit)
+            return true
+        }
+    }
+
+    public func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion) {
+        let (share, sealed) = try await transaction { db -> (Share, SealedSecretVersion) in
+            // The share's row lock orders this access after any concurrent revoke, answer or access of it.
+            guard let row = try await db.query("SELECT * FROM shares WHERE id = \(id) FOR UPDATE").first,
+                row.isNull("revoked_at")
+            else { throw KeyholdError.notFound("Share not found") }
+            let share = try Self.share(row)
+            if let reason = share.goneReason(at: now) { throw KeyholdError.gone(reason) }
+            guard let counted = try await db.query(
+                """
+                UPDATE shares SET access_count = access_count + 1
+                WHERE id = \(id) AND (max_access_count IS NULL OR access_count < max_access_count)
+                RETURNING access_count
+                """
+            ).first else { throw KeyholdError.gone("Share has reached its maximum access count") }
+            let count = Int(try counted.int("access_count"))
+            var binds = PostgresBindings()
+            binds.append(share.secretID)
+            let sealed = try await Self.countedRead(
+                db, where: "s.id = $1 AND v.version = s.current_version", binds, now: now,
+                missing: KeyholdError.gone("The shared secret no longer exists"))
+            try await Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
+            return (share.with(accessCount: count), sealed)
+        }
+        return (share, sealed)
+    }
+
+    static func share(_ row: Row) throws -> Share {
+        Share(
+            id: try row.uuid("id"), orgID: try row.uuid("org_id"), secretID: try row.uuid("secret_id"),
+            vaultID: try row.uuid("vault_id"), path: try row.text("path"),
+            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
+            createdBy: try row.uuid("created_by"),
+            recipientType: ShareRecipientType(rawValue: try row.text("recipient_type")) ?? .anyoneWithLink,
+            recipientID: try row.optionalUUID("recipient_id"),
+            recipientEmail: try row.optionalText("recipient_email"), expiresAt: try row.timestamp("expires_at"),
+            maxAccessCount: try row.optionalInt("max_access_count"), accessCount: Int(try row.int("access_count")),
+            passphraseHash: try row.optionalText("passphrase_hash"),
+            ipAllowlist: try StoredJSON.strings(try row.text("ip_allowlist")).compactMap(CIDR.init),
+            status: ShareStatus(rawValue: try row.text("status")) ?? .pending,
+            revoked: !row.isNull("revoked_at"), createdAt: try row.timestamp("created_at"))
+    }
+}
+
+extension Share {
+    func with(accessCount: Int) -> Share {
+        Share(
+            id: id, orgID: orgID, secretID: secretID, vaultID: vaultID, path: path, createdByType: createdByType,
+            createdBy: createdBy, recipientType: recipientType, recipientID: recipientID, recipientEmail: recipientEmail,
+            expiresAt: expiresAt, maxAccessCount: maxAccessCount, accessCount: accessCount,
+            passphraseHash: passphraseHash, ipAllowlist: ipAllowlist, status: status, revoked: revoked,
+            createdAt: createdAt)
+    }
+}

@@ -21,11 +21,14 @@ public struct KeyholdError: Error, Sendable, Equatable, CustomStringConvertible 
     public let detail: String
     /// Problem `type`; `about:blank` unless a client keys on a more specific one.
     public let type: String
+    /// For 429: seconds until a retry can succeed (`Retry-After`).
+    public let retryAfter: Int?
 
-    public init(_ code: Code, _ detail: String, type: String = "about:blank") {
+    public init(_ code: Code, _ detail: String, type: String = "about:blank", retryAfter: Int? = nil) {
         self.code = code
         self.detail = detail
         self.type = type
+        self.retryAfter = retryAfter
     }
 
     public var description: String { "\(code.rawValue): \(detail)" }

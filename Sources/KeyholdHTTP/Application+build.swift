@@ -58,10 +58,15 @@ public func buildApplication(
     let router = Router(context: KeyholdRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ProblemMiddleware())
+    if configuration.rateLimit > 0 {
+        router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)))
+    }
+    let throttle = LoginThrottle()
     router.get("/v1/health") { _, _ in try JSONResponse.make(HealthResponse(status: "ok", version: Keyhold.version)) }
     router.get("/v1/health/hsm") { _, _ in try JSONResponse.make(await HSMHealthResponse(keystore)) }
     AuthController(
-        accounts: AccountService(store: storage, hasher: passwords, credentials: credentialHasher, audit: audit),
+        accounts: AccountService(
+            store: storage, hasher: passwords, credentials: credentialHasher, audit: audit, throttle: throttle),
         auth: auth, tokens: tokens, authenticator: authenticator, signupOpen: configuration.signup == .open,
         issuer: configuration.publicURL
     ).register(on: router)
@@ -72,7 +77,7 @@ public func buildApplication(
     ShareController(
         shares: ShareService(
             shares: storage, identities: storage, agents: storage, secrets: secrets, passwords: passwords,
-            audit: audit),
+            audit: audit, throttle: throttle),
         authenticator: authenticator, publicURL: configuration.publicURL
     ).register(on: router)
     PolicyController(
@@ -88,7 +93,7 @@ public func buildApplication(
     OrgController(
         org: OrgService(identities: storage, hasher: credentialHasher, audit: audit), authenticator: authenticator
     ).register(on: router)
-    AuditController(audit: audit, authenticator: authenticator).register(on: router)
+    AuditController(audit: audit, authenticator: authenticator, publicURL: configuration.publicURL).register(on: router)
     router.post("/v1/vaults/:vault_id/rotate-key") { request, context in
         let caller = try await authenticator.caller(request, context)
         let kek = try await runtime.keys.rotate(vaultID: try context.vaultID(), by: caller)

@@ -26,6 +26,9 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     public var pkcs11TokenLabel: String?
     /// From `KEYHOLD_PKCS11_PIN` or `KEYHOLD_PKCS11_PIN_FILE` only, never a flag (flags show in `ps`).
     public var pkcs11PIN: String?
+    /// Requests per second per client address (token bucket), and the burst; a rate of 0 turns limiting off.
+    public var rateLimit: Double
+    public var rateBurst: Double
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -102,6 +105,11 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             throw KeyholdError.badRequest(
                 "--keystore pkcs11 needs --pkcs11-module, --pkcs11-token-label and KEYHOLD_PKCS11_PIN (or KEYHOLD_PKCS11_PIN_FILE)")
         }
+        guard let rate = Double(env("RATE_LIMIT") ?? "100"), rate >= 0, let burst = Double(env("RATE_BURST") ?? "200"),
+            burst >= 1
+        else { throw KeyholdError.badRequest("KEYHOLD_RATE_LIMIT must be ≥ 0 and KEYHOLD_RATE_BURST ≥ 1") }
+        rateLimit = rate
+        rateBurst = burst
         databaseURL = flags.databaseURL ?? env("DATABASE_URL")
         if let file = env("DATABASE_PASSWORD_FILE") {
             guard let url = databaseURL else {

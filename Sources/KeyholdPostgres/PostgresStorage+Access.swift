@@ -56,6 +56,12 @@ extension PostgresStorage {
             ).isEmpty) else { return false }
             try await db.execute("DELETE FROM policies WHERE principal_type = 'agent' AND principal_id = \(id)")
             try await db.execute("DELETE FROM refresh_tokens WHERE principal_type = 'agent' AND principal_id = \(id)")
+            // Shares die with the principal who made them.
+            try await db.execute(
+                """
+                UPDATE shares SET revoked_at = \(Timestamp.now.milliseconds)
+                WHERE created_by_type = 'agent' AND created_by = \(id) AND revoked_at IS NULL
+                """)
             try await Self.append(db, audit)
             return true
         }

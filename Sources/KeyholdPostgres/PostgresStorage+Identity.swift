@@ -51,6 +51,12 @@ extension PostgresStorage {
             if try row.text("role") == OrgRole.owner.rawValue { try Self.requireAnotherOwner(owners, besides: id) }
             try await db.execute("DELETE FROM policies WHERE principal_type = 'user' AND principal_id = \(id)")
             try await db.execute("DELETE FROM refresh_tokens WHERE principal_type = 'user' AND principal_id = \(id)")
+            // Shares die with the member who made them.
+            try await db.execute(
+                """
+                UPDATE shares SET revoked_at = \(Timestamp.now.milliseconds)
+                WHERE created_by_type = 'user' AND created_by = \(id) AND revoked_at IS NULL
+                """)
             // API keys go with the user (ON DELETE CASCADE).
             try await db.execute("DELETE FROM users WHERE id = \(id)")
             try await Self.append(db, audit)

@@ -69,7 +69,10 @@ extension PostgresStorage {
 
     public func deleteKEK(id: String) async throws -> Bool {
         try await transaction { db in
-            !(try await db.query(
+            // Lock first, then look for users of the key in a new statement (a new snapshot): a write that held the
+            // key when this lock was granted has committed its version by then.
+            guard !(try await db.query("SELECT id FROM keks WHERE id = \(id) FOR UPDATE").isEmpty) else { return false }
+            return !(try await db.query(
                 """
                 DELETE FROM keks WHERE id = \(id)
                   AND NOT EXISTS (SELECT 1 FROM vaults v WHERE v.kek_id = keks.id)

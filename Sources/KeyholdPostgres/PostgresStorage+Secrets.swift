@@ -68,6 +68,11 @@ extension PostgresStorage {
         _ new: NewSecretVersion, audit: AuditRecord, seal: @Sendable (Int) throws -> Data
     ) async throws -> SecretVersionInfo {
         try await transaction { db in
+            // The KEK must still exist when the version commits: the share lock makes a concurrent retirement wait
+            // and then see this version (or, if it went first, makes this write fail instead of losing its key).
+            guard !(try await db.query("SELECT id FROM keks WHERE id = \(new.kekID) FOR KEY SHARE").isEmpty) else {
+                throw KeyholdError(.unavailable, "The vault's key changed during the write; retry the request")
+            }
             // Two first writers of a path: the second INSERT waits on the unique index, then does nothing.
             try await db.execute(
                 """

@@ -34,6 +34,9 @@ extension SQLiteStorage {
                 "DELETE FROM policies WHERE principal_type = 'user' AND principal_id = ?", [.uuid(id)])
             _ = try await db.query(
                 "DELETE FROM refresh_tokens WHERE principal_type = 'user' AND principal_id = ?", [.uuid(id)])
+            _ = try await db.query(
+                "UPDATE shares SET revoked_at = ? WHERE created_by_type = 'user' AND created_by = ? AND revoked_at IS NULL",
+                [.int64(Timestamp.now.milliseconds), .uuid(id)])
             _ = try await db.query("DELETE FROM users WHERE id = ?", [.uuid(id)])
             try await Self.append(db, audit)
             return true
@@ -165,6 +168,10 @@ extension SQLiteStorage {
             _ = try await db.query("DELETE FROM policies WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
             _ = try await db.query(
                 "DELETE FROM refresh_tokens WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
+            // Shares die with the principal who made them.
+            _ = try await db.query(
+                "UPDATE shares SET revoked_at = ? WHERE created_by_type = 'agent' AND created_by = ? AND revoked_at IS NULL",
+                [.int64(Timestamp.now.milliseconds), .uuid(id)])
             try await Self.append(db, audit)
             return true
         }

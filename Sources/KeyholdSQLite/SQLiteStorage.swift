@@ -287,6 +287,10 @@ extension SQLiteStorage {
         _ new: NewSecretVersion, audit: AuditRecord, seal: @Sendable (Int) throws -> Data
     ) async throws -> SecretVersionInfo {
         try await transaction { db in
+            // The KEK must still exist when the version commits (a retirement may have run since the vault was read).
+            guard !(try await db.query("SELECT id FROM keks WHERE id = ?", [.text(new.kekID)]).isEmpty) else {
+                throw KeyholdError(.unavailable, "The vault's key changed during the write; retry the request")
+            }
             _ = try await db.query(
                 """
                 INSERT INTO secrets (id, vault_id, path, current_version) VALUES (?, ?, ?, 0)

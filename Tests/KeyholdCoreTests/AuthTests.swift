@@ -77,6 +77,11 @@ import Testing
         #expect(Timestamp(iso8601: "2026-12-31T23:59:59Z")?.iso8601 == "2026-12-31T23:59:59Z")
         #expect(Timestamp(iso8601: "2026-12-31T23:59:59.250Z")?.milliseconds == 1_798_761_599_250)
         #expect(Timestamp(iso8601: "2027-01-01T01:59:59+02:00")?.iso8601 == "2026-12-31T23:59:59Z")
+        for ms in Int64(1_795_000_000_000)...1_795_000_001_000 {
+            let text = Timestamp(milliseconds: ms).iso8601
+            #expect(Timestamp(iso8601: text)?.milliseconds == ms, "\(text)")
+        }
+        #expect(Timestamp(milliseconds: 1_795_000_000_007).iso8601.hasSuffix(".007Z"))
         for bad in ["tomorrow", "2026-13-01T00:00:00Z", "", "2026-12-31"] {
             #expect(Timestamp(iso8601: bad) == nil, "\(bad)")
         }

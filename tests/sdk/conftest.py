@@ -8,12 +8,14 @@ test may restart it on the same data dir and port through ``server.stop()`` and
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -26,6 +28,12 @@ from support import PASSWORD
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / ".build" / "release" / "keyhold"
+#: Which storage and keystore the session server uses (scripts/test runs the suite once per combination).
+#: ``postgres`` needs KEYHOLD_TEST_DATABASE_URL (a cluster to create a scratch database in); ``pkcs11`` makes a
+#: SoftHSM2 token in the session's temporary directory.
+SDK_BACKEND = os.environ.get("KEYHOLD_SDK_BACKEND", "sqlite")
+SDK_KEYSTORE = os.environ.get("KEYHOLD_SDK_KEYSTORE", "software")
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
@@ -55,6 +63,27 @@ class KeyholdServer:
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.last_exit_code: int | None = None
+        #: Storage and keystore options after ``serve`` (also what ``keyhold keys …`` needs), and their environment.
+        self.options: list[str] = ["--data-dir", str(data_dir)]
+        self.env: dict[str, str] = {}
+        self.backend = "sqlite"
+        self.database_url: str | None = None
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of a read-only query, straight from the server's database (SQLite file or PostgreSQL)."""
+        if self.backend == "postgres":
+            out = subprocess.run(
+                ["psql", self.database_url, "-At", "-c", f"SELECT coalesce(json_agg(t), '[]') FROM ({sql}) t"],
+                check=True, capture_output=True, text=True).stdout
+            return json.loads(out)
+        import sqlite3
+
+        conn = sqlite3.connect(self.data_dir / "keyhold.sqlite", timeout=30)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in conn.execute(sql)]
+        finally:
+            conn.close()
 
     @property
     def running(self) -> bool:
@@ -65,16 +94,11 @@ class KeyholdServer:
             return
         env = dict(os.environ)
         env["KEYHOLD_BCRYPT_COST"] = "10"
-        cmd = [
-            str(self.binary),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-        ]
+        # The suite sends far more than 100 requests a second from one address; the default limit has its own test.
+        env["KEYHOLD_RATE_LIMIT"] = "5000"
+        env["KEYHOLD_RATE_BURST"] = "10000"
+        env.update(self.env)
+        cmd = [str(self.binary), "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.options]
         # Append, so that a restart keeps the earlier output for the log checks.
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -178,6 +202,8 @@ class LeakWatch:
     tokens: set[str] = field(default_factory=set)
     #: Opaque credentials: ``ocv_`` agent keys, ``1ck_`` API keys, ``rt_`` refresh tokens, ``inv_`` invites.
     credentials: set[str] = field(default_factory=set)
+    #: Share passphrases (never returned by the server, so registered by the ``passphrase`` fixture).
+    passphrases: set[str] = field(default_factory=set)
 
     def track(self, body: Any) -> Any:
         """Register every credential found in a response body (any nesting); return the body."""
@@ -223,11 +249,36 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyholdServer]:
     data_dir = base / "data"
     log_path = base / "server.log"
     srv = KeyholdServer(binary, data_dir, log_path, _free_port())
+    scratch_database = None
+    if SDK_BACKEND == "postgres":
+        cluster = os.environ.get("KEYHOLD_TEST_DATABASE_URL")
+        if not cluster:
+            pytest.fail("KEYHOLD_SDK_BACKEND=postgres needs KEYHOLD_TEST_DATABASE_URL", pytrace=False)
+        scratch_database = "kh_sdk_" + uuid.uuid4().hex[:12]
+        subprocess.run(["psql", cluster, "-q", "-c", f"CREATE DATABASE {scratch_database}"], check=True)
+        parts = urlsplit(cluster)
+        srv.database_url = urlunsplit((parts.scheme, parts.netloc, "/" + scratch_database, "", ""))
+        srv.backend = "postgres"
+        srv.options += ["--database-url", srv.database_url]
+    if SDK_KEYSTORE == "pkcs11":
+        hsm = base / "softhsm"
+        (hsm / "tokens").mkdir(parents=True)
+        (hsm / "softhsm2.conf").write_text(f"directories.tokendir = {hsm}/tokens\nobjectstore.backend = file\n")
+        pin = uuid.uuid4().hex[:12]
+        srv.env = {"SOFTHSM2_CONF": str(hsm / "softhsm2.conf"), "KEYHOLD_PKCS11_PIN": pin}
+        subprocess.run(
+            ["softhsm2-util", "--init-token", "--free", "--label", "keyhold-sdk", "--pin", pin, "--so-pin", pin + "0"],
+            check=True, capture_output=True, env={**os.environ, **srv.env})
+        srv.options += ["--keystore", "pkcs11", "--pkcs11-module", SOFTHSM_MODULE, "--pkcs11-token-label", "keyhold-sdk"]
     srv.start()
     try:
         yield srv
     finally:
         srv.stop()
+        if scratch_database:
+            subprocess.run(
+                ["psql", os.environ["KEYHOLD_TEST_DATABASE_URL"], "-q", "-c",
+                 f"DROP DATABASE IF EXISTS {scratch_database} WITH (FORCE)"], check=False)
 
 
 @pytest.fixture(scope="session")
@@ -414,6 +465,18 @@ def canary(leak_watch: LeakWatch) -> Callable[[str], str]:
     def make(prefix: str = "CANARY-") -> str:
         value = f"{prefix}{uuid.uuid4().hex}"
         leak_watch.values.add(value)
+        return value
+
+    return make
+
+
+@pytest.fixture
+def passphrase(leak_watch: LeakWatch) -> Callable[[str], str]:
+    """Factory for distinctive share passphrases that are tracked for leak checks."""
+
+    def make(prefix: str = "PASSPHRASE-") -> str:
+        value = f"{prefix}{uuid.uuid4().hex}"
+        leak_watch.passphrases.add(value)
         return value
 
     return make

@@ -5,7 +5,8 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
     public let milliseconds: Int64
 
     public init(milliseconds: Int64) { self.milliseconds = milliseconds }
-    public init(_ date: Date) { self.milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
+    /// The nearest millisecond: a parsed `…09.936Z` is exactly 936 ms, not 935.999… rounded down.
+    public init(_ date: Date) { self.milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded()) }
     public static var now: Timestamp { Timestamp(Date()) }
 
     public var date: Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
@@ -16,11 +17,14 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.milliseconds < rhs.milliseconds }
 
     /// RFC 3339 in UTC, with milliseconds only when they are not zero: `2026-02-18T12:00:00Z`.
+    /// Formatted from the integer milliseconds (a `Date` round trip could print 935 for 936).
     public var iso8601: String {
-        let style = milliseconds % 1000 == 0
-            ? Date.ISO8601FormatStyle(timeZone: .gmt)
-            : Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
-        return date.formatted(style)
+        let (seconds, remainder) = milliseconds.quotientAndRemainder(dividingBy: 1000)
+        let whole = remainder < 0 ? seconds - 1 : seconds
+        let fraction = remainder < 0 ? remainder + 1000 : remainder
+        let base = Date(timeIntervalSince1970: Double(whole)).formatted(Date.ISO8601FormatStyle(timeZone: .gmt))
+        guard fraction != 0 else { return base }
+        return String(base.dropLast()) + "." + String(String(fraction + 1000).dropFirst()) + "Z"
     }
 
     /// Accepts RFC 3339 / ISO 8601 date-times with `Z` or a numeric offset, with or without fractional seconds.

@@ -6,12 +6,17 @@ public struct AccountService: Sendable {
     let hasher: PasswordHasher
     let credentials: CredentialHasher
     let audit: AuditLog
+    let throttle: LoginThrottle
 
-    public init(store: any IdentityStore, hasher: PasswordHasher, credentials: CredentialHasher, audit: AuditLog) {
+    public init(
+        store: any IdentityStore, hasher: PasswordHasher, credentials: CredentialHasher, audit: AuditLog,
+        throttle: LoginThrottle
+    ) {
         self.store = store
         self.hasher = hasher
         self.credentials = credentials
         self.audit = audit
+        self.throttle = throttle
     }
 
     public static func normalizedEmail(_ email: String) throws -> String {
@@ -67,14 +72,22 @@ public struct AccountService: Sendable {
     /// is audited in the user's org (or the system chain for an unknown email) before the 401 is sent.
     public func authenticate(email: String, password: String, ip: IPAddress?) async throws -> User {
         let normalized = try? Self.normalizedEmail(email)
+        let account = normalized ?? "invalid"
+        try throttle.check(account: account, address: ip?.description)
         let user: User? = if let normalized { try await store.user(email: normalized) } else { nil }
         guard try await hasher.verify(password, hash: user?.passwordHash), let user else {
+            throttle.recordFailure(account: account, address: ip?.description)
             try await audit.append(
                 audit.record(
                     org: user?.orgID ?? AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "user",
-                    user?.id.wire, ["method": "password", "email": .string(String((normalized ?? "").prefix(254)))]))
+                    user?.id.wire,
+                    [
+                        "method": "password", "outcome": "denied", "reason": "invalid_credentials",
+                        "email": .string(String((normalized ?? "").prefix(254))),
+                    ]))
             throw KeyholdError.invalidCredentials
         }
+        throttle.recordSuccess(account: account)
         return user
     }
 

@@ -144,7 +144,9 @@ public struct PolicyService: Sendable {
         let access = try await vaults.access(vaultID, for: caller)
         guard authorizer.isOwner(caller.principal, of: access.vault) else {
             try await audit.append(
-                audit.record(caller, "policy.manage", "vault", access.vault.id.wire, ["outcome": "denied"]))
+                audit.record(
+                    caller, "policy.manage", "vault", access.vault.id.wire,
+                    ["outcome": "denied", "reason": "only the vault's owners may manage its policies"]))
             throw KeyholdError.forbidden("Not allowed to manage policies on this vault")
         }
         return access.vault

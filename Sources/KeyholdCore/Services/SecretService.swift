@@ -93,9 +93,19 @@ public struct SecretService: Sendable {
     /// Reads the latest version, or `version`, with its value. Counts the access.
     public func read(vaultID: UUID, path: SecretPath, version: Int? = nil, by caller: Caller) async throws -> Revealed {
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read)
-        let sealed = try await store.readVersion(
-            vaultID: vault.id, path: path.rawValue, version: version, now: .now,
-            audit: audit.record(caller, "secret.read", "secret", path.rawValue, ["vault_id": .string(vault.id.wire)]))
+        let sealed: SealedSecretVersion
+        do {
+            sealed = try await store.readVersion(
+                vaultID: vault.id, path: path.rawValue, version: version, now: .now,
+                audit: audit.record(caller, "secret.read", "secret", path.rawValue, ["vault_id": .string(vault.id.wire)]))
+        } catch let error as KeyholdError where error.code == .gone {
+            // The read was refused, so its transaction wrote nothing: record the refusal on its own.
+            try await audit.append(
+                audit.record(
+                    caller, "secret.read", "secret", path.rawValue,
+                    ["vault_id": .string(vault.id.wire), "outcome": "gone", "reason": .string(error.detail)]))
+            throw error
+        }
         return try await reveal(sealed, orgID: vault.orgID, vaultID: vault.id)
     }
 

@@ -9,14 +9,17 @@ public struct ShareService: Sendable {
     let secrets: SecretService
     let passwords: PasswordHasher
     let audit: AuditLog
+    /// Passphrase guesses are throttled per share like password guesses per account.
+    let throttle: LoginThrottle
 
     public static let notFound = KeyholdError.notFound("Share not found")
     public static let maxLifetime: Int64 = 365 * 24 * 3600
 
     public init(
         shares: any ShareStore, identities: any IdentityStore, agents: any AgentStore, secrets: SecretService,
-        passwords: PasswordHasher, audit: AuditLog
+        passwords: PasswordHasher, audit: AuditLog, throttle: LoginThrottle
     ) {
+        self.throttle = throttle
         self.shares = shares
         self.identities = identities
         self.agents = agents
@@ -145,14 +148,18 @@ public struct ShareService: Sendable {
                 try await refuse("ip_not_allowed", .forbidden("This share cannot be opened from your address"))
             }
         }
-        if let reason = share.goneReason(at: .now) { throw KeyholdError.gone(reason) }
+        if let reason = share.goneReason(at: .now) { try await refuse("gone", .gone(reason)) }
         if share.isTargeted, share.status != .accepted {
             try await refuse("not_accepted", .forbidden("Accept the share before opening it"))
         }
         if let hash = share.passphraseHash {
+            let account = "share:" + share.id.wire
+            try throttle.check(account: account, address: ip?.description)
             guard let passphrase, try await passwords.verify(passphrase, hash: hash) else {
+                throttle.recordFailure(account: account, address: ip?.description)
                 try await refuse("wrong_passphrase", .forbidden("A correct passphrase is required to open this share"))
             }
+            throttle.recordSuccess(account: account)
         }
         let (counted, sealed) = try await shares.accessShare(
             id: share.id, now: .now,

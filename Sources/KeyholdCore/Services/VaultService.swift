@@ -56,7 +56,9 @@ public final class VaultService: Sendable {
             vaultID: vault.id, principalKind: principal.kind, principalID: principal.id)
         guard authorizer.canSee(principal, vault: vault, policies: policies, context: caller.context) else {
             try await audit.append(
-                audit.record(caller, "vault.access", "vault", vault.id.wire, ["outcome": "denied"]))
+                audit.record(
+                    caller, "vault.access", "vault", vault.id.wire,
+                    ["outcome": "denied", "reason": "no policy in force lets the caller see this vault"]))
             throw Self.notFound
         }
         return VaultAccess(vault: vault, policies: policies)
@@ -76,7 +78,10 @@ public final class VaultService: Sendable {
         if caller.principal.kind == .user { try caller.principal.requireManager() }
         let vault = try await access(id, for: caller).vault
         guard authorizer.isOwner(caller.principal, of: vault) else {
-            try await audit.append(audit.record(caller, "vault.delete", "vault", vault.id.wire, ["outcome": "denied"]))
+            try await audit.append(
+                audit.record(
+                    caller, "vault.delete", "vault", vault.id.wire,
+                    ["outcome": "denied", "reason": "only the vault's owners may delete it"]))
             throw KeyholdError.forbidden("Only the vault's owners may delete it")
         }
         guard try await store.deleteVault(

@@ -6,6 +6,7 @@ import KeyholdCore
 struct AuditController {
     let audit: AuditLog
     let authenticator: Authenticator
+    let publicURL: String
 
     func register(on router: Router<KeyholdRequestContext>) {
         router.get("/v1/audit/events") { request, context in
@@ -32,10 +33,15 @@ struct AuditController {
         }
         router.get("/v1/audit/verify") { request, context in
             let caller = try await authenticator.caller(request, context)
-            let limitText = request.uri.queryParameters.get("limit") ?? "1000"
+            let query = request.uri.queryParameters
+            guard query.get("from") == nil, query.get("to") == nil else {
+                throw KeyholdError.badRequest(
+                    "verify always checks the chain from its first event, so from and to are not supported; use limit")
+            }
+            let limitText = query.get("limit") ?? "1000"
             guard let limit = Int(limitText) else { throw KeyholdError.badRequest("limit must be an integer") }
             let result = try await audit.verify(for: caller.principal, limit: limit)
-            return try JSONResponse.make(AuditVerifyResponse(result))
+            return try JSONResponse.make(AuditVerifyResponse(result, documentation: publicURL + "/openapi.json"))
         }
     }
 }
@@ -86,7 +92,7 @@ struct AuditVerifyResponse: Encodable {
         let chain_structure = "per-org linear chain: each event's HMAC covers the previous event's hash and its own fields"
         let hash_field = "integrity_hash"
         let link_field = "prev_event_id"
-        let documentation = "README.md#audit-log"
+        let documentation: String
     }
 
     let chain_valid: Bool
@@ -94,9 +100,10 @@ struct AuditVerifyResponse: Encodable {
     let events_checked: Int
     let broken_at_event_id: String?
     let reason: String?
-    let scheme = Scheme()
+    let scheme: Scheme
 
-    init(_ result: ChainVerifier.Result) {
+    init(_ result: ChainVerifier.Result, documentation: String) {
+        scheme = Scheme(documentation: documentation)
         chain_valid = result.valid
         events_verified = result.eventsVerified
         events_checked = result.eventsChecked

@@ -81,7 +81,9 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch {
             let (status, problem) = ProblemDetails.from(error, logger: context.logger)
             var response = problem.response()
-            if status == .tooManyRequests { response.headers[.retryAfter] = "1" }
+            if status == .tooManyRequests {
+                response.headers[.retryAfter] = String((error as? KeyholdError)?.retryAfter ?? 1)
+            }
             return response
         }
     }

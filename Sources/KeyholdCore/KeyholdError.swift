@@ -11,6 +11,7 @@ public struct KeyholdError: Error, Sendable, Equatable, CustomStringConvertible 
         case conflict
         case gone
         case payloadTooLarge
+        case requestHeaderFieldsTooLarge
         case unsupportedMediaType
         case tooManyRequests
         case unavailable

@@ -58,6 +58,7 @@ public func buildApplication(
     let router = Router(context: KeyholdRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ProblemMiddleware())
+    router.add(middleware: HeaderLimitMiddleware())
     if configuration.rateLimit > 0 {
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)))
     }

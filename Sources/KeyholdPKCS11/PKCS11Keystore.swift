@@ -288,7 +288,7 @@ public final class PKCS11Keystore: Keystore {
         let (pin, label, sessions) = (self.pin, self.tokenLabel, self.sessions)
         do {
             return try await threadPool.runIfActive {
-                let session = try sessions.take() ?? module.openSession(slot: try module.slot(tokenLabel: label), pin: pin)
+                let session = try sessions.take() ?? Self.reopen(module, label: label, pin: pin)
                 func release() { if !sessions.put(session) { module.closeSession(session) } }
                 do {
                     let result = try body(module, session)
@@ -311,6 +311,21 @@ public final class PKCS11Keystore: Keystore {
         } catch let error as KeyholdError where error.code == .unavailable {
             throw error
         }
+    }
+}
+
+extension PKCS11Keystore {
+    /// A new logged-in session. When the token is not found (it went away and may have come back), the module is
+    /// initialised again once so that it looks for tokens afresh.
+    static func reopen(_ module: PKCS11Module, label: String, pin: String) throws -> CK_SESSION_HANDLE {
+        let slot: CK_SLOT_ID
+        do {
+            slot = try module.slot(tokenLabel: label)
+        } catch {
+            try module.reinitialize()
+            slot = try module.slot(tokenLabel: label)
+        }
+        return try module.openSession(slot: slot, pin: pin)
     }
 }
 

@@ -76,6 +76,18 @@ final class PKCS11Module: @unchecked Sendable {
         }
     }
 
+    /// Finalizes and initializes the module again, so that it looks for tokens afresh (SoftHSM2, like many
+    /// modules, does not notice a token that comes back after it went away). Every open session becomes invalid.
+    func reinitialize() throws {
+        _ = functions.pointee.C_Finalize(nil)
+        var arguments = CK_C_INITIALIZE_ARGS()
+        arguments.flags = CK_FLAGS(CKF_OS_LOCKING_OK)
+        let rv = withUnsafeMutablePointer(to: &arguments) { functions.pointee.C_Initialize($0) }
+        guard rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED else {
+            throw PKCS11Error(function: "C_Initialize", rv: rv)
+        }
+    }
+
     func check(_ function: String, _ rv: CK_RV) throws {
         guard rv == CKR_OK else { throw PKCS11Error(function: function, rv: rv) }
     }

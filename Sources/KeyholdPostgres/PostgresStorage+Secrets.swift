@@ -166,7 +166,9 @@ extension PostgresStorage {
             wrappedDataKey: try row.bytes("wrapped_dek"), ciphertext: try row.bytes("ciphertext"))
     }
 
-    public func latestVersions(vaultID: UUID, prefix: String?) async throws -> [SecretVersionInfo] {
+    public func latestVersions(vaultID: UUID, prefix: String?, after: String?, limit: Int) async throws
+        -> [SecretVersionInfo]
+    {
         var sql = """
             SELECT \(Self.versionColumns) FROM secrets s
             JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
@@ -177,10 +179,19 @@ extension PostgresStorage {
         if let prefix, !prefix.isEmpty {
             // PostgreSQL text cannot hold NUL, and no stored path does: nothing matches.
             if prefix.unicodeScalars.contains("\u{0}") { return [] }
+            // A range the (vault_id, path) index serves: stored paths use only characters below '~'.
             binds.append(prefix)
-            sql += " AND left(s.path, char_length($2)) = $2"
+            binds.append(prefix + "~")
+            sql += " AND s.path >= $2 AND s.path < $3 AND left(s.path, char_length($2)) = $2"
         }
-        return try await read(PostgresQuery(unsafeSQL: sql + " ORDER BY s.path", binds: binds)).map(Self.versionInfo)
+        if let after {
+            if after.unicodeScalars.contains("\u{0}") { return [] }
+            binds.append(after)
+            sql += " AND s.path > $\(binds.count)"
+        }
+        binds.append(Int64(limit))
+        sql += " ORDER BY s.path LIMIT $\(binds.count)"
+        return try await read(PostgresQuery(unsafeSQL: sql, binds: binds)).map(Self.versionInfo)
     }
 
     public func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo] {

@@ -378,7 +378,9 @@ extension SQLiteStorage {
                 wrappedDataKey: try row.bytes("wrapped_dek"), ciphertext: try row.bytes("ciphertext"))
     }
 
-    public func latestVersions(vaultID: UUID, prefix: String?) async throws -> [SecretVersionInfo] {
+    public func latestVersions(vaultID: UUID, prefix: String?, after: String?, limit: Int) async throws
+        -> [SecretVersionInfo]
+    {
         var sql = """
             SELECT \(Self.versionColumns) FROM secrets s
             JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version
@@ -386,10 +388,16 @@ extension SQLiteStorage {
             """
         var binds: [SQLiteData] = [.uuid(vaultID)]
         if let prefix, !prefix.isEmpty {
-            sql += " AND substr(s.path, 1, ?) = ?"
-            binds += [.int64(Int64(prefix.utf8.count)), .text(prefix)]
+            // A range the (vault_id, path) index serves: stored paths use only characters below '~'.
+            sql += " AND s.path >= ? AND s.path < ? AND substr(s.path, 1, ?) = ?"
+            binds += [.text(prefix), .text(prefix + "~"), .int64(Int64(prefix.utf8.count)), .text(prefix)]
         }
-        return try await reader.query(sql + " ORDER BY s.path", binds).map(Self.versionInfo)
+        if let after {
+            sql += " AND s.path > ?"
+            binds.append(.text(after))
+        }
+        binds.append(.int64(Int64(limit)))
+        return try await reader.query(sql + " ORDER BY s.path LIMIT ?", binds).map(Self.versionInfo)
     }
 
     public func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo] {

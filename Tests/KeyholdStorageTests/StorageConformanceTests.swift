@@ -252,7 +252,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             await #expect(throws: KeyholdError.gone("")) {
                 try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: nil, now: .now, audit: testAudit)
             }
-            #expect(try await !f.storage.latestVersions(vaultID: f.vault.id, prefix: nil).contains { $0.path == "dis" })
+            #expect(try await !f.storage.latestVersions(vaultID: f.vault.id, prefix: nil, after: nil, limit: 100).contains { $0.path == "dis" })
             let revived = try await write(f, "dis")
             #expect(revived.version == 3)
             #expect(try await f.storage.readVersion(vaultID: f.vault.id, path: "dis", version: nil, now: .now, audit: testAudit).info.version == 3)
@@ -268,12 +268,17 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             for path in ["api-keys/openai", "api-keys/openai", "api-keys/stripe", "db/main", "api-keys_x", "api%keys"] {
                 try await write(f, path)
             }
-            let all = try await f.storage.latestVersions(vaultID: f.vault.id, prefix: nil)
+            let all = try await f.storage.latestVersions(vaultID: f.vault.id, prefix: nil, after: nil, limit: 100)
             #expect(all.map(\.path) == ["api%keys", "api-keys/openai", "api-keys/stripe", "api-keys_x", "db/main"])
             #expect(all.first { $0.path == "api-keys/openai" }?.version == 2)
-            let prefixed = try await f.storage.latestVersions(vaultID: f.vault.id, prefix: "api-keys/")
+            let prefixed = try await f.storage.latestVersions(vaultID: f.vault.id, prefix: "api-keys/", after: nil, limit: 100)
             #expect(prefixed.map(\.path) == ["api-keys/openai", "api-keys/stripe"])
-            #expect(try await f.storage.latestVersions(vaultID: f.vault.id, prefix: "api%").map(\.path) == ["api%keys"])
+            #expect(try await f.storage.latestVersions(vaultID: f.vault.id, prefix: "api%", after: nil, limit: 100).map(\.path) == ["api%keys"])
+            let firstPage = try await f.storage.latestVersions(vaultID: f.vault.id, prefix: nil, after: nil, limit: 2)
+            #expect(firstPage.map(\.path) == ["api%keys", "api-keys/openai"])
+            let secondPage = try await f.storage.latestVersions(vaultID: f.vault.id, prefix: nil, after: firstPage.last?.path, limit: 2)
+            #expect(secondPage.map(\.path) == ["api-keys/stripe", "api-keys_x"])
+            #expect(try await f.storage.latestVersions(vaultID: f.vault.id, prefix: "api-keys/", after: "api-keys/openai", limit: 5).map(\.path) == ["api-keys/stripe"])
         }
     }
 

@@ -96,3 +96,22 @@ def test_keys_in_the_token_are_sensitive_and_never_extractable(server, vault) ->
     material = server.rows(f"SELECT material FROM keks WHERE id = 'vault-{vault}-v1'")[0]["material"]
     expected = f"pkcs11:vault-{vault}-v1".encode()
     assert material in (expected, "\\x" + expected.hex())
+
+
+@pytest.mark.skipif(SDK_KEYSTORE != "pkcs11", reason="the HSM keystore only")
+def test_an_hsm_outage_answers_503_and_recovers(server, user, vault, canary) -> None:
+    value = canary("HSM-OUTAGE-")
+    assert_sdk_ok(user.client.secrets.set(vault, "outage/key", value), 201)
+    tokens = os.path.join(os.path.dirname(server.env["SOFTHSM2_CONF"]), "tokens")
+    os.rename(tokens, tokens + "-away")
+    try:
+        assert_problem(httpx.get(f"{server.url}/v1/vaults/{vault}/secrets/outage/key", headers=bearer(user.token)), 503)
+        assert httpx.get(f"{server.url}/v1/health/hsm").json()["status"] == "unavailable"
+        assert_problem(
+            httpx.put(f"{server.url}/v1/vaults/{vault}/secrets/outage/other", json={"value": "x"},
+                      headers=bearer(user.token)), 503)
+    finally:
+        os.rename(tokens + "-away", tokens)
+    assert assert_sdk_ok(user.client.secrets.get(vault, "outage/key"), 200)["value"] == value
+    assert httpx.get(f"{server.url}/v1/health/hsm").json()["status"] == "ok"
+    assert_sdk_ok(user.client.secrets.set(vault, "outage/other", canary("HSM-BACK-")), 201)

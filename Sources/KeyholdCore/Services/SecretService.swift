@@ -119,19 +119,29 @@ public struct SecretService: Sendable {
         return Revealed(info: sealed.info, value: String(decoding: plaintext, as: UTF8.self))
     }
 
-    /// Metadata of the latest version of every path under `prefix` that the caller may read.
-    public func list(vaultID: UUID, prefix: String?, by caller: Caller) async throws -> [SecretVersionInfo] {
-        if let prefix, prefix.utf8.count > SecretPath.maxLength {
-            throw KeyholdError.badRequest("prefix is longer than \(SecretPath.maxLength) bytes")
+    public static let maxPageSize = 1000
+
+    /// A page of the metadata of the latest version of the paths under `prefix` that the caller may read, after
+    /// the path `cursor`; `nextCursor` is set when more paths may follow.
+    public func list(vaultID: UUID, prefix: String?, cursor: String?, limit: Int, by caller: Caller) async throws
+        -> (items: [SecretVersionInfo], nextCursor: String?)
+    {
+        for (name, text) in [("prefix", prefix), ("cursor", cursor)] where (text?.utf8.count ?? 0) > SecretPath.maxLength {
+            throw KeyholdError.badRequest("\(name) is longer than \(SecretPath.maxLength) bytes")
+        }
+        guard (1...Self.maxPageSize).contains(limit) else {
+            throw KeyholdError.badRequest("limit must be between 1 and \(Self.maxPageSize)")
         }
         let access = try await vaults.access(vaultID, for: caller)
-        return try await store.latestVersions(vaultID: access.vault.id, prefix: prefix).filter {
+        let page = try await store.latestVersions(vaultID: access.vault.id, prefix: prefix, after: cursor, limit: limit)
+        let readable = page.filter {
             guard let path = try? SecretPath(validating: $0.path) else { return false }
             return authorizer.decide(
                 caller.principal, vault: access.vault, path: path, permission: .read, policies: access.policies,
                 context: caller.context
             ).isAllowed
         }
+        return (readable, page.count == limit ? page.last?.path : nil)
     }
 
     public func versions(vaultID: UUID, path: SecretPath, by caller: Caller) async throws -> [SecretVersionInfo] {
@@ -167,8 +177,8 @@ public struct SecretService: Sendable {
     ) async throws -> SecretVersionInfo {
         guard (8...1024).contains(length) else { throw KeyholdError.badRequest("length must be between 8 and 1024") }
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .rotate)
-        guard let current = try await store.latestVersions(vaultID: vault.id, prefix: path.rawValue)
-            .first(where: { $0.path == path.rawValue })
+        guard let current = try await store.latestVersions(vaultID: vault.id, prefix: path.rawValue, after: nil, limit: 1)
+            .first, current.path == path.rawValue
         else { throw KeyholdError.notFound("Secret not found") }
         let request = WriteRequest(
             value: RandomValue.generate(length: length, charset: charset), type: type ?? current.type,

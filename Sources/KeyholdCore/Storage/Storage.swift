@@ -94,8 +94,9 @@ public protocol SecretStore: Sendable {
     func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
         -> SealedSecretVersion
 
-    /// Metadata of the latest version of every live path under `prefix`, in path order.
-    func latestVersions(vaultID: UUID, prefix: String?) async throws -> [SecretVersionInfo]
+    /// Metadata of the latest version of live paths under `prefix`, in byte order of path, after the path `after`,
+    /// at most `limit` of them: keyset pagination, so a page costs the same whatever the vault's size.
+    func latestVersions(vaultID: UUID, prefix: String?, after: String?, limit: Int) async throws -> [SecretVersionInfo]
     /// Metadata of every version of a path; empty when the path was never written.
     func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo]
     /// `false` when the version does not exist.

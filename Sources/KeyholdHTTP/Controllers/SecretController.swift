@@ -34,9 +34,15 @@ struct SecretController {
         }
         router.get("/v1/vaults/:vault_id/secrets") { request, context in
             let caller = try await authenticator.caller(request, context)
-            let prefix = request.uri.queryParameters.get("prefix")
-            let list = try await secrets.list(vaultID: try context.vaultID(), prefix: prefix, by: caller)
-            return try JSONResponse.make(SecretListResponse(secrets: list.map(SecretMetadataResponse.init)))
+            let query = request.uri.queryParameters
+            guard let limit = Int(query.get("limit") ?? String(SecretService.maxPageSize)) else {
+                throw KeyholdError.badRequest("limit must be an integer")
+            }
+            let page = try await secrets.list(
+                vaultID: try context.vaultID(), prefix: query.get("prefix"), cursor: query.get("cursor"), limit: limit,
+                by: caller)
+            return try JSONResponse.make(
+                SecretListResponse(secrets: page.items.map(SecretMetadataResponse.init), next_cursor: page.nextCursor))
         }
         router.get("/v1/vaults/:vault_id/secret-versions/**") { request, context in
             let caller = try await authenticator.caller(request, context)

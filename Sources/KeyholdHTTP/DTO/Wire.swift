@@ -147,6 +147,8 @@ struct SecretResponse: Encodable {
 
 struct SecretListResponse: Encodable {
     let secrets: [SecretMetadataResponse]
+    /// Present when another page may follow: pass it back as `cursor`.
+    let next_cursor: String?
 }
 
 struct SecretVersionListResponse: Encodable {

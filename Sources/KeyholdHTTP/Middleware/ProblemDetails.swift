@@ -20,6 +20,7 @@ public struct ProblemDetails: Encodable, Sendable {
         case .conflict: .conflict
         case .gone: .gone
         case .payloadTooLarge: .contentTooLarge
+        case .requestHeaderFieldsTooLarge: .requestHeaderFieldsTooLarge
         case .unsupportedMediaType: .unsupportedMediaType
         case .tooManyRequests: .tooManyRequests
         case .unavailable: .serviceUnavailable

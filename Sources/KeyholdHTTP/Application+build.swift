@@ -65,6 +65,12 @@ public func buildApplication(
     let throttle = LoginThrottle()
     router.get("/v1/health") { _, _ in try JSONResponse.make(HealthResponse(status: "ok", version: Keyhold.version)) }
     router.get("/v1/health/hsm") { _, _ in try JSONResponse.make(await HSMHealthResponse(keystore)) }
+    let openAPI = try OpenAPIDocument.load()
+    router.get("/openapi.json") { _, _ in
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: openAPI)))
+    }
     AuthController(
         accounts: AccountService(
             store: storage, hasher: passwords, credentials: credentialHasher, audit: audit, throttle: throttle),
@@ -116,6 +122,16 @@ public func buildApplication(
         logger: logger)
     app.addServices(StorageService(storage: storage))
     return app
+}
+
+/// Keyhold's OpenAPI 3.1 document (`Resources/openapi.json`), served at `/openapi.json`.
+enum OpenAPIDocument {
+    static func load() throws -> Data {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
+            let data = try? Data(contentsOf: url)
+        else { throw KeyholdError.internalError("The OpenAPI document is missing from the build") }
+        return data
+    }
 }
 
 /// The keystore the configuration names. The software keystore's master key is a file in the data dir unless

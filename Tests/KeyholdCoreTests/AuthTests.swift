@@ -82,7 +82,18 @@ import Testing
             #expect(Timestamp(iso8601: text)?.milliseconds == ms, "\(text)")
         }
         #expect(Timestamp(milliseconds: 1_795_000_000_007).iso8601.hasSuffix(".007Z"))
-        for bad in ["tomorrow", "2026-13-01T00:00:00Z", "", "2026-12-31"] {
+        #expect(Timestamp(iso8601: "2026-12-31t23:59:59z")?.iso8601 == "2026-12-31T23:59:59Z")
+        #expect(Timestamp(iso8601: "2026-12-31T23:59:59.123456789Z")?.milliseconds == 1_798_761_599_123)
+        #expect(Timestamp(iso8601: "2026-12-31T23:59:60Z")?.milliseconds == 1_798_761_599_999)
+        #expect(Timestamp(iso8601: "2027-01-01T23:58:59+23:59")?.iso8601 == "2026-12-31T23:59:59Z")
+        #expect(Timestamp(iso8601: "2024-02-29T00:00:00Z") != nil)
+        #expect(Timestamp(iso8601: "1969-12-31T23:59:59.500Z")?.milliseconds == -500)
+        for bad in [
+            "tomorrow", "2026-13-01T00:00:00Z", "", "2026-12-31", "2030-01-01T00:00:00Zgarbage", "6276-02-30T05:37:05Z",
+            "2026-02-29T00:00:00Z", "2026-01-01T24:00:00Z", "2026-1-01T00:00:00Z", "2026-01-01T00:00:00+0530",
+            "2026-01-01T00:00:00+05", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00.1234567890Z", "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:00+24:00", "2026-01-01T00:60:00Z",
+        ] {
             #expect(Timestamp(iso8601: bad) == nil, "\(bad)")
         }
     }

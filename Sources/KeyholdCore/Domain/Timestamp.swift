@@ -27,16 +27,10 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
         return String(base.dropLast()) + "." + String(String(fraction + 1000).dropFirst()) + "Z"
     }
 
-    /// Accepts RFC 3339 / ISO 8601 date-times with `Z` or a numeric offset, with or without fractional seconds.
+    /// Accepts RFC 3339 date-times only (see `RFC3339`).
     public init?(iso8601 text: String) {
-        guard text.utf8.count <= 64 else { return nil }
-        if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) {
-            self.init(date)
-        } else if let date = try? Date(text, strategy: Date.ISO8601FormatStyle()) {
-            self.init(date)
-        } else {
-            return nil
-        }
+        guard let milliseconds = RFC3339.milliseconds(text) else { return nil }
+        self.init(milliseconds: milliseconds)
     }
 
     public init(from decoder: any Decoder) throws {

@@ -19,13 +19,25 @@ public struct AccountService: Sendable {
         self.throttle = throttle
     }
 
+    /// A lower-cased address: an RFC 5322 dot-atom local part and a DNS domain with at least two labels and an
+    /// alphabetic top-level label.
     public static func normalizedEmail(_ email: String) throws -> String {
+        let invalid = KeyholdError.badRequest("A valid email address is required")
         let trimmed = email.trimmingCharacters(in: .whitespaces).lowercased()
         let parts = trimmed.split(separator: "@", omittingEmptySubsequences: false)
-        guard trimmed.utf8.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
-            !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),
-            trimmed.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "<" && $0 != ">" })
-        else { throw KeyholdError.badRequest("A valid email address is required") }
+        guard trimmed.utf8.count <= 254, parts.count == 2, (1...64).contains(parts[0].utf8.count) else { throw invalid }
+        let atext = Set("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-".utf8)
+        let local = parts[0].split(separator: ".", omittingEmptySubsequences: false)
+        guard local.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy(atext.contains) }) else { throw invalid }
+        let labels = parts[1].split(separator: ".", omittingEmptySubsequences: false)
+        let labelBytes = Set("abcdefghijklmnopqrstuvwxyz0123456789-".utf8)
+        guard labels.count >= 2,
+            labels.allSatisfy({
+                (1...63).contains($0.utf8.count) && $0.utf8.allSatisfy(labelBytes.contains) && $0.first != "-"
+                    && $0.last != "-"
+            }),
+            let top = labels.last, top.count >= 2, top.allSatisfy(\.isLetter)
+        else { throw invalid }
         return trimmed
     }
 
@@ -92,7 +104,10 @@ public struct AccountService: Sendable {
     }
 
     public func user(for principal: Principal) async throws -> User {
-        guard principal.kind == .user, let user = try await store.user(id: principal.id),
+        guard principal.kind == .user else {
+            throw KeyholdError.forbidden("This profile is for people; an agent reads its own at /v1/agents/me")
+        }
+        guard let user = try await store.user(id: principal.id),
             user.orgID == principal.orgID
         else { throw KeyholdError.unauthenticated }
         return user

@@ -11,8 +11,8 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
     {
         let start = ContinuousClock.now
         var response = try await next(request, context)
-        if case .string(let requestID) = context.logger[metadataKey: "hb.request.id"] {
-            response.headers[.requestID] = requestID
+        if let requestID = context.logger[metadataKey: "hb.request.id"] {
+            response.headers[.requestID] = "\(requestID)"
         }
         let elapsed = ContinuousClock.now - start
         context.logger.info(

@@ -85,15 +85,11 @@ public struct AuditChain: Sendable {
 
     /// Loads the chain key from storage (sealed by the keystore), creating it on first start.
     public static func load(system: any SystemStore, keystore: any Keystore) async throws -> AuditChain {
-        let purpose = "audit-hmac-key"
-        let sealed: Data
-        if let stored = try await system.systemValue(purpose) {
-            sealed = stored
-        } else {
-            sealed = try await system.insertSystemValueIfAbsent(
-                purpose, try await keystore.protect(KeyMaterial.bytes(of: KeyMaterial.randomKey()), purpose: purpose))
-        }
-        return AuditChain(key: SymmetricKey(data: try await keystore.unprotect(sealed, purpose: purpose)))
+        AuditChain(
+            key: SymmetricKey(
+                data: try await keystore.serverSecret("audit-hmac-key", in: system) {
+                    KeyMaterial.bytes(of: KeyMaterial.randomKey())
+                }))
     }
 
     /// Places `entry` after `head` (nil for an org's first event).

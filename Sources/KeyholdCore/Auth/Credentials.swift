@@ -46,15 +46,11 @@ public struct CredentialHasher: Sendable {
 
     /// Loads the HMAC key from storage (sealed by the keystore), creating it on first start.
     public static func load(system: any SystemStore, keystore: any Keystore) async throws -> CredentialHasher {
-        let purpose = "credential-hmac-key"
-        let sealed: Data
-        if let stored = try await system.systemValue(purpose) {
-            sealed = stored
-        } else {
-            sealed = try await system.insertSystemValueIfAbsent(
-                purpose, try await keystore.protect(KeyMaterial.bytes(of: KeyMaterial.randomKey()), purpose: purpose))
-        }
-        return CredentialHasher(key: SymmetricKey(data: try await keystore.unprotect(sealed, purpose: purpose)))
+        CredentialHasher(
+            key: SymmetricKey(
+                data: try await keystore.serverSecret("credential-hmac-key", in: system) {
+                    KeyMaterial.bytes(of: KeyMaterial.randomKey())
+                }))
     }
 
     public func digest(_ credential: String) -> Data {

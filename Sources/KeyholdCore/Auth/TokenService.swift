@@ -46,16 +46,9 @@ public final class TokenService: Sendable {
     public static func load(
         system: any SystemStore, keystore: any Keystore, userTokenLifetime: Int64 = 900
     ) async throws -> TokenService {
-        let purpose = "jwt-signing-key"
-        let sealed: Data
-        if let stored = try await system.systemValue(purpose) {
-            sealed = stored
-        } else {
-            let fresh = Curve25519.Signing.PrivateKey()
-            sealed = try await system.insertSystemValueIfAbsent(
-                purpose, try await keystore.protect(fresh.rawRepresentation, purpose: purpose))
+        let raw = try await keystore.serverSecret("jwt-signing-key", in: system) {
+            Curve25519.Signing.PrivateKey().rawRepresentation
         }
-        let raw = try await keystore.unprotect(sealed, purpose: purpose)
         let key = try Curve25519.Signing.PrivateKey(rawRepresentation: raw)
         return await TokenService(signingKey: key, userTokenLifetime: userTokenLifetime)
     }

@@ -32,3 +32,17 @@ public protocol Keystore: Sendable {
 extension Keystore {
     public func destroyKEK(id: String) async throws {}
 }
+
+extension Keystore {
+    /// A server secret kept in storage sealed by this keystore: read and unsealed, or made by `make`, sealed and
+    /// stored on first start (the first of several nodes starting at once wins; the others read its value).
+    public func serverSecret(_ purpose: String, in system: any SystemStore, make: () -> Data) async throws -> Data {
+        let sealed: Data
+        if let stored = try await system.systemValue(purpose) {
+            sealed = stored
+        } else {
+            sealed = try await system.insertSystemValueIfAbsent(purpose, try await protect(make(), purpose: purpose))
+        }
+        return try await unprotect(sealed, purpose: purpose)
+    }
+}

@@ -65,7 +65,7 @@ extension PostgresStorage {
         """
 
     public func writeVersion(
-        _ new: NewSecretVersion, audit: AuditRecord, seal: @Sendable (Int) throws -> Data
+        _ new: NewSecretVersion, audit: AuditRecord, seal: @escaping @Sendable (Int) throws -> Data
     ) async throws -> SecretVersionInfo {
         try await transaction { db in
             // The KEK must still exist when the version commits: the share lock makes a concurrent retirement wait

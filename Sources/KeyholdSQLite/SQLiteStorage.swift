@@ -12,7 +12,7 @@ public final class SQLiteStorage: Storage {
     let writer: SQLiteConnection
     let reader: SQLiteConnection
     let threadPool: NIOThreadPool
-    let writeLock = AsyncLock()
+    let committer: GroupCommitter
     /// The database file.
     public let path: String
 
@@ -45,6 +45,7 @@ public final class SQLiteStorage: Storage {
 
     init(path: String, writer: SQLiteConnection, reader: SQLiteConnection, threadPool: NIOThreadPool) {
         self.path = path
+        self.committer = GroupCommitter(connection: writer)
         self.writer = writer
         self.reader = reader
         self.threadPool = threadPool
@@ -52,27 +53,22 @@ public final class SQLiteStorage: Storage {
 
     public func close() async throws {
         try await reader.close()
-        try await writeLock.withLock { try await writer.close() }
+        await committer.stop()
+        try await writer.close()
         try await threadPool.shutdownGracefully()
     }
 
     // MARK: transactions
 
-    /// Runs `body` in one `BEGIN IMMEDIATE` transaction on the writer; rolls back when it throws.
-    func transaction<T: Sendable>(_ body: (SQLiteConnection) async throws -> T) async throws -> T {
-        try await writeLock.withLock {
-            _ = try await writer.query("BEGIN IMMEDIATE", [])
-            do {
-                let result = try await body(writer)
-                _ = try await writer.query("COMMIT", [])
-                return result
-            } catch {
-                _ = try? await writer.query("ROLLBACK", [])
-                throw error
-            }
-        }
+    /// Runs `body` in a transaction on the writer and returns once it is committed (durable), or throws after it
+    /// was rolled back. Group commit: transactions that arrive while the writer is busy run together under one
+    /// `BEGIN IMMEDIATE … COMMIT`, each in its own savepoint, so a whole group costs one fsync. A body that throws
+    /// rolls back to its savepoint and leaves the others untouched; a failed COMMIT fails every body in the group.
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+        let outcome = Outcome<T>()
+        committer.submit { db in outcome.set(try await body(db)) } completion: { error in outcome.finish(error) }
+        return try await outcome.value()
     }
-
     // MARK: migrations
 
     static let migrations: [String] = [
@@ -284,7 +280,7 @@ extension SQLiteStorage {
         """
 
     public func writeVersion(
-        _ new: NewSecretVersion, audit: AuditRecord, seal: @Sendable (Int) throws -> Data
+        _ new: NewSecretVersion, audit: AuditRecord, seal: @escaping @Sendable (Int) throws -> Data
     ) async throws -> SecretVersionInfo {
         try await transaction { db in
             // The KEK must still exist when the version commits (a retirement may have run since the vault was read).

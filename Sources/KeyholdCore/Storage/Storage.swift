@@ -86,7 +86,7 @@ public protocol SecretStore: Sendable {
     /// no duplicates under concurrency) and `seal` produces the ciphertext bound to it. A missing `type` keeps
     /// the previous version's type, or `generic`.
     func writeVersion(
-        _ version: NewSecretVersion, audit: AuditRecord, seal: @Sendable (_ version: Int) throws -> Data
+        _ version: NewSecretVersion, audit: AuditRecord, seal: @escaping @Sendable (_ version: Int) throws -> Data
     ) async throws -> SecretVersionInfo
 
     /// Reads the latest version (or the given one) for its value: checks that it can be read and counts the

@@ -1,28 +1,33 @@
 import Foundation
 import KeyholdCore
+import NIOPosix
 import SQLiteNIO
 import Synchronization
 
 /// The single writer of an SQLite database: one task takes every transaction submitted since its last group and
-/// runs them together, each in a savepoint, under one `BEGIN IMMEDIATE … COMMIT` (one fsync per group).
+/// runs them together, each in a savepoint, under one `BEGIN IMMEDIATE … COMMIT` (one fsync per group), as one job
+/// on the storage's thread pool.
 final class GroupCommitter: Sendable {
-    typealias Work = @Sendable (SQLiteConnection) async throws -> Void
+    typealias Work = @Sendable (SQLiteDB) throws -> Void
     typealias Completion = @Sendable ((any Error)?) -> Void
+    typealias Group = [(Work, Completion)]
 
     private struct State {
-        var queue: [(Work, Completion)] = []
-        var waiting: CheckedContinuation<[(Work, Completion)], Never>?
+        var queue: Group = []
+        var waiting: CheckedContinuation<Group, Never>?
         var stopped = false
     }
 
     private let state = Mutex(State())
-    private let connection: SQLiteConnection
+    private let connection: SQLiteDB
+    private let threadPool: NIOThreadPool
     private let loop = Mutex<Task<Void, Never>?>(nil)
     /// The most transactions one group takes, so one group's latency stays bounded.
     static let maximumGroup = 256
 
-    init(connection: SQLiteConnection) {
+    init(connection: SQLiteDB, threadPool: NIOThreadPool) {
         self.connection = connection
+        self.threadPool = threadPool
         let task = Task { [self] in await run() }
         loop.withLock { $0 = task }
     }
@@ -30,7 +35,7 @@ final class GroupCommitter: Sendable {
     func submit(_ work: @escaping Work, completion: @escaping Completion) {
         enum Action {
             case queued
-            case wake(CheckedContinuation<[(Work, Completion)], Never>, [(Work, Completion)])
+            case wake(CheckedContinuation<Group, Never>, Group)
             case refused
         }
         let action = state.withLock { state -> Action in
@@ -38,9 +43,7 @@ final class GroupCommitter: Sendable {
             state.queue.append((work, completion))
             guard let waiting = state.waiting else { return .queued }
             state.waiting = nil
-            let group = Array(state.queue.prefix(Self.maximumGroup))
-            state.queue.removeFirst(group.count)
-            return .wake(waiting, group)
+            return .wake(waiting, Self.take(&state.queue))
         }
         switch action {
         case .queued: break
@@ -51,7 +54,7 @@ final class GroupCommitter: Sendable {
 
     /// Lets the queued transactions finish, then ends the writer loop.
     func stop() async {
-        let waiting = state.withLock { state -> CheckedContinuation<[(Work, Completion)], Never>? in
+        let waiting = state.withLock { state -> CheckedContinuation<Group, Never>? in
             state.stopped = true
             defer { state.waiting = nil }
             return state.waiting
@@ -60,14 +63,16 @@ final class GroupCommitter: Sendable {
         await loop.withLock { $0 }?.value
     }
 
-    private func next() async -> [(Work, Completion)] {
+    private static func take(_ queue: inout Group) -> Group {
+        let group = Array(queue.prefix(maximumGroup))
+        queue.removeFirst(group.count)
+        return group
+    }
+
+    private func next() async -> Group {
         await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> [(Work, Completion)]? in
-                if !state.queue.isEmpty || state.stopped {
-                    let batch = Array(state.queue.prefix(Self.maximumGroup))
-                    state.queue.removeFirst(batch.count)
-                    return batch
-                }
+            let ready = state.withLock { state -> Group? in
+                if !state.queue.isEmpty || state.stopped { return Self.take(&state.queue) }
                 state.waiting = continuation
                 return nil
             }
@@ -82,27 +87,35 @@ final class GroupCommitter: Sendable {
                 if state.withLock({ $0.stopped && $0.queue.isEmpty }) { return }
                 continue
             }
-            await commit(group)
+            let connection = self.connection
+            let works = group.map(\.0)
+            let outcomes: [(any Error)?]
+            do {
+                outcomes = try await threadPool.runIfActive { Self.commit(works, on: connection) }
+            } catch {
+                outcomes = Array(repeating: error, count: group.count)
+            }
+            for (index, (_, completion)) in group.enumerated() { completion(outcomes[index]) }
         }
     }
 
-    private func commit(_ group: [(Work, Completion)]) async {
-        var outcomes = [(any Error)?](repeating: nil, count: group.count)
+    /// One transaction for the whole group; a body that throws is rolled back to its savepoint alone.
+    private static func commit(_ works: [Work], on db: SQLiteDB) -> [(any Error)?] {
+        var outcomes = [(any Error)?](repeating: nil, count: works.count)
         do {
-            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            try db.execute("BEGIN IMMEDIATE")
         } catch {
-            group.forEach { $0.1(error) }
-            return
+            return outcomes.map { _ in error }
         }
-        for (index, (work, _)) in group.enumerated() {
+        for (index, work) in works.enumerated() {
             do {
-                _ = try await connection.query("SAVEPOINT keyhold", [])
+                try db.execute("SAVEPOINT keyhold")
                 do {
-                    try await work(connection)
-                    _ = try await connection.query("RELEASE keyhold", [])
+                    try work(db)
+                    try db.execute("RELEASE keyhold")
                 } catch {
-                    _ = try? await connection.query("ROLLBACK TO keyhold", [])
-                    _ = try? await connection.query("RELEASE keyhold", [])
+                    try? db.execute("ROLLBACK TO keyhold")
+                    try? db.execute("RELEASE keyhold")
                     outcomes[index] = error
                 }
             } catch {
@@ -110,13 +123,30 @@ final class GroupCommitter: Sendable {
             }
         }
         do {
-            _ = try await connection.query("COMMIT", [])
+            try db.execute("COMMIT")
         } catch {
-            _ = try? await connection.query("ROLLBACK", [])
-            outcomes = outcomes.map { $0 ?? error }
+            try? db.execute("ROLLBACK")
+            return outcomes.map { $0 ?? error }
         }
-        for (index, (_, completion)) in group.enumerated() { completion(outcomes[index]) }
+        return outcomes
     }
+}
+
+/// Reader connections, one per job that needs one (at most the thread pool's size at once).
+final class ReaderPool: Sendable {
+    private let path: String
+    private let idle = Mutex<[SQLiteDB]>([])
+
+    init(path: String) { self.path = path }
+
+    func take() throws -> SQLiteDB {
+        if let db = idle.withLock({ $0.popLast() }) { return db }
+        return try SQLiteDB(path: path)
+    }
+
+    func put(_ db: SQLiteDB) { idle.withLock { $0.append(db) } }
+
+    func close() { idle.withLock { $0.removeAll() } }
 }
 
 /// The result of one transaction: set by its body, released to the caller only when the group has committed.

@@ -6,45 +6,45 @@ import SQLiteNIO
 
 extension SQLiteStorage {
     public func users(orgID: UUID) async throws -> [User] {
-        try await reader.query("SELECT * FROM users WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-            .map(Self.user)
+        try await read { try $0.query("SELECT * FROM users WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
+            .map(Self.user) }
     }
 
     public func updateRole(userID: UUID, orgID: UUID, role: OrgRole, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard let row = try await db.query(
+            guard let row = try db.query(
                 "SELECT role FROM users WHERE id = ? AND org_id = ?", [.uuid(userID), .uuid(orgID)]
             ).first else { return false }
             if try row.text("role") == OrgRole.owner.rawValue, role != .owner {
-                try await Self.requireAnotherOwner(db, orgID: orgID)
+                try Self.requireAnotherOwner(db, orgID: orgID)
             }
-            _ = try await db.query("UPDATE users SET role = ? WHERE id = ?", [.text(role.rawValue), .uuid(userID)])
-            try await Self.append(db, audit)
+            try db.query("UPDATE users SET role = ? WHERE id = ?", [.text(role.rawValue), .uuid(userID)])
+            try Self.append(db, audit)
             return true
         }
     }
 
     public func removeUser(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard let row = try await db.query(
+            guard let row = try db.query(
                 "SELECT role FROM users WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)]
             ).first else { return false }
-            if try row.text("role") == OrgRole.owner.rawValue { try await Self.requireAnotherOwner(db, orgID: orgID) }
-            _ = try await db.query(
+            if try row.text("role") == OrgRole.owner.rawValue { try Self.requireAnotherOwner(db, orgID: orgID) }
+            try db.query(
                 "DELETE FROM policies WHERE principal_type = 'user' AND principal_id = ?", [.uuid(id)])
-            _ = try await db.query(
+            try db.query(
                 "DELETE FROM refresh_tokens WHERE principal_type = 'user' AND principal_id = ?", [.uuid(id)])
-            _ = try await db.query(
+            try db.query(
                 "UPDATE shares SET revoked_at = ? WHERE created_by_type = 'user' AND created_by = ? AND revoked_at IS NULL",
                 [.int64(Timestamp.now.milliseconds), .uuid(id)])
-            _ = try await db.query("DELETE FROM users WHERE id = ?", [.uuid(id)])
-            try await Self.append(db, audit)
+            try db.query("DELETE FROM users WHERE id = ?", [.uuid(id)])
+            try Self.append(db, audit)
             return true
         }
     }
 
-    static func requireAnotherOwner(_ db: SQLiteConnection, orgID: UUID) async throws {
-        let owners = try await db.query(
+    static func requireAnotherOwner(_ db: SQLiteDB, orgID: UUID) throws {
+        let owners = try db.query(
             "SELECT COUNT(*) AS n FROM users WHERE org_id = ? AND role = 'owner'", [.uuid(orgID)]
         ).first?.int("n") ?? 0
         if owners <= 1 { throw StorageError.lastOwner }
@@ -52,7 +52,7 @@ extension SQLiteStorage {
 
     public func createInvite(_ invite: Invite, audit: AuditRecord) async throws {
         try await transaction { db in
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO invites (digest, org_id, email, role, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?)
                 """,
@@ -60,23 +60,23 @@ extension SQLiteStorage {
                     .bytes(invite.digest), .uuid(invite.orgID), .text(invite.email), .text(invite.role.rawValue),
                     .uuid(invite.createdBy), .int64(invite.expiresAt.milliseconds),
                 ])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
         }
     }
 
     public func invite(digest: Data) async throws -> Invite? {
-        try await reader.query("SELECT * FROM invites WHERE digest = ?", [.bytes(digest)]).first.map { row in
+        try await read { try $0.query("SELECT * FROM invites WHERE digest = ?", [.bytes(digest)]).first.map { row in
             Invite(
                 digest: digest, orgID: try row.uuid("org_id"), email: try row.text("email"),
                 role: OrgRole(rawValue: try row.text("role")) ?? .member, createdBy: try row.uuid("created_by"),
                 expiresAt: try row.timestamp("expires_at"))
-        }
+        } }
     }
 
     public func redeemInvite(digest: Data, user: User, now: Timestamp, audit: AuditRecord) async throws -> User? {
         do {
             return try await transaction { db -> User? in
-                guard let row = try await db.query(
+                guard let row = try db.query(
                     """
                     UPDATE invites SET redeemed_at = ?
                     WHERE digest = ? AND email = ? AND redeemed_at IS NULL AND expires_at > ?
@@ -88,17 +88,17 @@ extension SQLiteStorage {
                     id: user.id, orgID: try row.uuid("org_id"), email: user.email, passwordHash: user.passwordHash,
                     displayName: user.displayName, role: OrgRole(rawValue: try row.text("role")) ?? .member,
                     createdAt: user.createdAt)
-                try await Self.insertUser(db, member)
-                try await Self.append(db, audit)
+                try Self.insertUser(db, member)
+                try Self.append(db, audit)
                 return member
             }
-        } catch let error as SQLiteError where error.reason == .constraintUniqueFailed || error.reason == .constraint {
+        } catch let error as SQLiteDB.Failure where error.isUniqueViolation {
             throw StorageError.conflict
         }
     }
 
-    static func insertUser(_ db: SQLiteConnection, _ user: User) async throws {
-        _ = try await db.query(
+    static func insertUser(_ db: SQLiteDB, _ user: User) throws {
+        try db.query(
             """
             INSERT INTO users (id, org_id, email, password_hash, display_name, role, created_at)
             VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -115,32 +115,32 @@ extension SQLiteStorage {
 extension SQLiteStorage {
     public func createAgent(_ agent: Agent, audit: AuditRecord) async throws {
         try await transaction { db in
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO agents (id, org_id, name, description, is_active, scopes, vault_ids, token_ttl_seconds,
                     expires_at, created_by, created_at, key_prefix, key_digest, key_version)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, Self.agentBinds(agent))
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
         }
     }
 
     public func agent(id: UUID) async throws -> Agent? {
-        try await reader.query("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).first.map(Self.agent)
+        try await read { try $0.query("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).first.map(Self.agent) }
     }
 
     public func agents(orgID: UUID) async throws -> [Agent] {
-        try await reader.query("SELECT * FROM agents WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-            .map(Self.agent)
+        try await read { try $0.query("SELECT * FROM agents WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
+            .map(Self.agent) }
     }
 
     public func agents(keyPrefix: String) async throws -> [Agent] {
-        try await reader.query("SELECT * FROM agents WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.agent)
+        try await read { try $0.query("SELECT * FROM agents WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.agent) }
     }
 
     public func updateAgent(_ agent: Agent, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
+            guard !(try db.query(
                 """
                 UPDATE agents SET name = ?, description = ?, is_active = ?, scopes = ?, vault_ids = ?,
                     token_ttl_seconds = ?, expires_at = ?, key_prefix = ?, key_digest = ?, key_version = ?
@@ -155,24 +155,24 @@ extension SQLiteStorage {
                     .int64(Int64(agent.keyVersion)), .uuid(agent.id), .uuid(agent.orgID),
                 ]
             ).isEmpty) else { return false }
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
     public func deleteAgent(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
+            guard !(try db.query(
                 "DELETE FROM agents WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)]
             ).isEmpty) else { return false }
-            _ = try await db.query("DELETE FROM policies WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
-            _ = try await db.query(
+            try db.query("DELETE FROM policies WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
+            try db.query(
                 "DELETE FROM refresh_tokens WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
             // Shares die with the principal who made them.
-            _ = try await db.query(
+            try db.query(
                 "UPDATE shares SET revoked_at = ? WHERE created_by_type = 'agent' AND created_by = ? AND revoked_at IS NULL",
                 [.int64(Timestamp.now.milliseconds), .uuid(id)])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
@@ -188,7 +188,7 @@ extension SQLiteStorage {
         ]
     }
 
-    static func agent(_ row: SQLiteRow) throws -> Agent {
+    static func agent(_ row: SQLiteDB.Row) throws -> Agent {
         Agent(
             id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.text("name"),
             description: row.column("description")?.string, isActive: try row.int("is_active") != 0,
@@ -207,7 +207,7 @@ extension SQLiteStorage {
 extension SQLiteStorage {
     public func createAPIKey(_ key: UserAPIKey, audit: AuditRecord) async throws {
         try await transaction { db in
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO user_api_keys (id, user_id, org_id, name, key_prefix, key_digest, scopes, is_active,
                     created_at, expires_at)
@@ -219,36 +219,36 @@ extension SQLiteStorage {
                     .int64(key.isActive ? 1 : 0), .int64(key.createdAt.milliseconds),
                     .optionalInteger(key.expiresAt?.milliseconds),
                 ])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
         }
     }
 
     public func apiKeys(userID: UUID) async throws -> [UserAPIKey] {
-        try await reader.query(
+        try await read { try $0.query(
             "SELECT * FROM user_api_keys WHERE user_id = ? ORDER BY created_at, id", [.uuid(userID)]
-        ).map(Self.apiKey)
+        ).map(Self.apiKey) }
     }
 
     public func apiKey(id: UUID) async throws -> UserAPIKey? {
-        try await reader.query("SELECT * FROM user_api_keys WHERE id = ?", [.uuid(id)]).first.map(Self.apiKey)
+        try await read { try $0.query("SELECT * FROM user_api_keys WHERE id = ?", [.uuid(id)]).first.map(Self.apiKey) }
     }
 
     public func apiKeys(keyPrefix: String) async throws -> [UserAPIKey] {
-        try await reader.query("SELECT * FROM user_api_keys WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.apiKey)
+        try await read { try $0.query("SELECT * FROM user_api_keys WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.apiKey) }
     }
 
     public func deactivateAPIKey(id: UUID, userID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
+            guard !(try db.query(
                 "UPDATE user_api_keys SET is_active = 0 WHERE id = ? AND user_id = ? AND is_active = 1 RETURNING id",
                 [.uuid(id), .uuid(userID)]
             ).isEmpty) else { return false }
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
-    static func apiKey(_ row: SQLiteRow) throws -> UserAPIKey {
+    static func apiKey(_ row: SQLiteDB.Row) throws -> UserAPIKey {
         UserAPIKey(
             id: try row.uuid("id"), userID: try row.uuid("user_id"), orgID: try row.uuid("org_id"),
             name: try row.text("name"), keyPrefix: try row.text("key_prefix"), keyDigest: try row.bytes("key_digest"),
@@ -259,7 +259,7 @@ extension SQLiteStorage {
 
     public func createRefreshToken(_ token: RefreshTokenRecord, audit: AuditRecord) async throws {
         try await transaction { db in
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO refresh_tokens (digest, family, principal_type, principal_id, org_id, expires_at, scopes,
                     api_key_id, key_version)
@@ -271,23 +271,23 @@ extension SQLiteStorage {
                     .optionalText(token.scopes.map(StoredJSON.encode)), .optionalText(token.apiKeyID?.wire),
                     .optionalInteger(token.keyVersion.map(Int64.init)),
                 ])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
         }
     }
 
     public func spendRefreshToken(digest: Data, now: Timestamp) async throws -> RefreshTokenRecord? {
         try await transaction { db -> RefreshTokenRecord? in
-            guard let row = try await db.query("SELECT * FROM refresh_tokens WHERE digest = ?", [.bytes(digest)]).first
+            guard let row = try db.query("SELECT * FROM refresh_tokens WHERE digest = ?", [.bytes(digest)]).first
             else { return nil }
             let family = try row.uuid("family")
             if row.column("spent_at")?.integer != nil {
                 // A spent token presented again: someone holds a copy. End the whole family.
-                _ = try await db.query("DELETE FROM refresh_tokens WHERE family = ?", [.uuid(family)])
+                try db.query("DELETE FROM refresh_tokens WHERE family = ?", [.uuid(family)])
                 return nil
             }
             let expiresAt = try row.timestamp("expires_at")
             guard now < expiresAt else { return nil }
-            _ = try await db.query(
+            try db.query(
                 "UPDATE refresh_tokens SET spent_at = ? WHERE digest = ?", [.int64(now.milliseconds), .bytes(digest)])
             return RefreshTokenRecord(
                 digest: digest, family: family,
@@ -301,17 +301,17 @@ extension SQLiteStorage {
 
     public func revokeToken(id: String, expiresAt: Timestamp, audit: AuditRecord) async throws {
         try await transaction { db in
-            _ = try await db.query(
+            try db.query(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
                 [.text(id), .int64(expiresAt.milliseconds)])
-            _ = try await db.query(
+            try db.query(
                 "DELETE FROM revoked_tokens WHERE expires_at < ?", [.int64(Timestamp.now.milliseconds - 60_000)])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
         }
     }
 
     public func isTokenRevoked(id: String) async throws -> Bool {
-        !(try await reader.query("SELECT 1 AS x FROM revoked_tokens WHERE jti = ?", [.text(id)]).isEmpty)
+        !(try await read { try $0.query("SELECT 1 AS x FROM revoked_tokens WHERE jti = ?", [.text(id)]).isEmpty })
     }
 }
 
@@ -320,7 +320,7 @@ extension SQLiteStorage {
 extension SQLiteStorage {
     public func createPolicy(_ policy: Policy, audit: AuditRecord) async throws {
         try await transaction { db in
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO policies (id, vault_id, pattern, principal_type, principal_id, permissions, conditions,
                     expires_at, effect, priority, created_by, created_by_type, created_at)
@@ -334,38 +334,38 @@ extension SQLiteStorage {
                     .text(policy.effect.rawValue), .int64(Int64(policy.priority)), .uuid(policy.createdBy),
                     .text(policy.createdByType.rawValue), .int64(policy.createdAt.milliseconds),
                 ])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
         }
     }
 
     public func policy(id: UUID, vaultID: UUID) async throws -> Policy? {
-        try await reader.query("SELECT * FROM policies WHERE id = ? AND vault_id = ?", [.uuid(id), .uuid(vaultID)])
-            .first.map(Self.policy)
+        try await read { try $0.query("SELECT * FROM policies WHERE id = ? AND vault_id = ?", [.uuid(id), .uuid(vaultID)])
+            .first.map(Self.policy) }
     }
 
     public func policies(vaultID: UUID) async throws -> [Policy] {
-        try await reader.query(
+        try await read { try $0.query(
             "SELECT * FROM policies WHERE vault_id = ? ORDER BY priority DESC, created_at, id", [.uuid(vaultID)]
-        ).map(Self.policy)
+        ).map(Self.policy) }
     }
 
     public func policies(principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
-        try await reader.query(
+        try await read { try $0.query(
             "SELECT * FROM policies WHERE principal_type = ? AND principal_id = ?",
             [.text(principalKind.rawValue), .uuid(principalID)]
-        ).map(Self.policy)
+        ).map(Self.policy) }
     }
 
     public func policies(vaultID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
-        try await reader.query(
+        try await read { try $0.query(
             "SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?",
             [.uuid(vaultID), .text(principalKind.rawValue), .uuid(principalID)]
-        ).map(Self.policy)
+        ).map(Self.policy) }
     }
 
     public func updatePolicy(_ policy: Policy, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
+            guard !(try db.query(
                 """
                 UPDATE policies SET permissions = ?, conditions = ?, expires_at = ?, effect = ?, priority = ?
                 WHERE id = ? AND vault_id = ? RETURNING id
@@ -376,22 +376,22 @@ extension SQLiteStorage {
                     .text(policy.effect.rawValue), .int64(Int64(policy.priority)), .uuid(policy.id), .uuid(policy.vaultID),
                 ]
             ).isEmpty) else { return false }
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
     public func deletePolicy(id: UUID, vaultID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
+            guard !(try db.query(
                 "DELETE FROM policies WHERE id = ? AND vault_id = ? RETURNING id", [.uuid(id), .uuid(vaultID)]
             ).isEmpty) else { return false }
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
-    static func policy(_ row: SQLiteRow) throws -> Policy {
+    static func policy(_ row: SQLiteDB.Row) throws -> Policy {
         Policy(
             id: try row.uuid("id"), vaultID: try row.uuid("vault_id"),
             pattern: try PathPattern(validating: try row.text("pattern")),

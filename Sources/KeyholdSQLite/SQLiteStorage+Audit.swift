@@ -5,15 +5,15 @@ import SQLiteNIO
 extension SQLiteStorage {
     /// Appends a record to its org's chain inside the caller's transaction. Any failure becomes a 503 and, since
     /// it is thrown inside the transaction, rolls back the change it was recording.
-    static func append(_ db: SQLiteConnection, _ record: AuditRecord) async throws {
+    static func append(_ db: SQLiteDB, _ record: AuditRecord) throws {
         do {
             let orgID = record.entry.orgID
-            let head = try await db.query("SELECT * FROM audit_heads WHERE org_id = ?", [.uuid(orgID)]).first.map {
+            let head = try db.query("SELECT * FROM audit_heads WHERE org_id = ?", [.uuid(orgID)]).first.map {
                 AuditHead(eventID: try $0.uuid("event_id"), sequence: try $0.int("seq"), hash: try $0.text("hash"))
             }
             let event = record.chain.seal(record.entry, after: head)
             let entry = event.entry
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO audit_events (id, org_id, seq, actor_type, actor_id, action, resource_type, resource_id,
                     details, ip_address, created_at, prev_event_id, integrity_hash)
@@ -26,7 +26,7 @@ extension SQLiteStorage {
                     .optionalText(entry.ipAddress), .int64(event.createdAt.milliseconds),
                     .optionalText(event.previousID?.wire), .text(event.integrityHash),
                 ])
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO audit_heads (org_id, event_id, seq, hash) VALUES (?, ?, ?, ?)
                 ON CONFLICT (org_id) DO UPDATE SET event_id = excluded.event_id, seq = excluded.seq, hash = excluded.hash
@@ -37,7 +37,7 @@ extension SQLiteStorage {
     }
 
     public func appendAudit(_ record: AuditRecord) async throws {
-        try await transaction { db in try await Self.append(db, record) }
+        try await transaction { db in try Self.append(db, record) }
     }
 
     public func auditEvents(orgID: UUID, filter: AuditFilter) async throws -> [AuditEvent] {
@@ -50,23 +50,24 @@ extension SQLiteStorage {
         if let to = filter.to { sql += " AND created_at <= ?"; binds.append(.int64(to.milliseconds)) }
         sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
         binds += [.int64(Int64(filter.limit)), .int64(Int64(filter.offset))]
-        return try await reader.query(sql, binds).map(Self.auditEvent)
+        let (query, values) = (sql, binds)
+        return try await read { try $0.query(query, values).map(Self.auditEvent) }
     }
 
     public func auditChain(orgID: UUID, afterSequence: Int64, limit: Int) async throws -> [AuditEvent] {
-        try await reader.query(
+        try await read { try $0.query(
             "SELECT * FROM audit_events WHERE org_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             [.uuid(orgID), .int64(afterSequence), .int64(Int64(limit))]
-        ).map(Self.auditEvent)
+        ).map(Self.auditEvent) }
     }
 
     public func auditHead(orgID: UUID) async throws -> AuditHead? {
-        try await reader.query("SELECT * FROM audit_heads WHERE org_id = ?", [.uuid(orgID)]).first.map {
+        try await read { try $0.query("SELECT * FROM audit_heads WHERE org_id = ?", [.uuid(orgID)]).first.map {
             AuditHead(eventID: try $0.uuid("event_id"), sequence: try $0.int("seq"), hash: try $0.text("hash"))
-        }
+        } }
     }
 
-    static func auditEvent(_ row: SQLiteRow) throws -> AuditEvent {
+    static func auditEvent(_ row: SQLiteDB.Row) throws -> AuditEvent {
         let details: [String: JSONValue] =
             if case .object(let object) = try JSONValue(jsonString: try row.text("details")) { object } else { [:] }
         return AuditEvent(

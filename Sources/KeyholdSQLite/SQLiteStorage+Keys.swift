@@ -4,25 +4,25 @@ import SQLiteNIO
 
 extension SQLiteStorage {
     public func vault(id: UUID) async throws -> Vault? {
-        try await reader.query("SELECT * FROM vaults WHERE id = ?", [.uuid(id)]).first.map(Self.vault)
+        try await read { try $0.query("SELECT * FROM vaults WHERE id = ?", [.uuid(id)]).first.map(Self.vault) }
     }
 
     public func rotateVaultKEK(vaultID: UUID, orgID: UUID, kek: KEKHandle, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
+            guard !(try db.query(
                 "UPDATE vaults SET kek_id = ? WHERE id = ? AND org_id = ? RETURNING id",
                 [.text(kek.id), .uuid(vaultID), .uuid(orgID)]
             ).isEmpty) else { return false }
-            _ = try await db.query(
+            try db.query(
                 "INSERT INTO keks (id, vault_id, material, created_at) VALUES (?, ?, ?, ?)",
                 [.text(kek.id), .uuid(vaultID), .bytes(kek.material), .int64(Timestamp.now.milliseconds)])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
     public func staleWrappedKeys(limit: Int) async throws -> [StaleWrappedKey] {
-        try await reader.query(
+        try await read { try $0.query(
             """
             SELECT v.secret_id, v.version, v.kek_id, v.wrapped_dek, vt.kek_id AS target
             FROM secret_versions v JOIN secrets s ON s.id = v.secret_id JOIN vaults vt ON vt.id = s.vault_id
@@ -32,14 +32,14 @@ extension SQLiteStorage {
             StaleWrappedKey(
                 secretID: try $0.uuid("secret_id"), version: Int(try $0.int("version")), currentKEKID: try $0.text("kek_id"),
                 wrappedDataKey: try $0.bytes("wrapped_dek"), targetKEKID: try $0.text("target"))
-        }
+        } }
     }
 
     public func rewrap(_ keys: [(StaleWrappedKey, Data)]) async throws -> Int {
         try await transaction { db in
             var changed = 0
             for (key, wrapped) in keys {
-                let rows = try await db.query(
+                let rows = try db.query(
                     """
                     UPDATE secret_versions SET kek_id = ?, wrapped_dek = ?
                     WHERE secret_id = ? AND version = ? AND kek_id = ? RETURNING version
@@ -52,19 +52,19 @@ extension SQLiteStorage {
     }
 
     public func unusedKEKs() async throws -> [KEKHandle] {
-        try await reader.query(
+        try await read { try $0.query(
             """
             SELECT k.id, k.material FROM keks k
             WHERE NOT EXISTS (SELECT 1 FROM vaults v WHERE v.kek_id = k.id)
               AND NOT EXISTS (SELECT 1 FROM secret_versions sv WHERE sv.kek_id = k.id)
             ORDER BY k.id
             """, []
-        ).map { KEKHandle(id: try $0.text("id"), material: try $0.bytes("material")) }
+        ).map { KEKHandle(id: try $0.text("id"), material: try $0.bytes("material")) } }
     }
 
     public func deleteKEK(id: String) async throws -> Bool {
         try await transaction { db in
-            !(try await db.query(
+            !(try db.query(
                 """
                 DELETE FROM keks WHERE id = ?
                   AND NOT EXISTS (SELECT 1 FROM vaults v WHERE v.kek_id = keks.id)
@@ -76,14 +76,14 @@ extension SQLiteStorage {
     }
 
     public func allKEKs() async throws -> [KEKHandle] {
-        try await reader.query("SELECT id, material FROM keks ORDER BY id", []).map {
+        try await read { try $0.query("SELECT id, material FROM keks ORDER BY id", []).map {
             KEKHandle(id: try $0.text("id"), material: try $0.bytes("material"))
-        }
+        } }
     }
 
     public func allSystemValues() async throws -> [String: Data] {
         var values: [String: Data] = [:]
-        for row in try await reader.query("SELECT key, value FROM system_values", []) {
+        for row in try await read { try $0.query("SELECT key, value FROM system_values", []) } {
             values[try row.text("key")] = try row.bytes("value")
         }
         return values
@@ -92,10 +92,10 @@ extension SQLiteStorage {
     public func reseal(keks: [KEKHandle], systemValues: [String: Data]) async throws {
         try await transaction { db in
             for kek in keks {
-                _ = try await db.query("UPDATE keks SET material = ? WHERE id = ?", [.bytes(kek.material), .text(kek.id)])
+                try db.query("UPDATE keks SET material = ? WHERE id = ?", [.bytes(kek.material), .text(kek.id)])
             }
             for (key, value) in systemValues {
-                _ = try await db.query("UPDATE system_values SET value = ? WHERE key = ?", [.bytes(value), .text(key)])
+                try db.query("UPDATE system_values SET value = ? WHERE key = ?", [.bytes(value), .text(key)])
             }
         }
     }

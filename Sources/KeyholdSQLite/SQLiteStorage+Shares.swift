@@ -4,7 +4,7 @@ import SQLiteNIO
 
 extension SQLiteStorage {
     public func secretLocation(id: UUID) async throws -> SecretLocation? {
-        try await reader.query(
+        try await read { try $0.query(
             """
             SELECT s.id, s.vault_id, s.path, v.org_id FROM secrets s JOIN vaults v ON v.id = s.vault_id
             WHERE s.id = ? AND s.deleted_at IS NULL
@@ -13,12 +13,12 @@ extension SQLiteStorage {
             SecretLocation(
                 secretID: try $0.uuid("id"), vaultID: try $0.uuid("vault_id"), orgID: try $0.uuid("org_id"),
                 path: try $0.text("path"))
-        }
+        } }
     }
 
     public func createShare(_ share: Share, audit: AuditRecord) async throws {
         try await transaction { db in
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO shares (id, org_id, secret_id, vault_id, path, created_by_type, created_by, recipient_type,
                     recipient_id, recipient_email, expires_at, max_access_count, access_count, passphrase_hash,
@@ -33,74 +33,74 @@ extension SQLiteStorage {
                     .optionalText(share.passphraseHash), .text(StoredJSON.encode(share.ipAllowlist.map(\.description))),
                     .text(share.status.rawValue), .int64(share.createdAt.milliseconds),
                 ])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
         }
     }
 
     public func share(id: UUID) async throws -> Share? {
-        try await reader.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first.map(Self.share)
+        try await read { try $0.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first.map(Self.share) }
     }
 
     public func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share] {
-        try await reader.query(
+        try await read { try $0.query(
             "SELECT * FROM shares WHERE created_by_type = ? AND created_by = ? ORDER BY created_at DESC, id",
             [.text(creatorType.rawValue), .uuid(creatorID)]
-        ).map(Self.share)
+        ).map(Self.share) }
     }
 
     public func inboundShares(recipientID: UUID, email: String?) async throws -> [Share] {
-        try await reader.query(
+        try await read { try $0.query(
             "SELECT * FROM shares WHERE recipient_id = ? OR (recipient_email IS NOT NULL AND recipient_email = ?) ORDER BY created_at DESC, id",
             [.uuid(recipientID), .optionalText(email)]
-        ).map(Self.share)
+        ).map(Self.share) }
     }
 
     public func revokeShare(id: UUID, creatorType: PrincipalKind, creatorID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
+            guard !(try db.query(
                 """
                 UPDATE shares SET revoked_at = ?
                 WHERE id = ? AND created_by_type = ? AND created_by = ? AND revoked_at IS NULL RETURNING id
                 """, [.int64(Timestamp.now.milliseconds), .uuid(id), .text(creatorType.rawValue), .uuid(creatorID)]
             ).isEmpty) else { return false }
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
     public func answerShare(id: UUID, status: ShareStatus, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
+            guard !(try db.query(
                 "UPDATE shares SET status = ? WHERE id = ? AND status = 'pending' AND revoked_at IS NULL RETURNING id",
                 [.text(status.rawValue), .uuid(id)]
             ).isEmpty) else { return false }
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
     public func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion) {
         try await transaction { db in
-            guard let row = try await db.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first,
+            guard let row = try db.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first,
                 row.column("revoked_at")?.integer == nil
             else { throw KeyholdError.notFound("Share not found") }
             let share = try Self.share(row)
             if let reason = share.goneReason(at: now) { throw KeyholdError.gone(reason) }
-            guard let count = try await db.query(
+            guard let count = try db.query(
                 """
                 UPDATE shares SET access_count = access_count + 1
                 WHERE id = ? AND (max_access_count IS NULL OR access_count < max_access_count) RETURNING access_count
                 """, [.uuid(id)]
             ).first?.int("access_count") else { throw KeyholdError.gone("Share has reached its maximum access count") }
-            let sealed = try await Self.countedRead(
+            let sealed = try Self.countedRead(
                 db, where: "s.id = ? AND v.version = s.current_version", [.uuid(share.secretID)], now: now,
                 missing: KeyholdError.gone("The shared secret no longer exists"))
-            try await Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
+            try Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
             return (share.with(accessCount: Int(count)), sealed)
         }
     }
 
-    static func share(_ row: SQLiteRow) throws -> Share {
+    static func share(_ row: SQLiteDB.Row) throws -> Share {
         Share(
             id: try row.uuid("id"), orgID: try row.uuid("org_id"), secretID: try row.uuid("secret_id"),
             vaultID: try row.uuid("vault_id"), path: try row.text("path"),

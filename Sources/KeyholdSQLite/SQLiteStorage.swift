@@ -6,35 +6,26 @@ import NIOPosix
 import SQLiteNIO
 
 /// The embedded default backend: one SQLite file in WAL mode with `synchronous=FULL`, so a commit is on disk
-/// before the response. Writes go through one connection, one transaction at a time; plain reads use a second
-/// connection and see the last committed state.
+/// before the response. All writes go through one connection, in groups (see `GroupCommitter`); plain reads use a
+/// small pool of reader connections and see the last committed state. Every SQLite call runs on this storage's own
+/// thread pool, never on an event loop, a whole transaction or read as one job.
 public final class SQLiteStorage: Storage {
-    let writer: SQLiteConnection
-    let reader: SQLiteConnection
     let threadPool: NIOThreadPool
     let committer: GroupCommitter
+    let readers: ReaderPool
     /// The database file.
     public let path: String
 
     public static func open(path: String, logger: Logger) async throws -> SQLiteStorage {
-        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        let threadPool = NIOThreadPool(numberOfThreads: 4)
         threadPool.start()
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
         do {
-            let writer = try await SQLiteConnection.open(
-                storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop)
-            for pragma in [
-                "PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
-                "PRAGMA busy_timeout=10000",
-            ] {
-                _ = try await writer.query(pragma, [])
+            let writer = try await threadPool.runIfActive {
+                let writer = try SQLiteDB(path: path)
+                try writer.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")
+                return writer
             }
-            let storage = SQLiteStorage(
-                path: path, writer: writer,
-                reader: try await SQLiteConnection.open(
-                    storage: .file(path: path), threadPool: threadPool, logger: logger, on: eventLoop),
-                threadPool: threadPool)
-            _ = try await storage.reader.query("PRAGMA busy_timeout=10000", [])
+            let storage = SQLiteStorage(path: path, writer: writer, threadPool: threadPool)
             try await storage.migrate()
             return storage
         } catch {
@@ -43,18 +34,16 @@ public final class SQLiteStorage: Storage {
         }
     }
 
-    init(path: String, writer: SQLiteConnection, reader: SQLiteConnection, threadPool: NIOThreadPool) {
+    init(path: String, writer: SQLiteDB, threadPool: NIOThreadPool) {
         self.path = path
-        self.committer = GroupCommitter(connection: writer)
-        self.writer = writer
-        self.reader = reader
         self.threadPool = threadPool
+        self.committer = GroupCommitter(connection: writer, threadPool: threadPool)
+        self.readers = ReaderPool(path: path)
     }
 
     public func close() async throws {
-        try await reader.close()
         await committer.stop()
-        try await writer.close()
+        readers.close()
         try await threadPool.shutdownGracefully()
     }
 
@@ -64,11 +53,22 @@ public final class SQLiteStorage: Storage {
     /// was rolled back. Group commit: transactions that arrive while the writer is busy run together under one
     /// `BEGIN IMMEDIATE … COMMIT`, each in its own savepoint, so a whole group costs one fsync. A body that throws
     /// rolls back to its savepoint and leaves the others untouched; a failed COMMIT fails every body in the group.
-    func transaction<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (SQLiteDB) throws -> T) async throws -> T {
         let outcome = Outcome<T>()
-        committer.submit { db in outcome.set(try await body(db)) } completion: { error in outcome.finish(error) }
+        committer.submit { db in outcome.set(try body(db)) } completion: { error in outcome.finish(error) }
         return try await outcome.value()
     }
+
+    /// Runs plain reads on a reader connection, as one job on the storage's thread pool.
+    func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteDB) throws -> T) async throws -> T {
+        let readers = self.readers
+        return try await threadPool.runIfActive {
+            let db = try readers.take()
+            defer { readers.put(db) }
+            return try body(db)
+        }
+    }
+
     // MARK: migrations
 
     static let migrations: [String] = [
@@ -162,17 +162,13 @@ public final class SQLiteStorage: Storage {
 
     func migrate() async throws {
         try await transaction { db in
-            _ = try await db.query(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-                [])
-            let applied = try await db.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", [])
+            try db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            let applied = try db.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", [])
                 .first?.column("v")?.integer ?? 0
             for (index, migration) in Self.migrations.enumerated() where index + 1 > applied {
-                for statement in migration.split(separator: ";") {
-                    let sql = statement.trimmingCharacters(in: .whitespacesAndNewlines)
-                    if !sql.isEmpty { _ = try await db.query(sql, []) }
-                }
-                _ = try await db.query(
+                try db.execute(migration)
+                try db.query(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                     [.int64(Int64(index + 1)), .int64(Timestamp.now.milliseconds)])
             }
@@ -186,26 +182,26 @@ extension SQLiteStorage {
     public func createOrg(_ org: Org, owner: User, audit: AuditRecord) async throws {
         do {
             try await transaction { db in
-                _ = try await db.query(
+                try db.query(
                     "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
                     [.uuid(org.id), .text(org.name), .int64(org.createdAt.milliseconds)])
-                try await Self.insertUser(db, owner)
-                try await Self.append(db, audit)
+                try Self.insertUser(db, owner)
+                try Self.append(db, audit)
             }
-        } catch let error as SQLiteError where error.reason == .constraintUniqueFailed || error.reason == .constraint {
+        } catch let error as SQLiteDB.Failure where error.isUniqueViolation {
             throw StorageError.conflict
         }
     }
 
     public func user(email: String) async throws -> User? {
-        try await reader.query("SELECT * FROM users WHERE email = ?", [.text(email)]).first.map(Self.user)
+        try await read { try $0.query("SELECT * FROM users WHERE email = ?", [.text(email)]).first.map(Self.user) }
     }
 
     public func user(id: UUID) async throws -> User? {
-        try await reader.query("SELECT * FROM users WHERE id = ?", [.uuid(id)]).first.map(Self.user)
+        try await read { try $0.query("SELECT * FROM users WHERE id = ?", [.uuid(id)]).first.map(Self.user) }
     }
 
-    static func user(_ row: SQLiteRow) throws -> User {
+    static func user(_ row: SQLiteDB.Row) throws -> User {
         User(
             id: try row.uuid("id"), orgID: try row.uuid("org_id"), email: try row.text("email"),
             passwordHash: try row.text("password_hash"), displayName: row.column("display_name")?.string,
@@ -218,7 +214,7 @@ extension SQLiteStorage {
 extension SQLiteStorage {
     public func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws {
         try await transaction { db in
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO vaults (id, org_id, name, description, created_by, created_by_type, kek_id, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -228,41 +224,41 @@ extension SQLiteStorage {
                     .uuid(vault.createdBy), .text(vault.createdByType.rawValue), .text(vault.kekID),
                     .int64(vault.createdAt.milliseconds),
                 ])
-            _ = try await db.query(
+            try db.query(
                 "INSERT INTO keks (id, vault_id, material, created_at) VALUES (?, ?, ?, ?)",
                 [.text(kek.id), .uuid(vault.id), .bytes(kek.material), .int64(vault.createdAt.milliseconds)])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
         }
     }
 
     public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
-        try await reader.query("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
-            .first.map(Self.vault)
+        try await read { try $0.query("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
+            .first.map(Self.vault) }
     }
 
     public func vaults(orgID: UUID) async throws -> [Vault] {
-        try await reader.query("SELECT * FROM vaults WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-            .map(Self.vault)
+        try await read { try $0.query("SELECT * FROM vaults WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
+            .map(Self.vault) }
     }
 
     public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
             // Foreign keys cascade to the vault's keys, policies, secrets and versions.
-            guard !(try await db.query(
+            guard !(try db.query(
                 "DELETE FROM vaults WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)]
             ).isEmpty) else { return false }
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
     public func kek(id: String) async throws -> KEKHandle? {
-        try await reader.query("SELECT material FROM keks WHERE id = ?", [.text(id)]).first.map {
+        try await read { try $0.query("SELECT material FROM keks WHERE id = ?", [.text(id)]).first.map {
             KEKHandle(id: id, material: try $0.bytes("material"))
-        }
+        } }
     }
 
-    static func vault(_ row: SQLiteRow) throws -> Vault {
+    static func vault(_ row: SQLiteDB.Row) throws -> Vault {
         Vault(
             id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.text("name"),
             description: row.column("description")?.string, createdBy: try row.uuid("created_by"),
@@ -284,15 +280,15 @@ extension SQLiteStorage {
     ) async throws -> SecretVersionInfo {
         try await transaction { db in
             // The KEK must still exist when the version commits (a retirement may have run since the vault was read).
-            guard !(try await db.query("SELECT id FROM keks WHERE id = ?", [.text(new.kekID)]).isEmpty) else {
+            guard !(try db.query("SELECT id FROM keks WHERE id = ?", [.text(new.kekID)]).isEmpty) else {
                 throw KeyholdError(.unavailable, "The vault's key changed during the write; retry the request")
             }
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO secrets (id, vault_id, path, current_version) VALUES (?, ?, ?, 0)
                 ON CONFLICT (vault_id, path) DO NOTHING
                 """, [.uuid(UUID()), .uuid(new.vaultID), .text(new.path)])
-            guard let row = try await db.query(
+            guard let row = try db.query(
                 """
                 UPDATE secrets SET current_version = current_version + 1, deleted_at = NULL
                 WHERE vault_id = ? AND path = ? RETURNING id, current_version
@@ -302,7 +298,7 @@ extension SQLiteStorage {
             let version = Int(try row.int("current_version"))
             var type = new.type
             if type == nil, version > 1 {
-                type = try await db.query(
+                type = try db.query(
                     "SELECT type FROM secret_versions WHERE secret_id = ? AND version = ?",
                     [.uuid(secretID), .int64(Int64(version - 1))]
                 ).first?.column("type")?.string.flatMap(SecretType.init(rawValue:))
@@ -312,7 +308,7 @@ extension SQLiteStorage {
                 metadata: new.metadata, rotationPolicy: new.rotationPolicy, expiresAt: new.expiresAt,
                 maxAccessCount: new.maxAccessCount, accessCount: 0, isDisabled: false, isDeleted: false,
                 createdBy: new.createdBy, createdAt: new.createdAt)
-            _ = try await db.query(
+            try db.query(
                 """
                 INSERT INTO secret_versions (secret_id, version, type, metadata, rotation_policy, expires_at,
                     max_access_count, created_by, created_at, kek_id, wrapped_dek, ciphertext)
@@ -325,7 +321,7 @@ extension SQLiteStorage {
                     .uuid(new.createdBy), .int64(new.createdAt.milliseconds), .text(new.kekID),
                     .bytes(new.wrappedDataKey), .bytes(try seal(version)),
                 ])
-            try await Self.append(db, audit.adding(["version": .number(Double(version))]))
+            try Self.append(db, audit.adding(["version": .number(Double(version))]))
             return info
         }
     }
@@ -337,11 +333,11 @@ extension SQLiteStorage {
             let versionClause = version == nil ? "v.version = s.current_version" : "v.version = ?"
             var binds: [SQLiteData] = [.uuid(vaultID), .text(path)]
             if let version { binds.append(.int64(Int64(version))) }
-            let sealed = try await Self.countedRead(
+            let sealed = try Self.countedRead(
                 db, where: "s.vault_id = ? AND s.path = ? AND \(versionClause)", binds, now: now,
                 missing: version == nil
                     ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found"))
-            try await Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
+            try Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
             return sealed
         }
     }
@@ -349,9 +345,9 @@ extension SQLiteStorage {
     /// Inside a transaction: reads one version for its value, refuses it when gone (410) and counts the access
     /// against `max_access_count` atomically.
     static func countedRead(
-        _ db: SQLiteConnection, where condition: String, _ binds: [SQLiteData], now: Timestamp, missing: KeyholdError
-    ) async throws -> SealedSecretVersion {
-            guard let row = try await db.query(
+        _ db: SQLiteDB, where condition: String, _ binds: [SQLiteData], now: Timestamp, missing: KeyholdError
+    ) throws -> SealedSecretVersion {
+            guard let row = try db.query(
                 """
                 SELECT \(Self.versionColumns), v.kek_id, v.wrapped_dek, v.ciphertext
                 FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
@@ -360,7 +356,7 @@ extension SQLiteStorage {
             ).first else { throw missing }
             let info = try Self.versionInfo(row)
             if let reason = info.goneReason(now: now) { throw KeyholdError.gone(reason) }
-            let counted = try await db.query(
+            let counted = try db.query(
                 """
                 UPDATE secret_versions SET access_count = access_count + 1
                 WHERE secret_id = ? AND version = ? AND (max_access_count IS NULL OR access_count < max_access_count)
@@ -393,48 +389,49 @@ extension SQLiteStorage {
             binds.append(.text(after))
         }
         binds.append(.int64(Int64(limit)))
-        return try await reader.query(sql + " ORDER BY s.path LIMIT ?", binds).map(Self.versionInfo)
+        let (query, values) = (sql + " ORDER BY s.path LIMIT ?", binds)
+        return try await read { try $0.query(query, values).map(Self.versionInfo) }
     }
 
     public func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo] {
-        try await reader.query(
+        try await read { try $0.query(
             """
             SELECT \(Self.versionColumns) FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
             WHERE s.vault_id = ? AND s.path = ? ORDER BY v.version
             """, [.uuid(vaultID), .text(path)]
-        ).map(Self.versionInfo)
+        ).map(Self.versionInfo) }
     }
 
     public func disableVersion(vaultID: UUID, path: String, version: Int, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
+            guard !(try db.query(
                 """
                 UPDATE secret_versions SET is_disabled = 1
                 WHERE version = ? AND secret_id = (SELECT id FROM secrets WHERE vault_id = ? AND path = ?)
                 RETURNING version
                 """, [.int64(Int64(version)), .uuid(vaultID), .text(path)]
             ).isEmpty) else { return false }
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
     public func deleteSecret(vaultID: UUID, path: String, at time: Timestamp, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard let row = try await db.query(
+            guard let row = try db.query(
                 """
                 UPDATE secrets SET deleted_at = ? WHERE vault_id = ? AND path = ? AND deleted_at IS NULL
                 RETURNING id
                 """, [.int64(time.milliseconds), .uuid(vaultID), .text(path)]
             ).first else { return false }
-            _ = try await db.query(
+            try db.query(
                 "UPDATE secret_versions SET is_deleted = 1 WHERE secret_id = ?", [.uuid(try row.uuid("id"))])
-            try await Self.append(db, audit)
+            try Self.append(db, audit)
             return true
         }
     }
 
-    static func versionInfo(_ row: SQLiteRow) throws -> SecretVersionInfo {
+    static func versionInfo(_ row: SQLiteDB.Row) throws -> SecretVersionInfo {
         SecretVersionInfo(
             secretID: try row.uuid("secret_id"), path: try row.text("path"), version: Int(try row.int("version")),
             type: SecretType(rawValue: try row.text("type")) ?? .generic,
@@ -453,16 +450,16 @@ extension SQLiteStorage {
 
 extension SQLiteStorage {
     public func systemValue(_ key: String) async throws -> Data? {
-        try await reader.query("SELECT value FROM system_values WHERE key = ?", [.text(key)]).first
-            .map { try $0.bytes("value") }
+        try await read { try $0.query("SELECT value FROM system_values WHERE key = ?", [.text(key)]).first
+            .map { try $0.bytes("value") } }
     }
 
     public func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data {
         try await transaction { db in
-            _ = try await db.query(
+            try db.query(
                 "INSERT INTO system_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                 [.text(key), .bytes(value)])
-            guard let row = try await db.query("SELECT value FROM system_values WHERE key = ?", [.text(key)]).first
+            guard let row = try db.query("SELECT value FROM system_values WHERE key = ?", [.text(key)]).first
             else { throw StorageError.backend("system value vanished") }
             return try row.bytes("value")
         }
@@ -489,7 +486,7 @@ extension SQLiteData {
     static func bytes(_ data: Data) -> SQLiteData { .blob(ByteBuffer(bytes: data)) }
 }
 
-extension SQLiteRow {
+extension SQLiteDB.Row {
     func text(_ name: String) throws -> String {
         guard let value = column(name)?.string else { throw StorageError.backend("column \(name) is not text") }
         return value

@@ -1,0 +1,127 @@
+import Foundation
+import KeyholdCore
+import NIOCore
+import SQLiteNIO
+import VaporCSQLite
+
+/// A synchronous SQLite connection on sqlite-nio's bundled SQLite, with a prepared-statement cache.
+///
+/// Why not sqlite-nio's async `query`: it hops to a thread pool and back for every statement, and a Keyhold
+/// transaction has five to ten statements, so most of a request's time went to thread hand-offs (seen with
+/// `perf`: futex waits and task switches on top). Keyhold runs a whole transaction, or a whole group commit, as one
+/// job on its own thread pool and calls SQLite directly inside it. One connection is used by one job at a time.
+final class SQLiteDB: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private var statements: [String: OpaquePointer] = [:]
+
+    struct Failure: Error, CustomStringConvertible {
+        let code: Int32
+        let message: String
+        var description: String { "SQLite error \(code): \(message)" }
+        /// SQLITE_CONSTRAINT_UNIQUE or SQLITE_CONSTRAINT_PRIMARYKEY.
+        var isUniqueViolation: Bool { code == 2067 || code == 1555 }
+    }
+
+    init(path: String) throws {
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
+        guard rc == SQLITE_OK, let handle else {
+            if let handle { sqlite_nio_sqlite3_close(handle) }
+            throw StorageError.backend("cannot open \(path): SQLite error \(rc)")
+        }
+        self.handle = handle
+        sqlite_nio_sqlite3_extended_result_codes(handle, 1)
+        sqlite_nio_sqlite3_busy_timeout(handle, 10_000)
+    }
+
+    deinit {
+        for statement in statements.values { sqlite_nio_sqlite3_finalize(statement) }
+        sqlite_nio_sqlite3_close_v2(handle)
+    }
+
+    private func failure() -> Failure {
+        Failure(
+            code: sqlite_nio_sqlite3_extended_errcode(handle),
+            message: String(cString: sqlite_nio_sqlite3_errmsg(handle)))
+    }
+
+    /// Runs SQL without results (pragmas, migrations, transaction control); may hold several statements.
+    func execute(_ sql: String) throws {
+        guard sqlite_nio_sqlite3_exec(handle, sql, nil, nil, nil) == SQLITE_OK else { throw failure() }
+    }
+
+    /// Runs one statement with its bind values and returns every row.
+    @discardableResult
+    func query(_ sql: String, _ binds: [SQLiteData] = []) throws -> [Row] {
+        let statement = try prepared(sql)
+        defer {
+            sqlite_nio_sqlite3_reset(statement)
+            sqlite_nio_sqlite3_clear_bindings(statement)
+        }
+        for (offset, value) in binds.enumerated() {
+            let index = Int32(offset + 1)
+            let rc: Int32
+            switch value {
+            case .integer(let number): rc = sqlite_nio_sqlite3_bind_int64(statement, index, sqlite3_int64(number))
+            case .float(let number): rc = sqlite_nio_sqlite3_bind_double(statement, index, number)
+            case .text(let text): rc = sqlite_nio_sqlite3_bind_text(statement, index, text, -1, Self.transient)
+            case .blob(let buffer):
+                rc = buffer.withUnsafeReadableBytes {
+                    sqlite_nio_sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), Self.transient)
+                }
+            case .null: rc = sqlite_nio_sqlite3_bind_null(statement, index)
+            }
+            guard rc == SQLITE_OK else { throw failure() }
+        }
+        let count = Int(sqlite_nio_sqlite3_column_count(statement))
+        var names: [String: Int] = [:]
+        for column in 0..<count { names[String(cString: sqlite_nio_sqlite3_column_name(statement, Int32(column)))] = column }
+        var rows: [Row] = []
+        while true {
+            let rc = sqlite_nio_sqlite3_step(statement)
+            if rc == SQLITE_DONE { return rows }
+            guard rc == SQLITE_ROW else { throw failure() }
+            var values: [SQLiteData] = []
+            values.reserveCapacity(count)
+            for column in 0..<Int32(count) {
+                switch sqlite_nio_sqlite3_column_type(statement, column) {
+                case SQLITE_INTEGER: values.append(.integer(Int(sqlite_nio_sqlite3_column_int64(statement, column))))
+                case SQLITE_FLOAT: values.append(.float(sqlite_nio_sqlite3_column_double(statement, column)))
+                case SQLITE_TEXT:
+                    values.append(.text(String(cString: sqlite_nio_sqlite3_column_text(statement, column))))
+                case SQLITE_BLOB:
+                    let length = Int(sqlite_nio_sqlite3_column_bytes(statement, column))
+                    var buffer = ByteBufferAllocator().buffer(capacity: length)
+                    if length > 0, let bytes = sqlite_nio_sqlite3_column_blob(statement, column) {
+                        buffer.writeBytes(UnsafeRawBufferPointer(start: bytes, count: length))
+                    }
+                    values.append(.blob(buffer))
+                default: values.append(.null)
+                }
+            }
+            rows.append(Row(names: names, values: values))
+        }
+    }
+
+    private func prepared(_ sql: String) throws -> OpaquePointer {
+        if let statement = statements[sql] { return statement }
+        var statement: OpaquePointer?
+        guard sqlite_nio_sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
+            throw failure()
+        }
+        statements[sql] = statement
+        return statement
+    }
+
+    /// `SQLITE_TRANSIENT`: SQLite copies the bound bytes before the call returns.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    /// A result row: values by column name.
+    struct Row {
+        let names: [String: Int]
+        let values: [SQLiteData]
+
+        func column(_ name: String) -> SQLiteData? { names[name].map { values[$0] } }
+    }
+}

@@ -48,4 +48,15 @@ import Testing
         try throttle.check(account: "fresh@example.com", address: "192.0.2.10", now: start)
         try throttle.check(account: "fresh@example.com", address: "192.0.2.9", now: start + .seconds(601))
     }
+
+    @Test func concurrentAttemptsAreCountedBeforeTheyAreChecked() async {
+        let throttle = LoginThrottle()
+        let passed = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<20 {
+                group.addTask { (try? throttle.attempt(account: "race@example.com", address: nil)) != nil }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(passed == 5)
+    }
 }

@@ -68,6 +68,9 @@ class KeyholdServer:
         self.env: dict[str, str] = {}
         self.backend = "sqlite"
         self.database_url: str | None = None
+        #: Leave KEYHOLD_RATE_LIMIT / KEYHOLD_RATE_BURST unset, so that the server runs with its default limits
+        #: (the abuse tests in test_attacks.py start such a server of their own).
+        self.default_rate_limits = False
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
         """Rows of a read-only query, straight from the server's database (SQLite file or PostgreSQL)."""
@@ -94,9 +97,14 @@ class KeyholdServer:
             return
         env = dict(os.environ)
         env["KEYHOLD_BCRYPT_COST"] = "10"
-        # The suite sends far more than 100 requests a second from one address; the default limit has its own test.
-        env["KEYHOLD_RATE_LIMIT"] = "5000"
-        env["KEYHOLD_RATE_BURST"] = "10000"
+        if self.default_rate_limits:
+            env.pop("KEYHOLD_RATE_LIMIT", None)
+            env.pop("KEYHOLD_RATE_BURST", None)
+        else:
+            # The suite sends far more than 100 requests a second from one address; the default limit has its own
+            # test (test_attacks.py).
+            env["KEYHOLD_RATE_LIMIT"] = "5000"
+            env["KEYHOLD_RATE_BURST"] = "10000"
         env.update(self.env)
         cmd = [str(self.binary), "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.options]
         # Append, so that a restart keeps the earlier output for the log checks.

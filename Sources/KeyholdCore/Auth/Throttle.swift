@@ -62,6 +62,42 @@ public final class LoginThrottle: Sendable {
 
     public init() {}
 
+    /// Reserves an attempt: throws 429 when this account or address must wait, and otherwise counts the attempt as
+    /// a failure until `recordSuccess` clears it. Checking and counting are one step, so concurrent guesses cannot
+    /// all pass the check before any of them is counted.
+    public func attempt(account: String, address: String?, now: ContinuousClock.Instant = .now) throws {
+        if let wait = address.flatMap({ addressWait($0, now: now) }) { throw Self.tooMany(wait) }
+        let wait = accounts.withLock { accounts -> Duration? in
+            var entry = accounts[account] ?? Account(failures: 0, last: now)
+            if now - entry.last >= Self.forget { entry.failures = 0 }
+            if entry.failures >= Self.freeFailures {
+                let ready = entry.last + min(Self.maximumDelay, .seconds(1 << min(entry.failures - Self.freeFailures, 10)))
+                if ready > now { return ready - now }
+            }
+            entry.failures += 1
+            entry.last = now
+            accounts[account] = entry
+            return nil
+        }
+        if let wait { throw Self.tooMany(wait) }
+    }
+
+    /// Counts a failed attempt against the client address (the account was counted by `attempt`).
+    public func recordAddressFailure(_ address: String?, now: ContinuousClock.Instant = .now) {
+        guard let address else { return }
+        addresses.withLock { addresses in
+            if addresses.count > 100_000 { addresses = addresses.filter { now - ($0.value.last ?? now) < Self.addressWindow } }
+            var times = addresses[address, default: []].filter { now - $0 < Self.addressWindow }
+            times.append(now)
+            addresses[address] = Array(times.suffix(Self.addressLimit + 1))
+        }
+    }
+
+    static func tooMany(_ wait: Duration) -> KeyholdError {
+        let seconds = max(1, Int((Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18).rounded(.up)))
+        return KeyholdError(.tooManyRequests, "Too many failed attempts; try again in \(seconds) seconds", retryAfter: seconds)
+    }
+
     /// Throws 429 with `Retry-After` when this account or address must wait.
     public func check(account: String, address: String?, now: ContinuousClock.Instant = .now) throws {
         if let wait = accountWait(account, now: now) ?? address.flatMap({ addressWait($0, now: now) }) {

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import JWTKit
+import Synchronization
 
 /// The claims of a Keyhold access token (1Claw's: `sub` = `user:<id>` or `agent:<id>`, `org`, `iat`, `exp`, `jti`).
 public struct AccessTokenClaims: JWTPayload, Equatable {
@@ -33,6 +34,12 @@ public final class TokenService: Sendable {
     public let publicKey: Curve25519.Signing.PublicKey
     public let userTokenLifetime: Int64
     private let keys: JWTKeyCollection
+    /// Tokens already verified, by SHA-256 of the token, until they expire: an Ed25519 verification per request
+    /// is the largest CPU cost of a read. Revocation is not cached: callers check it in storage every time.
+    private let verified = Mutex<[Data: AccessTokenClaims]>([:])
+    static let verifiedCacheLimit = 50_000
+    /// The longest lifetime Keyhold issues (agents: a day); a token claiming more was not made here.
+    static let maximumLifetime: Double = 86_400
 
     public init(signingKey: Curve25519.Signing.PrivateKey, userTokenLifetime: Int64 = 900) async {
         self.publicKey = signingKey.publicKey
@@ -86,14 +93,38 @@ public final class TokenService: Sendable {
         return IssuedToken(token: token, expiresIn: lifetime, claims: claims)
     }
 
-    /// Verifies signature, algorithm, `kid`, `exp` and `nbf`; any failure is the same 401.
-    public func verify(_ token: String) async throws -> AccessTokenClaims {
+    /// Verifies the header (exactly `alg: EdDSA`, this server's `kid`, no `crit`), the Ed25519 signature, `exp`,
+    /// `nbf`, an `iat` not in the future and a lifetime no longer than Keyhold issues. Any failure is the same 401.
+    public func verify(_ token: String, now: Date = Date()) async throws -> AccessTokenClaims {
         guard token.utf8.count <= 4096 else { throw KeyholdError.unauthenticated }
+        let digest = Data(SHA256.hash(data: Data(token.utf8)))
+        if let claims = verified.withLock({ $0[digest] }) {
+            guard now < claims.exp.value else { throw KeyholdError.unauthenticated }
+            return claims
+        }
+        guard headerIsOurs(token) else { throw KeyholdError.unauthenticated }
+        let claims: AccessTokenClaims
         do {
-            return try await keys.verify(token, as: AccessTokenClaims.self)
+            claims = try await keys.verify(token, as: AccessTokenClaims.self)
         } catch {
             throw KeyholdError.unauthenticated
         }
+        let issued = claims.iat.value.timeIntervalSince1970, expires = claims.exp.value.timeIntervalSince1970
+        guard issued <= now.timeIntervalSince1970 + 60, expires > issued, expires - issued <= Self.maximumLifetime
+        else { throw KeyholdError.unauthenticated }
+        verified.withLock { cache in
+            if cache.count >= Self.verifiedCacheLimit { cache.removeAll(keepingCapacity: true) }
+            cache[digest] = claims
+        }
+        return claims
+    }
+
+    private func headerIsOurs(_ token: String) -> Bool {
+        guard let dot = token.firstIndex(of: "."), let data = Data(base64URL: String(token[..<dot])),
+            let header = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return false }
+        return header["alg"] as? String == "EdDSA" && header["kid"] as? String == keyID && header["crit"] == nil
+            && (header["typ"] == nil || header["typ"] as? String == "JWT")
     }
 
     /// The Ed25519 public key as a JWK (RFC 8037).
@@ -106,6 +137,14 @@ public final class TokenService: Sendable {
 }
 
 extension Data {
+    /// Decodes base64url without padding (RFC 4648 §5).
+    public init?(base64URL text: String) {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        guard !base64.contains("=") else { return nil }
+        while base64.count % 4 != 0 { base64 += "=" }
+        self.init(base64Encoded: base64)
+    }
+
     public func base64URLEncodedString() -> String {
         base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")

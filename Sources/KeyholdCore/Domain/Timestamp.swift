@@ -6,7 +6,11 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
 
     public init(milliseconds: Int64) { self.milliseconds = milliseconds }
     /// The nearest millisecond: a parsed `…09.936Z` is exactly 936 ms, not 935.999… rounded down.
-    public init(_ date: Date) { self.milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    /// Saturates instead of trapping for instants outside ±292 million years.
+    public init(_ date: Date) {
+        let value = (date.timeIntervalSince1970 * 1000).rounded()
+        self.milliseconds = value.isNaN ? 0 : value >= 9.2e18 ? .max : value <= -9.2e18 ? .min : Int64(value)
+    }
     public static var now: Timestamp { Timestamp(Date()) }
 
     public var date: Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }

@@ -85,10 +85,10 @@ public struct AccountService: Sendable {
     public func authenticate(email: String, password: String, ip: IPAddress?) async throws -> User {
         let normalized = try? Self.normalizedEmail(email)
         let account = normalized ?? "invalid"
-        try throttle.check(account: account, address: ip?.description)
+        try throttle.attempt(account: account, address: ip?.description)
         let user: User? = if let normalized { try await store.user(email: normalized) } else { nil }
         guard try await hasher.verify(password, hash: user?.passwordHash), let user else {
-            throttle.recordFailure(account: account, address: ip?.description)
+            throttle.recordAddressFailure(ip?.description)
             try await audit.append(
                 audit.record(
                     org: user?.orgID ?? AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "user",

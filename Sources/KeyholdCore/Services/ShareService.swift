@@ -154,9 +154,9 @@ public struct ShareService: Sendable {
         }
         if let hash = share.passphraseHash {
             let account = "share:" + share.id.wire
-            try throttle.check(account: account, address: ip?.description)
+            try throttle.attempt(account: account, address: ip?.description)
             guard let passphrase, try await passwords.verify(passphrase, hash: hash) else {
-                throttle.recordFailure(account: account, address: ip?.description)
+                throttle.recordAddressFailure(ip?.description)
                 try await refuse("wrong_passphrase", .forbidden("A correct passphrase is required to open this share"))
             }
             throttle.recordSuccess(account: account)

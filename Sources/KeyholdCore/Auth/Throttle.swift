@@ -66,7 +66,17 @@ public final class LoginThrottle: Sendable {
     /// a failure until `recordSuccess` clears it. Checking and counting are one step, so concurrent guesses cannot
     /// all pass the check before any of them is counted.
     public func attempt(account: String, address: String?, now: ContinuousClock.Instant = .now) throws {
-        if let wait = address.flatMap({ addressWait($0, now: now) }) { throw Self.tooMany(wait) }
+        if let address {
+            // Reserve a slot in the address's window in the same step as the check; a success gives it back.
+            let wait = addresses.withLock { addresses -> Duration? in
+                var times = addresses[address, default: []].filter { now - $0 < Self.addressWindow }
+                if times.count >= Self.addressLimit, let oldest = times.first { return oldest + Self.addressWindow - now }
+                times.append(now)
+                addresses[address] = times
+                return nil
+            }
+            if let wait { throw Self.tooMany(wait) }
+        }
         let wait = accounts.withLock { accounts -> Duration? in
             var entry = accounts[account] ?? Account(failures: 0, last: now)
             if now - entry.last >= Self.forget { entry.failures = 0 }
@@ -79,17 +89,23 @@ public final class LoginThrottle: Sendable {
             accounts[account] = entry
             return nil
         }
-        if let wait { throw Self.tooMany(wait) }
+        if let wait {
+            if let address { release(address) }
+            throw Self.tooMany(wait)
+        }
     }
 
-    /// Counts a failed attempt against the client address (the account was counted by `attempt`).
-    public func recordAddressFailure(_ address: String?, now: ContinuousClock.Instant = .now) {
-        guard let address else { return }
+    /// A successful attempt: clears the account's failures and gives back the address slot `attempt` reserved.
+    public func succeeded(account: String, address: String?) {
+        recordSuccess(account: account)
+        if let address { release(address) }
+    }
+
+    private func release(_ address: String) {
         addresses.withLock { addresses in
-            if addresses.count > 100_000 { addresses = addresses.filter { now - ($0.value.last ?? now) < Self.addressWindow } }
-            var times = addresses[address, default: []].filter { now - $0 < Self.addressWindow }
-            times.append(now)
-            addresses[address] = Array(times.suffix(Self.addressLimit + 1))
+            guard var times = addresses[address], !times.isEmpty else { return }
+            times.removeLast()
+            addresses[address] = times.isEmpty ? nil : times
         }
     }
 

@@ -88,7 +88,6 @@ public struct AccountService: Sendable {
         try throttle.attempt(account: account, address: ip?.description)
         let user: User? = if let normalized { try await store.user(email: normalized) } else { nil }
         guard try await hasher.verify(password, hash: user?.passwordHash), let user else {
-            throttle.recordAddressFailure(ip?.description)
             try await audit.append(
                 audit.record(
                     org: user?.orgID ?? AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "user",
@@ -99,7 +98,7 @@ public struct AccountService: Sendable {
                     ]))
             throw KeyholdError.invalidCredentials
         }
-        throttle.recordSuccess(account: account)
+        throttle.succeeded(account: account, address: ip?.description)
         return user
     }
 

@@ -156,10 +156,9 @@ public struct ShareService: Sendable {
             let account = "share:" + share.id.wire
             try throttle.attempt(account: account, address: ip?.description)
             guard let passphrase, try await passwords.verify(passphrase, hash: hash) else {
-                throttle.recordAddressFailure(ip?.description)
                 try await refuse("wrong_passphrase", .forbidden("A correct passphrase is required to open this share"))
             }
-            throttle.recordSuccess(account: account)
+            throttle.succeeded(account: account, address: ip?.description)
         }
         let (counted, sealed) = try await shares.accessShare(
             id: share.id, now: .now,

@@ -124,4 +124,21 @@ struct PKCS11KeystoreTests {
             for try await matched in group { #expect(matched) }
         }
     }
+
+    /// Not a timed assertion (machines here are shared): prints what one HSM round trip costs, for the record.
+    @Test func measuresTheCostOfARoundTrip() async throws {
+        let keystore = try await SoftHSM.keystore()
+        let kek = try await keystore.createKEK(id: "vault-\(UUID())-v1")
+        let key = SymmetricKey(size: .bits256)
+        let wrapped = try await keystore.wrap(dataKey: key, with: kek)
+        let rounds = 500
+        let start = ContinuousClock.now
+        for _ in 0..<rounds { _ = try await keystore.unwrap(wrapped, with: kek) }
+        let unwrap = (ContinuousClock.now - start) / rounds
+        let wrapStart = ContinuousClock.now
+        for _ in 0..<rounds { _ = try await keystore.wrap(dataKey: key, with: kek) }
+        let wrap = (ContinuousClock.now - wrapStart) / rounds
+        print("[pkcs11] SoftHSM2 round trip, mean of \(rounds): unwrap \(unwrap), wrap \(wrap)")
+        #expect(KeyMaterial.bytes(of: try await keystore.unwrap(wrapped, with: kek)) == KeyMaterial.bytes(of: key))
+    }
 }

@@ -61,13 +61,13 @@ public struct AuthService: Sendable {
         guard subject.count == 2, let id = UUID(uuidString: String(subject[1])),
             let orgID = UUID(uuidString: claims.org)
         else { throw KeyholdError.unauthenticated }
-        guard try await !credentials.isTokenRevoked(id: claims.jti.value) else { throw KeyholdError.unauthenticated }
         let expiresAt = Timestamp(claims.exp.value)
-        switch subject[0] {
-        case "user":
-            guard let user = try await identities.user(id: id), user.orgID == orgID else {
-                throw KeyholdError.unauthenticated
-            }
+        guard let kind = PrincipalKind(rawValue: String(subject[0])),
+            let current = try await credentials.tokenSubject(kind: kind, id: id, tokenID: claims.jti.value)
+        else { throw KeyholdError.unauthenticated }
+        switch current {
+        case .user(let user):
+            guard user.orgID == orgID else { throw KeyholdError.unauthenticated }
             var apiKeyID: UUID?
             if let akid = claims.akid {
                 // A session exchanged from a personal API key ends when the key is deleted or expires.
@@ -78,13 +78,11 @@ public struct AuthService: Sendable {
             return Principal(
                 kind: .user, id: user.id, orgID: user.orgID, role: user.role, scopes: claims.scopes,
                 tokenID: claims.jti.value, tokenExpiresAt: expiresAt, apiKeyID: apiKeyID)
-        case "agent":
-            guard let agent = try await agents.agent(id: id), agent.orgID == orgID, agent.isUsable(at: now),
-                claims.kv == agent.keyVersion
-            else { throw KeyholdError.unauthenticated }
+        case .agent(let agent):
+            guard agent.orgID == orgID, agent.isUsable(at: now), claims.kv == agent.keyVersion else {
+                throw KeyholdError.unauthenticated
+            }
             return Self.principal(for: agent, tokenID: claims.jti.value, tokenExpiresAt: expiresAt)
-        default:
-            throw KeyholdError.unauthenticated
         }
     }
 

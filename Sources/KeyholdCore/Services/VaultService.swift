@@ -51,9 +51,9 @@ public final class VaultService: Sendable {
     /// The vault with the caller's policies on it, if the caller may see it.
     public func access(_ id: UUID, for caller: Caller) async throws -> VaultAccess {
         let principal = caller.principal
-        guard let vault = try await store.vault(id: id, orgID: principal.orgID) else { throw Self.notFound }
-        let policies = try await policies.policies(
-            vaultID: vault.id, principalKind: principal.kind, principalID: principal.id)
+        guard let (vault, policies) = try await store.vaultAndPolicies(
+            id: id, orgID: principal.orgID, principalKind: principal.kind, principalID: principal.id)
+        else { throw Self.notFound }
         guard authorizer.canSee(principal, vault: vault, policies: policies, context: caller.context) else {
             try await audit.append(
                 audit.record(

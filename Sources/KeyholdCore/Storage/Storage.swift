@@ -56,6 +56,15 @@ public protocol CredentialStore: Sendable {
     /// Records an access token id as revoked until it would have expired anyway.
     func revokeToken(id: String, expiresAt: Timestamp, audit: AuditRecord) async throws
     func isTokenRevoked(id: String) async throws -> Bool
+    /// The user or agent an access token names, unless the token is revoked: one round trip for the checks every
+    /// authenticated request makes. Nil when revoked or missing.
+    func tokenSubject(kind: PrincipalKind, id: UUID, tokenID: String) async throws -> TokenSubject?
+}
+
+/// Who an access token names, as storage holds them now.
+public enum TokenSubject: Sendable {
+    case user(User)
+    case agent(Agent)
 }
 
 public protocol PolicyStore: Sendable {
@@ -75,6 +84,9 @@ public protocol VaultStore: Sendable {
     func vault(id: UUID, orgID: UUID) async throws -> Vault?
     /// Any vault by id, for operator commands that act outside any org.
     func vault(id: UUID) async throws -> Vault?
+    /// The vault in this org and the principal's policies on it, in one round trip.
+    func vaultAndPolicies(id: UUID, orgID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws
+        -> (Vault, [Policy])?
     func vaults(orgID: UUID) async throws -> [Vault]
     /// Deletes the vault, its secrets and its keys (crypto-shredding). `false` when there was no such vault.
     func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool

@@ -82,6 +82,13 @@ import Testing
             #expect(Timestamp(iso8601: text)?.milliseconds == ms, "\(text)")
         }
         #expect(Timestamp(milliseconds: 1_795_000_000_007).iso8601.hasSuffix(".007Z"))
+        for ms in stride(from: Int64(-2_000_000_000_000), through: 4_000_000_000_000, by: 7_777_777_777) {
+            let expected = Date(timeIntervalSince1970: Double(ms) / 1000)
+                .formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
+            let formatted = Timestamp(milliseconds: ms).iso8601
+            #expect(Timestamp(iso8601: formatted)?.milliseconds == ms, "\(formatted)")
+            #expect(formatted.prefix(19) == expected.prefix(19), "\(formatted) vs \(expected)")
+        }
         #expect(Timestamp(iso8601: "2026-12-31t23:59:59z")?.iso8601 == "2026-12-31T23:59:59Z")
         #expect(Timestamp(iso8601: "2026-12-31T23:59:59.123456789Z")?.milliseconds == 1_798_761_599_123)
         #expect(Timestamp(iso8601: "2026-12-31T23:59:60Z")?.milliseconds == 1_798_761_599_999)

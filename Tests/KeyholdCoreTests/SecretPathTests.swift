@@ -1,3 +1,4 @@
+import Foundation
 import KeyholdCore
 import Testing
 
@@ -30,5 +31,17 @@ import Testing
 
     @Test func segmentsSplitOnSlash() throws {
         #expect(try SecretPath(validating: "a/b/c").segments == ["a", "b", "c"])
+    }
+
+    @Test func fastUUIDParsingAgreesWithFoundation() {
+        for _ in 0..<200 {
+            let id = UUID()
+            #expect(UUID(fast: id.uuidString) == id)
+            #expect(UUID(fast: id.uuidString.lowercased()) == id)
+        }
+        for bad in ["", "not-a-uuid", "0000000000000000000000000000000000000", "00000000-0000-0000-0000-00000000000g",
+                    "00000000-0000-0000-0000-0000000000000", "000000000-000-0000-0000-000000000000"] {
+            #expect(UUID(fast: bad) == nil, "\(bad)")
+        }
     }
 }

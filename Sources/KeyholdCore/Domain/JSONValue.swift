@@ -79,3 +79,38 @@ extension UUID {
     /// UUIDs on the wire and in audit events are lower-case, as 1Claw's.
     public var wire: String { uuidString.lowercased() }
 }
+
+extension UUID {
+    /// Parses the canonical 36-character form (either case) without Foundation's `sscanf`-based parser, which
+    /// showed up in profiles of row decoding.
+    public init?(fast text: String) {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var index = 0
+        var high: UInt8?
+        var position = 0
+        for char in text.utf8 {
+            defer { position += 1 }
+            if position == 8 || position == 13 || position == 18 || position == 23 {
+                guard char == UInt8(ascii: "-") else { return nil }
+                continue
+            }
+            let nibble: UInt8
+            switch char {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = char - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = char - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = char - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            guard index < 16 else { return nil }
+            if let h = high {
+                bytes[index] = h << 4 | nibble
+                index += 1
+                high = nil
+            } else {
+                high = nibble
+            }
+        }
+        guard position == 36, index == 16 else { return nil }
+        self = bytes.withUnsafeBytes { raw in UUID(uuid: raw.loadUnaligned(as: uuid_t.self)) }
+    }
+}

@@ -151,7 +151,17 @@ extension Data {
         self.init(bytes)
     }
 
-    public var hexString: String { map { String(format: "%02x", $0) }.joined() }
+    /// Lower-case hex, without `String(format:)` (which parses a format per byte and showed up in profiles).
+    public var hexString: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(count * 2)
+        for byte in self {
+            bytes.append(digits[Int(byte >> 4)])
+            bytes.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }
 
 extension SoftwareKeystore {

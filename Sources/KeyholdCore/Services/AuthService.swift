@@ -58,8 +58,8 @@ public struct AuthService: Sendable {
         }
         let claims = try await tokens.verify(credential)
         let subject = claims.sub.value.split(separator: ":", maxSplits: 1)
-        guard subject.count == 2, let id = UUID(uuidString: String(subject[1])),
-            let orgID = UUID(uuidString: claims.org)
+        guard subject.count == 2, let id = UUID(fast: String(subject[1])),
+            let orgID = UUID(fast: claims.org)
         else { throw KeyholdError.unauthenticated }
         let expiresAt = Timestamp(claims.exp.value)
         guard let kind = PrincipalKind(rawValue: String(subject[0])),

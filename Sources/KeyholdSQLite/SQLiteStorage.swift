@@ -59,14 +59,13 @@ public final class SQLiteStorage: Storage {
         return try await outcome.value()
     }
 
-    /// Runs plain reads on a reader connection, as one job on the storage's thread pool.
+    /// Runs plain reads on a reader connection of the pool, inline on the calling task: a WAL read of a few rows
+    /// takes microseconds from the page cache, less than the two thread hand-offs a thread-pool job costs. (Writes,
+    /// which wait for fsync, always run on the storage's thread pool.)
     func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteDB) throws -> T) async throws -> T {
-        let readers = self.readers
-        return try await threadPool.runIfActive {
-            let db = try readers.take()
-            defer { readers.put(db) }
-            return try body(db)
-        }
+        let db = try readers.take()
+        defer { readers.put(db) }
+        return try body(db)
     }
 
     // MARK: migrations

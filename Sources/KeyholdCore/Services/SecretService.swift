@@ -65,11 +65,18 @@ public struct SecretService: Sendable {
     }
 
     /// Creates the next version of `path`. The data key is fresh for every version.
-    public func write(
-        _ request: WriteRequest, vaultID: UUID, path: SecretPath, by caller: Caller, permission: Permission = .write
-    ) async throws -> SecretVersionInfo {
+    public func write(_ request: WriteRequest, vaultID: UUID, path: SecretPath, by caller: Caller) async throws
+        -> SecretVersionInfo
+    {
         try request.validate()
-        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: permission)
+        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .write)
+        return try await sealAndStore(request, in: vault, path: path, by: caller, action: "secret.write")
+    }
+
+    /// Seals and stores the next version in a vault the caller was already authorized for.
+    private func sealAndStore(
+        _ request: WriteRequest, in vault: Vault, path: SecretPath, by caller: Caller, action: String
+    ) async throws -> SecretVersionInfo {
         let kek = try await vaults.kek(vault.kekID)
         let dataKey = KeyMaterial.randomKey()
         let wrapped = try await keystore.wrap(dataKey: dataKey, with: kek)
@@ -79,10 +86,8 @@ public struct SecretService: Sendable {
             rotationPolicy: request.rotationPolicy, expiresAt: request.expiresAt,
             maxAccessCount: request.maxAccessCount, createdBy: caller.principal.id, createdAt: .now, kekID: kek.id,
             wrappedDataKey: wrapped)
-        let orgID = vault.orgID
-        let record = audit.record(
-            caller, permission == .rotate ? "secret.rotate" : "secret.write", "secret", path.rawValue,
-            ["vault_id": .string(vault.id.wire)])
+        let (orgID, vaultID) = (vault.orgID, vault.id)
+        let record = audit.record(caller, action, "secret", path.rawValue, ["vault_id": .string(vault.id.wire)])
         return try await store.writeVersion(newVersion, audit: record) { version in
             try EnvelopeCipher.seal(
                 plaintext, key: dataKey,
@@ -183,7 +188,7 @@ public struct SecretService: Sendable {
         let request = WriteRequest(
             value: RandomValue.generate(length: length, charset: charset), type: type ?? current.type,
             metadata: current.metadata, rotationPolicy: current.rotationPolicy)
-        return try await write(request, vaultID: vault.id, path: path, by: caller, permission: .rotate)
+        return try await sealAndStore(request, in: vault, path: path, by: caller, action: "secret.rotate")
     }
 
     /// The vault, if the caller may use `permission` on `path` in it. A caller who may see the vault but not the

@@ -133,16 +133,19 @@ public final class PKCS11Keystore: Keystore {
             guard let handle = try self.findKey(module, session, label: label) else {
                 throw KeyholdError.notFound("No key labelled \(label)")
             }
-            var sensitive: CK_BBOOL = 0
-            var extractable: CK_BBOOL = 1
-            var attributes = [
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), pValue: &sensitive, ulValueLen: 1),
-                CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), pValue: &extractable, ulValueLen: 1),
-            ]
-            try module.check(
-                "C_GetAttributeValue",
-                module.functions.pointee.C_GetAttributeValue(session, handle, &attributes, CK_ULONG(attributes.count)))
-            return (sensitive != 0, extractable != 0)
+            // The two flags live in one buffer that outlives the call (a pointer to a local is valid only
+            // inside the expression that takes it).
+            var flags: [CK_BBOOL] = [0, 1]
+            try flags.withUnsafeMutableBufferPointer { flags in
+                var attributes = [
+                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), pValue: flags.baseAddress, ulValueLen: 1),
+                    CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), pValue: flags.baseAddress! + 1, ulValueLen: 1),
+                ]
+                try module.check(
+                    "C_GetAttributeValue",
+                    module.functions.pointee.C_GetAttributeValue(session, handle, &attributes, CK_ULONG(attributes.count)))
+            }
+            return (flags[0] != 0, flags[1] != 0)
         }
     }
 

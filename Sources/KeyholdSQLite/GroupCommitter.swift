@@ -99,33 +99,46 @@ final class GroupCommitter: Sendable {
         }
     }
 
-    /// One transaction for the whole group; a body that throws is rolled back to its savepoint alone.
+    /// One transaction for the whole group; a body that throws is rolled back to its savepoint alone. (Statements
+    /// go through the connection's prepared-statement cache: no SQL is parsed per transaction.)
     private static func commit(_ works: [Work], on db: SQLiteDB) -> [(any Error)?] {
         var outcomes = [(any Error)?](repeating: nil, count: works.count)
         do {
-            try db.execute("BEGIN IMMEDIATE")
+            try db.run("BEGIN IMMEDIATE")
+            try db.auditHeads.begin(db)
         } catch {
+            try? db.run("ROLLBACK")
+            db.auditHeads.discard()
             return outcomes.map { _ in error }
         }
         for (index, work) in works.enumerated() {
+            let heads = db.auditHeads
             do {
-                try db.execute("SAVEPOINT keyhold")
+                try db.run("SAVEPOINT keyhold")
                 do {
                     try work(db)
-                    try db.execute("RELEASE keyhold")
+                    try db.run("RELEASE keyhold")
                 } catch {
-                    try? db.execute("ROLLBACK TO keyhold")
-                    try? db.execute("RELEASE keyhold")
+                    try? db.run("ROLLBACK TO keyhold")
+                    try? db.run("RELEASE keyhold")
+                    db.auditHeads = heads
                     outcomes[index] = error
                 }
             } catch {
+                db.auditHeads = heads
                 outcomes[index] = error
             }
         }
         do {
-            try db.execute("COMMIT")
+            do {
+                try db.auditHeads.write(db)
+            } catch {
+                throw KeyholdError(.unavailable, "The audit log could not be written, so the request was not carried out")
+            }
+            try db.run("COMMIT")
         } catch {
-            try? db.execute("ROLLBACK")
+            try? db.run("ROLLBACK")
+            db.auditHeads.discard()
             return outcomes.map { $0 ?? error }
         }
         return outcomes

@@ -1,3 +1,4 @@
+import CSQLiteConfig
 import Foundation
 import KeyholdCore
 import NIOCore
@@ -12,7 +13,15 @@ import VaporCSQLite
 /// job on its own thread pool and calls SQLite directly inside it. One connection is used by one job at a time.
 final class SQLiteDB: @unchecked Sendable {
     private let handle: OpaquePointer
-    private var statements: [String: OpaquePointer] = [:]
+    private var statements: [String: Prepared] = [:]
+    /// The writer's copy of each org's audit chain head (see `AuditHeadCache`); unused on reader connections.
+    var auditHeads = AuditHeadCache()
+
+    private struct Prepared {
+        let statement: OpaquePointer
+        let columns: Int
+        let names: [String: Int]
+    }
 
     struct Failure: Error, CustomStringConvertible {
         let code: Int32
@@ -33,10 +42,14 @@ final class SQLiteDB: @unchecked Sendable {
         self.handle = handle
         sqlite_nio_sqlite3_extended_result_codes(handle, 1)
         sqlite_nio_sqlite3_busy_timeout(handle, 10_000)
+        guard keyhold_sqlite_enable_qpsg(UnsafeMutableRawPointer(handle)) == SQLITE_OK else {
+            sqlite_nio_sqlite3_close(handle)
+            throw StorageError.backend("cannot configure \(path)")
+        }
     }
 
     deinit {
-        for statement in statements.values { sqlite_nio_sqlite3_finalize(statement) }
+        for prepared in statements.values { sqlite_nio_sqlite3_finalize(prepared.statement) }
         sqlite_nio_sqlite3_close_v2(handle)
     }
 
@@ -51,10 +64,14 @@ final class SQLiteDB: @unchecked Sendable {
         guard sqlite_nio_sqlite3_exec(handle, sql, nil, nil, nil) == SQLITE_OK else { throw failure() }
     }
 
+    /// Runs one statement without bind values or results (transaction control), from the statement cache.
+    func run(_ sql: String) throws { _ = try query(sql) }
+
     /// Runs one statement with its bind values and returns every row.
     @discardableResult
     func query(_ sql: String, _ binds: [SQLiteData] = []) throws -> [Row] {
-        let statement = try prepared(sql)
+        let prepared = try prepare(sql)
+        let statement = prepared.statement
         defer {
             sqlite_nio_sqlite3_reset(statement)
             sqlite_nio_sqlite3_clear_bindings(statement)
@@ -75,8 +92,8 @@ final class SQLiteDB: @unchecked Sendable {
             guard rc == SQLITE_OK else { throw failure() }
         }
         let count = Int(sqlite_nio_sqlite3_column_count(statement))
-        var names: [String: Int] = [:]
-        for column in 0..<count { names[String(cString: sqlite_nio_sqlite3_column_name(statement, Int32(column)))] = column }
+        // A schema change re-prepares a statement; `SELECT *` may then have other columns than when it was cached.
+        let names = count == prepared.columns ? prepared.names : Self.columnNames(statement)
         var rows: [Row] = []
         while true {
             let rc = sqlite_nio_sqlite3_step(statement)
@@ -104,14 +121,26 @@ final class SQLiteDB: @unchecked Sendable {
         }
     }
 
-    private func prepared(_ sql: String) throws -> OpaquePointer {
-        if let statement = statements[sql] { return statement }
+    /// A statement compiled once per connection, with its column names (also looked up once).
+    private func prepare(_ sql: String) throws -> Prepared {
+        if let prepared = statements[sql] { return prepared }
         var statement: OpaquePointer?
         guard sqlite_nio_sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
             throw failure()
         }
-        statements[sql] = statement
-        return statement
+        let prepared = Prepared(
+            statement: statement, columns: Int(sqlite_nio_sqlite3_column_count(statement)),
+            names: Self.columnNames(statement))
+        statements[sql] = prepared
+        return prepared
+    }
+
+    private static func columnNames(_ statement: OpaquePointer) -> [String: Int] {
+        var names: [String: Int] = [:]
+        for column in 0..<sqlite_nio_sqlite3_column_count(statement) {
+            names[String(cString: sqlite_nio_sqlite3_column_name(statement, column))] = Int(column)
+        }
+        return names
     }
 
     /// `SQLITE_TRANSIENT`: SQLite copies the bound bytes before the call returns.

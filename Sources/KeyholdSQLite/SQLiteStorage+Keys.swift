@@ -110,7 +110,8 @@ extension SQLiteStorage {
 
     public func allSystemValues() async throws -> [String: Data] {
         var values: [String: Data] = [:]
-        for row in try await read { try $0.query("SELECT key, value FROM system_values", []) } {
+        let rows = try await read { try $0.query("SELECT key, value FROM system_values", []) }
+        for row in rows {
             values[try row.text("key")] = try row.bytes("value")
         }
         return values

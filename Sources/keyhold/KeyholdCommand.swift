@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import KeyholdHTTP
 import Logging
+import NIOCore
+import NIOPosix
 
 @main
 struct KeyholdCommand: AsyncParsableCommand {
@@ -49,6 +51,9 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
+        // Swift Concurrency's jobs run on NIO's event loops (the ones Hummingbird serves on) instead of a separate
+        // pool, so a request's handler does not hop between threads. Installed before the server starts any task.
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let configuration = try options.configuration()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -105,6 +105,8 @@ class KeyholdServer:
             # test (test_attacks.py).
             env["KEYHOLD_RATE_LIMIT"] = "5000"
             env["KEYHOLD_RATE_BURST"] = "10000"
+        # The most verbose level (one line per request), so that test_zz_logs.py searches everything a server writes.
+        env["KEYHOLD_LOG_LEVEL"] = "debug"
         env.update(self.env)
         cmd = [str(self.binary), "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.options]
         # Append, so that a restart keeps the earlier output for the log checks.

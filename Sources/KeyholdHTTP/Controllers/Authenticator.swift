@@ -15,8 +15,11 @@ struct Authenticator: Sendable {
         guard let header = request.headers[.authorization], header.utf8.count <= 8192 else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let credential = parts[1].trimmingCharacters(in: .whitespaces)
-        return credential.isEmpty ? nil : credential
+        // Spaces and tabs around the credential are ignored (Foundation's `trimmingCharacters` was a visible cost).
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = parts[1].firstIndex(where: { !blank($0) }), let last = parts[1].lastIndex(where: { !blank($0) })
+        else { return nil }
+        return String(parts[1][first...last])
     }
 }
 

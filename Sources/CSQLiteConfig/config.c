@@ -1,0 +1,11 @@
+#include "csqliteconfig.h"
+
+// sqlite-nio's bundled SQLite (linked through SQLiteNIO) prefixes its symbols with `sqlite_nio_`. Its
+// sqlite3_db_config is variadic, which Swift cannot call, hence this one-line C function.
+extern int sqlite_nio_sqlite3_db_config(void *db, int op, ...);
+
+#define KEYHOLD_SQLITE_DBCONFIG_ENABLE_QPSG 1007
+
+int keyhold_sqlite_enable_qpsg(void *db) {
+    return sqlite_nio_sqlite3_db_config(db, KEYHOLD_SQLITE_DBCONFIG_ENABLE_QPSG, 1, (int *)0);
+}

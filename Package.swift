@@ -35,7 +35,7 @@ let package = Package(
             name: "KeyholdSQLite",
             dependencies: [
                 "KeyholdCore",
-                "CSQLiteConfig",
+                "CKeyholdShims",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -48,7 +48,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "CSQLiteConfig"),
+        .target(name: "CKeyholdShims"),
         .target(
             name: "CPKCS11",
             linkerSettings: [.linkedLibrary("dl")]
@@ -81,6 +81,7 @@ let package = Package(
             name: "keyhold",
             dependencies: [
                 "KeyholdHTTP",
+                "CKeyholdShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,100 +1,77 @@
 import Foundation
 import KeyholdCore
-import NIOPosix
 import SQLiteNIO
 import Synchronization
 
-/// The single writer of an SQLite database: one task takes every transaction submitted since its last group and
-/// runs them together, each in a savepoint, under one `BEGIN IMMEDIATE … COMMIT` (one fsync per group), as one job
-/// on the storage's thread pool.
-final class GroupCommitter: Sendable {
+/// The single writer of an SQLite database: a thread of its own takes every transaction submitted since its last
+/// group and runs them together, each in a savepoint, under one `BEGIN IMMEDIATE … COMMIT` (one fsync per group).
+/// A dedicated thread rather than jobs on a pool: between two groups it only checks its queue, so a group that
+/// arrived while the previous one committed starts at once (no task or thread-pool hand-off between groups).
+final class GroupCommitter: @unchecked Sendable {
     typealias Work = @Sendable (SQLiteDB) throws -> Void
     typealias Completion = @Sendable ((any Error)?) -> Void
     typealias Group = [(Work, Completion)]
 
-    private struct State {
-        var queue: Group = []
-        var waiting: CheckedContinuation<Group, Never>?
-        var stopped = false
-    }
-
-    private let state = Mutex(State())
-    private let connection: SQLiteDB
-    private let threadPool: NIOThreadPool
-    private let loop = Mutex<Task<Void, Never>?>(nil)
+    /// Guards `queue` and `stopped`; the writer thread waits on it when there is nothing to do.
+    private let condition = NSCondition()
+    private var queue: Group = []
+    private var stopped = false
+    private let finished = DispatchSemaphore(value: 0)
     /// The most transactions one group takes, so one group's latency stays bounded.
     static let maximumGroup = 256
 
-    init(connection: SQLiteDB, threadPool: NIOThreadPool) {
-        self.connection = connection
-        self.threadPool = threadPool
-        let task = Task { [self] in await run() }
-        loop.withLock { $0 = task }
+    init(connection: SQLiteDB) {
+        let thread = Thread { [self] in run(connection) }
+        thread.name = "keyhold-sqlite-writer"
+        thread.start()
     }
 
     func submit(_ work: @escaping Work, completion: @escaping Completion) {
-        enum Action {
-            case queued
-            case wake(CheckedContinuation<Group, Never>, Group)
-            case refused
+        condition.lock()
+        guard !stopped else {
+            condition.unlock()
+            completion(KeyholdError(.unavailable, "The database is closing"))
+            return
         }
-        let action = state.withLock { state -> Action in
-            guard !state.stopped else { return .refused }
-            state.queue.append((work, completion))
-            guard let waiting = state.waiting else { return .queued }
-            state.waiting = nil
-            return .wake(waiting, Self.take(&state.queue))
-        }
-        switch action {
-        case .queued: break
-        case .wake(let waiting, let group): waiting.resume(returning: group)
-        case .refused: completion(KeyholdError(.unavailable, "The database is closing"))
-        }
+        queue.append((work, completion))
+        if queue.count == 1 { condition.signal() }
+        condition.unlock()
     }
 
-    /// Lets the queued transactions finish, then ends the writer loop.
+    /// Lets the queued transactions finish, then ends the writer thread.
     func stop() async {
-        let waiting = state.withLock { state -> CheckedContinuation<Group, Never>? in
-            state.stopped = true
-            defer { state.waiting = nil }
-            return state.waiting
-        }
-        waiting?.resume(returning: [])
-        await loop.withLock { $0 }?.value
-    }
-
-    private static func take(_ queue: inout Group) -> Group {
-        let group = Array(queue.prefix(maximumGroup))
-        queue.removeFirst(group.count)
-        return group
-    }
-
-    private func next() async -> Group {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Group? in
-                if !state.queue.isEmpty || state.stopped { return Self.take(&state.queue) }
-                state.waiting = continuation
-                return nil
+        guard markStopped() else { return }
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                self.finished.wait()
+                done.resume()
             }
-            if let ready { continuation.resume(returning: ready) }
         }
     }
 
-    private func run() async {
+    /// True the first time: the writer will end once its queue is empty.
+    private func markStopped() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let first = !stopped
+        stopped = true
+        condition.signal()
+        return first
+    }
+
+    private func run(_ connection: SQLiteDB) {
         while true {
-            let group = await next()
-            if group.isEmpty {
-                if state.withLock({ $0.stopped && $0.queue.isEmpty }) { return }
-                continue
+            condition.lock()
+            while queue.isEmpty && !stopped { condition.wait() }
+            if queue.isEmpty {
+                condition.unlock()
+                finished.signal()
+                return
             }
-            let connection = self.connection
-            let works = group.map(\.0)
-            let outcomes: [(any Error)?]
-            do {
-                outcomes = try await threadPool.runIfActive { Self.commit(works, on: connection) }
-            } catch {
-                outcomes = Array(repeating: error, count: group.count)
-            }
+            let group = Array(queue.prefix(Self.maximumGroup))
+            queue.removeFirst(group.count)
+            condition.unlock()
+            let outcomes = Self.commit(group.map(\.0), on: connection)
             for (index, (_, completion)) in group.enumerated() { completion(outcomes[index]) }
         }
     }

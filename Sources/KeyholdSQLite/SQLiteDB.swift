@@ -1,4 +1,4 @@
-import CSQLiteConfig
+import CKeyholdShims
 import Foundation
 import KeyholdCore
 import NIOCore

@@ -2,49 +2,40 @@ import Foundation
 import KeyholdCore
 import Logging
 import NIOCore
-import NIOPosix
 import SQLiteNIO
 
 /// The embedded default backend: one SQLite file in WAL mode with `synchronous=FULL`, so a commit is on disk
-/// before the response. All writes go through one connection, in groups (see `GroupCommitter`); plain reads use a
-/// small pool of reader connections and see the last committed state. Every SQLite call runs on this storage's own
-/// thread pool, never on an event loop, a whole transaction or read as one job.
+/// before the response. All writes go through one connection on one thread, in groups (see `GroupCommitter`);
+/// plain reads use a small pool of reader connections, run inline on the calling task, and see the last committed
+/// state.
 public final class SQLiteStorage: Storage {
-    let threadPool: NIOThreadPool
     let committer: GroupCommitter
     let readers: ReaderPool
     /// The database file.
     public let path: String
 
     public static func open(path: String, logger: Logger) async throws -> SQLiteStorage {
-        let threadPool = NIOThreadPool(numberOfThreads: 4)
-        threadPool.start()
+        let writer = try SQLiteDB(path: path)
+        try writer.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")
+        let storage = SQLiteStorage(path: path, writer: writer)
         do {
-            let writer = try await threadPool.runIfActive {
-                let writer = try SQLiteDB(path: path)
-                try writer.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")
-                return writer
-            }
-            let storage = SQLiteStorage(path: path, writer: writer, threadPool: threadPool)
             try await storage.migrate()
-            return storage
         } catch {
-            try? await threadPool.shutdownGracefully()
+            try? await storage.close()
             throw error
         }
+        return storage
     }
 
-    init(path: String, writer: SQLiteDB, threadPool: NIOThreadPool) {
+    init(path: String, writer: SQLiteDB) {
         self.path = path
-        self.threadPool = threadPool
-        self.committer = GroupCommitter(connection: writer, threadPool: threadPool)
+        self.committer = GroupCommitter(connection: writer)
         self.readers = ReaderPool(path: path)
     }
 
     public func close() async throws {
         await committer.stop()
         readers.close()
-        try await threadPool.shutdownGracefully()
     }
 
     // MARK: transactions
@@ -61,7 +52,7 @@ public final class SQLiteStorage: Storage {
 
     /// Runs plain reads on a reader connection of the pool, inline on the calling task: a WAL read of a few rows
     /// takes microseconds from the page cache, less than the two thread hand-offs a thread-pool job costs. (Writes,
-    /// which wait for fsync, always run on the storage's thread pool.)
+    /// which wait for fsync, run on the writer thread.)
     func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteDB) throws -> T) async throws -> T {
         let db = try readers.take()
         defer { readers.put(db) }
@@ -70,7 +61,8 @@ public final class SQLiteStorage: Storage {
 
     // MARK: migrations
 
-    static let migrations: [String] = [
+    /// The schema's history, applied in order; `schema_migrations` records how far a database is.
+    public static let migrations: [String] = [
         """
         CREATE TABLE orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);
         CREATE TABLE users (
@@ -156,6 +148,18 @@ public final class SQLiteStorage: Storage {
         ALTER TABLE refresh_tokens ADD COLUMN scopes TEXT;
         ALTER TABLE refresh_tokens ADD COLUMN api_key_id TEXT;
         ALTER TABLE refresh_tokens ADD COLUMN key_version INTEGER;
+        """,
+        // Read counts move out of the wide version rows into a narrow table keyed by a small integer: a read then
+        // dirties one page shared by a few hundred versions instead of the version's own page, which cut the
+        // pages each group commit writes to its WAL (and fsyncs) several times over.
+        """
+        CREATE TABLE version_reads (slot INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+        ALTER TABLE secret_versions ADD COLUMN read_slot INTEGER;
+        UPDATE secret_versions SET read_slot = rowid;
+        INSERT INTO version_reads (slot, count) SELECT read_slot, access_count FROM secret_versions;
+        ALTER TABLE secret_versions DROP COLUMN access_count;
+        CREATE TRIGGER secret_versions_reads AFTER DELETE ON secret_versions
+        BEGIN DELETE FROM version_reads WHERE slot = old.read_slot; END;
         """,
     ]
 
@@ -271,7 +275,8 @@ extension SQLiteStorage {
 extension SQLiteStorage {
     static let versionColumns = """
         s.id AS secret_id, s.path, s.deleted_at, v.version, v.type, v.metadata, v.rotation_policy, v.expires_at,
-        v.max_access_count, v.access_count, v.is_disabled, v.is_deleted, v.created_by, v.created_at
+        v.max_access_count, COALESCE((SELECT count FROM version_reads WHERE slot = v.read_slot), 0) AS access_count,
+        v.is_disabled, v.is_deleted, v.created_by, v.created_at
         """
 
     public func writeVersion(
@@ -307,14 +312,17 @@ extension SQLiteStorage {
                 metadata: new.metadata, rotationPolicy: new.rotationPolicy, expiresAt: new.expiresAt,
                 maxAccessCount: new.maxAccessCount, accessCount: 0, isDisabled: false, isDeleted: false,
                 createdBy: new.createdBy, createdAt: new.createdAt)
+            guard let slot = try db.query("INSERT INTO version_reads (count) VALUES (0) RETURNING slot").first?
+                .column("slot")?.integer
+            else { throw StorageError.backend("no read counter for the new version") }
             try db.query(
                 """
-                INSERT INTO secret_versions (secret_id, version, type, metadata, rotation_policy, expires_at,
+                INSERT INTO secret_versions (read_slot, secret_id, version, type, metadata, rotation_policy, expires_at,
                     max_access_count, created_by, created_at, kek_id, wrapped_dek, ciphertext)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .uuid(secretID), .int64(Int64(version)), .text(info.type.rawValue),
+                    .int64(Int64(slot)), .uuid(secretID), .int64(Int64(version)), .text(info.type.rawValue),
                     .optionalText(new.metadata?.jsonString()), .optionalText(new.rotationPolicy?.jsonString()),
                     .optionalInteger(new.expiresAt?.milliseconds), .optionalInteger(new.maxAccessCount.map(Int64.init)),
                     .uuid(new.createdBy), .int64(new.createdAt.milliseconds), .text(new.kekID),
@@ -348,7 +356,7 @@ extension SQLiteStorage {
     ) throws -> SealedSecretVersion {
             guard let row = try db.query(
                 """
-                SELECT \(Self.versionColumns), v.kek_id, v.wrapped_dek, v.ciphertext
+                SELECT \(Self.versionColumns), v.read_slot, v.kek_id, v.wrapped_dek, v.ciphertext
                 FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
                 WHERE \(condition)
                 """, binds
@@ -356,12 +364,9 @@ extension SQLiteStorage {
             let info = try Self.versionInfo(row)
             if let reason = info.goneReason(now: now) { throw KeyholdError.gone(reason) }
             let counted = try db.query(
-                """
-                UPDATE secret_versions SET access_count = access_count + 1
-                WHERE secret_id = ? AND version = ? AND (max_access_count IS NULL OR access_count < max_access_count)
-                RETURNING access_count
-                """, [.uuid(info.secretID), .int64(Int64(info.version))])
-            guard let accessCount = try counted.first?.int("access_count") else {
+                "UPDATE version_reads SET count = count + 1 WHERE slot = ?1 AND (?2 IS NULL OR count < ?2) RETURNING count",
+                [.int64(try row.int("read_slot")), .optionalInteger(info.maxAccessCount.map(Int64.init))])
+            guard let accessCount = try counted.first?.int("count") else {
                 throw KeyholdError.gone("Secret has reached its maximum access count")
             }
             return SealedSecretVersion(

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import KeyholdCore
+import KeyholdCore
 
 /// `jsonString()` writes JSON itself; audit hashes depend on its bytes, so they must stay exactly what
 /// `JSONEncoder` (sorted keys, unescaped slashes) wrote before.
@@ -59,5 +59,18 @@ import Testing
             let sample = value(0)
             #expect(sample.jsonString() == (try Self.encoderString(sample)))
         }
+    }
+}
+
+@Suite struct TimeOrderedUUIDTests {
+    @Test func versionVariantAndTimeOrder() throws {
+        let time = Timestamp(milliseconds: 1_795_000_000_123)
+        let id = UUID(timeOrderedAt: time)
+        let text = id.wire
+        #expect(text.hasPrefix(String(format: "%08x-%04x-7", 1_795_000_000_123 >> 16, 1_795_000_000_123 & 0xFFFF)))
+        #expect(["8", "9", "a", "b"].contains(text[text.index(text.startIndex, offsetBy: 19)]))
+        let later = UUID(timeOrderedAt: Timestamp(milliseconds: time.milliseconds + 1))
+        #expect(id.wire < later.wire)
+        #expect(id != UUID(timeOrderedAt: time))
     }
 }

@@ -93,10 +93,11 @@ public struct AuditChain: Sendable {
     }
 
     /// Places `entry` after `head` (nil for an org's first event).
-    public func seal(_ entry: AuditEntry, after head: AuditHead?, id: UUID = UUID(), at time: Timestamp = .now)
+    public func seal(_ entry: AuditEntry, after head: AuditHead?, id: UUID? = nil, at time: Timestamp = .now)
         -> AuditEvent
     {
         let sequence = (head?.sequence ?? 0) + 1
+        let id = id ?? UUID(timeOrderedAt: time)
         return AuditEvent(
             id: id, sequence: sequence, entry: entry, createdAt: time, previousID: head?.eventID,
             integrityHash: hash(

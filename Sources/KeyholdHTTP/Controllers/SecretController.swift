@@ -19,13 +19,13 @@ struct SecretController {
                     rotationPolicy: body.rotation_policy, expiresAt: body.expires_at,
                     maxAccessCount: body.max_access_count),
                 vaultID: try context.vaultID(), path: path, by: caller)
-            return try JSONResponse.make(SecretMetadataResponse(info), status: .created)
+            return JSONResponse.make(SecretMetadataResponse(info).json, status: .created)
         }
         router.get("/v1/vaults/:vault_id/secrets/**") { request, context in
             let caller = try await authenticator.caller(request, context)
             let revealed = try await secrets.read(
                 vaultID: try context.vaultID(), path: try Self.secretPath(request), by: caller)
-            return try JSONResponse.make(SecretResponse(revealed))
+            return JSONResponse.make(SecretResponse(revealed).json)
         }
         router.delete("/v1/vaults/:vault_id/secrets/**") { request, context in
             let caller = try await authenticator.caller(request, context)
@@ -55,7 +55,7 @@ struct SecretController {
             let (path, version) = try Self.secretPathAndVersion(request)
             let revealed = try await secrets.read(
                 vaultID: try context.vaultID(), path: path, version: version, by: caller)
-            return try JSONResponse.make(SecretResponse(revealed))
+            return JSONResponse.make(SecretResponse(revealed).json)
         }
         router.post("/v1/vaults/:vault_id/secret-version-disable/**") { request, context in
             let caller = try await authenticator.caller(request, context)
@@ -73,7 +73,7 @@ struct SecretController {
             let info = try await secrets.rotate(
                 vaultID: try context.vaultID(), path: path, length: body.length ?? 32, charset: charset,
                 type: try Self.secretType(body.type), by: caller)
-            return try JSONResponse.make(SecretMetadataResponse(info), status: .created)
+            return JSONResponse.make(SecretMetadataResponse(info).json, status: .created)
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import KeyholdCore
+import NIOCore
 
 // Wire shapes of the 1Claw API: field names exactly as the spec (snake_case), separate from domain types.
 
@@ -125,6 +126,30 @@ struct SecretMetadataResponse: Encodable {
     }
 }
 
+extension SecretMetadataResponse {
+    func write(to json: inout JSONObjectWriter) {
+        json.field("id", id)
+        json.field("path", path)
+        json.field("type", type)
+        json.field("version", version)
+        json.field("metadata", metadata)
+        json.field("rotation_policy", rotation_policy)
+        json.field("created_by", created_by)
+        json.field("created_at", created_at.iso8601)
+        json.field("expires_at", expires_at?.iso8601)
+        json.field("max_access_count", max_access_count)
+        json.field("access_count", access_count)
+        json.field("is_disabled", is_disabled)
+    }
+
+    /// The same JSON as `Encodable` gives, written directly (see `JSONObjectWriter`).
+    var json: JSONObjectWriter {
+        var json = JSONObjectWriter()
+        write(to: &json)
+        return json
+    }
+}
+
 /// `SecretResponse`: the metadata fields plus the value; only GET secret and GET secret version send it.
 struct SecretResponse: Encodable {
     let info: SecretMetadataResponse
@@ -142,6 +167,59 @@ struct SecretResponse: Encodable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(value, forKey: .value)
         try container.encode(false, forKey: .cmek_encrypted)
+    }
+
+    /// The same JSON as `Encodable` gives, written directly (see `JSONObjectWriter`).
+    var json: JSONObjectWriter {
+        var json = info.json
+        json.field("value", value)
+        json.field("cmek_encrypted", false)
+        return json
+    }
+}
+
+/// A JSON object written field by field in order, leaving out nil fields as synthesized `Encodable` does. The
+/// secret routes answer with it: Foundation's `JSONEncoder` was about a twentieth of a secret read's CPU time.
+struct JSONObjectWriter {
+    private var bytes: [UInt8] = [UInt8(ascii: "{")]
+
+    init() { bytes.reserveCapacity(512) }
+
+    private mutating func key(_ name: String) {
+        if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
+        JSONValue.appendJSONString(name, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    mutating func field(_ name: String, _ value: String?) {
+        guard let value else { return }
+        key(name)
+        JSONValue.appendJSONString(value, to: &bytes)
+    }
+
+    mutating func field(_ name: String, _ value: Int?) {
+        guard let value else { return }
+        key(name)
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    mutating func field(_ name: String, _ value: Bool) {
+        key(name)
+        bytes.append(contentsOf: (value ? "true" : "false").utf8)
+    }
+
+    mutating func field(_ name: String, _ value: JSONValue?) {
+        guard let value else { return }
+        key(name)
+        bytes.append(contentsOf: value.jsonString().utf8)
+    }
+
+    var buffer: ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(bytes.count + 1)
+        buffer.writeBytes(bytes)
+        buffer.writeInteger(UInt8(ascii: "}"))
+        return buffer
     }
 }
 

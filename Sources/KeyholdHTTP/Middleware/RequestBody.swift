@@ -72,5 +72,11 @@ enum JSONResponse {
             status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 
+    static func make(_ json: JSONObjectWriter, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: json.buffer))
+    }
+
     static func noContent() -> Response { Response(status: .noContent) }
 }

@@ -68,7 +68,7 @@ extension PostgresStorage {
     }
 
     static func vaultIDs(_ agent: Agent) -> String {
-        StoredJSON.encode(agent.vaultIDs.map { $0.uuidString.lowercased() })
+        StoredJSON.encode(agent.vaultIDs.map { $0.wire })
     }
 
     static func agent(_ row: Row) throws -> Agent {

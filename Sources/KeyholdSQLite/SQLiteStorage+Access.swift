@@ -149,7 +149,7 @@ extension SQLiteStorage {
                 [
                     .text(agent.name), .optionalText(agent.description), .int64(agent.isActive ? 1 : 0),
                     .optionalText(agent.scopes.map(StoredJSON.encode)),
-                    .text(StoredJSON.encode(agent.vaultIDs.map { $0.uuidString.lowercased() })),
+                    .text(StoredJSON.encode(agent.vaultIDs.map { $0.wire })),
                     .optionalInteger(agent.tokenTTLSeconds.map(Int64.init)),
                     .optionalInteger(agent.expiresAt?.milliseconds), .text(agent.keyPrefix), .bytes(agent.keyDigest),
                     .int64(Int64(agent.keyVersion)), .uuid(agent.id), .uuid(agent.orgID),
@@ -181,7 +181,7 @@ extension SQLiteStorage {
         [
             .uuid(agent.id), .uuid(agent.orgID), .text(agent.name), .optionalText(agent.description),
             .int64(agent.isActive ? 1 : 0), .optionalText(agent.scopes.map(StoredJSON.encode)),
-            .text(StoredJSON.encode(agent.vaultIDs.map { $0.uuidString.lowercased() })),
+            .text(StoredJSON.encode(agent.vaultIDs.map { $0.wire })),
             .optionalInteger(agent.tokenTTLSeconds.map(Int64.init)), .optionalInteger(agent.expiresAt?.milliseconds),
             .uuid(agent.createdBy), .int64(agent.createdAt.milliseconds), .text(agent.keyPrefix),
             .bytes(agent.keyDigest), .int64(Int64(agent.keyVersion)),

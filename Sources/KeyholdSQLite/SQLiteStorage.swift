@@ -483,7 +483,7 @@ extension SecretVersionInfo {
 // MARK: row helpers
 
 extension SQLiteData {
-    static func uuid(_ id: UUID) -> SQLiteData { .text(id.uuidString.lowercased()) }
+    static func uuid(_ id: UUID) -> SQLiteData { .text(id.wire) }
     static func optionalText(_ text: String?) -> SQLiteData { text.map(SQLiteData.text) ?? .null }
     static func int64(_ value: Int64) -> SQLiteData { .integer(Int(value)) }
     static func optionalInteger(_ value: Int64?) -> SQLiteData { value.map(SQLiteData.int64) ?? .null }

@@ -74,3 +74,13 @@ import KeyholdCore
         #expect(id != UUID(timeOrderedAt: time))
     }
 }
+
+@Suite struct UUIDWireTests {
+    @Test func wireIsLowercaseCanonicalForm() {
+        for _ in 0..<200 {
+            let id = UUID()
+            #expect(id.wire == id.uuidString.lowercased())
+            #expect(UUID(fast: id.wire) == id)
+        }
+    }
+}

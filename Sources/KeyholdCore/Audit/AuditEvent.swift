@@ -108,22 +108,25 @@ public struct AuditChain: Sendable {
     func hash(
         id: UUID, sequence: Int64, entry: AuditEntry, createdAt: Timestamp, previousID: UUID?, previousHash: String?
     ) -> String {
-        var mac = HMAC<SHA256>(key: key)
+        // Each field is its UTF-8 length (4 bytes, big-endian) and bytes, or FF FF FF FF for none; all of them go
+        // through the MAC in one call.
+        var message: [UInt8] = []
+        message.reserveCapacity(512)
         func field(_ text: String?) {
             guard let text else {
-                mac.update(data: [0xFF, 0xFF, 0xFF, 0xFF])
+                message.append(contentsOf: [0xFF, 0xFF, 0xFF, 0xFF])
                 return
             }
-            let bytes = Array(text.utf8)
-            mac.update(data: withUnsafeBytes(of: UInt32(bytes.count).bigEndian) { Array($0) })
-            mac.update(data: bytes)
+            let count = UInt32(text.utf8.count)
+            message.append(contentsOf: [UInt8(count >> 24), UInt8(count >> 16 & 0xFF), UInt8(count >> 8 & 0xFF), UInt8(count & 0xFF)])
+            message.append(contentsOf: text.utf8)
         }
         field("keyhold.audit.v1")
         field(previousHash)
-        field(previousID?.uuidString.lowercased())
+        field(previousID?.wire)
         field(String(sequence))
-        field(id.uuidString.lowercased())
-        field(entry.orgID.uuidString.lowercased())
+        field(id.wire)
+        field(entry.orgID.wire)
         field(entry.actorType.rawValue)
         field(entry.actorID)
         field(entry.action)
@@ -132,7 +135,7 @@ public struct AuditChain: Sendable {
         field(JSONValue.object(entry.details).jsonString())
         field(entry.ipAddress)
         field(String(createdAt.milliseconds))
-        return Data(mac.finalize()).hexString
+        return Data(HMAC<SHA256>.authenticationCode(for: message, using: key)).hexString
     }
 
     /// Verifies a whole chain held in memory.

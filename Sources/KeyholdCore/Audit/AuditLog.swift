@@ -28,7 +28,7 @@ public struct AuditLog: Sendable {
         AuditRecord(
             AuditEntry(
                 orgID: org, actorType: actor.map { $0.kind == .user ? .user : .agent } ?? .anonymous,
-                actorID: actor?.id.uuidString.lowercased(), action: action, resourceType: resourceType,
+                actorID: actor?.id.wire, action: action, resourceType: resourceType,
                 resourceID: resourceID, details: details, ipAddress: ip?.description),
             chain: chain)
     }
@@ -45,7 +45,7 @@ public struct AuditLog: Sendable {
         }
         var filter = filter
         if !caller.isOrgAdmin {
-            let me = caller.id.uuidString.lowercased()
+            let me = caller.id.wire
             if let asked = filter.actorID, asked != me { return [] }
             filter.actorID = me
         }

@@ -76,15 +76,15 @@ public final class TokenService: Sendable {
         let lifetime = lifetime ?? userTokenLifetime
         let issuedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let claims = AccessTokenClaims(
-            sub: SubjectClaim(value: "\(principal.kind.rawValue):\(principal.id.uuidString.lowercased())"),
-            org: principal.orgID.uuidString.lowercased(),
+            sub: SubjectClaim(value: "\(principal.kind.rawValue):\(principal.id.wire)"),
+            org: principal.orgID.wire,
             iat: IssuedAtClaim(value: issuedAt),
             exp: ExpirationClaim(value: issuedAt.addingTimeInterval(TimeInterval(lifetime))),
             nbf: NotBeforeClaim(value: issuedAt),
-            jti: IDClaim(value: UUID().uuidString.lowercased()),
+            jti: IDClaim(value: UUID().wire),
             iss: nil,
             scopes: principal.scopes,
-            vault_ids: principal.kind == .agent ? principal.vaultIDs.map { $0.uuidString.lowercased() } : nil,
+            vault_ids: principal.kind == .agent ? principal.vaultIDs.map { $0.wire } : nil,
             kv: keyVersion,
             akid: principal.apiKeyID?.wire)
         var header = JWTHeader()

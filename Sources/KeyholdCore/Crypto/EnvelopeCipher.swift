@@ -26,7 +26,7 @@ public enum EnvelopeCipher {
         /// Length-prefixed fields, so no two bindings share an encoding.
         public var associatedData: Data {
             var data = Data("keyhold.secret.v1".utf8)
-            for field in [orgID.uuidString.lowercased(), vaultID.uuidString.lowercased(), path, String(version)] {
+            for field in [orgID.wire, vaultID.wire, path, String(version)] {
                 let bytes = Array(field.utf8)
                 withUnsafeBytes(of: UInt32(bytes.count).bigEndian) { data.append(contentsOf: $0) }
                 data.append(contentsOf: bytes)

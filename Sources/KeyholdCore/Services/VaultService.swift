@@ -38,7 +38,7 @@ public final class VaultService: Sendable {
             throw KeyholdError.badRequest("description must be at most 4096 characters")
         }
         let id = UUID()
-        let kek = try await keystore.createKEK(id: "vault-\(id.uuidString.lowercased())-v1")
+        let kek = try await keystore.createKEK(id: "vault-\(id.wire)-v1")
         let vault = Vault(
             id: id, orgID: caller.principal.orgID, name: name, description: description,
             createdBy: caller.principal.id, createdByType: caller.principal.kind, kekID: kek.id, createdAt: .now)

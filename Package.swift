@@ -81,7 +81,6 @@ let package = Package(
             name: "keyhold",
             dependencies: [
                 "KeyholdHTTP",
-                "CKeyholdShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

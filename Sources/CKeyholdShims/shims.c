@@ -1,8 +1,5 @@
 #include "ckeyholdshims.h"
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 // sqlite-nio's bundled SQLite (linked through SQLiteNIO) prefixes its symbols with `sqlite_nio_`. Its
 // sqlite3_db_config is variadic, which Swift cannot call.
@@ -12,11 +9,4 @@ extern int sqlite_nio_sqlite3_db_config(void *db, int op, ...);
 
 int keyhold_sqlite_enable_qpsg(void *db) {
     return sqlite_nio_sqlite3_db_config(db, KEYHOLD_SQLITE_DBCONFIG_ENABLE_QPSG, 1, (int *)0);
-}
-
-void keyhold_tune_allocator(void) {
-#if defined(__GLIBC__)
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
-    mallopt(M_MMAP_THRESHOLD, 4 << 20);
-#endif
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CKeyholdShims
 import Foundation
 import KeyholdHTTP
 import Logging
@@ -55,7 +54,6 @@ struct Serve: AsyncParsableCommand {
         // Swift Concurrency's jobs run on NIO's event loops (the ones Hummingbird serves on) instead of a separate
         // pool, so a request's handler does not hop between threads. Installed before the server starts any task.
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        keyhold_tune_allocator()
         let configuration = try options.configuration()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -1,6 +1,5 @@
 #include "ckeyholdshims.h"
 
-
 // sqlite-nio's bundled SQLite (linked through SQLiteNIO) prefixes its symbols with `sqlite_nio_`. Its
 // sqlite3_db_config is variadic, which Swift cannot call.
 extern int sqlite_nio_sqlite3_db_config(void *db, int op, ...);

@@ -9,8 +9,8 @@ import VaporCSQLite
 ///
 /// Why not sqlite-nio's async `query`: it hops to a thread pool and back for every statement, and a Keyhold
 /// transaction has five to ten statements, so most of a request's time went to thread hand-offs (seen with
-/// `perf`: futex waits and task switches on top). Keyhold runs a whole transaction, or a whole group commit, as one
-/// job on its own thread pool and calls SQLite directly inside it. One connection is used by one job at a time.
+/// `perf`: futex waits and task switches on top). Keyhold runs a whole group commit on its writer thread, and a plain
+/// read inline on the request's task, calling SQLite directly. One connection is used by one of them at a time.
 final class SQLiteDB: @unchecked Sendable {
     private let handle: OpaquePointer
     private var statements: [String: Prepared] = [:]

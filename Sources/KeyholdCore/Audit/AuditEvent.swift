@@ -77,11 +77,13 @@ public struct AuditHead: Sendable, Hashable {
 /// The keyed hash chain. The key lives in the keystore (sealed in storage), so someone who can edit the
 /// database cannot recompute a valid chain after changing, deleting, inserting or reordering rows.
 public struct AuditChain: Sendable {
-    private let key: SymmetricKey
+    /// HMAC state with the key already absorbed; each hash starts from a copy (the key schedule showed up in
+    /// profiles of the database writer).
+    private let keyed: HMAC<SHA256>
 
     public static let algorithm = "HMAC-SHA256"
 
-    public init(key: SymmetricKey) { self.key = key }
+    public init(key: SymmetricKey) { keyed = HMAC<SHA256>(key: key) }
 
     /// Loads the chain key from storage (sealed by the keystore), creating it on first start.
     public static func load(system: any SystemStore, keystore: any Keystore) async throws -> AuditChain {
@@ -135,7 +137,9 @@ public struct AuditChain: Sendable {
         field(JSONValue.object(entry.details).jsonString())
         field(entry.ipAddress)
         field(String(createdAt.milliseconds))
-        return Data(HMAC<SHA256>.authenticationCode(for: message, using: key)).hexString
+        var mac = keyed
+        mac.update(data: message)
+        return Data(mac.finalize()).hexString
     }
 
     /// Verifies a whole chain held in memory.

@@ -30,7 +30,7 @@ extension PostgresStorage {
                     details, ip_address, created_at, prev_event_id, integrity_hash)
                 VALUES (\(event.id), \(orgID), \(event.sequence), \(entry.actorType.rawValue), \(entry.actorID),
                     \(entry.action), \(entry.resourceType), \(entry.resourceID),
-                    \(JSONValue.object(entry.details).jsonString()), \(entry.ipAddress),
+                    \(entry.detailsJSON), \(entry.ipAddress),
                     \(event.createdAt.milliseconds), \(event.previousID), \(event.integrityHash))
                 """)
             try await db.execute(

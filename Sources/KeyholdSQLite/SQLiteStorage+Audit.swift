@@ -20,7 +20,7 @@ extension SQLiteStorage {
                 [
                     .uuid(event.id), .uuid(orgID), .int64(event.sequence), .text(entry.actorType.rawValue),
                     .optionalText(entry.actorID), .text(entry.action), .text(entry.resourceType),
-                    .optionalText(entry.resourceID), .text(JSONValue.object(entry.details).jsonString()),
+                    .optionalText(entry.resourceID), .text(entry.detailsJSON),
                     .optionalText(entry.ipAddress), .int64(event.createdAt.milliseconds),
                     .optionalText(event.previousID?.wire), .text(event.integrityHash),
                 ])

@@ -7,8 +7,10 @@ import datetime as dt
 import http.client
 import json
 import re
+import threading
 import uuid
-from typing import Any, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 import httpx
@@ -215,3 +217,15 @@ def raw_request(
         )
     finally:
         conn.close()
+
+
+def run_together(count: int, action: Callable[[int], Any]) -> list[Any]:
+    """Run ``action(i)`` for i in 0..count-1 in ``count`` threads released at once; an exception in any is raised."""
+    barrier = threading.Barrier(count)
+
+    def task(i: int) -> Any:
+        barrier.wait(timeout=30)
+        return action(i)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(task, range(count)))

@@ -31,7 +31,6 @@ import os
 import random
 import socket
 import statistics
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -55,6 +54,7 @@ from support import (
     random_like,
     raw_request,
     rfc3339,
+    run_together,
 )
 
 WRONG_PASSWORD = "Wrong-Horse-8-Battery?"
@@ -1542,28 +1542,6 @@ def test_share_passphrase_guessing_is_throttled(abuse, leak_watch) -> None:
         guesser.close()
 
 
-def _together(count: int, action: Callable[[int], httpx.Response]) -> list[httpx.Response]:
-    """Run ``action(i)`` in ``count`` threads released at once."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        barrier.wait(timeout=30)
-        try:
-            results[i] = action(i)
-        except Exception as exc:  # pragma: no cover - reported below
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    for result in results:
-        assert isinstance(result, httpx.Response), result
-    return results
-
-
 def test_login_throttle_cannot_be_raced_with_concurrent_guesses(abuse, leak_watch) -> None:
     # 30 guesses sent at once from one address: the throttle allows 5 failures before a wait, so at most 5 of
     # them may be checked against the password; the rest must be refused with 429 without being tried.
@@ -1577,7 +1555,7 @@ def test_login_throttle_cannot_be_raced_with_concurrent_guesses(abuse, leak_watc
         finally:
             wire.close()
 
-    answers = _together(30, guess)
+    answers = run_together(30, guess)
     statuses = sorted(r.status_code for r in answers)
     for resp in answers:
         assert_problem(resp, (401, 429))
@@ -1600,7 +1578,7 @@ def test_per_address_login_throttle_cannot_be_raced(abuse, leak_watch) -> None:
         finally:
             wire.close()
 
-    answers = _together(70, guess)
+    answers = run_together(70, guess)
     for resp in answers:
         assert_problem(resp, (401, 429))
     tried = [r.status_code for r in answers].count(401)
@@ -1625,7 +1603,7 @@ def test_share_passphrase_guessing_cannot_be_raced(abuse, leak_watch) -> None:
         finally:
             wire.close()
 
-    answers = _together(30, guess)
+    answers = run_together(30, guess)
     for resp in answers:
         assert_problem(resp, (403, 429))
         _no_leak(resp, value)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import sqlite3
 import uuid
 from types import SimpleNamespace
 from typing import Any

@@ -14,10 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
-import threading
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -25,7 +23,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from support import PASSWORD, assert_problem, assert_sdk_error, assert_sdk_ok, now_utc, rfc3339
+from support import PASSWORD, assert_problem, assert_sdk_error, assert_sdk_ok, now_utc, rfc3339, run_together
 
 COLUMNS = (
     "id",
@@ -389,17 +387,6 @@ def test_new_events_after_a_restore_continue_the_chain(server, org, canary) -> N
 THREADS = 20
 
 
-def _run_together(count: int, action):
-    barrier = threading.Barrier(count)
-
-    def task(i: int):
-        barrier.wait(timeout=30)
-        return action(i)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(task, range(count)))
-
-
 def test_concurrent_requests_keep_one_valid_chain(server, signup_user, make_agent, agent_sdk, canary) -> None:
     owner = signup_user(login=False)
     vault = assert_sdk_ok(owner.client.vaults.create("busy-threads"), 201)["id"]
@@ -429,7 +416,7 @@ def test_concurrent_requests_keep_one_valid_chain(server, signup_user, make_agen
                 statuses.append(owner.client.secrets.get(vault, f"own/{i}").meta.status)
         return statuses
 
-    results = _run_together(THREADS, work)
+    results = run_together(THREADS, work)
     statuses = Counter(s for r in results for s in r)
     assert set(statuses) <= {200, 201, 403}, statuses
     expected_new = sum(len(r) for r in results)
@@ -452,7 +439,7 @@ def test_concurrent_orgs_keep_separate_valid_chains(server, signup_user, canary)
         owner, vault = owners[i % 4], vaults[i % 4]
         return owner.client.secrets.set(vault, f"p/{i}", values[i]).meta.status
 
-    assert Counter(_run_together(THREADS, work)) == Counter({201: THREADS})
+    assert Counter(run_together(THREADS, work)) == Counter({201: THREADS})
     for owner in owners:
         assert_valid(owner, len(chain(server, owner.org_id)))
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,6 +27,7 @@ from support import (
     now_utc,
     parse_ts,
     rfc3339,
+    run_together,
 )
 
 SHARE_FIELDS = (
@@ -74,17 +73,6 @@ def outbound(client: Any) -> dict[str, dict]:
 
 def inbound(client: Any) -> dict[str, dict]:
     return {s["id"]: s for s in assert_sdk_ok(client.sharing.list_inbound(), 200)["shares"]}
-
-
-def _run_together(count: int, action):
-    barrier = threading.Barrier(count)
-
-    def task(i: int):
-        barrier.wait(timeout=30)
-        return action(i)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(task, range(count)))
 
 
 @pytest.fixture
@@ -495,7 +483,7 @@ def test_exhausted_share_is_410(secret, sdk_anon, anon) -> None:
 def test_exact_access_count_under_concurrency(secret, sdk_anon) -> None:
     limit, readers = 5, 30
     link = share(secret.owner.client, secret.id, max_access_count=limit)
-    responses = _run_together(readers, lambda i: sdk_anon.sharing.access(link["id"]))
+    responses = run_together(readers, lambda i: sdk_anon.sharing.access(link["id"]))
     statuses = Counter(r.meta.status for r in responses)
     assert statuses == Counter({200: limit, 410: readers - limit}), statuses
     ok = [r.data for r in responses if r.meta.status == 200]

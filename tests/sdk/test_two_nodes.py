@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -25,7 +24,7 @@ import oneclaw
 import pytest
 
 from conftest import DEFAULT_BIN
-from support import PASSWORD, assert_sdk_ok, bearer
+from support import PASSWORD, assert_sdk_ok, bearer, run_together
 
 CLUSTER_URL = os.environ.get("KEYHOLD_TEST_DATABASE_URL", "")
 if os.environ.get("KEYHOLD_SDK_BACKEND", "sqlite") != "postgres":
@@ -110,17 +109,6 @@ def nodes(leak_watch):
         _psql(CLUSTER_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _together(count: int, action):
-    barrier = threading.Barrier(count)
-
-    def task(index: int):
-        barrier.wait(timeout=30)
-        return action(index)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(task, range(count)))
-
-
 @pytest.fixture(scope="module")
 def owner(nodes, leak_watch):
     a, b = nodes
@@ -148,7 +136,7 @@ def test_versions_are_exact_across_nodes(nodes, owner, leak_watch) -> None:
     values = [f"TWO-NODE-{uuid.uuid4().hex}" for _ in range(WRITERS)]
     leak_watch.values.update(values)
     started = time.perf_counter()
-    responses = _together(WRITERS, lambda i: clients[i % 2].secrets.set(vault, "race/shared", values[i]))
+    responses = run_together(WRITERS, lambda i: clients[i % 2].secrets.set(vault, "race/shared", values[i]))
     elapsed = time.perf_counter() - started
     assert Counter(r.meta.status for r in responses) == Counter({201: WRITERS})
     versions = sorted(r.data["version"] for r in responses)
@@ -168,7 +156,7 @@ def test_access_counts_are_exact_across_nodes(nodes, owner, leak_watch) -> None:
     leak_watch.values.add(value)
     assert_sdk_ok(a.client(owner).secrets.set(vault, "limited", value, max_access_count=READ_LIMIT), 201)
     clients = [a.client(owner), b.client(owner)]
-    responses = _together(READERS, lambda i: clients[i % 2].secrets.get(vault, "limited"))
+    responses = run_together(READERS, lambda i: clients[i % 2].secrets.get(vault, "limited"))
     statuses = Counter(r.meta.status for r in responses)
     assert statuses == Counter({200: READ_LIMIT, 410: READERS - READ_LIMIT}), statuses
     print(f"\n[two-node] {READERS} concurrent reads of a max_access_count={READ_LIMIT} secret over 2 nodes: "

@@ -10,7 +10,6 @@ The same strings must not show up in any stored audit event either.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from support import b64url_decode
 

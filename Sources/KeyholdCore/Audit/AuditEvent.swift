@@ -18,6 +18,8 @@ public struct AuditEntry: Sendable, Hashable {
     public let resourceType: String
     public let resourceID: String?
     public let details: [String: JSONValue]
+    /// `details` as stored and as hashed, written once per entry (both the chain's MAC and the row need it).
+    public let detailsJSON: String
     public let ipAddress: String?
 
     public init(
@@ -31,6 +33,7 @@ public struct AuditEntry: Sendable, Hashable {
         self.resourceType = resourceType
         self.resourceID = resourceID
         self.details = details
+        self.detailsJSON = JSONValue.object(details).jsonString()
         self.ipAddress = ipAddress
     }
 
@@ -134,7 +137,7 @@ public struct AuditChain: Sendable {
         field(entry.action)
         field(entry.resourceType)
         field(entry.resourceID)
-        field(JSONValue.object(entry.details).jsonString())
+        field(entry.detailsJSON)
         field(entry.ipAddress)
         field(String(createdAt.milliseconds))
         var mac = keyed

@@ -188,14 +188,7 @@ extension UUID {
                 guard char == UInt8(ascii: "-") else { return nil }
                 continue
             }
-            let nibble: UInt8
-            switch char {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = char - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = char - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = char - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            guard index < 16 else { return nil }
+            guard let nibble = Data.hexNibble(char), index < 16 else { return nil }
             if let h = high {
                 bytes[index] = h << 4 | nibble
                 index += 1

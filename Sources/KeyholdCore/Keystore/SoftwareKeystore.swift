@@ -133,13 +133,7 @@ extension Data {
         bytes.reserveCapacity(hex.utf8.count / 2)
         var high: UInt8?
         for char in hex.utf8 {
-            let nibble: UInt8
-            switch char {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = char - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = char - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = char - UInt8(ascii: "A") + 10
-            default: return nil
-            }
+            guard let nibble = Self.hexNibble(char) else { return nil }
             if let h = high {
                 bytes.append(h << 4 | nibble)
                 high = nil
@@ -149,6 +143,16 @@ extension Data {
         }
         guard high == nil else { return nil }
         self.init(bytes)
+    }
+
+    /// The value of one hex digit (either case), or nil.
+    static func hexNibble(_ char: UInt8) -> UInt8? {
+        switch char {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): char - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): char - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): char - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 
     /// Lower-case hex, without `String(format:)` (which parses a format per byte and showed up in profiles).

@@ -37,6 +37,7 @@ let package = Package(
                 "KeyholdCore",
                 "CKeyholdShims",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,5 +1,7 @@
 import Foundation
 import KeyholdCore
+import NIOCore
+import NIOPosix
 import SQLiteNIO
 import Synchronization
 
@@ -140,6 +142,9 @@ final class ReaderPool: Sendable {
 }
 
 /// The result of one transaction: set by its body, released to the caller only when the group has committed.
+///
+/// The waiting task is resumed on the event loop it submitted from (its connection's loop): resumed from the writer
+/// thread it would go to whichever loop comes next, and its response would then cross to its connection's loop.
 final class Outcome<T: Sendable>: Sendable {
     private struct State {
         var value: T?
@@ -148,6 +153,7 @@ final class Outcome<T: Sendable>: Sendable {
     }
 
     private let state = Mutex(State())
+    private let home: (any EventLoop)? = MultiThreadedEventLoopGroup.currentEventLoop
 
     func set(_ value: T) { state.withLock { $0.value = value } }
 
@@ -161,7 +167,8 @@ final class Outcome<T: Sendable>: Sendable {
             defer { state.waiter = nil }
             return (state.waiter, result)
         }
-        waiter?.resume(with: result)
+        guard let waiter else { return }
+        if let home { home.execute { waiter.resume(with: result) } } else { waiter.resume(with: result) }
     }
 
     func value() async throws -> T {

@@ -1,14 +1,23 @@
 import Hummingbird
+import KeyholdCore
 import NIOCore
 
-/// The request context: Hummingbird's core storage plus the peer address (for IP conditions and rate limits).
+/// The request context: Hummingbird's core storage plus the peer address (for IP conditions, rate limits and
+/// audit events).
 public struct KeyholdRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// The peer's IP address, taken once from the socket's raw address (no proxy headers are trusted).
+    let clientIP: IPAddress?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.remoteAddress = source.channel.remoteAddress
+        self.clientIP = switch remoteAddress {
+        case .v4(let address): withUnsafeBytes(of: address.address.sin_addr) { IPAddress(bytes: $0) }
+        case .v6(let address): withUnsafeBytes(of: address.address.sin6_addr) { IPAddress(bytes: $0) }
+        case .unixDomainSocket, nil: nil
+        }
     }
 
     public var maxUploadSize: Int { RequestBody.maxBytes }

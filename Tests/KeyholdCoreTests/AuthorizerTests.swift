@@ -72,6 +72,17 @@ import Testing
         #expect(IPAddress("::1")?.description == "0:0:0:0:0:0:0:1")
     }
 
+    /// Addresses taken from a socket's raw bytes (network order) equal the same addresses parsed from text.
+    @Test func addressesFromRawBytes() {
+        #expect(IPAddress(bytes: [127, 0, 0, 1]) == IPAddress("127.0.0.1"))
+        #expect(IPAddress(bytes: [127, 0, 0, 1])?.description == "127.0.0.1")
+        let mapped: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 10, 9, 9, 9]
+        #expect(IPAddress(bytes: mapped) == IPAddress("10.9.9.9") && IPAddress(bytes: mapped)?.isIPv4 == true)
+        let v6: [UInt8] = [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [5]
+        #expect(IPAddress(bytes: v6) == IPAddress("2001:db8::5") && IPAddress(bytes: v6)?.isIPv4 == false)
+        #expect(IPAddress(bytes: [1, 2, 3]) == nil && IPAddress(bytes: [UInt8](repeating: 1, count: 17)) == nil)
+    }
+
     @Test func conditionsParseAndHold() throws {
         let json = try JSONValue(jsonString: #"{"ip_allowlist":["127.0.0.0/8"],"time_window":{"after":"08:00","before":"20:00","timezone":"UTC"}}"#)
         let conditions = try PolicyConditions(json: json)

@@ -7,19 +7,21 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
 
     public init?(_ text: some StringProtocol) {
         let text = String(text)
-        if text.contains(":") {
-            guard let bytes = Self.parseIPv6(text) else { return nil }
-            if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
-                self.bytes = bytes
-                self.isIPv4 = true
-            } else {
-                self.bytes = bytes
-                self.isIPv4 = false
-            }
-        } else {
-            guard let four = Self.parseIPv4(text) else { return nil }
-            self.bytes = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + four
+        guard let bytes = text.contains(":") ? Self.parseIPv6(text) : Self.parseIPv4(text) else { return nil }
+        self.init(bytes: bytes)
+    }
+
+    /// From an address in network byte order: 4 bytes (IPv4) or 16 (IPv6, IPv4-mapped ones count as IPv4).
+    public init?(bytes: some Collection<UInt8>) {
+        switch bytes.count {
+        case 4:
+            self.bytes = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] + bytes
             self.isIPv4 = true
+        case 16:
+            self.bytes = Array(bytes)
+            self.isIPv4 = self.bytes[0..<10].allSatisfy { $0 == 0 } && self.bytes[10] == 0xFF && self.bytes[11] == 0xFF
+        default:
+            return nil
         }
     }
 

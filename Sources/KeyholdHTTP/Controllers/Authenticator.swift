@@ -24,9 +24,6 @@ struct Authenticator: Sendable {
 }
 
 extension KeyholdRequestContext {
-    /// The peer's address (no proxy headers are trusted).
-    var clientIP: IPAddress? { remoteAddress?.ipAddress.flatMap { IPAddress($0) } }
-
     func uuidParameter(_ name: String, notFound: KeyholdError) throws -> UUID {
         guard let text = parameters.get(name), let id = UUID(fast: text) else { throw notFound }
         return id

@@ -287,16 +287,16 @@ extension SQLiteStorage {
             guard !(try db.query("SELECT id FROM keks WHERE id = ?", [.text(new.kekID)]).isEmpty) else {
                 throw KeyholdError(.unavailable, "The vault's key changed during the write; retry the request")
             }
-            try db.query(
-                """
-                INSERT INTO secrets (id, vault_id, path, current_version) VALUES (?, ?, ?, 0)
-                ON CONFLICT (vault_id, path) DO NOTHING
-                """, [.uuid(UUID()), .uuid(new.vaultID), .text(new.path)])
-            guard let row = try db.query(
+            // The next version of an existing path, else the path's first (this connection is the only writer).
+            let next = try db.query(
                 """
                 UPDATE secrets SET current_version = current_version + 1, deleted_at = NULL
                 WHERE vault_id = ? AND path = ? RETURNING id, current_version
                 """, [.uuid(new.vaultID), .text(new.path)]
+            ).first
+            guard let row = try next ?? db.query(
+                "INSERT INTO secrets (id, vault_id, path, current_version) VALUES (?, ?, ?, 1) RETURNING id, current_version",
+                [.uuid(UUID()), .uuid(new.vaultID), .text(new.path)]
             ).first else { throw StorageError.backend("secret row vanished") }
             let secretID = try row.uuid("id")
             let version = Int(try row.int("current_version"))

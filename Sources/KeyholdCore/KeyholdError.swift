@@ -42,6 +42,9 @@ public struct KeyholdError: Error, Sendable, Equatable, CustomStringConvertible 
     public static func forbidden(_ detail: String) -> Self { .init(.forbidden, detail) }
     public static let invalidCredentials = Self(.unauthorized, "Invalid credentials")
     public static let unauthenticated = Self(.unauthorized, "Missing or invalid bearer token")
+    /// The audit event could not be stored: the request fails closed and changes nothing.
+    public static let auditUnavailable = Self(
+        .unavailable, "The audit log could not be written, so the request was not carried out")
     public static func internalError(_ detail: String = "An unexpected error occurred") -> Self {
         .init(.internalError, detail)
     }

@@ -39,7 +39,7 @@ extension PostgresStorage {
                 WHERE org_id = \(orgID)
                 """)
         } catch {
-            throw KeyholdError(.unavailable, "The audit log could not be written, so the request was not carried out")
+            throw KeyholdError.auditUnavailable
         }
     }
 

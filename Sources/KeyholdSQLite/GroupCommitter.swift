@@ -112,7 +112,7 @@ final class GroupCommitter: @unchecked Sendable {
             do {
                 try db.auditHeads.write(db)
             } catch {
-                throw KeyholdError(.unavailable, "The audit log could not be written, so the request was not carried out")
+                throw KeyholdError.auditUnavailable
             }
             try db.run("COMMIT")
         } catch {

@@ -26,7 +26,7 @@ extension SQLiteStorage {
                 ])
             db.auditHeads.advance(orgID, to: AuditHead(eventID: event.id, sequence: event.sequence, hash: event.integrityHash))
         } catch {
-            throw KeyholdError(.unavailable, "The audit log could not be written, so the request was not carried out")
+            throw KeyholdError.auditUnavailable
         }
     }
 

@@ -58,6 +58,11 @@ import Testing
         return try #require(login.json["access_token"] as? String)
     }
 
+    /// A parsed JSON object as sorted, compact text, so two objects compare field by field.
+    func canonical(_ object: [String: Any]) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+
     func expectProblem(_ reply: Reply, _ status: HTTPResponse.Status, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(reply.status == status, sourceLocation: sourceLocation)
         #expect(reply.contentType == "application/problem+json", sourceLocation: sourceLocation)
@@ -84,14 +89,24 @@ import Testing
             let vaultID = try #require(vault.json["id"] as? String)
             let put = try await call(
                 client, .put, "/v1/vaults/\(vaultID)/secrets/api-keys/openai", token: token,
-                body: #"{"type":"api_key","value":"sk-proj-1","metadata":{"env":"prod"}}"#)
+                body: #"{"type":"api_key","value":"sk-proj-1","metadata":{"env":"prod","n":2},"max_access_count":5,"expires_at":"2099-01-01T00:00:00Z"}"#)
             #expect(put.status == .created)
             #expect(put.json["version"] as? Int == 1)
             #expect(put.json["value"] == nil)
+            // The single-secret answers are written field by field, lists through `Encodable`: the same object.
+            let versions = try await call(client, .get, "/v1/vaults/\(vaultID)/secret-versions/api-keys/openai", token: token)
+            let listed = try #require((versions.json["versions"] as? [[String: Any]])?.first)
+            #expect(try canonical(listed) == canonical(put.json))
             let get = try await call(client, .get, "/v1/vaults/\(vaultID)/secrets/api-keys%2Fopenai", token: token)
             #expect(get.status == .ok)
             #expect(get.json["value"] as? String == "sk-proj-1")
-            #expect((get.json["metadata"] as? [String: String]) == ["env": "prod"])
+            #expect(get.json["cmek_encrypted"] as? Bool == false && get.json["access_count"] as? Int == 1)
+            var metadataOfGet = get.json
+            for key in ["value", "cmek_encrypted", "access_count"] { metadataOfGet[key] = nil }
+            var metadataOfPut = put.json
+            metadataOfPut["access_count"] = nil
+            #expect(try canonical(metadataOfGet) == canonical(metadataOfPut))
+            #expect(try canonical(get.json["metadata"] as? [String: Any] ?? [:]) == #"{"env":"prod","n":2}"#)
         }
     }
 

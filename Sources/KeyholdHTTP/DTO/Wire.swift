@@ -142,7 +142,8 @@ extension SecretMetadataResponse {
         json.field("is_disabled", is_disabled)
     }
 
-    /// The same JSON as `Encodable` gives, written directly (see `JSONObjectWriter`).
+    /// The same object as `Encodable` gives (lists use that), written directly (see `JSONObjectWriter`);
+    /// `HTTPTests.sealedSecretRoundTrip` checks that both agree.
     var json: JSONObjectWriter {
         var json = JSONObjectWriter()
         write(to: &json)
@@ -151,7 +152,7 @@ extension SecretMetadataResponse {
 }
 
 /// `SecretResponse`: the metadata fields plus the value; only GET secret and GET secret version send it.
-struct SecretResponse: Encodable {
+struct SecretResponse {
     let info: SecretMetadataResponse
     let value: String
 
@@ -160,16 +161,7 @@ struct SecretResponse: Encodable {
         value = revealed.value
     }
 
-    enum CodingKeys: String, CodingKey { case value, cmek_encrypted }
-
-    func encode(to encoder: any Encoder) throws {
-        try info.encode(to: encoder)
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(value, forKey: .value)
-        try container.encode(false, forKey: .cmek_encrypted)
-    }
-
-    /// The same JSON as `Encodable` gives, written directly (see `JSONObjectWriter`).
+    /// The metadata object with `value` and `cmek_encrypted` after it.
     var json: JSONObjectWriter {
         var json = info.json
         json.field("value", value)

@@ -23,9 +23,11 @@ final class GroupCommitter: @unchecked Sendable {
     static let maximumGroup = 256
 
     init(connection: SQLiteDB) {
-        let thread = Thread { [self] in run(connection) }
-        thread.name = "keyhold-sqlite-writer"
-        thread.start()
+        Thread { [self] in
+            // Named from inside: a name given before start is not applied on Linux, which also keeps at most 15 bytes.
+            Thread.current.name = "keyhold-writer"
+            run(connection)
+        }.start()
     }
 
     func submit(_ work: @escaping Work, completion: @escaping Completion) {

@@ -49,7 +49,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "CKeyholdShims"),
+        .target(name: "CKeyholdShims", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio")]),
         .target(
             name: "CPKCS11",
             linkerSettings: [.linkedLibrary("dl")]
@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(
             name: "KeyholdStorageTests",
             dependencies: [
-                "KeyholdCore", "KeyholdSQLite", "KeyholdPostgres",
+                "KeyholdCore", "KeyholdSQLite", "KeyholdPostgres", "CKeyholdShims",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]

@@ -31,10 +31,15 @@ final class SQLiteDB: @unchecked Sendable {
         var isUniqueViolation: Bool { code == 2067 || code == 1555 }
     }
 
-    init(path: String) throws {
+    /// `bufferedLog`: for the writer, which alone appends to the write-ahead log: its writes to the log are collected
+    /// and written as one run per commit (see `keyhold_sqlite_register_wal_vfs`), and it syncs every commit.
+    init(path: String, bufferedLog: Bool = false) throws {
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
+        if bufferedLog, keyhold_sqlite_register_wal_vfs() != SQLITE_OK {
+            throw StorageError.backend("cannot register the SQLite log-buffering VFS")
+        }
+        let rc = sqlite_nio_sqlite3_open_v2(path, &handle, flags, bufferedLog ? KEYHOLD_WAL_VFS : nil)
         guard rc == SQLITE_OK, let handle else {
             if let handle { sqlite_nio_sqlite3_close(handle) }
             throw StorageError.backend("cannot open \(path): SQLite error \(rc)")
@@ -46,6 +51,8 @@ final class SQLiteDB: @unchecked Sendable {
             sqlite_nio_sqlite3_close(handle)
             throw StorageError.backend("cannot configure \(path)")
         }
+        // The buffering VFS needs every commit synced (the sync writes the buffer out before the commit is visible).
+        if bufferedLog { try execute("PRAGMA synchronous=FULL") }
     }
 
     deinit {

@@ -15,8 +15,8 @@ public final class SQLiteStorage: Storage {
     public let path: String
 
     public static func open(path: String, logger: Logger) async throws -> SQLiteStorage {
-        let writer = try SQLiteDB(path: path)
-        try writer.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")
+        let writer = try SQLiteDB(path: path, bufferedLog: true)
+        try writer.execute("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON")
         let storage = SQLiteStorage(path: path, writer: writer)
         do {
             try await storage.migrate()

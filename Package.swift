@@ -81,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "keyhold",
             dependencies: [
-                "KeyholdHTTP",
+                "KeyholdHTTP", "CKeyholdShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CKeyholdShims
 import Foundation
 import KeyholdHTTP
 import Logging
@@ -54,6 +55,10 @@ struct Serve: AsyncParsableCommand {
         // Swift Concurrency's jobs run on NIO's event loops (the ones Hummingbird serves on) instead of a separate
         // pool, so a request's handler does not hop between threads. Installed before the server starts any task.
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        // glibc hands free memory at the top of a thread's heap back to the kernel (madvise) once more than 128 KiB
+        // is free there. The SQLite writer's savepoint journals are freed and allocated again around that mark, which
+        // under load cost one madvise per request (seen with perf: ~10,000/s, each a TLB shootdown on every CPU).
+        keyhold_set_malloc_trim_threshold(1 << 20)
         let configuration = try options.configuration()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -1,7 +1,7 @@
 #ifndef CKEYHOLDSHIMS_H
 #define CKEYHOLDSHIMS_H
 
-/// C calls Swift cannot make itself (variadic functions, an SQLite VFS).
+/// C calls Swift cannot make itself (variadic functions, an SQLite VFS, glibc's mallopt).
 
 /// Turns on SQLITE_DBCONFIG_ENABLE_QPSG (query planner stability) for a connection of sqlite-nio's bundled SQLite:
 /// without it, statements whose plan may depend on a bound value are re-prepared every time that value is bound
@@ -17,5 +17,9 @@ int keyhold_sqlite_enable_qpsg(void *db);
 /// `synchronous=FULL` (or EXTRA), which syncs the log before it makes a commit visible to other connections; with
 /// NORMAL or OFF they could see a commit whose frames are still in the buffer. Returns SQLite's result code.
 int keyhold_sqlite_register_wal_vfs(void);
+
+/// glibc's M_TRIM_THRESHOLD: how much free memory the top of a heap may hold before it is returned to the kernel
+/// (a no-op with other C libraries). Process-wide, so only the executable sets it.
+void keyhold_set_malloc_trim_threshold(int bytes);
 
 #endif

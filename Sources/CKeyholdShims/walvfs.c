@@ -9,21 +9,28 @@
 // front; only a WAL file gets a buffer. A commit writes its frames as one run of bytes and then syncs the WAL: SQLite
 // (synchronous=FULL) calls xSync before it publishes the frames in the WAL index, so no other connection can look for
 // them in the file while they are still in the buffer, and xSync writes them out first. Every other method that looks
-// at the file's bytes or size writes the buffer out first as well.
+// at the file's bytes or size writes the buffer out first as well, and so does releasing the WAL's write lock: frames
+// of a rolled-back transaction then reach the file before another writer may append there, as without the buffer.
+// Not buffered: a database without SQLITE_IOCAP_POWERSAFE_OVERWRITE (URI psow=0), where SQLite syncs the WAL in the
+// middle of a commit's last padding frame and publishes the commit without syncing again.
 
-typedef struct {
+typedef struct KeyholdFile KeyholdFile;
+struct KeyholdFile {
     sqlite3_file base;
     sqlite3_file *real;      // the default VFS's file, in the bytes just after this struct
-    unsigned char *buffer;   // WAL files only
+    unsigned char *buffer;   // a buffered WAL file only
     sqlite3_int64 start;     // file offset of buffer[0]
     int used;
-} KeyholdFile;
+    KeyholdFile *wal;        // a database file: its buffered WAL file, while that is open
+    KeyholdFile *database;   // a buffered WAL file: its database file
+};
 
 enum { keyhold_wal_buffer = 512 * 1024 };
 
 static sqlite3_vfs *keyhold_default_vfs;
 
-// The unix VFS writes at most 128 KiB per call (and reports a shorter write as a full disk).
+// The unix VFS masks a write's length with 0x1ffff (a 128 KiB write would become an empty one, reported as a full
+// disk), so the buffer goes out in pieces below that.
 enum { keyhold_write_chunk = 124 * 1024 };
 
 static int keyhold_flush(KeyholdFile *file) {
@@ -44,6 +51,7 @@ static int keyhold_overlaps(const KeyholdFile *file, sqlite3_int64 offset, int a
 static int keyhold_close(sqlite3_file *base) {
     KeyholdFile *file = (KeyholdFile *)base;
     int rc = keyhold_flush(file);
+    if (file->database != NULL && file->database->wal == file) file->database->wal = NULL;
     int closed = file->real->pMethods->xClose(file->real);
     free(file->buffer);
     file->buffer = NULL;
@@ -119,7 +127,12 @@ static int keyhold_shm_map(sqlite3_file *base, int region, int size, int extend,
     return REAL(base)->pMethods->xShmMap(REAL(base), region, size, extend, out);
 }
 static int keyhold_shm_lock(sqlite3_file *base, int offset, int count, int flags) {
-    return REAL(base)->pMethods->xShmLock(REAL(base), offset, count, flags);
+    KeyholdFile *file = (KeyholdFile *)base;
+    // Slot 0 is the WAL's write lock (WAL_WRITE_LOCK in sqlite3.c).
+    if (offset == 0 && file->wal != NULL && flags == (SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE)) {
+        keyhold_flush(file->wal);  // uncommitted frames only: a failed write loses nothing anyone may read
+    }
+    return file->real->pMethods->xShmLock(file->real, offset, count, flags);
 }
 static void keyhold_shm_barrier(sqlite3_file *base) { REAL(base)->pMethods->xShmBarrier(REAL(base)); }
 static int keyhold_shm_unmap(sqlite3_file *base, int delete) {
@@ -152,8 +165,14 @@ static int keyhold_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *b
     memset(file, 0, sizeof *file);
     file->real = (sqlite3_file *)(file + 1);
     if (flags & SQLITE_OPEN_WAL) {
-        file->buffer = malloc(keyhold_wal_buffer);
-        if (file->buffer == NULL) return SQLITE_NOMEM;
+        // The database file was opened through this VFS too, so it is a KeyholdFile.
+        KeyholdFile *database = (KeyholdFile *)sqlite_nio_sqlite3_database_file_object(name);
+        if (database != NULL && database->base.pMethods == &keyhold_io_methods && database->wal == NULL &&
+            (keyhold_device_characteristics(&database->base) & SQLITE_IOCAP_POWERSAFE_OVERWRITE)) {
+            file->buffer = malloc(keyhold_wal_buffer);
+            if (file->buffer == NULL) return SQLITE_NOMEM;
+            file->database = database;
+        }
     }
     int rc = keyhold_default_vfs->xOpen(keyhold_default_vfs, name, file->real, flags, outFlags);
     if (rc != SQLITE_OK) {
@@ -170,6 +189,7 @@ static int keyhold_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *b
         return SQLITE_CANTOPEN;
     }
     base->pMethods = &keyhold_io_methods;
+    if (file->database != NULL) file->database->wal = file;
     return SQLITE_OK;
 }
 

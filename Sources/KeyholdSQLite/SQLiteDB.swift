@@ -48,8 +48,7 @@ final class SQLiteDB: @unchecked Sendable {
         sqlite_nio_sqlite3_extended_result_codes(handle, 1)
         sqlite_nio_sqlite3_busy_timeout(handle, 10_000)
         guard keyhold_sqlite_enable_qpsg(UnsafeMutableRawPointer(handle)) == SQLITE_OK else {
-            sqlite_nio_sqlite3_close(handle)
-            throw StorageError.backend("cannot configure \(path)")
+            throw StorageError.backend("cannot configure \(path)")  // deinit closes the handle
         }
         // The buffering VFS needs every commit synced (the sync writes the buffer out before the commit is visible).
         if bufferedLog { try execute("PRAGMA synchronous=FULL") }

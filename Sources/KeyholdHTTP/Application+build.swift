@@ -49,16 +49,17 @@ public func buildApplication(
         (runtime.storage, runtime.keystore, runtime.audit, runtime.vaults, runtime.authorizer)
     let tokens = try await TokenService.load(system: storage, keystore: keystore)
     let credentialHasher = try await CredentialHasher.load(system: storage, keystore: keystore)
+    let failures = FailedAuthentications(audit: audit, interval: .seconds(configuration.authFailureInterval))
     let auth = AuthService(
         identities: storage, agents: storage, credentials: storage, tokens: tokens, hasher: credentialHasher,
-        audit: audit)
+        audit: audit, failures: failures)
     let authenticator = Authenticator(auth: auth)
     let passwords = PasswordHasher(cost: UInt8(configuration.bcryptCost))
 
     let router = Router(context: KeyholdRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ProblemMiddleware())
-    router.add(middleware: HeaderLimitMiddleware())
+    router.add(middleware: RequestShapeMiddleware())
     if configuration.rateLimit > 0 {
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)))
     }
@@ -73,18 +74,20 @@ public func buildApplication(
     }
     AuthController(
         accounts: AccountService(
-            store: storage, hasher: passwords, credentials: credentialHasher, audit: audit, throttle: throttle),
+            store: storage, hasher: passwords, credentials: credentialHasher, audit: audit, throttle: throttle,
+            failures: failures),
         auth: auth, tokens: tokens, authenticator: authenticator, signupOpen: configuration.signup == .open,
         issuer: configuration.publicURL
     ).register(on: router)
     VaultController(vaults: vaults, authenticator: authenticator).register(on: router)
     let secrets = SecretService(
-        store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit)
+        store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit,
+        cursors: ListCursor(key: credentialHasher.derivedKey(for: "list cursor")))
     SecretController(secrets: secrets, authenticator: authenticator).register(on: router)
     ShareController(
         shares: ShareService(
             shares: storage, identities: storage, agents: storage, secrets: secrets, passwords: passwords,
-            audit: audit, throttle: throttle),
+            credentials: credentialHasher, audit: audit, throttle: throttle),
         authenticator: authenticator, publicURL: configuration.publicURL
     ).register(on: router)
     PolicyController(
@@ -120,7 +123,7 @@ public func buildApplication(
                 ])
         },
         logger: logger)
-    app.addServices(StorageService(storage: storage))
+    app.addServices(StorageService(storage: storage, failures: failures))
     return app
 }
 
@@ -170,12 +173,15 @@ struct HSMHealthResponse: Encodable {
     }
 }
 
-/// Closes the database after the HTTP server has drained, on graceful shutdown (SIGTERM).
+/// Writes the counted failed authentications every interval and, on graceful shutdown (SIGTERM), once more after
+/// the HTTP server has drained, then closes the database.
 struct StorageService: Service {
     let storage: any Storage
+    let failures: FailedAuthentications
 
     func run() async throws {
-        try? await gracefulShutdown()
+        await cancelWhenGracefulShutdown { await failures.run() }
+        await failures.flush()
         try await storage.close()
     }
 }

@@ -29,6 +29,8 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     /// Requests per second per client address (token bucket), and the burst; a rate of 0 turns limiting off.
     public var rateLimit: Double
     public var rateBurst: Double
+    /// Seconds between writes of the counted failed authentications that name no org (1–3600).
+    public var authFailureInterval: Int
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -110,6 +112,10 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         else { throw KeyholdError.badRequest("KEYHOLD_RATE_LIMIT must be ≥ 0 and KEYHOLD_RATE_BURST ≥ 1") }
         rateLimit = rate
         rateBurst = burst
+        guard let interval = Int(env("AUTH_FAILURE_INTERVAL") ?? "10"), (1...3600).contains(interval) else {
+            throw KeyholdError.badRequest("KEYHOLD_AUTH_FAILURE_INTERVAL must be between 1 and 3600 seconds")
+        }
+        authFailureInterval = interval
         databaseURL = flags.databaseURL ?? env("DATABASE_URL")
         if let file = env("DATABASE_PASSWORD_FILE") {
             guard let url = databaseURL else {

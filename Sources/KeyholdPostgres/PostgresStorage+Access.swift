@@ -174,8 +174,11 @@ extension PostgresStorage {
         }
     }
 
-    public func revokeToken(id: String, expiresAt: Timestamp, audit: AuditRecord) async throws {
+    public func revokeToken(id: String, expiresAt: Timestamp, refreshFamily: UUID?, audit: AuditRecord) async throws {
         try await transaction { db in
+            if let refreshFamily {
+                try await db.execute("DELETE FROM refresh_tokens WHERE family = \(refreshFamily)")
+            }
             try await db.execute(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (\(id), \(expiresAt.milliseconds)) ON CONFLICT (jti) DO NOTHING")
             try await db.execute(

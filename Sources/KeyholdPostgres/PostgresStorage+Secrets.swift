@@ -73,6 +73,10 @@ extension PostgresStorage {
             guard !(try await db.query("SELECT id FROM keks WHERE id = \(new.kekID) FOR KEY SHARE").isEmpty) else {
                 throw KeyholdError(.unavailable, "The vault's key changed during the write; retry the request")
             }
+            // A deleted secret's row gives way: a write to its path creates a new secret (a new id, version 1). A
+            // concurrent writer of the same path waits on the row lock and then finds nothing left to delete.
+            try await db.execute(
+                "DELETE FROM secrets WHERE vault_id = \(new.vaultID) AND path = \(new.path) AND deleted_at IS NOT NULL")
             // Two first writers of a path: the second INSERT waits on the unique index, then does nothing.
             try await db.execute(
                 """
@@ -82,7 +86,7 @@ extension PostgresStorage {
             // The row lock taken here serialises every writer of the path until commit: versions 1…N, no gaps.
             guard let row = try await db.query(
                 """
-                UPDATE secrets SET current_version = current_version + 1, deleted_at = NULL
+                UPDATE secrets SET current_version = current_version + 1
                 WHERE vault_id = \(new.vaultID) AND path = \(new.path) RETURNING id, current_version
                 """
             ).first else { throw StorageError.backend("secret row vanished") }
@@ -227,7 +231,10 @@ extension PostgresStorage {
                 RETURNING id
                 """
             ).first else { return false }
-            try await db.execute("UPDATE secret_versions SET is_deleted = true WHERE secret_id = \(try row.uuid("id"))")
+            let secretID = try row.uuid("id")
+            try await db.execute("UPDATE secret_versions SET is_deleted = true WHERE secret_id = \(secretID)")
+            try await db.execute(
+                "UPDATE shares SET revoked_at = \(time.milliseconds) WHERE secret_id = \(secretID) AND revoked_at IS NULL")
             try await Self.append(db, audit)
             return true
         }

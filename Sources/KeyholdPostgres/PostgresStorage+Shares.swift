@@ -6,13 +6,13 @@ extension PostgresStorage {
     public func secretLocation(id: UUID) async throws -> SecretLocation? {
         try await read(
             """
-            SELECT s.id, s.vault_id, s.path, v.org_id FROM secrets s JOIN vaults v ON v.id = s.vault_id
+            SELECT s.id, s.vault_id, s.path, s.current_version, v.org_id FROM secrets s JOIN vaults v ON v.id = s.vault_id
             WHERE s.id = \(id) AND s.deleted_at IS NULL
             """
         ).first.map {
             SecretLocation(
                 secretID: try $0.uuid("id"), vaultID: try $0.uuid("vault_id"), orgID: try $0.uuid("org_id"),
-                path: try $0.text("path"))
+                path: try $0.text("path"), currentVersion: Int(try $0.int("current_version")))
         }
     }
 
@@ -22,13 +22,13 @@ extension PostgresStorage {
                 """
                 INSERT INTO shares (id, org_id, secret_id, vault_id, path, created_by_type, created_by, recipient_type,
                     recipient_id, recipient_email, expires_at, max_access_count, access_count, passphrase_hash,
-                    ip_allowlist, status, created_at)
+                    ip_allowlist, status, created_at, version, claim_digest)
                 VALUES (\(share.id), \(share.orgID), \(share.secretID), \(share.vaultID), \(share.path),
                     \(share.createdByType.rawValue), \(share.createdBy), \(share.recipientType.rawValue),
                     \(share.recipientID), \(share.recipientEmail), \(share.expiresAt.milliseconds),
                     \(share.maxAccessCount), 0, \(share.passphraseHash),
                     \(StoredJSON.encode(share.ipAllowlist.map(\.description))), \(share.status.rawValue),
-                    \(share.createdAt.milliseconds))
+                    \(share.createdAt.milliseconds), \(share.version), \(share.claimDigest))
                 """)
             try await Self.append(db, audit)
         }
@@ -47,6 +47,10 @@ extension PostgresStorage {
         ).map(Self.share)
     }
 
+    public func orgShares(orgID: UUID) async throws -> [Share] {
+        try await read("SELECT * FROM shares WHERE org_id = \(orgID) ORDER BY created_at DESC, id").map(Self.share)
+    }
+
     public func inboundShares(recipientID: UUID, email: String?) async throws -> [Share] {
         try await read(
             """
@@ -57,13 +61,11 @@ extension PostgresStorage {
         ).map(Self.share)
     }
 
-    public func revokeShare(id: UUID, creatorType: PrincipalKind, creatorID: UUID, audit: AuditRecord) async throws -> Bool {
+    public func revokeShare(id: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
             guard !(try await db.query(
                 """
-                UPDATE shares SET revoked_at = \(Timestamp.now.milliseconds)
-                WHERE id = \(id) AND created_by_type = \(creatorType.rawValue) AND created_by = \(creatorID)
-                    AND revoked_at IS NULL
+                UPDATE shares SET revoked_at = \(Timestamp.now.milliseconds) WHERE id = \(id) AND revoked_at IS NULL
                 RETURNING id
                 """
             ).isEmpty) else { return false }
@@ -72,14 +74,22 @@ extension PostgresStorage {
         }
     }
 
-    public func answerShare(id: UUID, status: ShareStatus, audit: AuditRecord) async throws -> Bool {
+    public func answerShare(id: UUID, status: ShareStatus, recipientID: UUID?, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
-            guard !(try await db.query(
-                """
-                UPDATE shares SET status = \(status.rawValue)
-                WHERE id = \(id) AND status = 'pending' AND revoked_at IS NULL RETURNING id
-                """
-            ).isEmpty) else { return false }
+            // A claim binds the recipient and spends the claim token.
+            let query: PostgresQuery =
+                if let recipientID {
+                    """
+                    UPDATE shares SET status = \(status.rawValue), recipient_id = \(recipientID), claim_digest = NULL
+                    WHERE id = \(id) AND status = 'pending' AND revoked_at IS NULL RETURNING id
+                    """
+                } else {
+                    """
+                    UPDATE shares SET status = \(status.rawValue)
+                    WHERE id = \(id) AND status = 'pending' AND revoked_at IS NULL RETURNING id
+                    """
+                }
+            guard !(try await db.query(query).isEmpty) else { return false }
             try await Self.append(db, audit)
             return true
         }
@@ -103,8 +113,9 @@ extension PostgresStorage {
             let count = Int(try counted.int("access_count"))
             var binds = PostgresBindings()
             binds.append(share.secretID)
+            binds.append(share.version)
             let sealed = try await Self.countedRead(
-                db, where: "s.id = $1 AND v.version = s.current_version", binds, now: now,
+                db, where: "s.id = $1 AND v.version = COALESCE($2::bigint, s.current_version)", binds, now: now,
                 missing: KeyholdError.gone("The shared secret no longer exists"))
             try await Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
             return (share.with(accessCount: count), sealed)
@@ -125,17 +136,7 @@ extension PostgresStorage {
             passphraseHash: try row.optionalText("passphrase_hash"),
             ipAllowlist: try StoredJSON.strings(try row.text("ip_allowlist")).compactMap(CIDR.init),
             status: ShareStatus(rawValue: try row.text("status")) ?? .pending,
-            revoked: !row.isNull("revoked_at"), createdAt: try row.timestamp("created_at"))
-    }
-}
-
-extension Share {
-    func with(accessCount: Int) -> Share {
-        Share(
-            id: id, orgID: orgID, secretID: secretID, vaultID: vaultID, path: path, createdByType: createdByType,
-            createdBy: createdBy, recipientType: recipientType, recipientID: recipientID, recipientEmail: recipientEmail,
-            expiresAt: expiresAt, maxAccessCount: maxAccessCount, accessCount: accessCount,
-            passphraseHash: passphraseHash, ipAllowlist: ipAllowlist, status: status, revoked: revoked,
-            createdAt: createdAt)
+            revoked: !row.isNull("revoked_at"), createdAt: try row.timestamp("created_at"),
+            version: try row.optionalInt("version"), claimDigest: try row.optionalBytes("claim_digest"))
     }
 }

@@ -289,7 +289,16 @@ public final class PostgresStorage: Storage {
         CREATE INDEX shares_recipient ON shares(recipient_id);
         CREATE INDEX shares_recipient_email ON shares(recipient_email);
         CREATE INDEX shares_vault ON shares(vault_id)
+        """,
+        // Shares pin a version (NULL: the latest, as every share made before this did) and an `external_email`
+        // share keeps its claim token's digest; the audit listing filtered by actor pages by sequence.
         """
+        ALTER TABLE shares ADD COLUMN version bigint;
+        ALTER TABLE shares ADD COLUMN claim_digest bytea;
+        CREATE INDEX shares_org ON shares(org_id, created_at);
+        CREATE INDEX shares_secret ON shares(secret_id);
+        CREATE INDEX audit_events_org_actor ON audit_events(org_id, actor_id, seq)
+        """,
     ]
 
     /// Applies the pending migrations in one transaction that holds the migration lock.
@@ -466,6 +475,7 @@ struct Row {
     func uuid(_ name: String) throws -> UUID { try decode(name) }
     func optionalUUID(_ name: String) throws -> UUID? { try decode(name) }
     func bytes(_ name: String) throws -> Data { try decode(name) }
+    func optionalBytes(_ name: String) throws -> Data? { try decode(name) }
     func isNull(_ name: String) -> Bool { cells[name].bytes == nil }
     func timestamp(_ name: String) throws -> Timestamp { Timestamp(milliseconds: try int(name)) }
     func optionalTimestamp(_ name: String) throws -> Timestamp? {

@@ -299,8 +299,11 @@ extension SQLiteStorage {
         }
     }
 
-    public func revokeToken(id: String, expiresAt: Timestamp, audit: AuditRecord) async throws {
+    public func revokeToken(id: String, expiresAt: Timestamp, refreshFamily: UUID?, audit: AuditRecord) async throws {
         try await transaction { db in
+            if let refreshFamily {
+                try db.query("DELETE FROM refresh_tokens WHERE family = ?", [.uuid(refreshFamily)])
+            }
             try db.query(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
                 [.text(id), .int64(expiresAt.milliseconds)])

@@ -6,13 +6,13 @@ extension SQLiteStorage {
     public func secretLocation(id: UUID) async throws -> SecretLocation? {
         try await read { try $0.query(
             """
-            SELECT s.id, s.vault_id, s.path, v.org_id FROM secrets s JOIN vaults v ON v.id = s.vault_id
+            SELECT s.id, s.vault_id, s.path, s.current_version, v.org_id FROM secrets s JOIN vaults v ON v.id = s.vault_id
             WHERE s.id = ? AND s.deleted_at IS NULL
             """, [.uuid(id)]
         ).first.map {
             SecretLocation(
                 secretID: try $0.uuid("id"), vaultID: try $0.uuid("vault_id"), orgID: try $0.uuid("org_id"),
-                path: try $0.text("path"))
+                path: try $0.text("path"), currentVersion: Int(try $0.int("current_version")))
         } }
     }
 
@@ -22,8 +22,8 @@ extension SQLiteStorage {
                 """
                 INSERT INTO shares (id, org_id, secret_id, vault_id, path, created_by_type, created_by, recipient_type,
                     recipient_id, recipient_email, expires_at, max_access_count, access_count, passphrase_hash,
-                    ip_allowlist, status, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)
+                    ip_allowlist, status, created_at, version, claim_digest)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .uuid(share.id), .uuid(share.orgID), .uuid(share.secretID), .uuid(share.vaultID), .text(share.path),
@@ -32,6 +32,7 @@ extension SQLiteStorage {
                     .int64(share.expiresAt.milliseconds), .optionalInteger(share.maxAccessCount.map(Int64.init)),
                     .optionalText(share.passphraseHash), .text(StoredJSON.encode(share.ipAllowlist.map(\.description))),
                     .text(share.status.rawValue), .int64(share.createdAt.milliseconds),
+                    .optionalInteger(share.version.map(Int64.init)), share.claimDigest.map { .bytes($0) } ?? .null,
                 ])
             try Self.append(db, audit)
         }
@@ -48,6 +49,12 @@ extension SQLiteStorage {
         ).map(Self.share) }
     }
 
+    public func orgShares(orgID: UUID) async throws -> [Share] {
+        try await read { try $0.query(
+            "SELECT * FROM shares WHERE org_id = ? ORDER BY created_at DESC, id", [.uuid(orgID)]
+        ).map(Self.share) }
+    }
+
     public func inboundShares(recipientID: UUID, email: String?) async throws -> [Share] {
         try await read { try $0.query(
             "SELECT * FROM shares WHERE recipient_id = ? OR (recipient_email IS NOT NULL AND recipient_email = ?) ORDER BY created_at DESC, id",
@@ -55,24 +62,25 @@ extension SQLiteStorage {
         ).map(Self.share) }
     }
 
-    public func revokeShare(id: UUID, creatorType: PrincipalKind, creatorID: UUID, audit: AuditRecord) async throws -> Bool {
+    public func revokeShare(id: UUID, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
             guard !(try db.query(
-                """
-                UPDATE shares SET revoked_at = ?
-                WHERE id = ? AND created_by_type = ? AND created_by = ? AND revoked_at IS NULL RETURNING id
-                """, [.int64(Timestamp.now.milliseconds), .uuid(id), .text(creatorType.rawValue), .uuid(creatorID)]
+                "UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id",
+                [.int64(Timestamp.now.milliseconds), .uuid(id)]
             ).isEmpty) else { return false }
             try Self.append(db, audit)
             return true
         }
     }
 
-    public func answerShare(id: UUID, status: ShareStatus, audit: AuditRecord) async throws -> Bool {
+    public func answerShare(id: UUID, status: ShareStatus, recipientID: UUID?, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in
             guard !(try db.query(
-                "UPDATE shares SET status = ? WHERE id = ? AND status = 'pending' AND revoked_at IS NULL RETURNING id",
-                [.text(status.rawValue), .uuid(id)]
+                """
+                UPDATE shares SET status = ?1, recipient_id = COALESCE(?2, recipient_id),
+                    claim_digest = CASE WHEN ?2 IS NULL THEN claim_digest END
+                WHERE id = ?3 AND status = 'pending' AND revoked_at IS NULL RETURNING id
+                """, [.text(status.rawValue), .optionalText(recipientID?.wire), .uuid(id)]
             ).isEmpty) else { return false }
             try Self.append(db, audit)
             return true
@@ -93,7 +101,8 @@ extension SQLiteStorage {
                 """, [.uuid(id)]
             ).first?.int("access_count") else { throw KeyholdError.gone("Share has reached its maximum access count") }
             let sealed = try Self.countedRead(
-                db, where: "s.id = ? AND v.version = s.current_version", [.uuid(share.secretID)], now: now,
+                db, where: "s.id = ?1 AND v.version = COALESCE(?2, s.current_version)",
+                [.uuid(share.secretID), .optionalInteger(share.version.map(Int64.init))], now: now,
                 missing: KeyholdError.gone("The shared secret no longer exists"))
             try Self.append(db, audit.adding(["version": .number(Double(sealed.info.version))]))
             return (share.with(accessCount: Int(count)), sealed)
@@ -113,17 +122,7 @@ extension SQLiteStorage {
             passphraseHash: row.column("passphrase_hash")?.string,
             ipAllowlist: try StoredJSON.strings(try row.text("ip_allowlist")).compactMap(CIDR.init),
             status: ShareStatus(rawValue: try row.text("status")) ?? .pending,
-            revoked: row.column("revoked_at")?.integer != nil, createdAt: try row.timestamp("created_at"))
-    }
-}
-
-extension Share {
-    func with(accessCount: Int) -> Share {
-        Share(
-            id: id, orgID: orgID, secretID: secretID, vaultID: vaultID, path: path, createdByType: createdByType,
-            createdBy: createdBy, recipientType: recipientType, recipientID: recipientID, recipientEmail: recipientEmail,
-            expiresAt: expiresAt, maxAccessCount: maxAccessCount, accessCount: accessCount,
-            passphraseHash: passphraseHash, ipAllowlist: ipAllowlist, status: status, revoked: revoked,
-            createdAt: createdAt)
+            revoked: row.column("revoked_at")?.integer != nil, createdAt: try row.timestamp("created_at"),
+            version: row.column("version")?.integer, claimDigest: row.column("claim_digest")?.blob.map { Data($0.readableBytesView) })
     }
 }

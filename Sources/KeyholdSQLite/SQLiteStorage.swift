@@ -161,6 +161,15 @@ public final class SQLiteStorage: Storage {
         CREATE TRIGGER secret_versions_reads AFTER DELETE ON secret_versions
         BEGIN DELETE FROM version_reads WHERE slot = old.read_slot; END;
         """,
+        // Shares pin a version (NULL: the latest, as every share made before this did) and an `external_email`
+        // share keeps its claim token's digest; the audit listing filtered by actor pages by sequence.
+        """
+        ALTER TABLE shares ADD COLUMN version INTEGER;
+        ALTER TABLE shares ADD COLUMN claim_digest BLOB;
+        CREATE INDEX shares_org ON shares(org_id, created_at);
+        CREATE INDEX shares_secret ON shares(secret_id);
+        CREATE INDEX audit_events_org_actor ON audit_events(org_id, actor_id, seq);
+        """,
     ]
 
     func migrate() async throws {
@@ -287,10 +296,14 @@ extension SQLiteStorage {
             guard !(try db.query("SELECT id FROM keks WHERE id = ?", [.text(new.kekID)]).isEmpty) else {
                 throw KeyholdError(.unavailable, "The vault's key changed during the write; retry the request")
             }
+            // A deleted secret's row gives way: a write to its path creates a new secret (a new id, version 1).
+            try db.query(
+                "DELETE FROM secrets WHERE vault_id = ? AND path = ? AND deleted_at IS NOT NULL",
+                [.uuid(new.vaultID), .text(new.path)])
             // The next version of an existing path, else the path's first (this connection is the only writer).
             let next = try db.query(
                 """
-                UPDATE secrets SET current_version = current_version + 1, deleted_at = NULL
+                UPDATE secrets SET current_version = current_version + 1
                 WHERE vault_id = ? AND path = ? RETURNING id, current_version
                 """, [.uuid(new.vaultID), .text(new.path)]
             ).first
@@ -428,8 +441,11 @@ extension SQLiteStorage {
                 RETURNING id
                 """, [.int64(time.milliseconds), .uuid(vaultID), .text(path)]
             ).first else { return false }
+            let secretID = try row.uuid("id")
+            try db.query("UPDATE secret_versions SET is_deleted = 1 WHERE secret_id = ?", [.uuid(secretID)])
             try db.query(
-                "UPDATE secret_versions SET is_deleted = 1 WHERE secret_id = ?", [.uuid(try row.uuid("id"))])
+                "UPDATE shares SET revoked_at = ? WHERE secret_id = ? AND revoked_at IS NULL",
+                [.int64(time.milliseconds), .uuid(secretID)])
             try Self.append(db, audit)
             return true
         }

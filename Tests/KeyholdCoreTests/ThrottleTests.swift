@@ -17,36 +17,62 @@ import Testing
     @Test func accountsSlowDownAfterFiveFailuresAndRecover() throws {
         let throttle = LoginThrottle()
         let start = ContinuousClock.now
-        for _ in 0..<5 {
-            try throttle.check(account: "ada@example.com", address: "10.0.0.1", now: start)
-            throttle.recordFailure(account: "ada@example.com", address: "10.0.0.1", now: start)
-        }
+        for _ in 0..<5 { try throttle.attempt(account: "ada@example.com", address: "10.0.0.1", now: start) }
         #expect(throws: KeyholdError(.tooManyRequests, "")) {
-            try throttle.check(account: "ada@example.com", address: "10.0.0.2", now: start)
+            try throttle.attempt(account: "ada@example.com", address: "10.0.0.2", now: start)
         }
-        try throttle.check(account: "ada@example.com", address: "10.0.0.2", now: start + .seconds(1))
-        try throttle.check(account: "grace@example.com", address: "10.0.0.1", now: start)
-        for n in 0..<10 { throttle.recordFailure(account: "ada@example.com", address: nil, now: start + .seconds(n)) }
-        do {
-            try throttle.check(account: "ada@example.com", address: nil, now: start + .seconds(10))
-            Issue.record("expected a wait")
-        } catch let error as KeyholdError {
-            #expect(error.retryAfter != nil && error.retryAfter! <= 900, "never more than 15 minutes")
+        try throttle.attempt(account: "ada@example.com", address: "10.0.0.2", now: start + .seconds(1))
+        try throttle.attempt(account: "grace@example.com", address: "10.0.0.1", now: start)
+        var waited = 0
+        for n in 0..<12 {
+            do {
+                try throttle.attempt(account: "ada@example.com", address: nil, now: start + .seconds(2 + n))
+            } catch let error as KeyholdError {
+                waited += 1
+                #expect(error.retryAfter != nil && error.retryAfter! <= 900, "never more than 15 minutes")
+            }
         }
-        try throttle.check(account: "ada@example.com", address: nil, now: start + .seconds(10 + 901))
-        throttle.recordSuccess(account: "ada@example.com")
-        try throttle.check(account: "ada@example.com", address: nil, now: start + .seconds(11))
+        #expect(waited > 0)
+        try throttle.attempt(account: "ada@example.com", address: nil, now: start + .seconds(14 + 901))
+        throttle.succeeded(account: "ada@example.com", address: nil)
+        for _ in 0..<5 { try throttle.attempt(account: "ada@example.com", address: nil, now: start + .seconds(14 + 902)) }
     }
 
     @Test func oneAddressCannotGuessAcrossManyAccounts() throws {
         let throttle = LoginThrottle()
         let start = ContinuousClock.now
-        for n in 0..<50 { throttle.recordFailure(account: "user\(n)@example.com", address: "192.0.2.9", now: start) }
+        for n in 0..<50 { try throttle.attempt(account: "user\(n)@example.com", address: "192.0.2.9", now: start) }
         #expect(throws: KeyholdError(.tooManyRequests, "")) {
-            try throttle.check(account: "fresh@example.com", address: "192.0.2.9", now: start)
+            try throttle.attempt(account: "fresh@example.com", address: "192.0.2.9", now: start)
         }
-        try throttle.check(account: "fresh@example.com", address: "192.0.2.10", now: start)
-        try throttle.check(account: "fresh@example.com", address: "192.0.2.9", now: start + .seconds(601))
+        #expect(throws: KeyholdError(.tooManyRequests, ""), "sign-up throttles the address alone") {
+            try throttle.attempt(account: nil, address: "192.0.2.9", now: start)
+        }
+        try throttle.attempt(account: "fresh@example.com", address: "192.0.2.10", now: start)
+        try throttle.attempt(account: "fresh@example.com", address: "192.0.2.9", now: start + .seconds(601))
+    }
+
+    @Test func successGivesTheAddressSlotBack() throws {
+        let throttle = LoginThrottle()
+        let start = ContinuousClock.now
+        for _ in 0..<200 {
+            try throttle.attempt(account: nil, address: "192.0.2.7", now: start)
+            throttle.succeeded(account: nil, address: "192.0.2.7")
+        }
+        #expect(throttle.tableSizes.addresses == 0)
+    }
+
+    @Test func expiredEntriesArePrunedAsTheTablesGrow() throws {
+        let throttle = LoginThrottle()
+        let start = ContinuousClock.now
+        for n in 0..<5_000 { try throttle.attempt(account: "a\(n)@example.com", address: "10.1.\(n / 256).\(n % 256)", now: start) }
+        #expect(throttle.tableSizes == (accounts: 5_000, addresses: 5_000))
+        // Fifteen minutes later every entry has expired: the tables shrink instead of growing on.
+        let later = start + .seconds(901)
+        for n in 0..<5_000 { try throttle.attempt(account: "b\(n)@example.com", address: "10.2.\(n / 256).\(n % 256)", now: later) }
+        let sizes = throttle.tableSizes
+        #expect(sizes.accounts < 10_000 && sizes.addresses < 10_000)
+        #expect(sizes.accounts <= 5_000 + 1024 && sizes.addresses <= 5_000 + 1024, "\(sizes)")
     }
 
     @Test func concurrentAttemptsAreCountedBeforeTheyAreChecked() async {

@@ -72,3 +72,27 @@ extension HTTPTests {
         }
     }
 }
+
+extension HTTPTests {
+    @Test func emptyPathSegmentsAreRefusedBeforeRouting() async throws {
+        try await withApp { client in
+            let token = try await signup(client)
+            let vaultID = try #require(try await call(client, .post, "/v1/vaults", token: token, body: #"{"name":"v"}"#).json["id"] as? String)
+            for path in ["/v1/vaults/\(vaultID)//secrets/a/b", "/v1/vaults/\(vaultID)/secrets/a//b", "//v1/vaults/\(vaultID)/secrets/a/b"] {
+                expectProblem(try await call(client, .put, path, token: token, body: #"{"value":"x"}"#), .badRequest)
+                expectProblem(try await call(client, .get, path, token: token), .badRequest)
+            }
+            let list = try await call(client, .get, "/v1/vaults/\(vaultID)/secrets", token: token)
+            #expect((list.json["secrets"] as? [Any])?.isEmpty == true, "nothing was stored")
+        }
+    }
+
+    @Test func auditPagesByOffsetOnlySoFar() async throws {
+        try await withApp { client in
+            let token = try await signup(client)
+            #expect(try await call(client, .get, "/v1/audit/events?offset=10000", token: token).status == .ok)
+            expectProblem(try await call(client, .get, "/v1/audit/events?offset=10001", token: token), .badRequest)
+            expectProblem(try await call(client, .get, "/v1/audit/events?offset=1000000", token: token), .badRequest)
+        }
+    }
+}

@@ -62,8 +62,10 @@ extension StorageConformanceTests {
             #expect(try await f.storage.apiKeys(keyPrefix: "1ck_abcdefgh").first?.isActive == false)
 
             #expect(try await !f.storage.isTokenRevoked(id: "jti-1"))
-            try await f.storage.revokeToken(id: "jti-1", expiresAt: Timestamp.now.adding(seconds: 60), audit: testAudit)
-            try await f.storage.revokeToken(id: "jti-1", expiresAt: Timestamp.now.adding(seconds: 60), audit: testAudit)
+            try await f.storage.revokeToken(
+                id: "jti-1", expiresAt: Timestamp.now.adding(seconds: 60), refreshFamily: nil, audit: testAudit)
+            try await f.storage.revokeToken(
+                id: "jti-1", expiresAt: Timestamp.now.adding(seconds: 60), refreshFamily: nil, audit: testAudit)
             #expect(try await f.storage.isTokenRevoked(id: "jti-1"))
             #expect(try await !f.storage.isTokenRevoked(id: "jti-2"))
         }
@@ -86,6 +88,26 @@ extension StorageConformanceTests {
             try await f.storage.createRefreshToken(token(3, expires: .now), audit: testAudit)
             #expect(try await f.storage.spendRefreshToken(digest: Data([3]), now: Timestamp.now.adding(seconds: 1)) == nil)
             #expect(try await f.storage.spendRefreshToken(digest: Data([9]), now: .now) == nil)
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func logoutEndsTheRefreshFamilyOnly(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            let (mine, other) = (UUID(), UUID())
+            for (byte, family) in [(UInt8(1), mine), (2, mine), (3, other)] {
+                try await f.storage.createRefreshToken(
+                    RefreshTokenRecord(
+                        digest: Data([byte]), family: family, principalKind: .user, principalID: f.owner.id,
+                        orgID: f.org.id, expiresAt: Timestamp.now.adding(seconds: 60)),
+                    audit: testAudit)
+            }
+            try await f.storage.revokeToken(
+                id: "jti-logout", expiresAt: Timestamp.now.adding(seconds: 60), refreshFamily: mine, audit: testAudit)
+            #expect(try await f.storage.isTokenRevoked(id: "jti-logout"))
+            #expect(try await f.storage.spendRefreshToken(digest: Data([1]), now: .now) == nil)
+            #expect(try await f.storage.spendRefreshToken(digest: Data([2]), now: .now) == nil)
+            #expect(try await f.storage.spendRefreshToken(digest: Data([3]), now: .now)?.family == other)
         }
     }
 

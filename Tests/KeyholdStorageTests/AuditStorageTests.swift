@@ -82,3 +82,35 @@ extension StorageConformanceTests {
         }
     }
 }
+
+extension StorageConformanceTests {
+    @Test(arguments: Backend.enabled)
+    func failuresThatNameNoOrgAreWrittenAsOneCountPerAddressAndMethod(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            let failures = FailedAuthentications(audit: AuditLog(store: f.storage, chain: testChain), interval: .seconds(60))
+            let (a, b) = (IPAddress("10.\(Int.random(in: 0...255)).\(Int.random(in: 0...255)).1")!, IPAddress("192.0.2.77")!)
+            for _ in 0..<300 { failures.record(method: "bearer", resourceType: "token", ip: a) }
+            for _ in 0..<20 { failures.record(method: "bearer", resourceType: "token", ip: b) }
+            for _ in 0..<5 { failures.record(method: "api_key", resourceType: "api_key", ip: a) }
+            #expect(failures.pendingCount == 325)
+            let before = try await f.storage.auditHead(orgID: AuditEntry.systemOrg)?.sequence ?? 0
+            await failures.flush()
+            #expect(failures.pendingCount == 0)
+            let written = try await f.storage.auditChain(orgID: AuditEntry.systemOrg, afterSequence: before, limit: 1000)
+                .filter { $0.entry.ipAddress == a.description || $0.entry.ipAddress == b.description }
+            #expect(written.count == 3, "one event per address and method, not one per failure")
+            func count(_ ip: IPAddress, _ method: String) -> JSONValue? {
+                written.first { $0.entry.ipAddress == ip.description && $0.entry.details["method"] == .string(method) }?
+                    .entry.details["count"]
+            }
+            #expect(count(a, "bearer") == .number(300))
+            #expect(count(b, "bearer") == .number(20))
+            #expect(count(a, "api_key") == .number(5))
+            #expect(written.allSatisfy { $0.entry.action == "auth.failure" && $0.entry.actorID == nil })
+            await failures.flush()
+            let after = try await f.storage.auditChain(orgID: AuditEntry.systemOrg, afterSequence: before, limit: 1000)
+                .filter { $0.entry.ipAddress == a.description || $0.entry.ipAddress == b.description }
+            #expect(after.count == 3, "nothing pending, nothing written")
+        }
+    }
+}

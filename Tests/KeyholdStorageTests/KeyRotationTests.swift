@@ -17,7 +17,9 @@ extension StorageConformanceTests {
     func services(_ f: Fixture, keystore: SoftwareKeystore = SoftwareKeystore(masterKey: .init(size: .bits256))) -> Services {
         let audit = AuditLog(store: f.storage, chain: testChain)
         let vaults = VaultService(store: f.storage, policies: f.storage, keystore: keystore, authorizer: Authorizer(), audit: audit)
-        let secrets = SecretService(store: f.storage, vaults: vaults, keystore: keystore, authorizer: Authorizer(), audit: audit)
+        let secrets = SecretService(
+            store: f.storage, vaults: vaults, keystore: keystore, authorizer: Authorizer(), audit: audit,
+            cursors: ListCursor(key: .init(size: .bits256)))
         let keys = KeyService(store: f.storage, vaultStore: f.storage, vaults: vaults, keystore: keystore, audit: audit)
         let owner = Principal(kind: .user, id: f.owner.id, orgID: f.org.id, role: .owner)
         return Services(

@@ -199,7 +199,7 @@ class Agent:
 
 #: Response fields that carry a bearer credential (JWT or opaque) the server hands out.
 _JWT_FIELDS = ("access_token",)
-_OPAQUE_FIELDS = ("refresh_token", "api_key", "invite_token")
+_OPAQUE_FIELDS = ("refresh_token", "api_key", "invite_token", "claim_token")
 
 
 @dataclass
@@ -210,7 +210,8 @@ class LeakWatch:
     passwords: set[str] = field(default_factory=set)
     #: Access tokens (JWTs, user and agent); checked whole and by signature.
     tokens: set[str] = field(default_factory=set)
-    #: Opaque credentials: ``ocv_`` agent keys, ``1ck_`` API keys, ``rt_`` refresh tokens, ``inv_`` invites.
+    #: Opaque credentials: ``ocv_`` agent keys, ``1ck_`` API keys, ``rt_`` refresh tokens, ``inv_`` invites,
+    #: ``shc_`` share claim tokens.
     credentials: set[str] = field(default_factory=set)
     #: Share passphrases (never returned by the server, so registered by the ``passphrase`` fixture).
     passphrases: set[str] = field(default_factory=set)
@@ -316,11 +317,14 @@ def sdk_anon(server: KeyholdServer) -> Any:
 
 @pytest.fixture(scope="session")
 def signup_user(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callable[..., User]]:
-    """Factory: sign up a fresh user (own org) through the SDK and log in."""
+    """Factory: sign up a fresh user (own org) through the SDK, then log in.
+
+    Open sign-up hands out no session and no ids (issue 14, F5): the user logs in with ``POST /v1/auth/token``,
+    and the user and org ids come from ``GET /v1/auth/me``.
+    """
     created: list[User] = []
 
-    def make(login: bool = True) -> User:
-        """``login=False`` keeps the session sign-up hands out (one bcrypt run instead of two)."""
+    def make() -> User:
         email = f"u-{uuid.uuid4().hex}@example.com"
         leak_watch.passwords.add(PASSWORD)
         bootstrap = oneclaw.create_client(base_url=server.url)
@@ -328,12 +332,9 @@ def signup_user(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callab
             signup = bootstrap.auth.signup(email, PASSWORD)
             assert signup.meta.status == 200, f"signup failed: {signup.meta.status} {signup.error!r}"
             leak_watch.track(signup.data)
-            user_id = signup.data["user_id"]
-            session = signup
-            if login:
-                session = bootstrap.auth.login(email, PASSWORD)
-                assert session.meta.status == 200, f"login failed: {session.meta.status} {session.error!r}"
-                leak_watch.track(session.data)
+            session = bootstrap.auth.login(email, PASSWORD)
+            assert session.meta.status == 200, f"login failed: {session.meta.status} {session.error!r}"
+            leak_watch.track(session.data)
             token = session.data["access_token"]
         finally:
             bootstrap.close()
@@ -344,15 +345,17 @@ def signup_user(server: KeyholdServer, leak_watch: LeakWatch) -> Iterator[Callab
             timeout=30.0,
             headers={"Authorization": f"Bearer {token}"},
         )
+        me = raw.get("/v1/auth/me")
+        assert me.status_code == 200, f"GET /v1/auth/me failed: {me.status_code} {me.text}"
         user = User(
             email=email,
             password=PASSWORD,
             token=token,
-            user_id=user_id,
+            user_id=me.json()["id"],
             client=client,
             http=raw,
             refresh_token=session.data.get("refresh_token"),
-            org_id=signup.data.get("org_id"),
+            org_id=me.json()["org_id"],
         )
         created.append(user)
         return user

@@ -223,8 +223,8 @@ def sign_jwt(key, header: dict[str, Any], payload: dict[str, Any]) -> str:
 def world(signup_user, make_agent, anon: httpx.Client, leak_watch: LeakWatch, base_url: str) -> SimpleNamespace:
     """Two orgs. ``owner`` holds a vault with public/, private/ and prod/ secrets; ``stranger`` (another org) holds
     a vault, a secret, an agent, an API key, a policy and a share of its own."""
-    owner = signup_user(login=False)
-    stranger = signup_user(login=False)
+    owner = signup_user()
+    stranger = signup_user()
     vault = assert_sdk_ok(owner.client.vaults.create(f"attacks-{uuid.uuid4().hex[:8]}"), 201)["id"]
     values = {}
     ids = {}
@@ -889,12 +889,16 @@ def test_deny_rule_applies_to_every_verb(world, denied, verb: str) -> None:
 
 
 def test_deny_rule_hides_the_path_from_lists(world, denied) -> None:
-    for query in ("", "?prefix=prod", "?prefix=prod/", "?prefix=prod/x", "?limit=1", "?cursor=prod"):
+    for query in ("", "?prefix=prod", "?prefix=prod/", "?prefix=prod/x", "?limit=1"):
         resp = raw_request(world.base_url, "GET", f"/v1/vaults/{world.vault}/secrets{query}", token=denied.token)
         assert resp.status_code == 200, resp.text
         paths = [s["path"] for s in resp.json()["secrets"]]
         assert not any(p.startswith("prod/") for p in paths), (query, paths)
         _no_leak(resp, world.values["prod/x"])
+    # A cursor is a sealed token the server handed out (issue 14, F1): a path typed in as one is refused.
+    forged = raw_request(world.base_url, "GET", f"/v1/vaults/{world.vault}/secrets?cursor=prod", token=denied.token)
+    assert_problem(forged, 400)
+    _no_leak(forged, world.values["prod/x"])
     full = raw_request(world.base_url, "GET", f"/v1/vaults/{world.vault}/secrets", token=denied.token).json()
     assert "dev/x" in {s["path"] for s in full["secrets"]}
 
@@ -1037,7 +1041,7 @@ def _login_timing_round(signup_user, base_url: str, subnet: int, rng) -> dict[st
     Throttling is kept out of the way (it has its own tests): each wrong password goes to one of eight throwaway
     accounts (at most 4 failures each) and every 10 attempts come from a fresh loopback address (the per-address
     limit is 50 failures)."""
-    accounts = [signup_user(login=False) for _ in range(8)]
+    accounts = [signup_user() for _ in range(8)]
     wires: dict[str, Wire] = {}
     samples: dict[str, list[float]] = {"unknown_email": [], "wrong_password": []}
     details = set()
@@ -1314,6 +1318,9 @@ def _abuse_user(abuse: SimpleNamespace, leak_watch: LeakWatch) -> SimpleNamespac
     wire = Wire(abuse.url, source=_fresh_source())
     try:
         resp = wire.request("POST", "/v1/auth/signup", json_body={"email": email, "password": PASSWORD})
+        assert resp.status_code == 200, resp.text
+        # Open sign-up hands out no session (issue 14, F5): log in.
+        resp = _login(wire, email, PASSWORD)
     finally:
         wire.close()
     assert resp.status_code == 200, resp.text
@@ -1645,10 +1652,12 @@ def scratch_server(server: KeyholdServer, tmp_path: Path) -> Iterator[KeyholdSer
 
 @pytest.mark.parametrize("exp", [1e20, 9.3e15], ids=["1e20", "just_past_int64_milliseconds"])
 def test_server_signed_token_with_an_absurd_exp_does_not_crash_the_server(scratch_server, leak_watch, exp) -> None:
-    signup = httpx.post(f"{scratch_server.url}/v1/auth/signup",
-                        json={"email": f"x-{uuid.uuid4().hex}@example.com", "password": PASSWORD}, timeout=30)
+    email = f"x-{uuid.uuid4().hex}@example.com"
+    signup = httpx.post(f"{scratch_server.url}/v1/auth/signup", json={"email": email, "password": PASSWORD}, timeout=30)
     assert signup.status_code == 200, signup.text
-    real = leak_watch.track(signup.json())["access_token"]
+    login = httpx.post(f"{scratch_server.url}/v1/auth/token", json={"email": email, "password": PASSWORD}, timeout=30)
+    assert login.status_code == 200, login.text
+    real = leak_watch.track(login.json())["access_token"]
     header, payload, _, _ = decode_jwt(real)
     token = _watch_token(leak_watch, sign_jwt(server_signing_key(scratch_server), header, {**payload, "exp": exp}))
     try:

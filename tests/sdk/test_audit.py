@@ -248,7 +248,7 @@ def busy(server, signup_user, join_org, make_agent, agent_sdk, leak_watch) -> Si
         anon.close()
     assert c.sharing.revoke(link["id"]).meta.status == 204
 
-    recipient = signup_user(login=False)
+    recipient = signup_user()
     ns.recipient = recipient
     accepted = assert_sdk_ok(
         c.sharing.create(
@@ -268,12 +268,18 @@ def busy(server, signup_user, join_org, make_agent, agent_sdk, leak_watch) -> Si
     assert assert_sdk_ok(recipient.client.sharing.access(accepted["id"]), 200)["value"] == values["rotated"]
     assert recipient.client.sharing.decline(declined["id"]).meta.status == 204
 
-    # auth: failure (wrong password), refresh (body and bearer), token revoke
+    # auth: failure (wrong password), refresh, token revoke; on a login of its own, because logging out ends the
+    # whole refresh family (issue 14, F8) and the owner's session must keep working
     wrong = httpx.post(
         f"{server.url}/v1/auth/token", json={"email": owner.email, "password": PASSWORD + "x"}, timeout=30
     )
     assert_problem(wrong, 401)
-    refreshed = httpx.post(f"{server.url}/v1/auth/refresh", json={"refresh_token": owner.refresh_token}, timeout=30)
+    login = httpx.post(f"{server.url}/v1/auth/token", json={"email": owner.email, "password": PASSWORD}, timeout=30)
+    assert login.status_code == 200, login.text
+    ns.second_refresh_token = leak_watch.track(login.json())["refresh_token"]
+    refreshed = httpx.post(
+        f"{server.url}/v1/auth/refresh", json={"refresh_token": ns.second_refresh_token}, timeout=30
+    )
     assert refreshed.status_code == 200, refreshed.text
     session = leak_watch.track(refreshed.json())
     ns.refreshed_token = session["access_token"]
@@ -555,6 +561,7 @@ def _secrets_in(text: str, leak_watch, busy) -> list[str]:
         busy.rotated_key,
         busy.api_key["api_key"],
         busy.owner.refresh_token,
+        busy.second_refresh_token,
         busy.member.refresh_token,
     }
     for credential in filter(None, credentials):
@@ -585,7 +592,7 @@ def test_stored_events_hold_no_values_passwords_tokens_or_keys(busy, server, lea
 
 
 def test_invite_token_is_not_in_the_trail(server, signup_user, leak_watch) -> None:
-    owner = signup_user(login=False)
+    owner = signup_user()
     invite = leak_watch.track(assert_sdk_ok(owner.client.org.invite(f"i-{uuid.uuid4().hex}@example.com"), 200))
     token = invite["invite_token"]
     text = json.dumps(all_events(owner.client)) + json.dumps([dict(r) for r in db_events(server, owner.org_id)])
@@ -600,7 +607,7 @@ def test_invite_token_is_not_in_the_trail(server, signup_user, leak_watch) -> No
 @pytest.fixture(scope="module")
 def team(signup_user, join_org, make_agent, agent_sdk, leak_watch) -> SimpleNamespace:
     """An org where owner, admin, member and agent each leave events of their own."""
-    owner = signup_user(login=False)
+    owner = signup_user()
     vault = assert_sdk_ok(owner.client.vaults.create("team"), 201)["id"]
     for path in ("shared/doc", "private/doc"):
         value = f"TEAM-CANARY-{uuid.uuid4().hex}"
@@ -711,7 +718,7 @@ def test_member_verify_is_a_problem(team) -> None:
 @pytest.fixture(scope="module")
 def many(signup_user, leak_watch) -> SimpleNamespace:
     """A fresh org with 120 secret writes (more than one default page) and a few reads."""
-    owner = signup_user(login=False)
+    owner = signup_user()
     vault = assert_sdk_ok(owner.client.vaults.create("many"), 201)["id"]
     for i in range(120):
         value = f"MANY-CANARY-{i}-{uuid.uuid4().hex}"
@@ -861,7 +868,7 @@ def test_verify_bad_limit_is_400(many, limit: str) -> None:
 
 
 def test_verify_checks_only_the_callers_org(many, signup_user) -> None:
-    fresh = signup_user(login=False)
+    fresh = signup_user()
     events = all_events(fresh.client)
     report = assert_sdk_ok(fresh.client.audit.verify(), 200)
     assert report["chain_valid"] is True

@@ -49,19 +49,19 @@ def _signup(anon: httpx.Client, leak_watch, email: str, invite_token: str | None
 @pytest.fixture(scope="module")
 def owner(signup_user):
     """The owner of an org that tests add members to (and remove them from); it always keeps this one owner."""
-    return signup_user(login=False)
+    return signup_user()
 
 
 @pytest.fixture
 def fresh_owner(signup_user):
     """The single owner of a brand-new org, for tests about ownership itself."""
-    return signup_user(login=False)
+    return signup_user()
 
 
 @pytest.fixture(scope="module")
 def team(signup_user, join_org) -> dict:
     """A read-mostly org: owner, admin, member (tests here do not change these three)."""
-    owner = signup_user(login=False)
+    owner = signup_user()
     return {"owner": owner, "admin": join_org(owner, "admin"), "member": join_org(owner, "member")}
 
 
@@ -247,10 +247,16 @@ def test_bad_invite_token_is_400_and_creates_no_account(owner, anon, leak_watch,
 
 
 def test_signup_without_invite_creates_own_org(owner, anon, leak_watch) -> None:
-    resp = _signup(anon, leak_watch, _email(), None)
+    email = _email()
+    resp = _signup(anon, leak_watch, email, None)
     assert resp.status_code == 200, resp.text
-    assert resp.json()["org_id"] != owner.org_id
-    assert resp.json()["role"] == "owner"
+    # Open sign-up hands out no session and no ids (issue 14, F5): log in to see the new org.
+    login = anon.post("/v1/auth/token", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    me = anon.get("/v1/auth/me", headers=bearer(leak_watch.track(login.json())["access_token"]))
+    assert me.status_code == 200, me.text
+    assert me.json()["org_id"] != owner.org_id
+    assert me.json()["role"] == "owner"
 
 
 def test_invited_member_sees_only_granted_vaults(owner, join_org) -> None:

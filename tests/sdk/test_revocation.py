@@ -257,7 +257,7 @@ def test_api_key_delete_cuts_refresh_tokens_derived_from_it(world, anon, leak_wa
 
 
 def test_member_removal_cuts_access(signup_user, join_org, canary) -> None:
-    owner = signup_user(login=False)
+    owner = signup_user()
     vault = assert_sdk_ok(owner.client.vaults.create("team"), 201)["id"]
     value = canary()
     assert_sdk_ok(owner.client.secrets.set(vault, "t/x", value), 201)

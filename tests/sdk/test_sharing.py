@@ -2,7 +2,8 @@
 
 Link shares (passphrase, IP allowlist, expiry, access counts, revocation), targeted shares (user, agent,
 external email, creator) with their accept/decline step, the inbound and outbound lists, and the rules on who
-may share what.
+may share what. What issue 14 changed (pinned versions, claim tokens, suspension, org-wide revocation) is checked
+in detail by test_review.py.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ SHARE_FIELDS = (
     "is_accepted",
     "is_expired",
     "created_at",
+    "version",
 )
 ACCESS_FIELDS = ("id", "secret_id", "path", "type", "value", "version", "access_count", "expires_at")
 
@@ -86,19 +88,24 @@ def secret(user, vault: str, canary) -> SimpleNamespace:
 @pytest.fixture
 def stranger(signup_user):
     """A user of another org (fresh, so its inbound list is empty)."""
-    return signup_user(login=False)
+    return signup_user()
 
 
 def sign_up(server, leak_watch, email: str):
-    """Sign up ``email`` (own org) through the SDK; returns (client, body)."""
+    """Sign up ``email`` (own org) through the SDK and log in; returns (client, login body)."""
     bootstrap = oneclaw.create_client(base_url=server.url)
     try:
-        resp = bootstrap.auth.signup(email, PASSWORD)
-        body = leak_watch.track(assert_sdk_ok(resp, 200))
+        leak_watch.track(assert_sdk_ok(bootstrap.auth.signup(email, PASSWORD), 200))
+        body = leak_watch.track(assert_sdk_ok(bootstrap.auth.login(email, PASSWORD), 200))
     finally:
         bootstrap.close()
     leak_watch.passwords.add(PASSWORD)
     return oneclaw.create_client(base_url=server.url, token=body["access_token"]), body
+
+
+def claim(client: Any, share_id: str, claim_token: str, answer: str = "accept") -> Any:
+    """Accept (or decline) an ``external_email`` share with its claim token (the SDK sends no body)."""
+    return client._http.request("POST", f"/v1/shares/{share_id}/{answer}", body={"claim_token": claim_token})
 
 
 # --- create: the response ------------------------------------------------------------------------------------
@@ -130,6 +137,7 @@ def test_link_share_response_has_the_documented_fields(secret, base_url: str, pa
     assert data["status"] == "accepted"
     assert data["is_accepted"] is True
     assert data["is_expired"] is False
+    assert data["version"] == 1
     assert abs((parse_ts(data["created_at"]) - now_utc()).total_seconds()) < 300
 
 
@@ -274,7 +282,7 @@ def test_deleted_secret_cannot_be_shared(secret) -> None:
 @pytest.fixture
 def team(signup_user, join_org, canary) -> SimpleNamespace:
     """An owner with two secrets in one vault, and a member granted read on ``team/a/**`` only."""
-    owner = signup_user(login=False)
+    owner = signup_user()
     vault = assert_sdk_ok(owner.client.vaults.create("share-team"), 201)["id"]
     granted = assert_sdk_ok(owner.client.secrets.set(vault, "team/a/x", canary("TEAM-")), 201)
     withheld = assert_sdk_ok(owner.client.secrets.set(vault, "team/b/x", canary("TEAM-")), 201)
@@ -370,8 +378,13 @@ def test_link_share_also_opens_with_any_valid_token(secret, stranger) -> None:
     assert assert_sdk_ok(secret.owner.client.sharing.access(link["id"]), 200)["access_count"] == 2
 
 
-def test_link_share_serves_the_latest_version(secret, sdk_anon, canary) -> None:
-    link = share(secret.owner.client, secret.id)
+def test_link_share_for_latest_serves_the_latest_version(secret, sdk_anon, canary) -> None:
+    # A share pins the version it was created for, unless the sharer asks for "latest" (issue 14, F3).
+    resp = secret.owner.http.post(f"/v1/secrets/{secret.id}/share", json={
+        "recipient_type": "anyone_with_link", "expires_at": future(hours=1), "version": "latest"})
+    assert resp.status_code == 201, resp.text
+    link = resp.json()
+    assert link["follows_latest"] is True and link["version"] is None, link
     newer = canary("SHARE-")
     assert_sdk_ok(secret.owner.client.secrets.set(secret.vault, secret.path, newer, type="api_key"), 201)
     data = assert_sdk_ok(sdk_anon.sharing.access(link["id"]), 200)
@@ -540,28 +553,31 @@ def test_revoke_alias_path(secret, anon) -> None:
     assert_problem(anon.get(f"/v1/share/{link['id']}"), 404)
 
 
-def test_only_the_creator_revokes(team, stranger, join_org, anon) -> None:
+def test_only_the_creator_and_org_admins_revoke(team, stranger, join_org, anon) -> None:
     link = share(team.owner.client, team.granted["id"])
     assert_sdk_error(stranger.client.sharing.revoke(link["id"]), 404)
-    admin = join_org(team.owner, "admin")
-    assert_sdk_error(admin.client.sharing.revoke(link["id"]), 404)
     assert_sdk_error(team.member.client.sharing.revoke(link["id"]), 404)
     assert_problem(team.member.http.delete(f"/v1/share/{link['id']}"), 404)
     assert_problem(anon.delete(f"/v1/share/{link['id']}"), 401)
     assert anon.get(f"/v1/share/{link['id']}").status_code == 200
     assert link["id"] in outbound(team.owner.client)
+    # An admin of the org may revoke any share of it (issue 14, F3).
+    admin = join_org(team.owner, "admin")
+    assert admin.client.sharing.revoke(link["id"]).meta.status == 204
+    assert_problem(anon.get(f"/v1/share/{link['id']}"), 404)
 
 
 def test_revoke_unknown_share_is_404(user) -> None:
     assert_sdk_error(user.client.sharing.revoke(str(uuid.uuid4())), 404)
 
 
-def test_deleted_secret_makes_the_share_410(secret, anon) -> None:
+def test_deleted_secret_revokes_the_share(secret, anon) -> None:
+    # Deleting a secret revokes its shares (issue 14, F4): the link is gone, not merely expired.
     link = share(secret.owner.client, secret.id)
     assert anon.get(f"/v1/share/{link['id']}").status_code == 200
     assert secret.owner.client.secrets.delete(secret.vault, secret.path).meta.status == 204
     resp = anon.get(f"/v1/share/{link['id']}")
-    assert_problem(resp, 410)
+    assert_problem(resp, 404)
     assert secret.value not in resp.text
 
 
@@ -570,7 +586,7 @@ def test_deleted_secret_makes_the_share_410(secret, anon) -> None:
 
 @pytest.fixture
 def to_user(secret, signup_user) -> SimpleNamespace:
-    recipient = signup_user(login=False)
+    recipient = signup_user()
     data = share(secret.owner.client, secret.id, recipient_type="user", recipient_id=recipient.user_id)
     return SimpleNamespace(share=data, recipient=recipient, secret=secret)
 
@@ -681,7 +697,7 @@ def test_revoked_share_leaves_both_lists_and_cannot_be_answered(to_user) -> None
 
 
 def test_targeted_share_honours_max_access_count(secret, signup_user) -> None:
-    recipient = signup_user(login=False)
+    recipient = signup_user()
     data = share(
         secret.owner.client, secret.id, recipient_type="user", recipient_id=recipient.user_id, max_access_count=1
     )
@@ -691,7 +707,7 @@ def test_targeted_share_honours_max_access_count(secret, signup_user) -> None:
 
 
 def test_targeted_share_with_passphrase_needs_both(secret, signup_user, passphrase) -> None:
-    recipient = signup_user(login=False)
+    recipient = signup_user()
     phrase = passphrase()
     data = share(
         secret.owner.client, secret.id, recipient_type="user", recipient_id=recipient.user_id, passphrase=phrase
@@ -725,21 +741,25 @@ def test_agent_share_goes_to_that_agent(secret, make_agent, agent_sdk, stranger)
 # --- targeted shares: external email ----------------------------------------------------------------------------------
 
 
-def test_external_email_share_is_opened_by_whoever_signs_up_with_it(secret, server, leak_watch, stranger) -> None:
+def test_external_email_share_is_claimed_with_its_claim_token(secret, server, leak_watch, stranger) -> None:
+    # The address alone is not enough: the recipient also needs the claim token the sharer got (issue 14, F2).
     email = f"ext-{uuid.uuid4().hex}@example.com"
     data = share(secret.owner.client, secret.id, recipient_type="external_email", email=email)
+    leak_watch.track(data)
     assert data["recipient_type"] == "external_email"
     assert data["recipient_email"] == email
     assert data["status"] == "pending"
+    assert data["claim_token"].startswith("shc_")
     assert_sdk_error(stranger.client.sharing.access(data["id"]), 404)
-    assert_sdk_error(stranger.client.sharing.accept(data["id"]), 404)
+    assert_sdk_error(claim(stranger.client, data["id"], data["claim_token"]), 404)
     client, _ = sign_up(server, leak_watch, email)
     try:
         listed = inbound(client)
         assert list(listed) == [data["id"]]
         assert listed[data["id"]]["recipient_email"] == email
         assert_sdk_error(client.sharing.access(data["id"]), 403)
-        assert client.sharing.accept(data["id"]).meta.status == 204
+        assert_sdk_error(client.sharing.accept(data["id"]), 403)
+        assert claim(client, data["id"], data["claim_token"]).meta.status == 204
         assert assert_sdk_ok(client.sharing.access(data["id"]), 200)["value"] == secret.value
     finally:
         client.close()
@@ -752,7 +772,7 @@ def test_recipient_email_field_is_accepted(secret, server, leak_watch) -> None:
         json={"recipient_type": "external_email", "recipient_email": email, "expires_at": future(hours=1)},
     )
     assert resp.status_code == 201, resp.text
-    assert resp.json()["recipient_email"] == email
+    assert leak_watch.track(resp.json())["recipient_email"] == email
     client, _ = sign_up(server, leak_watch, email)
     try:
         assert resp.json()["id"] in inbound(client)
@@ -760,10 +780,11 @@ def test_recipient_email_field_is_accepted(secret, server, leak_watch) -> None:
         client.close()
 
 
-def test_external_email_share_to_an_existing_user(secret, stranger) -> None:
-    data = share(secret.owner.client, secret.id, recipient_type="external_email", email=stranger.email)
+def test_external_email_share_to_an_existing_user(secret, stranger, leak_watch) -> None:
+    data = leak_watch.track(
+        share(secret.owner.client, secret.id, recipient_type="external_email", email=stranger.email))
     assert data["id"] in inbound(stranger.client)
-    assert stranger.client.sharing.accept(data["id"]).meta.status == 204
+    assert claim(stranger.client, data["id"], data["claim_token"]).meta.status == 204
     assert assert_sdk_ok(stranger.client.sharing.access(data["id"]), 200)["value"] == secret.value
 
 
@@ -801,7 +822,7 @@ def test_creator_share_goes_to_the_user_who_registered_the_agent(team, make_agen
 
 
 def test_outbound_lists_only_the_callers_shares(secret, signup_user, canary) -> None:
-    other = signup_user(login=False)
+    other = signup_user()
     other_vault = assert_sdk_ok(other.client.vaults.create("mine"), 201)["id"]
     other_secret = assert_sdk_ok(other.client.secrets.set(other_vault, "o/x", canary("SHARE-")), 201)
     mine = share(other.client, other_secret["id"])

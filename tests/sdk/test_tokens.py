@@ -54,10 +54,18 @@ def test_logins_get_distinct_refresh_tokens(anon, user, session: dict, leak_watc
     assert leak_watch.track(again.json())["refresh_token"] != session["refresh_token"]
 
 
-def test_signup_returns_access_and_refresh_token(anon, leak_watch) -> None:
-    resp = anon.post("/v1/auth/signup", json={"email": f"u-{uuid.uuid4().hex}@example.com", "password": PASSWORD})
+def test_invite_signup_returns_access_and_refresh_token(anon, leak_watch, signup_user) -> None:
+    # Only sign-up with an invite hands out a session; open sign-up hands out none (issue 14, F5).
+    inviter = signup_user()
+    email = f"m-{uuid.uuid4().hex}@example.com"
+    invite = leak_watch.track(assert_sdk_ok(inviter.client.org.invite(email, "member"), 200))
+    resp = anon.post("/v1/auth/signup",
+                     json={"email": email, "password": PASSWORD, "invite_token": invite["invite_token"]})
     assert resp.status_code == 200, resp.text
     body = leak_watch.track(resp.json())
+    assert body["email"] == email
+    assert body["org_id"] == inviter.org_id
+    assert body["role"] == "member"
     assert REFRESH_TOKEN_RE.fullmatch(body["refresh_token"])
     me = _me(anon, body["access_token"])
     assert me.status_code == 200, me.text

@@ -38,10 +38,14 @@ public struct AuditLog: Sendable {
         try await store.appendAudit(record)
     }
 
+    /// Offset paging skips rows one by one, so it is bounded; older events are reached with `to`.
+    public static let maxOffset = 10_000
+
     /// Owners and admins read every event of their org; anyone else the events they caused.
     public func events(for caller: Principal, filter: AuditFilter) async throws -> [AuditEvent] {
-        guard (1...1000).contains(filter.limit), filter.offset >= 0, filter.offset <= 1_000_000 else {
-            throw KeyholdError.badRequest("limit must be between 1 and 1000 and offset between 0 and 1000000")
+        guard (1...1000).contains(filter.limit), (0...Self.maxOffset).contains(filter.offset) else {
+            throw KeyholdError.badRequest(
+                "limit must be between 1 and 1000 and offset between 0 and \(Self.maxOffset); narrow older pages with to")
         }
         var filter = filter
         if !caller.isOrgAdmin {

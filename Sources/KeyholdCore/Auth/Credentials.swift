@@ -2,7 +2,7 @@ import Crypto
 import Foundation
 
 /// Bearer secrets Keyhold hands out: 32 random bytes, base64url without padding, behind a prefix that says what
-/// they are (`ocv_` agent key, `1ck_` personal API key, `rt_` refresh token, `inv_` invitation). They are stored
+/// they are (`ocv_` agent key, `1ck_` personal API key, `rt_` refresh token, `inv_` invitation, `shc_` share claim). They are stored
 /// only as HMAC-SHA256 digests under a server key the keystore protects, plus a short prefix for lookup. With 256
 /// bits of entropy a keyed hash is as strong as a password hash and costs microseconds per request.
 public enum CredentialKind: String, Sendable, CaseIterable {
@@ -10,6 +10,8 @@ public enum CredentialKind: String, Sendable, CaseIterable {
     case userKey = "1ck_"
     case refreshToken = "rt_"
     case invite = "inv_"
+    /// The one-time token that claims an `external_email` share.
+    case shareClaim = "shc_"
 
     /// Characters stored in clear for lookup: the prefix and 8 random characters (48 bits).
     public var lookupLength: Int { rawValue.count + 8 }
@@ -51,6 +53,11 @@ public struct CredentialHasher: Sendable {
                 data: try await keystore.serverSecret("credential-hmac-key", in: system) {
                     KeyMaterial.bytes(of: KeyMaterial.randomKey())
                 }))
+    }
+
+    /// A key for another purpose, derived from this one (HKDF-SHA256), so it needs no storage of its own.
+    public func derivedKey(for purpose: String) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: Data("keyhold \(purpose)".utf8), outputByteCount: 32)
     }
 
     public func digest(_ credential: String) -> Data {

@@ -44,11 +44,25 @@ public final class RateLimiter: Sendable {
 /// Slows password guessing without locking the real user out for good. Per account: after 5 failures in a row,
 /// each further attempt must wait 2^(n−5) seconds after the last failure (capped at 15 minutes); a success, or
 /// 15 minutes without failures, clears the count. Per client address: more than 50 failures in 10 minutes refuse
-/// further attempts from it until the oldest of them is 10 minutes old. Counts are kept in memory per node.
+/// further attempts from it until the oldest of them is 10 minutes old. Counts are kept in memory per node, and
+/// entries that no longer hold anything back are pruned as the tables grow, so neither table grows without bound.
 public final class LoginThrottle: Sendable {
     struct Account {
         var failures: Int
         var last: ContinuousClock.Instant
+    }
+
+    /// A table pruned of expired entries whenever it has doubled since the last pruning (amortised O(1)).
+    struct Table<Value> {
+        var entries: [String: Value] = [:]
+        var pruneAt = Table.minimumPruneSize
+        static var minimumPruneSize: Int { 1024 }
+
+        mutating func pruneIfDue(keeping isLive: (Value) -> Bool) {
+            guard entries.count >= pruneAt else { return }
+            entries = entries.filter { isLive($0.value) }
+            pruneAt = max(Self.minimumPruneSize, entries.count * 2)
+        }
     }
 
     static let freeFailures = 5
@@ -57,28 +71,36 @@ public final class LoginThrottle: Sendable {
     static let addressWindow = Duration.seconds(600)
     static let addressLimit = 50
 
-    private let accounts = Mutex<[String: Account]>([:])
-    private let addresses = Mutex<[String: [ContinuousClock.Instant]]>([:])
+    private let accounts = Mutex(Table<Account>())
+    private let addresses = Mutex(Table<[ContinuousClock.Instant]>())
 
     public init() {}
 
+    /// Entries held in memory (accounts, addresses).
+    public var tableSizes: (accounts: Int, addresses: Int) {
+        (accounts.withLock { $0.entries.count }, addresses.withLock { $0.entries.count })
+    }
+
     /// Reserves an attempt: throws 429 when this account or address must wait, and otherwise counts the attempt as
-    /// a failure until `recordSuccess` clears it. Checking and counting are one step, so concurrent guesses cannot
-    /// all pass the check before any of them is counted.
-    public func attempt(account: String, address: String?, now: ContinuousClock.Instant = .now) throws {
+    /// a failure until `succeeded` clears it. Checking and counting are one step, so concurrent guesses cannot
+    /// all pass the check before any of them is counted. Without an account only the address is throttled.
+    public func attempt(account: String?, address: String?, now: ContinuousClock.Instant = .now) throws {
         if let address {
             // Reserve a slot in the address's window in the same step as the check; a success gives it back.
-            let wait = addresses.withLock { addresses -> Duration? in
-                var times = addresses[address, default: []].filter { now - $0 < Self.addressWindow }
+            let wait = addresses.withLock { table -> Duration? in
+                table.pruneIfDue { $0.last.map { now - $0 < Self.addressWindow } ?? false }
+                var times = table.entries[address, default: []].filter { now - $0 < Self.addressWindow }
                 if times.count >= Self.addressLimit, let oldest = times.first { return oldest + Self.addressWindow - now }
                 times.append(now)
-                addresses[address] = times
+                table.entries[address] = times
                 return nil
             }
             if let wait { throw Self.tooMany(wait) }
         }
-        let wait = accounts.withLock { accounts -> Duration? in
-            var entry = accounts[account] ?? Account(failures: 0, last: now)
+        guard let account else { return }
+        let wait = accounts.withLock { table -> Duration? in
+            table.pruneIfDue { now - $0.last < Self.forget }
+            var entry = table.entries[account] ?? Account(failures: 0, last: now)
             if now - entry.last >= Self.forget { entry.failures = 0 }
             if entry.failures >= Self.freeFailures {
                 let ready = entry.last + min(Self.maximumDelay, .seconds(1 << min(entry.failures - Self.freeFailures, 10)))
@@ -86,7 +108,7 @@ public final class LoginThrottle: Sendable {
             }
             entry.failures += 1
             entry.last = now
-            accounts[account] = entry
+            table.entries[account] = entry
             return nil
         }
         if let wait {
@@ -96,71 +118,21 @@ public final class LoginThrottle: Sendable {
     }
 
     /// A successful attempt: clears the account's failures and gives back the address slot `attempt` reserved.
-    public func succeeded(account: String, address: String?) {
-        recordSuccess(account: account)
+    public func succeeded(account: String?, address: String?) {
+        if let account { _ = accounts.withLock { $0.entries.removeValue(forKey: account) } }
         if let address { release(address) }
     }
 
     private func release(_ address: String) {
-        addresses.withLock { addresses in
-            guard var times = addresses[address], !times.isEmpty else { return }
+        addresses.withLock { table in
+            guard var times = table.entries[address], !times.isEmpty else { return }
             times.removeLast()
-            addresses[address] = times.isEmpty ? nil : times
+            table.entries[address] = times.isEmpty ? nil : times
         }
     }
 
     static func tooMany(_ wait: Duration) -> KeyholdError {
         let seconds = max(1, Int((Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18).rounded(.up)))
         return KeyholdError(.tooManyRequests, "Too many failed attempts; try again in \(seconds) seconds", retryAfter: seconds)
-    }
-
-    /// Throws 429 with `Retry-After` when this account or address must wait.
-    public func check(account: String, address: String?, now: ContinuousClock.Instant = .now) throws {
-        if let wait = accountWait(account, now: now) ?? address.flatMap({ addressWait($0, now: now) }) {
-            let seconds = max(1, Int((Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18).rounded(.up)))
-            throw KeyholdError(
-                .tooManyRequests, "Too many failed attempts; try again in \(seconds) seconds", retryAfter: seconds)
-        }
-    }
-
-    public func recordFailure(account: String, address: String?, now: ContinuousClock.Instant = .now) {
-        accounts.withLock { accounts in
-            if accounts.count > 100_000 { accounts = accounts.filter { now - $0.value.last < Self.forget } }
-            var entry = accounts[account] ?? Account(failures: 0, last: now)
-            if now - entry.last >= Self.forget { entry.failures = 0 }
-            entry.failures += 1
-            entry.last = now
-            accounts[account] = entry
-        }
-        guard let address else { return }
-        addresses.withLock { addresses in
-            if addresses.count > 100_000 { addresses = addresses.filter { now - ($0.value.last ?? now) < Self.addressWindow } }
-            var times = addresses[address, default: []].filter { now - $0 < Self.addressWindow }
-            times.append(now)
-            addresses[address] = Array(times.suffix(Self.addressLimit + 1))
-        }
-    }
-
-    public func recordSuccess(account: String) {
-        _ = accounts.withLock { $0.removeValue(forKey: account) }
-    }
-
-    private func accountWait(_ account: String, now: ContinuousClock.Instant) -> Duration? {
-        accounts.withLock { accounts in
-            guard let entry = accounts[account], entry.failures >= Self.freeFailures,
-                now - entry.last < Self.forget
-            else { return nil }
-            let delay = min(Self.maximumDelay, .seconds(1 << min(entry.failures - Self.freeFailures, 10)))
-            let ready = entry.last + delay
-            return ready > now ? ready - now : nil
-        }
-    }
-
-    private func addressWait(_ address: String, now: ContinuousClock.Instant) -> Duration? {
-        addresses.withLock { addresses in
-            let recent = (addresses[address] ?? []).filter { now - $0 < Self.addressWindow }
-            guard recent.count >= Self.addressLimit, let oldest = recent.first else { return nil }
-            return oldest + Self.addressWindow - now
-        }
     }
 }

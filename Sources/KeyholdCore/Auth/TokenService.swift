@@ -20,6 +20,8 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
     public var kv: Int?
     /// The personal API key the session comes from.
     public var akid: String?
+    /// The refresh-token family issued with the token (a password login's, and its refreshes'): logout ends it.
+    public var rfam: String?
 
     public func verify(using _: some JWTAlgorithm) throws {
         try exp.verifyNotExpired()
@@ -71,7 +73,8 @@ public final class TokenService: Sendable {
     }
 
     public func issue(
-        for principal: Principal, lifetime: Int64? = nil, keyVersion: Int? = nil, now: Date = Date()
+        for principal: Principal, lifetime: Int64? = nil, keyVersion: Int? = nil, refreshFamily: UUID? = nil,
+        now: Date = Date()
     ) async throws -> IssuedToken {
         let lifetime = lifetime ?? userTokenLifetime
         let issuedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
@@ -86,7 +89,8 @@ public final class TokenService: Sendable {
             scopes: principal.scopes,
             vault_ids: principal.kind == .agent ? principal.vaultIDs.map { $0.wire } : nil,
             kv: keyVersion,
-            akid: principal.apiKeyID?.wire)
+            akid: principal.apiKeyID?.wire,
+            rfam: refreshFamily?.wire)
         var header = JWTHeader()
         header.typ = "JWT"
         let token = try await keys.sign(claims, kid: JWKIdentifier(string: keyID), header: header)

@@ -24,12 +24,15 @@ public struct Principal: Sendable, Hashable {
     public let tokenExpiresAt: Timestamp?
     /// The personal API key this session comes from: deleting the key ends the session.
     public let apiKeyID: UUID?
+    /// The refresh-token family the access token was issued with: logging out ends the family.
+    public let refreshFamily: UUID?
 
     public init(
         kind: PrincipalKind, id: UUID, orgID: UUID, role: OrgRole?, scopes: [String]? = nil, vaultIDs: [UUID] = [],
-        tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil, apiKeyID: UUID? = nil
+        tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil, apiKeyID: UUID? = nil, refreshFamily: UUID? = nil
     ) {
         self.apiKeyID = apiKeyID
+        self.refreshFamily = refreshFamily
         self.kind = kind
         self.id = id
         self.orgID = orgID
@@ -40,8 +43,8 @@ public struct Principal: Sendable, Hashable {
         self.tokenExpiresAt = tokenExpiresAt
     }
 
-    /// A caller capped by scopes (a scoped API key) reaches only some paths.
-    public var isScoped: Bool { !(scopes ?? []).isEmpty }
+    /// A caller capped by scopes reaches only the paths they match; an empty list caps it to none.
+    public var isScoped: Bool { scopes != nil }
 
     public var isOrgAdmin: Bool { kind == .user && (role == .owner || role == .admin) }
 

@@ -11,7 +11,7 @@ public enum ShareStatus: String, Sendable {
     case pending, accepted, declined
 }
 
-/// A share of one secret (its latest version at each access) with someone outside the vault.
+/// A share of one secret (the version it pins, or the latest at each access) with someone outside the vault.
 public struct Share: Sendable, Hashable {
     public let id: UUID
     public let orgID: UUID
@@ -33,13 +33,20 @@ public struct Share: Sendable, Hashable {
     public let status: ShareStatus
     public let revoked: Bool
     public let createdAt: Timestamp
+    /// The version it serves; nil when it follows the latest.
+    public let version: Int?
+    /// For `external_email`: the digest of the one-time claim token the recipient must present to accept (the
+    /// address alone proves nothing: sign-up does not verify it). Nil once claimed.
+    public let claimDigest: Data?
 
     public init(
         id: UUID, orgID: UUID, secretID: UUID, vaultID: UUID, path: String, createdByType: PrincipalKind,
         createdBy: UUID, recipientType: ShareRecipientType, recipientID: UUID?, recipientEmail: String?,
         expiresAt: Timestamp, maxAccessCount: Int?, accessCount: Int, passphraseHash: String?, ipAllowlist: [CIDR],
-        status: ShareStatus, revoked: Bool, createdAt: Timestamp
+        status: ShareStatus, revoked: Bool, createdAt: Timestamp, version: Int?, claimDigest: Data?
     ) {
+        self.version = version
+        self.claimDigest = claimDigest
         self.id = id
         self.orgID = orgID
         self.secretID = secretID
@@ -74,17 +81,30 @@ public struct Share: Sendable, Hashable {
     }
 }
 
-/// Where a secret lives, found by its id.
+/// Where a secret lives, found by its id, and its latest version.
 public struct SecretLocation: Sendable, Hashable {
     public let secretID: UUID
     public let vaultID: UUID
     public let orgID: UUID
     public let path: String
+    public let currentVersion: Int
 
-    public init(secretID: UUID, vaultID: UUID, orgID: UUID, path: String) {
+    public init(secretID: UUID, vaultID: UUID, orgID: UUID, path: String, currentVersion: Int) {
+        self.currentVersion = currentVersion
         self.secretID = secretID
         self.vaultID = vaultID
         self.orgID = orgID
         self.path = path
+    }
+}
+
+extension Share {
+    public func with(accessCount: Int) -> Share {
+        Share(
+            id: id, orgID: orgID, secretID: secretID, vaultID: vaultID, path: path, createdByType: createdByType,
+            createdBy: createdBy, recipientType: recipientType, recipientID: recipientID, recipientEmail: recipientEmail,
+            expiresAt: expiresAt, maxAccessCount: maxAccessCount, accessCount: accessCount,
+            passphraseHash: passphraseHash, ipAllowlist: ipAllowlist, status: status, revoked: revoked,
+            createdAt: createdAt, version: version, claimDigest: claimDigest)
     }
 }

@@ -9,7 +9,7 @@ public enum Permission: String, Sendable, Codable, CaseIterable {
 /// 1. **org**: the vault must belong to the caller's org (otherwise the caller is told it does not exist);
 /// 2. **vault binding**: an agent with a non-empty `vault_ids` may only touch those vaults;
 /// 3. **scopes**: a caller with scopes (an agent's, or a scoped API key's) may only touch paths one of them
-///    matches (`*` alone means any path);
+///    matches (`*` alone means any path; an empty list matches none);
 /// 4. **policies** of this caller on this vault that are in force (not expired, conditions hold), whose pattern
 ///    matches the path and that cover the permission (`write` implies `delete` and `rotate`): any deny wins,
 ///    even over the owner bypass; otherwise any allow grants;
@@ -33,9 +33,7 @@ public struct Authorizer: Sendable {
         context: AccessContext
     ) -> Decision {
         if let denial = bindingDenial(principal, vault: vault) { return .deny(reason: denial) }
-        if let scopes = principal.scopes, !scopes.isEmpty, !scopes.contains(where: { Self.scope($0, allows: path) }) {
-            return .deny(reason: "path is outside the caller's scopes")
-        }
+        guard withinScopes(principal, path: path) else { return .deny(reason: "path is outside the caller's scopes") }
         let matching = inForce(policies, principal, vault, context).filter {
             $0.covers(permission) && $0.pattern.matches(path)
         }
@@ -70,6 +68,12 @@ public struct Authorizer: Sendable {
         -> [Policy]
     {
         policies.filter { $0.vaultID == vault.id && $0.applies(to: principal, at: context) }
+    }
+
+    /// True when the caller has no scopes, or one of them matches `path`. An empty list matches nothing.
+    public func withinScopes(_ principal: Principal, path: SecretPath) -> Bool {
+        guard let scopes = principal.scopes else { return true }
+        return scopes.contains { Self.scope($0, allows: path) }
     }
 
     static func scope(_ scope: String, allows path: SecretPath) -> Bool {

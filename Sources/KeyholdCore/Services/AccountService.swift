@@ -7,11 +7,13 @@ public struct AccountService: Sendable {
     let credentials: CredentialHasher
     let audit: AuditLog
     let throttle: LoginThrottle
+    let failures: FailedAuthentications
 
     public init(
         store: any IdentityStore, hasher: PasswordHasher, credentials: CredentialHasher, audit: AuditLog,
-        throttle: LoginThrottle
+        throttle: LoginThrottle, failures: FailedAuthentications
     ) {
+        self.failures = failures
         self.store = store
         self.hasher = hasher
         self.credentials = credentials
@@ -41,43 +43,65 @@ public struct AccountService: Sendable {
         return trimmed
     }
 
+    /// What a sign-up led to. An open sign-up answers the same whether the email was new or taken, so the
+    /// answer reveals nothing about who has an account.
+    public enum SignupOutcome: Sendable {
+        /// A user who joined an org with an invite (the invite proves who they are, so they get a session).
+        case joined(User)
+        /// An open sign-up: a new account and org, or nothing at all when the email was taken.
+        case received(email: String)
+    }
+
     /// Creates an org with the new user as its owner or, with an invite token, joins the inviting org with the
-    /// invited role (the invite must be unexpired and for the same email).
+    /// invited role (the invite must be unexpired and for the same email). Every cheap check (shape, password
+    /// policy, the per-address throttle, the invite) runs before the password is hashed. A failed sign-up (a
+    /// taken email, an invalid invite) counts against the client address like a failed login; a taken email
+    /// leaves its account untouched and answers exactly as a new one, after the same bcrypt work.
     public func signup(
         email: String, password: String, displayName: String?, inviteToken: String? = nil, ip: IPAddress?
-    ) async throws -> User {
+    ) async throws -> SignupOutcome {
         let email = try Self.normalizedEmail(email)
         try PasswordPolicy.validate(password)
         if let displayName, displayName.count > 255 { throw KeyholdError.badRequest("display_name is too long") }
-        if let inviteToken, !CredentialKind.invite.matchesShape(inviteToken) {
-            throw KeyholdError.badRequest("invite_token is not valid")
-        }
+        let address = ip?.description
+        try throttle.attempt(account: nil, address: address)
         let now = Timestamp.now
+        if let inviteToken {
+            let invalid = KeyholdError.badRequest("invite_token is not valid for this email, or has expired")
+            guard CredentialKind.invite.matchesShape(inviteToken) else { throw invalid }
+            let digest = credentials.digest(inviteToken)
+            guard let invite = try await store.invite(digest: digest), invite.email == email, now < invite.expiresAt
+            else { throw invalid }
+            let user = User(
+                id: UUID(), orgID: invite.orgID, email: email, passwordHash: try await hasher.hash(password),
+                displayName: displayName, role: invite.role, createdAt: now)
+            let member = Principal(kind: .user, id: user.id, orgID: invite.orgID, role: invite.role)
+            let record = audit.record(
+                org: invite.orgID, actor: member, ip: ip, "member.join", "user", user.id.wire,
+                ["email": .string(email), "role": .string(invite.role.rawValue)])
+            do {
+                guard let joined = try await store.redeemInvite(digest: digest, user: user, now: now, audit: record)
+                else { throw invalid }
+                throttle.succeeded(account: nil, address: address)
+                return .joined(joined)
+            } catch StorageError.conflict {
+                throw invalid
+            }
+        }
         let org = Org(id: UUID(), name: displayName ?? email, createdAt: now)
         let user = User(
             id: UUID(), orgID: org.id, email: email, passwordHash: try await hasher.hash(password),
             displayName: displayName, role: .owner, createdAt: now)
+        let owner = Principal(kind: .user, id: user.id, orgID: org.id, role: .owner)
         do {
-            if let inviteToken {
-                let invalid = KeyholdError.badRequest("invite_token is not valid for this email, or has expired")
-                let digest = credentials.digest(inviteToken)
-                guard let invite = try await store.invite(digest: digest), invite.email == email else { throw invalid }
-                let member = Principal(kind: .user, id: user.id, orgID: invite.orgID, role: invite.role)
-                let record = audit.record(
-                    org: invite.orgID, actor: member, ip: ip, "member.join", "user", user.id.wire,
-                    ["email": .string(email), "role": .string(invite.role.rawValue)])
-                guard let joined = try await store.redeemInvite(digest: digest, user: user, now: now, audit: record)
-                else { throw invalid }
-                return joined
-            }
-            let owner = Principal(kind: .user, id: user.id, orgID: org.id, role: .owner)
             try await store.createOrg(
                 org, owner: user,
                 audit: audit.record(org: org.id, actor: owner, ip: ip, "user.signup", "user", user.id.wire, ["email": .string(email)]))
+            throttle.succeeded(account: nil, address: address)
         } catch StorageError.conflict {
-            throw KeyholdError(.conflict, "An account with this email already exists")
+            // Taken: nothing changes, and the address keeps the failure the attempt reserved.
         }
-        return user
+        return .received(email: email)
     }
 
     /// Email and password to a user; the same 401 whether the email is unknown or the password wrong. A failure
@@ -88,14 +112,18 @@ public struct AccountService: Sendable {
         try throttle.attempt(account: account, address: ip?.description)
         let user: User? = if let normalized { try await store.user(email: normalized) } else { nil }
         guard try await hasher.verify(password, hash: user?.passwordHash), let user else {
-            try await audit.append(
-                audit.record(
-                    org: user?.orgID ?? AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "user",
-                    user?.id.wire,
-                    [
-                        "method": "password", "outcome": "denied", "reason": "invalid_credentials",
-                        "email": .string(String((normalized ?? "").prefix(254))),
-                    ]))
+            if let user {
+                try await audit.append(
+                    audit.record(
+                        org: user.orgID, actor: nil, ip: ip, "auth.failure", "user", user.id.wire,
+                        [
+                            "method": "password", "outcome": "denied", "reason": "invalid_credentials",
+                            "email": .string(user.email),
+                        ]))
+            } else {
+                // An unknown email names no org: counted, not written one by one (see FailedAuthentications).
+                failures.record(method: "password", resourceType: "user", ip: ip)
+            }
             throw KeyholdError.invalidCredentials
         }
         throttle.succeeded(account: account, address: ip?.description)

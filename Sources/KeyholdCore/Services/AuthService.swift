@@ -12,15 +12,18 @@ public struct AuthService: Sendable {
     let tokens: TokenService
     let hasher: CredentialHasher
     let audit: AuditLog
+    /// Failures that name no org: counted, and written as one event per address and interval.
+    let failures: FailedAuthentications
 
     public static let refreshLifetime: Int64 = 30 * 24 * 3600
     public static let defaultAgentTokenLifetime: Int64 = 3600
 
     public init(
         identities: any IdentityStore, agents: any AgentStore, credentials: any CredentialStore, tokens: TokenService,
-        hasher: CredentialHasher, audit: AuditLog
+        hasher: CredentialHasher, audit: AuditLog, failures: FailedAuthentications
     ) {
         self.audit = audit
+        self.failures = failures
         self.identities = identities
         self.agents = agents
         self.credentials = credentials
@@ -38,16 +41,13 @@ public struct AuthService: Sendable {
     // MARK: bearer credentials
 
     /// Resolves `Authorization: Bearer <credential>`: an EdDSA access token, or a personal `1ck_` API key. A
-    /// refused credential is audited (system chain: whose it was is unknown) before the 401.
+    /// refused credential is counted for the system chain (whose it was is unknown; see `FailedAuthentications`).
     public func authenticate(bearer credential: String?, ip: IPAddress?) async throws -> Principal {
         do {
             guard let credential else { throw KeyholdError.unauthenticated }
             return try await principal(bearer: credential)
         } catch let error as KeyholdError where error.code == .unauthorized {
-            try await audit.append(
-                audit.record(
-                    org: AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "token", nil,
-                    ["method": credential == nil ? "none" : "bearer"]))
+            failures.record(method: credential == nil ? "none" : "bearer", resourceType: "token", ip: ip)
             throw error
         }
     }
@@ -77,19 +77,24 @@ public struct AuthService: Sendable {
             }
             return Principal(
                 kind: .user, id: user.id, orgID: user.orgID, role: user.role, scopes: claims.scopes,
-                tokenID: claims.jti.value, tokenExpiresAt: expiresAt, apiKeyID: apiKeyID)
+                tokenID: claims.jti.value, tokenExpiresAt: expiresAt, apiKeyID: apiKeyID,
+                refreshFamily: claims.rfam.flatMap(UUID.init(uuidString:)))
         case .agent(let agent):
             guard agent.orgID == orgID, agent.isUsable(at: now), claims.kv == agent.keyVersion else {
                 throw KeyholdError.unauthenticated
             }
-            return Self.principal(for: agent, tokenID: claims.jti.value, tokenExpiresAt: expiresAt)
+            return Self.principal(
+                for: agent, tokenID: claims.jti.value, tokenExpiresAt: expiresAt,
+                refreshFamily: claims.rfam.flatMap(UUID.init(uuidString:)))
         }
     }
 
-    static func principal(for agent: Agent, tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil) -> Principal {
+    static func principal(
+        for agent: Agent, tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil, refreshFamily: UUID? = nil
+    ) -> Principal {
         Principal(
             kind: .agent, id: agent.id, orgID: agent.orgID, role: nil, scopes: agent.scopes, vaultIDs: agent.vaultIDs,
-            tokenID: tokenID, tokenExpiresAt: tokenExpiresAt)
+            tokenID: tokenID, tokenExpiresAt: tokenExpiresAt, refreshFamily: refreshFamily)
     }
 
     private func userKeyPrincipal(_ credential: String, now: Timestamp) async throws -> Principal {
@@ -129,7 +134,8 @@ public struct AuthService: Sendable {
     private func session(
         for principal: Principal, family: UUID, lifetime: Int64?, keyVersion: Int?, audit record: AuditRecord
     ) async throws -> Session {
-        let access = try await tokens.issue(for: principal, lifetime: lifetime, keyVersion: keyVersion)
+        let access = try await tokens.issue(
+            for: principal, lifetime: lifetime, keyVersion: keyVersion, refreshFamily: family)
         let refresh = CredentialKind.refreshToken.generate()
         try await credentials.createRefreshToken(
             RefreshTokenRecord(
@@ -152,10 +158,14 @@ public struct AuthService: Sendable {
         let match = candidates.first { CredentialHasher.constantTimeEqual($0.keyDigest, digest) }
         guard let agent = match, agentID == nil || agentID == agent.id, agent.isUsable(at: now) else {
             let reason = match == nil || agentID != nil && agentID != match?.id ? "invalid_key" : "agent_inactive"
-            try await audit.append(
-                audit.record(
-                    org: match?.orgID ?? AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "agent",
-                    match?.id.wire ?? agentID?.wire, ["method": "agent_key", "reason": .string(reason)]))
+            if let match {
+                try await audit.append(
+                    audit.record(
+                        org: match.orgID, actor: nil, ip: ip, "auth.failure", "agent", match.id.wire,
+                        ["method": "agent_key", "reason": .string(reason)]))
+            } else {
+                failures.record(method: "agent_key", resourceType: "agent", ip: ip)
+            }
             throw reason == "invalid_key"
                 ? KeyholdError(.unauthorized, "Invalid agent_id or api_key")
                 : KeyholdError(.unauthorized, "Agent is deactivated or expired")
@@ -175,8 +185,7 @@ public struct AuthService: Sendable {
         do {
             principal = try await userKeyPrincipal(apiKey, now: now)
         } catch let error as KeyholdError where error.code == .unauthorized {
-            try await audit.append(
-                audit.record(org: AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "api_key", nil, ["method": "api_key"]))
+            failures.record(method: "api_key", resourceType: "api_key", ip: ip)
             throw error
         }
         try await audit.append(
@@ -216,8 +225,7 @@ public struct AuthService: Sendable {
             }
         }
         guard let principal else {
-            try await audit.append(
-                audit.record(org: AuditEntry.systemOrg, actor: nil, ip: ip, "auth.failure", "token", nil, ["method": "refresh_token"]))
+            failures.record(method: "refresh_token", resourceType: "token", ip: ip)
             throw invalid
         }
         return try await session(
@@ -225,13 +233,14 @@ public struct AuthService: Sendable {
             audit: audit.record(org: principal.orgID, actor: principal, ip: ip, "auth.refresh", principal.kind.rawValue, principal.id.wire))
     }
 
-    /// Refresh with the current access token (the SDK posts no body): revokes it and issues a new one.
+    /// Refresh with the current access token (the SDK posts no body): revokes it and issues a new one, with a
+    /// refresh token of the same family.
     public func refresh(current caller: Caller) async throws -> Session {
         let principal = caller.principal
         guard principal.tokenID != nil else {
             throw KeyholdError(.badRequest, "An API key cannot be refreshed; exchange it at /v1/auth/api-key-token")
         }
-        try await revoke(caller)
+        try await revoke(caller, endingRefreshFamily: false)
         var lifetime: Int64?
         var keyVersion: Int?
         if principal.kind == .agent, let agent = try await agents.agent(id: principal.id) {
@@ -239,18 +248,23 @@ public struct AuthService: Sendable {
             keyVersion = agent.keyVersion
         }
         return try await session(
-            for: principal, family: UUID(), lifetime: lifetime, keyVersion: keyVersion,
+            for: principal, family: principal.refreshFamily ?? UUID(), lifetime: lifetime, keyVersion: keyVersion,
             audit: audit.record(caller, "auth.refresh", principal.kind.rawValue, principal.id.wire))
     }
 
-    /// Revokes the access token the caller presented.
-    public func revoke(_ caller: Caller) async throws {
-        guard let tokenID = caller.principal.tokenID, let expiresAt = caller.principal.tokenExpiresAt else {
+    /// Logout: revokes the access token the caller presented and, unless it is being refreshed, every refresh
+    /// token of the family it was issued with.
+    public func revoke(_ caller: Caller, endingRefreshFamily: Bool = true) async throws {
+        let principal = caller.principal
+        guard let tokenID = principal.tokenID, let expiresAt = principal.tokenExpiresAt else {
             throw KeyholdError(.badRequest, "Only access tokens can be revoked here; delete an API key at /v1/auth/api-keys/{id}")
         }
+        let family = endingRefreshFamily ? principal.refreshFamily : nil
+        var details: [String: JSONValue] = [:]
+        if family != nil { details["refresh_family_ended"] = true }
         try await credentials.revokeToken(
-            id: tokenID, expiresAt: expiresAt,
-            audit: audit.record(caller, "auth.token_revoke", caller.principal.kind.rawValue, caller.principal.id.wire))
+            id: tokenID, expiresAt: expiresAt, refreshFamily: family,
+            audit: audit.record(caller, "auth.token_revoke", principal.kind.rawValue, principal.id.wire, details))
     }
 
     // MARK: personal API keys

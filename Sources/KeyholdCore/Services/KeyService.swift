@@ -30,10 +30,13 @@ public struct KeyService: Sendable {
 
     /// A vault owner's request (`POST /v1/vaults/{id}/rotate-key`).
     public func rotate(vaultID: UUID, by caller: Caller) async throws -> KEKHandle {
-        if caller.principal.kind == .user { try caller.principal.requireManager() }
         let vault = try await vaults.access(vaultID, for: caller).vault
-        guard Authorizer().isOwner(caller.principal, of: vault) else {
-            throw KeyholdError.forbidden("Only the vault's owners may rotate its key")
+        let scopedKey = caller.principal.kind == .user && caller.principal.isScoped
+        guard !scopedKey, Authorizer().isOwner(caller.principal, of: vault) else {
+            let reason = scopedKey ? "a scoped API key cannot rotate keys" : "only the vault's owners may rotate its key"
+            try await audit.append(
+                audit.record(caller, "vault.rotate_key", "vault", vault.id.wire, ["outcome": "denied", "reason": .string(reason)]))
+            throw KeyholdError.forbidden(scopedKey ? "A scoped API key cannot rotate keys" : "Only the vault's owners may rotate its key")
         }
         return try await rotate(vault, audit: { audit.record(caller, "vault.rotate_key", "vault", vault.id.wire, $0) })
     }

@@ -8,13 +8,16 @@ public struct SecretService: Sendable {
     let keystore: any Keystore
     let authorizer: Authorizer
     let audit: AuditLog
+    let cursors: ListCursor
 
     public static let maxValueBytes = 256 * 1024
     public static let maxMetadataBytes = 16 * 1024
 
     public init(
-        store: any SecretStore, vaults: VaultService, keystore: any Keystore, authorizer: Authorizer, audit: AuditLog
+        store: any SecretStore, vaults: VaultService, keystore: any Keystore, authorizer: Authorizer, audit: AuditLog,
+        cursors: ListCursor
     ) {
+        self.cursors = cursors
         self.store = store
         self.vaults = vaults
         self.keystore = keystore
@@ -98,20 +101,31 @@ public struct SecretService: Sendable {
     /// Reads the latest version, or `version`, with its value. Counts the access.
     public func read(vaultID: UUID, path: SecretPath, version: Int? = nil, by caller: Caller) async throws -> Revealed {
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read)
-        let sealed: SealedSecretVersion
-        do {
-            sealed = try await store.readVersion(
+        var details: [String: JSONValue] = ["vault_id": .string(vault.id.wire)]
+        if let version { details["version"] = .number(Double(version)) }
+        let sealed = try await recordingRefusal(caller, "secret.read", path, details) {
+            try await store.readVersion(
                 vaultID: vault.id, path: path.rawValue, version: version, now: .now,
-                audit: audit.record(caller, "secret.read", "secret", path.rawValue, ["vault_id": .string(vault.id.wire)]))
-        } catch let error as KeyholdError where error.code == .gone {
-            // The read was refused, so its transaction wrote nothing: record the refusal on its own.
-            try await audit.append(
-                audit.record(
-                    caller, "secret.read", "secret", path.rawValue,
-                    ["vault_id": .string(vault.id.wire), "outcome": "gone", "reason": .string(error.detail)]))
-            throw error
+                audit: audit.record(caller, "secret.read", "secret", path.rawValue, details))
         }
         return try await reveal(sealed, orgID: vault.orgID, vaultID: vault.id)
+    }
+
+    /// Runs a storage step that writes its audit event only when it succeeds; when it refuses (404 missing, 410
+    /// gone) its transaction wrote nothing, so the refusal is recorded on its own before the error is returned.
+    private func recordingRefusal<T>(
+        _ caller: Caller, _ action: String, _ path: SecretPath, _ details: [String: JSONValue],
+        _ body: () async throws -> T
+    ) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as KeyholdError where error.code == .gone || error.code == .notFound {
+            var details = details
+            details["outcome"] = .string(error.code == .gone ? "gone" : "not_found")
+            details["reason"] = .string(error.detail)
+            try await audit.append(audit.record(caller, action, "secret", path.rawValue, details))
+            throw error
+        }
     }
 
     /// Unwraps the version's data key through the keystore and opens the value bound to where it lives.
@@ -125,53 +139,91 @@ public struct SecretService: Sendable {
     }
 
     public static let maxPageSize = 1000
+    /// Rows a list request examines at most, readable or not: a caller who may read few paths of a large vault
+    /// gets a short page and a cursor rather than a scan of the whole vault.
+    public static let maxScannedRows = 10_000
 
     /// A page of the metadata of the latest version of the paths under `prefix` that the caller may read, after
-    /// the path `cursor`; `nextCursor` is set when more paths may follow.
+    /// the position `cursor` names. The page holds `limit` items unless the scan reached the end (then
+    /// `nextCursor` is nil) or examined `maxScannedRows` rows. `nextCursor` is sealed: it reveals no path.
     public func list(vaultID: UUID, prefix: String?, cursor: String?, limit: Int, by caller: Caller) async throws
         -> (items: [SecretVersionInfo], nextCursor: String?)
     {
-        for (name, text) in [("prefix", prefix), ("cursor", cursor)] where (text?.utf8.count ?? 0) > SecretPath.maxLength {
-            throw KeyholdError.badRequest("\(name) is longer than \(SecretPath.maxLength) bytes")
+        if let prefix, prefix.utf8.count > SecretPath.maxLength {
+            throw KeyholdError.badRequest("prefix is longer than \(SecretPath.maxLength) bytes")
         }
         guard (1...Self.maxPageSize).contains(limit) else {
             throw KeyholdError.badRequest("limit must be between 1 and \(Self.maxPageSize)")
         }
         let access = try await vaults.access(vaultID, for: caller)
-        let page = try await store.latestVersions(vaultID: access.vault.id, prefix: prefix, after: cursor, limit: limit)
-        let readable = page.filter {
-            guard let path = try? SecretPath(validating: $0.path) else { return false }
-            return authorizer.decide(
-                caller.principal, vault: access.vault, path: path, permission: .read, policies: access.policies,
-                context: caller.context
-            ).isAllowed
+        var position = try cursor.map { try cursors.open($0, vaultID: access.vault.id, for: caller.principal) }
+        var items: [SecretVersionInfo] = []
+        var scanned = 0
+        var reachedEnd = false
+        scan: while items.count < limit, scanned < Self.maxScannedRows {
+            let batchSize = min(Self.maxPageSize, Self.maxScannedRows - scanned, max(limit - items.count, 100))
+            let batch = try await store.latestVersions(
+                vaultID: access.vault.id, prefix: prefix, after: position, limit: batchSize)
+            for (index, info) in batch.enumerated() {
+                scanned += 1
+                position = info.path
+                if let path = try? SecretPath(validating: info.path),
+                    authorizer.decide(
+                        caller.principal, vault: access.vault, path: path, permission: .read,
+                        policies: access.policies, context: caller.context
+                    ).isAllowed
+                {
+                    items.append(info)
+                    if items.count == limit {
+                        reachedEnd = index == batch.count - 1 && batch.count < batchSize
+                        break scan
+                    }
+                }
+            }
+            if batch.count < batchSize {
+                reachedEnd = true
+                break
+            }
         }
-        return (readable, page.count == limit ? page.last?.path : nil)
+        var details: [String: JSONValue] = ["count": .number(Double(items.count))]
+        if let prefix { details["prefix"] = .string(prefix) }
+        try await audit.append(audit.record(caller, "secret.list", "vault", access.vault.id.wire, details))
+        let next = try reachedEnd
+            ? nil : position.map { try cursors.seal($0, vaultID: access.vault.id, for: caller.principal) }
+        return (items, next)
     }
 
     public func versions(vaultID: UUID, path: SecretPath, by caller: Caller) async throws -> [SecretVersionInfo] {
-        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read)
-        let versions = try await store.versions(vaultID: vault.id, path: path.rawValue)
-        guard !versions.isEmpty else { throw KeyholdError.notFound("Secret not found") }
-        return versions
+        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read, action: "secret.versions")
+        return try await recordingRefusal(caller, "secret.versions", path, ["vault_id": .string(vault.id.wire)]) {
+            let versions = try await store.versions(vaultID: vault.id, path: path.rawValue)
+            guard !versions.isEmpty else { throw KeyholdError.notFound("Secret not found") }
+            try await audit.append(
+                audit.record(
+                    caller, "secret.versions", "secret", path.rawValue,
+                    ["vault_id": .string(vault.id.wire), "count": .number(Double(versions.count))]))
+            return versions
+        }
     }
 
     public func disable(vaultID: UUID, path: SecretPath, version: Int, by caller: Caller) async throws {
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .write)
-        let record = audit.record(
-            caller, "secret.version_disable", "secret", path.rawValue,
-            ["vault_id": .string(vault.id.wire), "version": .number(Double(version))])
-        guard try await store.disableVersion(vaultID: vault.id, path: path.rawValue, version: version, audit: record)
-        else {
-            throw KeyholdError.notFound("Secret version not found")
+        let details: [String: JSONValue] = ["vault_id": .string(vault.id.wire), "version": .number(Double(version))]
+        try await recordingRefusal(caller, "secret.version_disable", path, details) {
+            let record = audit.record(caller, "secret.version_disable", "secret", path.rawValue, details)
+            guard try await store.disableVersion(vaultID: vault.id, path: path.rawValue, version: version, audit: record)
+            else { throw KeyholdError.notFound("Secret version not found") }
         }
     }
 
     public func delete(vaultID: UUID, path: SecretPath, by caller: Caller) async throws {
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .delete)
-        let record = audit.record(caller, "secret.delete", "secret", path.rawValue, ["vault_id": .string(vault.id.wire)])
-        guard try await store.deleteSecret(vaultID: vault.id, path: path.rawValue, at: .now, audit: record) else {
-            throw KeyholdError.notFound("Secret not found")
+        let details: [String: JSONValue] = ["vault_id": .string(vault.id.wire)]
+        try await recordingRefusal(caller, "secret.delete", path, details) {
+            let record = audit.record(caller, "secret.delete", "secret", path.rawValue, details)
+            guard try await store.deleteSecret(vaultID: vault.id, path: path.rawValue, at: .now, audit: record) else {
+                throw KeyholdError.notFound("Secret not found")
+            }
         }
     }
 
@@ -182,9 +234,13 @@ public struct SecretService: Sendable {
     ) async throws -> SecretVersionInfo {
         guard (8...1024).contains(length) else { throw KeyholdError.badRequest("length must be between 8 and 1024") }
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .rotate)
-        guard let current = try await store.latestVersions(vaultID: vault.id, prefix: path.rawValue, after: nil, limit: 1)
-            .first, current.path == path.rawValue
-        else { throw KeyholdError.notFound("Secret not found") }
+        let current = try await recordingRefusal(caller, "secret.rotate", path, ["vault_id": .string(vault.id.wire)]) {
+            guard let current = try await store.latestVersions(
+                vaultID: vault.id, prefix: path.rawValue, after: nil, limit: 1
+            ).first, current.path == path.rawValue
+            else { throw KeyholdError.notFound("Secret not found") }
+            return current
+        }
         let request = WriteRequest(
             value: RandomValue.generate(length: length, charset: charset), type: type ?? current.type,
             metadata: current.metadata, rotationPolicy: current.rotationPolicy)
@@ -193,7 +249,9 @@ public struct SecretService: Sendable {
 
     /// The vault, if the caller may use `permission` on `path` in it. A caller who may see the vault but not the
     /// path gets the same 403 whether or not a secret exists there.
-    func authorize(_ caller: Caller, vaultID: UUID, path: SecretPath, permission: Permission) async throws -> Vault {
+    func authorize(
+        _ caller: Caller, vaultID: UUID, path: SecretPath, permission: Permission, action: String? = nil
+    ) async throws -> Vault {
         let access = try await vaults.access(vaultID, for: caller)
         let decision = authorizer.decide(
             caller.principal, vault: access.vault, path: path, permission: permission, policies: access.policies,
@@ -201,11 +259,21 @@ public struct SecretService: Sendable {
         if case .deny(let reason) = decision {
             try await audit.append(
                 audit.record(
-                    caller, Self.action(permission), "secret", path.rawValue,
+                    caller, action ?? Self.action(permission), "secret", path.rawValue,
                     ["vault_id": .string(vaultID.wire), "outcome": "denied", "reason": .string(reason)]))
             throw KeyholdError.forbidden("Access denied")
         }
         return access.vault
+    }
+
+    /// Whether `caller` may read `path` in the vault now, deciding without recording anything (for a share, which
+    /// works only while its creator could still read what it shares).
+    func mayRead(_ caller: Caller, vaultID: UUID, path: SecretPath) async throws -> Bool {
+        guard let access = try await vaults.lookup(vaultID, for: caller.principal) else { return false }
+        return authorizer.decide(
+            caller.principal, vault: access.vault, path: path, permission: .read, policies: access.policies,
+            context: caller.context
+        ).isAllowed
     }
 
     static func action(_ permission: Permission) -> String {

@@ -1,13 +1,19 @@
 import Foundation
 
 /// Sharing one secret with someone outside its vault: by link, with a user or an agent, with an email address
-/// that will sign up, or (for an agent) with the person who registered it.
+/// (claimed with a one-time token the sharer hands over), or (for an agent) with the person who registered it.
+///
+/// A share lends its creator's read access and never outlives it: it opens only while its creator could still read
+/// the secret (an active agent, a member of the org, a policy or ownership that grants read). It pins the version
+/// it was made for unless the creator asked for the latest. Deleting the secret revokes its shares; org owners and
+/// admins may list and revoke every share of the org.
 public struct ShareService: Sendable {
     let shares: any ShareStore
     let identities: any IdentityStore
     let agents: any AgentStore
     let secrets: SecretService
     let passwords: PasswordHasher
+    let credentials: CredentialHasher
     let audit: AuditLog
     /// Passphrase guesses are throttled per share like password guesses per account.
     let throttle: LoginThrottle
@@ -17,8 +23,9 @@ public struct ShareService: Sendable {
 
     public init(
         shares: any ShareStore, identities: any IdentityStore, agents: any AgentStore, secrets: SecretService,
-        passwords: PasswordHasher, audit: AuditLog, throttle: LoginThrottle
+        passwords: PasswordHasher, credentials: CredentialHasher, audit: AuditLog, throttle: LoginThrottle
     ) {
+        self.credentials = credentials
         self.throttle = throttle
         self.shares = shares
         self.identities = identities
@@ -36,11 +43,20 @@ public struct ShareService: Sendable {
         public var maxAccessCount: Int?
         public var passphrase: String?
         public var ipAllowlist: [String]?
+        public var version: VersionChoice?
+
+        /// Which version a share serves: one version (the default: the latest when the share is made), or
+        /// whatever version is the latest at each access.
+        public enum VersionChoice: Sendable, Equatable {
+            case pinned(Int)
+            case latest
+        }
 
         public init(
             recipientType: String, recipientID: String?, email: String?, expiresAt: Timestamp?, maxAccessCount: Int?,
-            passphrase: String?, ipAllowlist: [String]?
+            passphrase: String?, ipAllowlist: [String]?, version: VersionChoice? = nil
         ) {
+            self.version = version
             self.recipientType = recipientType
             self.recipientID = recipientID
             self.email = email
@@ -51,8 +67,9 @@ public struct ShareService: Sendable {
         }
     }
 
-    /// Needs read permission on the secret; a secret the caller cannot see at all is a 404.
-    public func create(secretID: UUID, request: Request, by caller: Caller) async throws -> Share {
+    /// Needs read permission on the secret; a secret the caller cannot see at all is a 404. For `external_email`
+    /// shares it also returns the claim token, shown only here.
+    public func create(secretID: UUID, request: Request, by caller: Caller) async throws -> (Share, claimToken: String?) {
         let principal = caller.principal
         guard let location = try await shares.secretLocation(id: secretID), location.orgID == principal.orgID else {
             throw KeyholdError.notFound("Secret not found")
@@ -70,6 +87,7 @@ public struct ShareService: Sendable {
         }
         var recipientID: UUID?
         var recipientEmail: String?
+        var claimToken: String?
         switch type {
         case .anyoneWithLink:
             break
@@ -85,6 +103,7 @@ public struct ShareService: Sendable {
             guard principal.kind == .user else { throw KeyholdError.forbidden("Agents cannot share with email addresses") }
             guard let email = request.email else { throw KeyholdError.badRequest("email is required for external_email shares") }
             recipientEmail = try AccountService.normalizedEmail(email)
+            claimToken = CredentialKind.shareClaim.generate()
         case .creator:
             guard principal.kind == .agent, let agent = try await agents.agent(id: principal.id) else {
                 throw KeyholdError.badRequest("creator shares are for agents: they go to the person who registered the agent")
@@ -111,19 +130,29 @@ public struct ShareService: Sendable {
             return cidr
         }
         guard allowlist.count <= 256 else { throw KeyholdError.badRequest("ip_allowlist holds more than 256 entries") }
+        var version: Int?
+        switch request.version ?? .pinned(location.currentVersion) {
+        case .latest: version = nil
+        case .pinned(let number):
+            guard (1...location.currentVersion).contains(number) else {
+                throw KeyholdError.badRequest("version must be an existing version of the secret, or \"latest\"")
+            }
+            version = number
+        }
         let share = Share(
             id: UUID(), orgID: vault.orgID, secretID: location.secretID, vaultID: vault.id, path: location.path,
             createdByType: principal.kind, createdBy: principal.id, recipientType: type, recipientID: recipientID,
             recipientEmail: recipientEmail, expiresAt: expiresAt, maxAccessCount: request.maxAccessCount,
             accessCount: 0, passphraseHash: passphraseHash, ipAllowlist: allowlist,
-            status: type == .anyoneWithLink ? .accepted : .pending, revoked: false, createdAt: now)
+            status: type == .anyoneWithLink ? .accepted : .pending, revoked: false, createdAt: now, version: version,
+            claimDigest: claimToken.map(credentials.digest))
         try await shares.createShare(
             share,
             audit: audit.record(
                 caller, "share.create", "share", share.id.wire,
                 ["secret_id": .string(location.secretID.wire), "path": .string(location.path),
-                 "recipient_type": .string(type.rawValue)]))
-        return share
+                 "recipient_type": .string(type.rawValue), "version": version.map { .number(Double($0)) } ?? "latest"]))
+        return (share, claimToken)
     }
 
     /// Reads the shared secret. Link shares need no caller; targeted ones need their recipient, who must have
@@ -143,6 +172,10 @@ public struct ShareService: Sendable {
             guard let caller else { try await refuse("no_credentials", .unauthenticated) }
             guard try await isRecipient(share, caller) else { try await refuse("not_recipient", Self.notFound) }
         }
+        if let caller, !withinScopes(caller, share) {
+            try await refuse("outside_scopes", .forbidden("The shared path is outside this credential's scopes"))
+        }
+        guard try await creatorMayRead(share, ip: ip) else { try await refuse("creator_lost_access", Self.notFound) }
         if !share.ipAllowlist.isEmpty {
             guard let ip, share.ipAllowlist.contains(where: { $0.contains(ip) }) else {
                 try await refuse("ip_not_allowed", .forbidden("This share cannot be opened from your address"))
@@ -168,16 +201,43 @@ public struct ShareService: Sendable {
         return (counted, try await secrets.reveal(sealed, orgID: share.orgID, vaultID: share.vaultID))
     }
 
+    /// Its creator, or an owner or admin of its org (with an unscoped credential), may revoke a share.
     public func revoke(_ id: UUID, by caller: Caller) async throws {
         let principal = caller.principal
+        guard let share = try await shares.share(id: id), share.orgID == principal.orgID, !share.revoked else {
+            throw Self.notFound
+        }
+        let isCreator = share.createdByType == principal.kind && share.createdBy == principal.id
+        guard isCreator || principal.isOrgAdmin && !principal.isScoped else {
+            try await audit.append(
+                audit.record(
+                    caller, "share.revoke", "share", id.wire,
+                    ["outcome": "denied", "reason": "only the share's creator or an org owner or admin may revoke it"]))
+            throw Self.notFound
+        }
         guard try await shares.revokeShare(
-            id: id, creatorType: principal.kind, creatorID: principal.id,
-            audit: audit.record(caller, "share.revoke", "share", id.wire))
+            id: id, audit: audit.record(caller, "share.revoke", "share", id.wire, ["by_creator": .bool(isCreator)]))
         else { throw Self.notFound }
     }
 
     public func outbound(for caller: Principal) async throws -> [Share] {
         try await shares.outboundShares(creatorType: caller.kind, creatorID: caller.id).filter { !$0.revoked }
+    }
+
+    /// Every live share of the org, whoever made it: for owners and admins.
+    public func orgShares(for caller: Caller) async throws -> [Share] {
+        let principal = caller.principal
+        guard principal.isOrgAdmin, !principal.isScoped else {
+            try await audit.append(
+                audit.record(
+                    caller, "share.list_org", "org", principal.orgID.wire,
+                    ["outcome": "denied", "reason": "only org owners and admins list every share"]))
+            throw KeyholdError.forbidden("Only org owners and admins list every share of the org")
+        }
+        let list = try await shares.orgShares(orgID: principal.orgID).filter { !$0.revoked }
+        try await audit.append(
+            audit.record(caller, "share.list_org", "org", principal.orgID.wire, ["count": .number(Double(list.count))]))
+        return list
     }
 
     public func inbound(for caller: Principal) async throws -> [Share] {
@@ -189,19 +249,70 @@ public struct ShareService: Sendable {
         return found
     }
 
-    public func answer(_ id: UUID, accept: Bool, by caller: Caller) async throws {
+    /// The recipient accepts or declines. An `external_email` share needs its claim token as well (whoever signs
+    /// up with an address first proves nothing), and answering it binds it to the user who presented the token.
+    public func answer(_ id: UUID, accept: Bool, claimToken: String?, by caller: Caller) async throws {
+        let action = accept ? "share.accept" : "share.decline"
         guard let share = try await shares.share(id: id), !share.revoked, share.isTargeted,
             try await isRecipient(share, caller.principal)
         else { throw Self.notFound }
+        func refuse(_ reason: String, _ error: KeyholdError) async throws -> Never {
+            try await audit.append(
+                audit.record(
+                    org: share.orgID, actor: caller.principal, ip: caller.context.clientIP, action, "share",
+                    share.id.wire, ["outcome": "denied", "reason": .string(reason)]))
+            throw error
+        }
         guard share.status == .pending else {
             throw KeyholdError(.conflict, "The share was already \(share.status.rawValue)")
         }
+        if !withinScopes(caller.principal, share) {
+            try await refuse("outside_scopes", .forbidden("The shared path is outside this credential's scopes"))
+        }
+        var claimant: UUID?
+        if share.recipientType == .externalEmail {
+            guard let claimToken, CredentialKind.shareClaim.matchesShape(claimToken), let digest = share.claimDigest,
+                credentials.matches(claimToken, digest: digest)
+            else {
+                try await refuse(
+                    "claim_token", .forbidden("This share is claimed with the claim_token its creator handed over"))
+            }
+            claimant = caller.principal.id
+        }
         let record = audit.record(
-            org: share.orgID, actor: caller.principal, ip: caller.context.clientIP,
-            accept ? "share.accept" : "share.decline", "share", share.id.wire)
-        guard try await shares.answerShare(id: id, status: accept ? .accepted : .declined, audit: record) else {
+            org: share.orgID, actor: caller.principal, ip: caller.context.clientIP, action, "share", share.id.wire)
+        guard try await shares.answerShare(
+            id: id, status: accept ? .accepted : .declined, recipientID: claimant, audit: record)
+        else {
             throw KeyholdError(.conflict, "The share was already answered")
         }
+    }
+
+    /// A caller with scopes reaches only shared paths its scopes match.
+    private func withinScopes(_ principal: Principal, _ share: Share) -> Bool {
+        guard let path = try? SecretPath(validating: share.path) else { return false }
+        return secrets.authorizer.withinScopes(principal, path: path)
+    }
+
+    /// Whether the share's creator could read the shared secret now, with its current role, binding, scopes and
+    /// policies (an agent must be active; a user must still be a member of the org).
+    private func creatorMayRead(_ share: Share, ip: IPAddress?) async throws -> Bool {
+        let creator: Principal
+        switch share.createdByType {
+        case .user:
+            guard let user = try await identities.user(id: share.createdBy), user.orgID == share.orgID else {
+                return false
+            }
+            creator = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
+        case .agent:
+            guard let agent = try await agents.agent(id: share.createdBy), agent.orgID == share.orgID,
+                agent.isUsable(at: .now)
+            else { return false }
+            creator = AuthService.principal(for: agent)
+        }
+        guard let path = try? SecretPath(validating: share.path) else { return false }
+        return try await secrets.mayRead(
+            Caller(creator, context: AccessContext(clientIP: ip)), vaultID: share.vaultID, path: path)
     }
 
     private func isRecipient(_ share: Share, _ principal: Principal) async throws -> Bool {
@@ -210,7 +321,11 @@ public struct ShareService: Sendable {
         case .user, .creator: return principal.kind == .user && principal.id == share.recipientID
         case .agent: return principal.kind == .agent && principal.id == share.recipientID
         case .externalEmail:
-            guard principal.kind == .user, let email = share.recipientEmail else { return false }
+            guard principal.kind == .user else { return false }
+            // Once claimed, the share belongs to the user who claimed it; before, to whoever has the address (who
+            // still needs the claim token to accept it).
+            if let claimant = share.recipientID { return principal.id == claimant }
+            guard let email = share.recipientEmail else { return false }
             return try await identities.user(id: principal.id)?.email == email
         }
     }

@@ -31,7 +31,15 @@ public final class VaultService: Sendable {
 
     public static let notFound = KeyholdError.notFound("Vault not found")
 
+    /// A person needs an unscoped credential (a scoped key manages nothing); an agent may create vaults.
     public func create(by caller: Caller, name: String, description: String?) async throws -> Vault {
+        if caller.principal.kind == .user, caller.principal.isScoped {
+            try await audit.append(
+                audit.record(
+                    caller, "vault.create", "vault", nil,
+                    ["outcome": "denied", "reason": "a scoped API key cannot create vaults"]))
+            throw KeyholdError.forbidden("A scoped API key cannot create vaults")
+        }
         let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
         if let description, description.count > 4096 {
@@ -48,11 +56,18 @@ public final class VaultService: Sendable {
         return vault
     }
 
+    /// The vault in the principal's org with the principal's policies on it, without deciding or recording
+    /// anything.
+    func lookup(_ id: UUID, for principal: Principal) async throws -> VaultAccess? {
+        try await store.vaultAndPolicies(
+            id: id, orgID: principal.orgID, principalKind: principal.kind, principalID: principal.id
+        ).map { VaultAccess(vault: $0.0, policies: $0.1) }
+    }
+
     /// The vault with the caller's policies on it, if the caller may see it.
     public func access(_ id: UUID, for caller: Caller) async throws -> VaultAccess {
         let principal = caller.principal
-        guard let (vault, policies) = try await store.vaultAndPolicies(
-            id: id, orgID: principal.orgID, principalKind: principal.kind, principalID: principal.id)
+        guard let (vault, policies) = try await lookup(id, for: principal).map({ ($0.vault, $0.policies) })
         else { throw Self.notFound }
         guard authorizer.canSee(principal, vault: vault, policies: policies, context: caller.context) else {
             try await audit.append(
@@ -75,14 +90,13 @@ public final class VaultService: Sendable {
 
     /// Deletes the vault with its secrets and keys; only its owners may.
     public func delete(_ id: UUID, by caller: Caller) async throws {
-        if caller.principal.kind == .user { try caller.principal.requireManager() }
         let vault = try await access(id, for: caller).vault
-        guard authorizer.isOwner(caller.principal, of: vault) else {
+        let scopedKey = caller.principal.kind == .user && caller.principal.isScoped
+        guard !scopedKey, authorizer.isOwner(caller.principal, of: vault) else {
+            let reason = scopedKey ? "a scoped API key cannot delete vaults" : "only the vault's owners may delete it"
             try await audit.append(
-                audit.record(
-                    caller, "vault.delete", "vault", vault.id.wire,
-                    ["outcome": "denied", "reason": "only the vault's owners may delete it"]))
-            throw KeyholdError.forbidden("Only the vault's owners may delete it")
+                audit.record(caller, "vault.delete", "vault", vault.id.wire, ["outcome": "denied", "reason": .string(reason)]))
+            throw KeyholdError.forbidden(scopedKey ? "A scoped API key cannot delete vaults" : "Only the vault's owners may delete it")
         }
         guard try await store.deleteVault(
             id: vault.id, orgID: vault.orgID, audit: audit.record(caller, "vault.delete", "vault", vault.id.wire))

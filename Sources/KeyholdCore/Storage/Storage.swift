@@ -53,8 +53,9 @@ public protocol CredentialStore: Sendable {
     /// whole family and returns nil.
     func spendRefreshToken(digest: Data, now: Timestamp) async throws -> RefreshTokenRecord?
 
-    /// Records an access token id as revoked until it would have expired anyway.
-    func revokeToken(id: String, expiresAt: Timestamp, audit: AuditRecord) async throws
+    /// Records an access token id as revoked until it would have expired anyway and, with `refreshFamily`,
+    /// deletes every refresh token of that family, in one transaction.
+    func revokeToken(id: String, expiresAt: Timestamp, refreshFamily: UUID?, audit: AuditRecord) async throws
     func isTokenRevoked(id: String) async throws -> Bool
     /// The user or agent an access token names, unless the token is revoked: one round trip for the checks every
     /// authenticated request makes. Nil when revoked or missing.
@@ -96,7 +97,8 @@ public protocol VaultStore: Sendable {
 public protocol SecretStore: Sendable {
     /// Writes the next version of a path in one transaction: the database assigns the number (1, 2, 3 …, no gaps,
     /// no duplicates under concurrency) and `seal` produces the ciphertext bound to it. A missing `type` keeps
-    /// the previous version's type, or `generic`.
+    /// the previous version's type, or `generic`. A path whose secret was deleted starts again as a new secret (a
+    /// new id, version 1), so nothing that named the deleted one (a share) reaches the new one.
     func writeVersion(
         _ version: NewSecretVersion, audit: AuditRecord, seal: @escaping @Sendable (_ version: Int) throws -> Data
     ) async throws -> SecretVersionInfo
@@ -113,7 +115,8 @@ public protocol SecretStore: Sendable {
     func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo]
     /// `false` when the version does not exist.
     func disableVersion(vaultID: UUID, path: String, version: Int, audit: AuditRecord) async throws -> Bool
-    /// Soft-deletes all versions of a live path. `false` when there is no live secret at the path.
+    /// Soft-deletes all versions of a live path and revokes the secret's shares. `false` when there is no live
+    /// secret at the path.
     func deleteSecret(vaultID: UUID, path: String, at: Timestamp, audit: AuditRecord) async throws -> Bool
 }
 
@@ -143,15 +146,18 @@ public protocol ShareStore: Sendable {
     func createShare(_ share: Share, audit: AuditRecord) async throws
     func share(id: UUID) async throws -> Share?
     func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share]
+    /// Every share of an org, newest first.
+    func orgShares(orgID: UUID) async throws -> [Share]
     /// Shares targeted at this principal (by id, or by email for `external_email`).
     func inboundShares(recipientID: UUID, email: String?) async throws -> [Share]
-    /// Revokes a share its creator made; `false` when there is no such live share of this creator.
-    func revokeShare(id: UUID, creatorType: PrincipalKind, creatorID: UUID, audit: AuditRecord) async throws -> Bool
-    /// Records the recipient's answer; `false` when the share is missing, revoked or already answered.
-    func answerShare(id: UUID, status: ShareStatus, audit: AuditRecord) async throws -> Bool
+    /// Revokes a share; `false` when there is no such live share. Who may is the service's decision.
+    func revokeShare(id: UUID, audit: AuditRecord) async throws -> Bool
+    /// Records the recipient's answer and, with `recipientID`, binds the share to that recipient and spends its
+    /// claim token; `false` when the share is missing, revoked or already answered.
+    func answerShare(id: UUID, status: ShareStatus, recipientID: UUID?, audit: AuditRecord) async throws -> Bool
     /// In one transaction: checks that the share is live (404 revoked or missing, 410 expired, declined or
-    /// exhausted), counts the access exactly, reads the secret's latest version for its value (counting that
-    /// read too) and appends the audit event.
+    /// exhausted), counts the access exactly, reads the version the share pins (or the latest, for a share that
+    /// follows it) for its value, counting that read too, and appends the audit event.
     func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion)
 }
 

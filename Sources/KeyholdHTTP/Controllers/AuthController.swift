@@ -92,15 +92,20 @@ struct AuthController {
         guard signupOpen || body.invite_token != nil else {
             throw KeyholdError.forbidden("Sign-up is closed on this server; ask an org admin for an invite")
         }
-        let user = try await accounts.signup(
+        let outcome = try await accounts.signup(
             email: body.email, password: body.password, displayName: body.display_name, inviteToken: body.invite_token,
             ip: ip)
-        let session = try await auth.session(for: user, ip: ip)
-        return try JSONResponse.make(
-            SignupResponse(
-                user_id: user.id.wire, org_id: user.orgID.wire, email: user.email, role: user.role.rawValue,
-                message: "Account created", access_token: session.access.token, expires_in: session.access.expiresIn,
-                refresh_token: session.refreshToken))
+        switch outcome {
+        case .received(let email):
+            return try JSONResponse.make(SignupReceivedResponse(email: email))
+        case .joined(let user):
+            let session = try await auth.session(for: user, ip: ip)
+            return try JSONResponse.make(
+                SignupResponse(
+                    user_id: user.id.wire, org_id: user.orgID.wire, email: user.email, role: user.role.rawValue,
+                    message: "Account created", access_token: session.access.token,
+                    expires_in: session.access.expiresIn, refresh_token: session.refreshToken))
+        }
     }
 }
 

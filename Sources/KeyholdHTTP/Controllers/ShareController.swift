@@ -2,7 +2,8 @@ import Foundation
 import Hummingbird
 import KeyholdCore
 
-/// Sharing: `POST /v1/secrets/{secret_id}/share`, `GET|DELETE /v1/share/{id}`, `/v1/shares/...`.
+/// Sharing: `POST /v1/secrets/{secret_id}/share`, `GET|DELETE /v1/share/{id}`, `/v1/shares/...`, and every
+/// share of the org for its owners and admins at `GET /v1/org/shares`.
 struct ShareController {
     let shares: ShareService
     let authenticator: Authenticator
@@ -13,8 +14,9 @@ struct ShareController {
             let caller = try await authenticator.caller(request, context)
             let secretID = try context.uuidParameter("secret_id", notFound: .notFound("Secret not found"))
             let body = try await RequestBody.decode(CreateShareRequest.self, from: request)
-            let share = try await shares.create(secretID: secretID, request: body.request, by: caller)
-            return try JSONResponse.make(ShareResponse(share, publicURL: publicURL), status: .created)
+            let (share, claimToken) = try await shares.create(secretID: secretID, request: try body.request(), by: caller)
+            return try JSONResponse.make(
+                ShareResponse(share, publicURL: publicURL, claimToken: claimToken), status: .created)
         }
         router.get("/v1/share/:share_id") { request, context in
             let id = try Self.shareID(context)
@@ -44,10 +46,16 @@ struct ShareController {
             let list = try await shares.inbound(for: caller.principal)
             return try JSONResponse.make(ShareListResponse(shares: list.map { ShareResponse($0, publicURL: publicURL) }))
         }
+        router.get("/v1/org/shares") { request, context in
+            let caller = try await authenticator.caller(request, context)
+            let list = try await shares.orgShares(for: caller)
+            return try JSONResponse.make(ShareListResponse(shares: list.map { ShareResponse($0, publicURL: publicURL) }))
+        }
         for (path, accept) in [("/v1/shares/:share_id/accept", true), ("/v1/shares/:share_id/decline", false)] {
             router.post(RouterPath(path)) { request, context in
                 let caller = try await authenticator.caller(request, context)
-                try await shares.answer(try Self.shareID(context), accept: accept, by: caller)
+                let body = try await RequestBody.decode(AnswerShareRequest.self, from: request, emptyAsObject: true)
+                try await shares.answer(try Self.shareID(context), accept: accept, claimToken: body.claim_token, by: caller)
                 return JSONResponse.noContent()
             }
         }
@@ -68,11 +76,22 @@ struct CreateShareRequest: Decodable {
     let passphrase: String?
     let ip_allowlist: [String]?
     let permissions: [String]?
+    /// A version number, or `"latest"` to follow the latest version; absent: the latest version now.
+    let version: JSONValue?
 
-    var request: ShareService.Request {
-        .init(
+    func request() throws -> ShareService.Request {
+        var choice: ShareService.Request.VersionChoice?
+        switch version {
+        case nil, .null?: choice = nil
+        case .string("latest")?: choice = .latest
+        case .number(let number)? where number >= 1 && number <= Double(Int32.max) && number.rounded() == number:
+            choice = .pinned(Int(number))
+        default: throw KeyholdError.badRequest("version must be a version number or \"latest\"")
+        }
+        return .init(
             recipientType: recipient_type, recipientID: recipient_id, email: email ?? recipient_email,
-            expiresAt: expires_at, maxAccessCount: max_access_count, passphrase: passphrase, ipAllowlist: ip_allowlist)
+            expiresAt: expires_at, maxAccessCount: max_access_count, passphrase: passphrase, ipAllowlist: ip_allowlist,
+            version: choice)
     }
 }
 
@@ -80,7 +99,13 @@ struct AccessShareRequest: Decodable {
     let passphrase: String?
 }
 
-/// `ShareResponse` and the share list item in one shape: never the passphrase or the value.
+struct AnswerShareRequest: Decodable {
+    /// For `external_email` shares: the claim token the share's creator handed over.
+    let claim_token: String?
+}
+
+/// `ShareResponse` and the share list item in one shape: never the passphrase or the value; the claim token of an
+/// `external_email` share only in the response that creates it.
 struct ShareResponse: Encodable {
     let id: String
     let share_url: String
@@ -99,8 +124,15 @@ struct ShareResponse: Encodable {
     let is_accepted: Bool
     let is_expired: Bool
     let created_at: Timestamp
+    /// The version served; `null` when the share follows the latest.
+    let version: JSONValue
+    let follows_latest: Bool
+    let claim_token: String?
 
-    init(_ share: Share, publicURL: String) {
+    init(_ share: Share, publicURL: String, claimToken: String? = nil) {
+        version = share.version.map { .number(Double($0)) } ?? .null
+        follows_latest = share.version == nil
+        claim_token = claimToken
         id = share.id.wire
         share_url = publicURL + "/v1/share/" + share.id.wire
         secret_id = share.secretID.wire

@@ -12,6 +12,19 @@ extension KeyedDecodingContainer {
     }
 }
 
+/// Scopes on the wire: `null` when there are none (no cap), a list otherwise (`[]` caps to nothing), so the two
+/// never look alike in a listing.
+struct WireScopes: Encodable {
+    let scopes: [String]?
+
+    init(_ scopes: [String]?) { self.scopes = scopes }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let scopes { try container.encode(scopes) } else { try container.encodeNil() }
+    }
+}
+
 func parseUUIDs(_ strings: [String], field: String) throws -> [UUID] {
     try strings.map {
         guard let id = UUID(uuidString: $0) else { throw KeyholdError.badRequest("\(field) must hold UUIDs") }
@@ -61,7 +74,7 @@ struct APIKeyResponse: Encodable {
     let name: String
     let key_prefix: String
     let prefix: String
-    let scopes: [String]
+    let scopes: WireScopes
     let is_active: Bool
     let created_at: Timestamp
     let expires_at: Timestamp?
@@ -71,7 +84,7 @@ struct APIKeyResponse: Encodable {
         name = key.name
         key_prefix = key.keyPrefix
         prefix = key.keyPrefix
-        scopes = key.scopes ?? []
+        scopes = WireScopes(key.scopes)
         is_active = key.isActive
         created_at = key.createdAt
         expires_at = key.expiresAt
@@ -136,7 +149,7 @@ struct AgentResponse: Encodable {
     let name: String
     let description: String?
     let auth_method = "api_key"
-    let scopes: [String]?
+    let scopes: WireScopes
     let vault_ids: [String]
     let is_active: Bool
     let intents_api_enabled = false
@@ -152,7 +165,7 @@ struct AgentResponse: Encodable {
         org_id = agent.orgID.wire
         name = agent.name
         description = agent.description
-        scopes = agent.scopes
+        scopes = WireScopes(agent.scopes)
         vault_ids = agent.vaultIDs.map(\.wire)
         is_active = agent.isActive
         token_ttl_seconds = agent.tokenTTLSeconds

@@ -16,6 +16,7 @@ struct LoginRequest: Decodable {
     let password: String
 }
 
+/// A sign-up with an invite: the new member and a session.
 struct SignupResponse: Encodable {
     let user_id: String
     let org_id: String
@@ -26,6 +27,12 @@ struct SignupResponse: Encodable {
     let token_type = "Bearer"
     let expires_in: Int64
     let refresh_token: String?
+}
+
+/// An open sign-up: the same body whether the address was new or already had an account.
+struct SignupReceivedResponse: Encodable {
+    let message = "Sign-up received. If this address had no account, it has one now: sign in with POST /v1/auth/token."
+    let email: String
 }
 
 struct UserProfileResponse: Encodable {

@@ -57,9 +57,11 @@ enum RequestBody {
 }
 
 enum JSONResponse {
+    /// Sorted keys: equal values always give equal bytes (an answer that must not tell two cases apart, such as an
+    /// open sign-up's, depends on it).
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
         return encoder
     }()
 

@@ -4,7 +4,8 @@ import HTTPTypes
 import Logging
 
 /// One structured line per request at `debug` level: id, method, path, status, duration. Never a header, query
-/// or body, so no token or value reaches the log. Hummingbird's request id is returned as `X-Request-Id`.
+/// or body, so no token or value reaches the log, and never a share id (a link share's id is its credential: it
+/// is logged as `<redacted>`). Hummingbird's request id is returned as `X-Request-Id`.
 /// (At the default `info` level nothing is written per request: the audit log is the record of who did what, and a
 /// synchronous line on stderr for every request cost about a fifth of the server's throughput.)
 struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
@@ -21,12 +22,23 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
             "request",
             metadata: [
                 "keyhold.http.method": .string(request.method.rawValue),
-                "keyhold.http.path": .string(request.uri.path),
+                "keyhold.http.path": .string(Self.loggedPath(request.uri.path)),
                 "keyhold.http.status": .stringConvertible(response.status.code),
                 "keyhold.http.duration_us": .stringConvertible(
                     elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000),
             ])
         return response
+    }
+
+    /// The path with the share id of `/v1/share/{id}…` and `/v1/shares/{id}…` replaced.
+    static func loggedPath(_ path: String) -> String {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard segments.count >= 4, segments[1] == "v1", segments[2] == "share" || segments[2] == "shares",
+            segments[3] != "inbound", segments[3] != "outbound"
+        else { return path }
+        var redacted = segments
+        redacted[3] = "<redacted>"
+        return redacted.joined(separator: "/")
     }
 }
 

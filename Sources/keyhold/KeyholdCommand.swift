@@ -12,7 +12,10 @@ struct KeyholdCommand: AsyncParsableCommand {
         commandName: "keyhold",
         abstract: "A self-hosted secrets vault for people and AI agents, speaking the 1Claw API.",
         version: Keyhold.version,
-        subcommands: [Serve.self, Keys.self])
+        subcommands: [
+            Serve.self, Keys.self, Login.self, Logout.self, Whoami.self, VaultCommand.self, SecretCommand.self,
+            EnvCommand.self, RunCommand.self,
+        ])
 }
 
 /// The server's settings as flags; every one also has a `KEYHOLD_*` variable (read in `KeyholdConfiguration`).

@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+
+/// A failure a client command reports as one line: the server's `detail` (RFC 7807) or what went wrong locally.
+/// It never carries a credential or a secret value.
+public struct ClientError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public let status: Int?
+
+    public init(_ message: String, status: Int? = nil) {
+        self.message = message
+        self.status = status
+    }
+
+    public var description: String { status.map { "\(message) (HTTP \($0))" } ?? message }
+}
+
+/// A JSON object as the server sent it.
+public typealias JSONObject = [String: Any]
+
+/// The Keyhold (1Claw-compatible) HTTP API, as a client uses it: one request at a time, JSON in and out.
+public struct KeyholdAPI: Sendable {
+    public let baseURL: String
+    /// The Bearer credential (an access token or a `1ck_` key); nil for the public routes.
+    public let bearer: String?
+
+    public init(baseURL: String, bearer: String?) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.bearer = bearer
+    }
+
+    public func with(bearer: String?) -> KeyholdAPI { KeyholdAPI(baseURL: baseURL, bearer: bearer) }
+
+    /// A response: its status and body (raw, and parsed when it is a JSON object).
+    public struct Reply: Sendable {
+        public let status: Int
+        public let body: Data
+
+        public var object: JSONObject {
+            (try? JSONSerialization.jsonObject(with: body)) as? JSONObject ?? [:]
+        }
+    }
+
+    /// Sends a request and returns the reply when its status is 2xx; otherwise throws the server's detail.
+    @discardableResult
+    public func call(_ method: String, _ path: String, json: Any? = nil) async throws -> Reply {
+        let reply = try await send(method, path, json: json)
+        guard (200..<300).contains(reply.status) else {
+            let detail = reply.object["detail"] as? String ?? reply.object["title"] as? String ?? "request failed"
+            throw ClientError(detail, status: reply.status)
+        }
+        return reply
+    }
+
+    public func send(_ method: String, _ path: String, json: Any? = nil) async throws -> Reply {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .init(rawValue: method)
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "keyhold-cli")
+        if let bearer { request.headers.add(name: "Authorization", value: "Bearer " + bearer) }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: json)))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        } catch {
+            throw ClientError("cannot reach the server at \(baseURL): \(Self.reason(error))")
+        }
+        let body = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        return Reply(status: Int(response.status.code), body: Data(buffer: body))
+    }
+
+    static func reason(_ error: any Error) -> String {
+        let text = String(describing: error)
+        return text.count > 200 ? String(text.prefix(200)) + "…" : text
+    }
+
+    /// A path as a URL path: each segment percent-encoded (secret paths normally need nothing).
+    public static func escape(_ path: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-_.~")
+        return path.split(separator: "/", omittingEmptySubsequences: false)
+            .map { $0.addingPercentEncoding(withAllowedCharacters: allowed) ?? String($0) }
+            .joined(separator: "/")
+    }
+
+    // MARK: secrets
+
+    /// Every secret's metadata under `prefix`, following `next_cursor` to the end.
+    public func listSecrets(vault: String, prefix: String?) async throws -> [JSONObject] {
+        var items: [JSONObject] = []
+        var cursor: String?
+        repeat {
+            var query = [URLQueryItem(name: "limit", value: "1000")]
+            if let prefix, !prefix.isEmpty { query.append(URLQueryItem(name: "prefix", value: prefix)) }
+            if let cursor { query.append(URLQueryItem(name: "cursor", value: cursor)) }
+            var components = URLComponents()
+            components.queryItems = query
+            let page = try await call("GET", "/v1/vaults/\(Self.escape(vault))/secrets" + (components.string ?? "")).object
+            items += page["secrets"] as? [JSONObject] ?? []
+            cursor = page["next_cursor"] as? String
+        } while cursor != nil
+        return items
+    }
+
+    public func secret(vault: String, path: String, version: Int? = nil) async throws -> JSONObject {
+        let route =
+            version.map { "/v1/vaults/\(Self.escape(vault))/secret-version/\(Self.escape(path))/\($0)" }
+            ?? "/v1/vaults/\(Self.escape(vault))/secrets/\(Self.escape(path))"
+        return try await call("GET", route).object
+    }
+}

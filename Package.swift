@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
     ],
     targets: [
         .target(
@@ -87,10 +88,14 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "KeyholdMCP",
+            dependencies: ["KeyholdClient", .product(name: "MCP", package: "swift-sdk")]
+        ),
         .executableTarget(
             name: "keyhold",
             dependencies: [
-                "KeyholdHTTP", "KeyholdClient", "CKeyholdShims",
+                "KeyholdHTTP", "KeyholdClient", "KeyholdMCP", "CKeyholdShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

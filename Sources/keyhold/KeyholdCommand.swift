@@ -14,7 +14,7 @@ struct KeyholdCommand: AsyncParsableCommand {
         version: Keyhold.version,
         subcommands: [
             Serve.self, Keys.self, Login.self, Logout.self, Whoami.self, VaultCommand.self, SecretCommand.self,
-            EnvCommand.self, RunCommand.self,
+            EnvCommand.self, RunCommand.self, MCPCommand.self,
         ])
 }
 

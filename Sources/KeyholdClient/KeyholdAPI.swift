@@ -20,18 +20,53 @@ public struct ClientError: Error, CustomStringConvertible, Sendable {
 /// A JSON object as the server sent it.
 public typealias JSONObject = [String: Any]
 
+/// How requests reach the server: over the network, or (for the MCP endpoint inside `keyhold serve`) through the
+/// server's own router, middlewares included.
+public protocol APITransport: Sendable {
+    /// `path` includes the query; `headers` are sent as they are.
+    func send(method: String, path: String, headers: [(String, String)], body: Data?) async throws -> (status: Int, body: Data)
+}
+
+/// Requests over HTTP with async-http-client.
+public struct HTTPTransport: APITransport {
+    public let baseURL: String
+
+    public init(baseURL: String) { self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL }
+
+    public func send(method: String, path: String, headers: [(String, String)], body: Data?) async throws
+        -> (status: Int, body: Data)
+    {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .init(rawValue: method)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(data: body)) }
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        } catch {
+            throw ClientError("cannot reach the server at \(baseURL): \(KeyholdAPI.reason(error))")
+        }
+        let collected = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        return (Int(response.status.code), Data(buffer: collected))
+    }
+}
+
 /// The Keyhold (1Claw-compatible) HTTP API, as a client uses it: one request at a time, JSON in and out.
 public struct KeyholdAPI: Sendable {
-    public let baseURL: String
+    public let transport: any APITransport
     /// The Bearer credential (an access token or a `1ck_` key); nil for the public routes.
     public let bearer: String?
 
     public init(baseURL: String, bearer: String?) {
-        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.init(transport: HTTPTransport(baseURL: baseURL), bearer: bearer)
+    }
+
+    public init(transport: any APITransport, bearer: String?) {
+        self.transport = transport
         self.bearer = bearer
     }
 
-    public func with(bearer: String?) -> KeyholdAPI { KeyholdAPI(baseURL: baseURL, bearer: bearer) }
+    public func with(bearer: String?) -> KeyholdAPI { KeyholdAPI(transport: transport, bearer: bearer) }
 
     /// A response: its status and body (raw, and parsed when it is a JSON object).
     public struct Reply: Sendable {
@@ -55,23 +90,15 @@ public struct KeyholdAPI: Sendable {
     }
 
     public func send(_ method: String, _ path: String, json: Any? = nil) async throws -> Reply {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.method = .init(rawValue: method)
-        request.headers.add(name: "Accept", value: "application/json")
-        request.headers.add(name: "User-Agent", value: "keyhold-cli")
-        if let bearer { request.headers.add(name: "Authorization", value: "Bearer " + bearer) }
+        var headers = [("Accept", "application/json"), ("User-Agent", "keyhold-cli")]
+        if let bearer { headers.append(("Authorization", "Bearer " + bearer)) }
+        var body: Data?
         if let json {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: json)))
+            headers.append(("Content-Type", "application/json"))
+            body = try JSONSerialization.data(withJSONObject: json)
         }
-        let response: HTTPClientResponse
-        do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
-        } catch {
-            throw ClientError("cannot reach the server at \(baseURL): \(Self.reason(error))")
-        }
-        let body = try await response.body.collect(upTo: 64 * 1024 * 1024)
-        return Reply(status: Int(response.status.code), body: Data(buffer: body))
+        let (status, data) = try await transport.send(method: method, path: path, headers: headers, body: body)
+        return Reply(status: status, body: data)
     }
 
     static func reason(_ error: any Error) -> String {

@@ -109,6 +109,9 @@ public func buildApplication(
         let kek = try await runtime.keys.rotate(vaultID: try context.vaultID(), by: caller)
         return try JSONResponse.make(["vault_id": try context.vaultID().wire, "kek_id": kek.id])
     }
+    let mcpResponder = MCPController.ResponderBox()
+    MCPController(responder: mcpResponder, reveal: !configuration.mcpNoReveal).register(on: router)
+    mcpResponder.responder.withLock { $0 = router.buildResponder() }
 
     var app = Application(
         router: router,

@@ -31,6 +31,8 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     public var rateBurst: Double
     /// Seconds between writes of the counted failed authentications that name no org (1–3600).
     public var authFailureInterval: Int
+    /// `/mcp` in value-free mode: no MCP tool returns a secret value.
+    public var mcpNoReveal: Bool
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -44,12 +46,14 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         public var keystore: String?
         public var pkcs11Module: String?
         public var pkcs11TokenLabel: String?
+        public var mcpNoReveal: Bool
 
         public init(
             host: String? = nil, port: Int? = nil, dataDirectory: String? = nil, signup: String? = nil,
             logLevel: String? = nil, publicURL: String? = nil, databaseURL: String? = nil, keystore: String? = nil,
-            pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil
+            pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil, mcpNoReveal: Bool = false
         ) {
+            self.mcpNoReveal = mcpNoReveal
             self.databaseURL = databaseURL
             self.keystore = keystore
             self.pkcs11Module = pkcs11Module
@@ -116,6 +120,11 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             throw KeyholdError.badRequest("KEYHOLD_AUTH_FAILURE_INTERVAL must be between 1 and 3600 seconds")
         }
         authFailureInterval = interval
+        switch env("MCP_NO_REVEAL") {
+        case nil, "0", "false": mcpNoReveal = flags.mcpNoReveal
+        case "1", "true": mcpNoReveal = true
+        default: throw KeyholdError.badRequest("KEYHOLD_MCP_NO_REVEAL must be true or false")
+        }
         databaseURL = flags.databaseURL ?? env("DATABASE_URL")
         if let file = env("DATABASE_PASSWORD_FILE") {
             guard let url = databaseURL else {

@@ -272,17 +272,19 @@ public struct SecretTools: Sendable {
     }
 }
 
-/// Credentials for the tools: a token taken once from the environment or the saved session, kept for a minute
-/// (an agent key is exchanged for a token, which is itself audited, so not once per call).
+/// Credentials for the tools: the request's own (MCP over HTTP), or a token taken from the environment or the saved
+/// session and kept for a minute (an agent key is exchanged for a token, itself audited, so not once per call).
 public actor CredentialSource {
-    var context: ClientContext
+    var context: ClientContext?
     var cached: (api: KeyholdAPI, until: Date)?
 
     public init(context: ClientContext) { self.context = context }
 
+    public init(api: KeyholdAPI) { cached = (api, .distantFuture) }
+
     public func api() async throws -> KeyholdAPI {
         if let cached, cached.until > Date() { return cached.api }
-        var refreshed = context
+        guard var refreshed = context else { throw ClientError("no credentials") }
         let api = try await refreshed.api()
         context = refreshed
         cached = (api, Date().addingTimeInterval(60))

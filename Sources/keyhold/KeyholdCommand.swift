@@ -35,6 +35,8 @@ struct ServerOptions: ParsableArguments {
     @Option(
         help: "Label of the PKCS#11 token (KEYHOLD_PKCS11_TOKEN_LABEL). The PIN comes only from KEYHOLD_PKCS11_PIN or KEYHOLD_PKCS11_PIN_FILE."
     ) var pkcs11TokenLabel: String?
+    @Flag(name: .customLong("mcp-no-reveal"), help: "Serve /mcp in value-free mode: no tool returns a secret value (KEYHOLD_MCP_NO_REVEAL).")
+    var mcpNoReveal = false
 
     func configuration() throws -> KeyholdConfiguration {
         do {
@@ -42,7 +44,7 @@ struct ServerOptions: ParsableArguments {
                 flags: .init(
                     host: host, port: port, dataDirectory: dataDir, signup: signup, logLevel: logLevel,
                     publicURL: publicURL, databaseURL: databaseURL, keystore: keystore, pkcs11Module: pkcs11Module,
-                    pkcs11TokenLabel: pkcs11TokenLabel))
+                    pkcs11TokenLabel: pkcs11TokenLabel, mcpNoReveal: mcpNoReveal))
         } catch {
             throw ValidationError("\(error)")
         }

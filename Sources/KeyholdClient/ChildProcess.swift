@@ -5,17 +5,40 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs a program for `keyhold run`: its environment given whole, stdin passed through, stdout and stderr passed
+/// A program run by `keyhold run`: its environment given whole, stdin passed through, stdout and stderr passed
 /// through a masker each (or inherited as they are), the signals a terminal or a supervisor sends forwarded to it,
 /// and its exit status returned as a shell would (the code, or 128 + the signal that killed it).
-public enum ChildProcess {
+public final class ChildProcess: Sendable {
     public static let forwardedSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
 
-    public static func run(_ arguments: [String], environment: [String: String], masker: OutputMasker?) throws -> Int32 {
-        guard let program = arguments.first else { throw ClientError("no command to run: keyhold run -- CMD ARGS…") }
-        // Until the child exits these signals are the child's business: keyhold only passes them on.
-        for signal in forwardedSignals + [SIGPIPE] { _ = Glibc.signal(signal, SIG_IGN) }
+    public let pid: pid_t
+    private let readers: DispatchGroup
 
+    private init(pid: pid_t, readers: DispatchGroup) {
+        self.pid = pid
+        self.readers = readers
+    }
+
+    /// Until keyhold exits, the forwarded signals are the child's business: keyhold only passes them on, to whichever
+    /// child runs at the time.
+    public static func forwardSignals(to current: @escaping @Sendable () -> pid_t?) -> [any DispatchSourceSignal] {
+        for signal in forwardedSignals + [SIGPIPE] { _ = Glibc.signal(signal, SIG_IGN) }
+        return forwardedSignals.map { signal in
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
+            source.setEventHandler {
+                if let pid = current() { _ = kill(pid, signal) }
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    /// Starts `arguments` (looked up on PATH) with exactly `environment`; stdin is inherited, stdout and stderr
+    /// pass through a copy of `masker` each (or are inherited when it is nil).
+    public static func start(_ arguments: [String], environment: [String: String], masker: OutputMasker?) throws
+        -> ChildProcess
+    {
+        guard let program = arguments.first else { throw ClientError("no command to run: keyhold run -- CMD ARGS…") }
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
@@ -31,6 +54,7 @@ public enum ChildProcess {
             }
         }
 
+        // The child starts with default dispositions and nothing blocked, whatever keyhold ignores.
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -57,15 +81,6 @@ public enum ChildProcess {
             throw SpawnError(program: program, code: spawned)
         }
 
-        let child = pid
-        let sources = forwardedSignals.map { signal in
-            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
-            source.setEventHandler { _ = kill(child, signal) }
-            source.resume()
-            return source
-        }
-        defer { for source in sources { source.cancel() } }
-
         let readers = DispatchGroup()
         for end in pipes {
             guard let masker else { break }
@@ -86,15 +101,25 @@ public enum ChildProcess {
                 writeAll(end.target, streamMasker.finish())
             }
         }
-
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 {
-            guard errno == EINTR else { throw ClientError("cannot wait for the command: \(String(cString: strerror(errno)))") }
-        }
-        readers.wait()
-        let signal = status & 0x7F
-        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+        return ChildProcess(pid: pid, readers: readers)
     }
+
+    /// Waits (on a thread of its own) for the child to exit and its output to be written: its exit code, or 128 +
+    /// the signal that ended it, as a shell reports it.
+    public func wait() async -> Int32 {
+        let (pid, readers) = (self.pid, self.readers)
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+                readers.wait()
+                let signal = status & 0x7F
+                continuation.resume(returning: signal == 0 ? (status >> 8) & 0xFF : 128 + signal)
+            }
+        }
+    }
+
+    public func signal(_ signal: Int32) { _ = kill(pid, signal) }
 
     /// The program could not be started (127 when it does not exist, 126 otherwise, as shells answer).
     public struct SpawnError: Error, CustomStringConvertible {

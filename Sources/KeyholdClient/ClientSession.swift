@@ -18,6 +18,9 @@ public struct ClientConfig: Codable, Sendable, Equatable {
         public var apiKey: String?
         public var agentID: String?
         public var agentAPIKey: String?
+        /// For a password session: the random secret `keyhold run --fallback` derives its cache key from (an API
+        /// or agent key serves itself).
+        public var fallbackSecret: String?
 
         enum CodingKeys: String, CodingKey {
             case kind, email
@@ -27,6 +30,7 @@ public struct ClientConfig: Codable, Sendable, Equatable {
             case apiKey = "api_key"
             case agentID = "agent_id"
             case agentAPIKey = "agent_api_key"
+            case fallbackSecret = "fallback_secret"
         }
 
         public init(kind: Kind) { self.kind = kind }
@@ -102,6 +106,19 @@ public struct ClientContext: Sendable {
     }
 
     public var anonymous: KeyholdAPI { KeyholdAPI(baseURL: url, bearer: nil) }
+
+    /// The secret of the credentials in use that a local cache may be keyed on: the environment's token or key,
+    /// else the saved session's API or agent key, else its random fallback secret.
+    public func credentialSecret() throws -> String {
+        let env = environment
+        if let secret = Self.variable("TOKEN", in: env) ?? Self.variable("API_KEY", in: env)
+            ?? Self.variable("AGENT_API_KEY", in: env) ?? config.session?.apiKey ?? config.session?.agentAPIKey
+            ?? config.session?.fallbackSecret
+        {
+            return secret
+        }
+        throw ClientError("no credential to key the fallback cache with: log in again")
+    }
 
     /// The API as the caller: environment credentials first, then the saved session (refreshed when its access
     /// token has expired, and saved again).

@@ -8,10 +8,13 @@ import NIOFoundationCompat
 public struct ClientError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public let status: Int?
+    /// The server could not be reached at all (as opposed to answering with an error).
+    public let unreachable: Bool
 
-    public init(_ message: String, status: Int? = nil) {
+    public init(_ message: String, status: Int? = nil, unreachable: Bool = false) {
         self.message = message
         self.status = status
+        self.unreachable = unreachable
     }
 
     public var description: String { status.map { "\(message) (HTTP \($0))" } ?? message }
@@ -44,7 +47,7 @@ public struct HTTPTransport: APITransport {
         do {
             response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
         } catch {
-            throw ClientError("cannot reach the server at \(baseURL): \(KeyholdAPI.reason(error))")
+            throw ClientError("cannot reach the server at \(baseURL): \(KeyholdAPI.reason(error))", unreachable: true)
         }
         let collected = try await response.body.collect(upTo: 64 * 1024 * 1024)
         return (Int(response.status.code), Data(buffer: collected))

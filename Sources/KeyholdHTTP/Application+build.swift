@@ -87,7 +87,7 @@ public func buildApplication(
     ShareController(
         shares: ShareService(
             shares: storage, identities: storage, agents: storage, secrets: secrets, passwords: passwords,
-            credentials: credentialHasher, audit: audit, throttle: throttle),
+            credentials: credentialHasher, audit: audit, failures: failures, throttle: throttle),
         authenticator: authenticator, publicURL: configuration.publicURL
     ).register(on: router)
     PolicyController(

@@ -146,7 +146,7 @@ public struct SecretTools: Sendable {
     static func text(for error: ClientError, path: String?) -> String {
         switch (error.status, path) {
         case (404?, let path?): "No secret found at path '\(path)'."
-        case (410?, let path?): "Secret at '\(path)' is expired or has exceeded its maximum access count."
+        case (410?, let path?): "Secret at path '\(path)' is expired or has exceeded its maximum access count."
         case (403?, _): "Access denied"
         default: "Error: \(error)"
         }
@@ -218,7 +218,7 @@ public struct SecretTools: Sendable {
             let path = try required(arguments, "path")
             let secret = try await api.secret(vault: vault, path: path)
             guard secret["type"] as? String == "env_bundle" else {
-                throw ToolError(message: "Secret at '\(path)' is not an env_bundle (type: \(secret["type"] as? String ?? "unknown")).")
+                throw ToolError(message: "Secret at '\(path)' is type '\(secret["type"] as? String ?? "unknown")', not 'env_bundle'.")
             }
             var object: [String: String] = [:]
             for (key, value) in SecretEnvironment.parseLines(secret["value"] as? String ?? "") { object[key] = value }
@@ -245,6 +245,10 @@ public struct SecretTools: Sendable {
             return String(decoding: reply.body, as: UTF8.self)
         case "share_secret":
             let secretID = try required(arguments, "secret_id")
+            if !reveal, arguments["recipient_type"]?.stringValue == "anyone_with_link" {
+                // A link opens without credentials: in value-free mode it would hand the agent the value.
+                throw ToolError(message: Self.valueFree)
+            }
             var body: [String: Any] = [
                 "recipient_type": try required(arguments, "recipient_type"),
                 "expires_at": try required(arguments, "expires_at"),

@@ -138,6 +138,12 @@ extension PostgresStorage {
 
     public func createRefreshToken(_ token: RefreshTokenRecord, audit: AuditRecord) async throws {
         try await transaction { db in
+            // The family's lock orders this insert and a concurrent logout: the token is either refused here or
+            // deleted by the logout.
+            try await Self.lockFamily(db, token.family)
+            guard try await db.query(
+                "SELECT 1 AS x FROM ended_refresh_families WHERE family = \(token.family)"
+            ).isEmpty else { throw KeyholdError(.unauthorized, "Invalid or expired refresh token") }
             try await db.execute(
                 """
                 INSERT INTO refresh_tokens (digest, family, principal_type, principal_id, org_id, expires_at, scopes,
@@ -154,12 +160,16 @@ extension PostgresStorage {
         // The row lock makes two concurrent spends of one token serialise: the second sees it spent, exactly as
         // a replay, and ends the family.
         try await transaction { db -> RefreshTokenRecord? in
+            // The family's lock first, then the row's, in the order a logout takes them (no deadlock).
+            guard let found = try await db.query("SELECT family FROM refresh_tokens WHERE digest = \(digest)").first
+            else { return nil }
+            try await Self.lockFamily(db, try found.uuid("family"))
             guard let row = try await db.query("SELECT * FROM refresh_tokens WHERE digest = \(digest) FOR UPDATE").first
             else { return nil }
             let family = try row.uuid("family")
             if !row.isNull("spent_at") {
                 // A spent token presented again: someone holds a copy. End the whole family.
-                try await db.execute("DELETE FROM refresh_tokens WHERE family = \(family)")
+                try await Self.endFamily(db, family, at: now)
                 return nil
             }
             let expiresAt = try row.timestamp("expires_at")
@@ -176,15 +186,27 @@ extension PostgresStorage {
 
     public func revokeToken(id: String, expiresAt: Timestamp, refreshFamily: UUID?, audit: AuditRecord) async throws {
         try await transaction { db in
-            if let refreshFamily {
-                try await db.execute("DELETE FROM refresh_tokens WHERE family = \(refreshFamily)")
-            }
+            if let refreshFamily { try await Self.endFamily(db, refreshFamily, at: .now) }
             try await db.execute(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (\(id), \(expiresAt.milliseconds)) ON CONFLICT (jti) DO NOTHING")
             try await db.execute(
                 "DELETE FROM revoked_tokens WHERE expires_at < \(Timestamp.now.milliseconds - 60_000)")
             try await Self.append(db, audit)
         }
+    }
+
+    static func lockFamily(_ db: DB, _ family: UUID) async throws {
+        try await db.execute("SELECT pg_advisory_xact_lock(hashtext(\(family.wire))::bigint)")
+    }
+
+    /// Deletes a refresh family's tokens and records it as ended (kept a little longer than a refresh token lives).
+    static func endFamily(_ db: DB, _ family: UUID, at now: Timestamp) async throws {
+        try await lockFamily(db, family)
+        try await db.execute("DELETE FROM refresh_tokens WHERE family = \(family)")
+        try await db.execute(
+            "INSERT INTO ended_refresh_families (family, ended_at) VALUES (\(family), \(now.milliseconds)) ON CONFLICT (family) DO NOTHING")
+        try await db.execute(
+            "DELETE FROM ended_refresh_families WHERE ended_at < \(now.milliseconds - (AuthService.refreshLifetime + 86_400) * 1000)")
     }
 
     public func isTokenRevoked(id: String) async throws -> Bool {

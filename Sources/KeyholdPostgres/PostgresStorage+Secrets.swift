@@ -73,23 +73,31 @@ extension PostgresStorage {
             guard !(try await db.query("SELECT id FROM keks WHERE id = \(new.kekID) FOR KEY SHARE").isEmpty) else {
                 throw KeyholdError(.unavailable, "The vault's key changed during the write; retry the request")
             }
-            // A deleted secret's row gives way: a write to its path creates a new secret (a new id, version 1). A
-            // concurrent writer of the same path waits on the row lock and then finds nothing left to delete.
-            try await db.execute(
-                "DELETE FROM secrets WHERE vault_id = \(new.vaultID) AND path = \(new.path) AND deleted_at IS NOT NULL")
-            // Two first writers of a path: the second INSERT waits on the unique index, then does nothing.
-            try await db.execute(
-                """
-                INSERT INTO secrets (id, vault_id, path, current_version) VALUES (\(UUID()), \(new.vaultID), \(new.path), 0)
-                ON CONFLICT (vault_id, path) DO NOTHING
-                """)
-            // The row lock taken here serialises every writer of the path until commit: versions 1…N, no gaps.
-            guard let row = try await db.query(
-                """
-                UPDATE secrets SET current_version = current_version + 1
-                WHERE vault_id = \(new.vaultID) AND path = \(new.path) RETURNING id, current_version
-                """
-            ).first else { throw StorageError.backend("secret row vanished") }
+            // A deleted secret's row gives way: a write to its path creates a new secret (a new id, version 1). The
+            // row lock the UPDATE takes serialises every writer of the path until commit: versions 1…N, no gaps. A
+            // writer that waited on a concurrent delete finds the row deleted (`deleted_at IS NULL` no longer holds
+            // when the UPDATE re-reads it) and goes round again: it removes the tombstone and starts a new secret.
+            var bumped: Row?
+            for _ in 0..<3 where bumped == nil {
+                try await db.execute(
+                    "DELETE FROM secrets WHERE vault_id = \(new.vaultID) AND path = \(new.path) AND deleted_at IS NOT NULL")
+                // Two first writers of a path: the second INSERT waits on the unique index, then does nothing.
+                try await db.execute(
+                    """
+                    INSERT INTO secrets (id, vault_id, path, current_version) VALUES (\(UUID()), \(new.vaultID), \(new.path), 0)
+                    ON CONFLICT (vault_id, path) DO NOTHING
+                    """)
+                bumped = try await db.query(
+                    """
+                    UPDATE secrets SET current_version = current_version + 1
+                    WHERE vault_id = \(new.vaultID) AND path = \(new.path) AND deleted_at IS NULL
+                    RETURNING id, current_version
+                    """
+                ).first
+            }
+            guard let row = bumped else {
+                throw KeyholdError(.unavailable, "The secret changed during the write; retry the request")
+            }
             let secretID = try row.uuid("id")
             let version = Int(try row.int("current_version"))
             var type = new.type

@@ -291,13 +291,15 @@ public final class PostgresStorage: Storage {
         CREATE INDEX shares_vault ON shares(vault_id)
         """,
         // Shares pin a version (NULL: the latest, as every share made before this did) and an `external_email`
-        // share keeps its claim token's digest; the audit listing filtered by actor pages by sequence.
+        // share keeps its claim token's digest; the audit listing filtered by actor pages by sequence; a refresh
+        // family ended by logout or reuse stays ended (no token may join it again).
         """
         ALTER TABLE shares ADD COLUMN version bigint;
         ALTER TABLE shares ADD COLUMN claim_digest bytea;
         CREATE INDEX shares_org ON shares(org_id, created_at);
         CREATE INDEX shares_secret ON shares(secret_id);
-        CREATE INDEX audit_events_org_actor ON audit_events(org_id, actor_id, seq)
+        CREATE INDEX audit_events_org_actor ON audit_events(org_id, actor_id, seq);
+        CREATE TABLE ended_refresh_families (family uuid PRIMARY KEY, ended_at bigint NOT NULL)
         """,
     ]
 

@@ -259,6 +259,9 @@ extension SQLiteStorage {
 
     public func createRefreshToken(_ token: RefreshTokenRecord, audit: AuditRecord) async throws {
         try await transaction { db in
+            guard try db.query(
+                "SELECT 1 AS x FROM ended_refresh_families WHERE family = ?", [.uuid(token.family)]
+            ).isEmpty else { throw KeyholdError(.unauthorized, "Invalid or expired refresh token") }
             try db.query(
                 """
                 INSERT INTO refresh_tokens (digest, family, principal_type, principal_id, org_id, expires_at, scopes,
@@ -282,7 +285,7 @@ extension SQLiteStorage {
             let family = try row.uuid("family")
             if row.column("spent_at")?.integer != nil {
                 // A spent token presented again: someone holds a copy. End the whole family.
-                try db.query("DELETE FROM refresh_tokens WHERE family = ?", [.uuid(family)])
+                try Self.endFamily(db, family, at: now)
                 return nil
             }
             let expiresAt = try row.timestamp("expires_at")
@@ -301,9 +304,7 @@ extension SQLiteStorage {
 
     public func revokeToken(id: String, expiresAt: Timestamp, refreshFamily: UUID?, audit: AuditRecord) async throws {
         try await transaction { db in
-            if let refreshFamily {
-                try db.query("DELETE FROM refresh_tokens WHERE family = ?", [.uuid(refreshFamily)])
-            }
+            if let refreshFamily { try Self.endFamily(db, refreshFamily, at: .now) }
             try db.query(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
                 [.text(id), .int64(expiresAt.milliseconds)])
@@ -311,6 +312,17 @@ extension SQLiteStorage {
                 "DELETE FROM revoked_tokens WHERE expires_at < ?", [.int64(Timestamp.now.milliseconds - 60_000)])
             try Self.append(db, audit)
         }
+    }
+
+    /// Deletes a refresh family's tokens and records it as ended (kept a little longer than a refresh token lives).
+    static func endFamily(_ db: SQLiteDB, _ family: UUID, at now: Timestamp) throws {
+        try db.query("DELETE FROM refresh_tokens WHERE family = ?", [.uuid(family)])
+        try db.query(
+            "INSERT INTO ended_refresh_families (family, ended_at) VALUES (?, ?) ON CONFLICT (family) DO NOTHING",
+            [.uuid(family), .int64(now.milliseconds)])
+        try db.query(
+            "DELETE FROM ended_refresh_families WHERE ended_at < ?",
+            [.int64(now.milliseconds - (AuthService.refreshLifetime + 86_400) * 1000)])
     }
 
     public func isTokenRevoked(id: String) async throws -> Bool {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KeyholdClient
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -131,6 +132,8 @@ struct Login: AsyncParsableCommand {
                 session.accessToken = reply.object["access_token"] as? String
                 session.refreshToken = reply.object["refresh_token"] as? String
                 session.expiresAt = Date().timeIntervalSince1970 + Double(reply.object["expires_in"] as? Int ?? 900)
+                var random = SystemRandomNumberGenerator()
+                session.fallbackSecret = (0..<4).map { _ in String(random.next(), radix: 16) }.joined()
                 who = email
             }
             context.config.url = context.url
@@ -449,7 +452,7 @@ struct SecretCommand: AsyncParsableCommand {
                 guard let latest = (reply.object["versions"] as? [JSONObject])?.last else {
                     throw ClientError("Secret not found", status: 404)
                 }
-                if json {
+                    if json {
                     let data = try JSONSerialization.data(withJSONObject: latest, options: [.sortedKeys, .withoutEscapingSlashes])
                     return print(String(decoding: data, as: UTF8.self))
                 }
@@ -463,18 +466,6 @@ struct SecretCommand: AsyncParsableCommand {
 }
 
 // MARK: environment
-
-/// The variables a vault's secrets give (names as 1Claw's CLI gives them), read with the caller's rights.
-func secretVariables(_ api: KeyholdAPI, vault: String, prefix: String?) async throws -> [(String, String)] {
-    var variables: [(String, String)] = []
-    for item in try await api.listSecrets(vault: vault, prefix: prefix) {
-        guard let path = item["path"] as? String else { continue }
-        let secret = try await api.secret(vault: vault, path: path)
-        variables += SecretEnvironment.variables(
-            path: path, type: secret["type"] as? String, value: secret["value"] as? String ?? "")
-    }
-    return variables
-}
 
 struct EnvCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -495,8 +486,10 @@ struct EnvCommand: AsyncParsableCommand {
                 }
                 var context = try client.context()
                 let api = try await context.api()
+                let injection = Injection(
+                    api: api, vault: try context.vault(vault.vault), prefix: prefix, only: nil, fileLines: [], environment: [:])
                 let rendered = try SecretEnvironment.render(
-                    try await secretVariables(api, vault: context.vault(vault.vault), prefix: prefix), as: format)
+                    try await injection.resolve().assignments.map { ($0.name, $0.value) }, as: format)
                 guard let output else { return FileHandle.standardOutput.write(Data(rendered.utf8)) }
                 let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
                 guard fd >= 0 else { throw ClientError("cannot write \(output): \(String(cString: strerror(errno)))") }
@@ -549,55 +542,118 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Only these variables (comma-separated names).") var only: String?
     @Option(help: "A dotenv file whose variables are added (keyhold:// references resolved).") var envFile: String?
     @Flag(help: "Do not mask values in the command's output.") var noMasking = false
+    @Flag(help: "Check for changes and restart the command when an injected value changed.") var watch = false
+    @Option(help: "Seconds between checks with --watch (default 10).") var interval = 10
+    @Option(help: "Seconds a restarted command has to exit after SIGTERM before SIGKILL (default 10).")
+    var gracePeriod = 10
+    @Option(help: "An encrypted cache of the variables: written after each successful read, used when the server cannot be reached.")
+    var fallback: String?
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
+
+    enum Outcome: Sendable {
+        case exited(Int32)
+        case changed(Injection.Resolved)
+        case graceOver
+        case stopped
+    }
 
     func run() async throws {
         try await reportingFailure {
             guard !command.isEmpty else { throw ClientError("no command: keyhold run [options] -- CMD ARGS…") }
+            guard (1...86_400).contains(interval), (0...3600).contains(gracePeriod) else {
+                throw ClientError("--interval must be 1 to 86400 seconds and --grace-period 0 to 3600")
+            }
             var context = try client.context()
-            let api = try await context.api()
             let defaultVault = try? context.vault(vault.vault)
-            var injected: [(String, String)] = []
-            if let defaultVault {
-                injected = try await secretVariables(api, vault: defaultVault, prefix: prefix)
-            } else if vault.vault != nil || prefix != nil {
+            if defaultVault == nil, vault.vault != nil || prefix != nil {
                 throw ClientError("no vault: pass --vault, set KEYHOLD_VAULT, or run `keyhold vault use ID`")
             }
-            if let only {
-                let wanted = Swift.Set(only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-                injected = injected.filter { wanted.contains($0.0) }
-            }
-            // Then --env-file's lines, then keyhold:// references (in the environment and in --env-file), resolved
-            // with the same credentials. Secret values are masked; plain lines of the env file are not secrets.
-            var assignments = injected.map { (name: $0.0, value: $0.1, secret: true) }
+            var fileLines: [(String, String)] = []
             if let envFile {
                 guard let data = FileManager.default.contents(atPath: envFile) else { throw ClientError("cannot read \(envFile)") }
-                for (name, value) in SecretEnvironment.parseLines(String(decoding: data, as: UTF8.self)) {
-                    assignments.append((name, value, false))
+                fileLines = SecretEnvironment.parseLines(String(decoding: data, as: UTF8.self))
+            }
+            let wanted = only.map { Swift.Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
+            var resolved: Injection.Resolved
+            var injection: Injection?
+            do {
+                let api = try await context.api()
+                injection = Injection(
+                    api: api, vault: defaultVault, prefix: prefix, only: wanted, fileLines: fileLines,
+                    environment: context.environment)
+                resolved = try await injection!.resolve()
+                if let fallback { try FallbackCache.write(resolved, to: fallback, secret: try context.credentialSecret()) }
+            } catch let error as ClientError where error.unreachable && fallback != nil {
+                let (cached, writtenAt) = try FallbackCache.read(from: fallback!, secret: try context.credentialSecret())
+                FileHandle.standardError.write(
+                    Data("keyhold: \(error.message); using the fallback cache written at \(writtenAt)\n".utf8))
+                resolved = cached
+            }
+
+            let current = Mutex<ChildProcess?>(nil)
+            let sources = ChildProcess.forwardSignals { current.withLock { $0?.pid } }
+            defer { for source in sources { source.cancel() } }
+            while true {
+                let child = try start(resolved, environment: context.environment)
+                current.withLock { $0 = child }
+                guard watch, let injection else { throw ExitCode(await child.wait()) }
+                let known = resolved
+                let grace = gracePeriod
+                let every = Duration.seconds(interval)
+                let outcome = await withTaskGroup(of: Outcome.self) { group -> Outcome in
+                    group.addTask { .exited(await child.wait()) }
+                    group.addTask {
+                        let warn: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+                        guard let fresh = try? await injection.nextChange(after: known, interval: every, warn: warn) else {
+                            return .stopped
+                        }
+                        return .changed(fresh)
+                    }
+                    let first = await group.next() ?? .stopped
+                    if case .changed = first {
+                        child.signal(SIGTERM)
+                        group.addTask {
+                            try? await Task.sleep(for: .seconds(grace))
+                            return .graceOver
+                        }
+                        while let next = await group.next() {
+                            if case .graceOver = next { child.signal(SIGKILL) }
+                            if case .exited = next { break }
+                        }
+                    }
+                    group.cancelAll()
+                    return first
+                }
+                switch outcome {
+                case .exited(let code): throw ExitCode(code)
+                case .changed(let fresh):
+                    FileHandle.standardError.write(Data("keyhold: a secret changed; restarting the command\n".utf8))
+                    resolved = fresh
+                    if let fallback { try? FallbackCache.write(resolved, to: fallback, secret: try context.credentialSecret()) }
+                case .graceOver, .stopped: throw ExitCode(1)
                 }
             }
-            for (name, value) in context.environment.sorted(by: { $0.key < $1.key }) + assignments.map({ ($0.name, $0.value) }) {
-                guard let (referencedVault, path) = SecretEnvironment.reference(value) else { continue }
-                let secret = try await api.secret(vault: referencedVault, path: path)
-                assignments.append((name, secret["value"] as? String ?? "", true))
-            }
-            var environment = context.environment
-            var masked: [(name: String, value: String)] = []
-            for assignment in assignments where !SecretEnvironment.isReserved(assignment.name) {
-                environment[assignment.name] = assignment.value
-                if assignment.secret { masked.append((assignment.name, assignment.value)) }
-            }
-            var masker: OutputMasker?
-            if !noMasking {
-                let short = OutputMasker.tooShort(masked)
-                if !short.isEmpty {
-                    FileHandle.standardError.write(
-                        Data("keyhold: not masking values shorter than \(OutputMasker.minimumLength) bytes: \(short.joined(separator: ", "))\n".utf8))
-                }
-                masker = OutputMasker(values: masked)
-            }
-            let code = try ChildProcess.run(command, environment: environment, masker: masker)
-            throw ExitCode(code)
         }
+    }
+
+    /// The parent's environment with the variables set (reserved names never), and the command started with its
+    /// output masked.
+    func start(_ resolved: Injection.Resolved, environment parent: [String: String]) throws -> ChildProcess {
+        var environment = parent
+        var masked: [(name: String, value: String)] = []
+        for assignment in resolved.assignments where !SecretEnvironment.isReserved(assignment.name) {
+            environment[assignment.name] = assignment.value
+            if assignment.secret { masked.append((assignment.name, assignment.value)) }
+        }
+        var masker: OutputMasker?
+        if !noMasking {
+            let short = OutputMasker.tooShort(masked)
+            if !short.isEmpty {
+                FileHandle.standardError.write(
+                    Data("keyhold: not masking values shorter than \(OutputMasker.minimumLength) bytes: \(short.joined(separator: ", "))\n".utf8))
+            }
+            masker = OutputMasker(values: masked)
+        }
+        return try ChildProcess.start(command, environment: environment, masker: masker)
     }
 }

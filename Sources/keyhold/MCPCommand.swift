@@ -16,20 +16,20 @@ struct MCPCommand: AsyncParsableCommand {
 
     @OptionGroup var client: ClientOptions
     @OptionGroup var vault: VaultOption
-    @Flag(name: .customLong("no-reveal"), help: "Value-free mode: no tool ever returns a secret value.")
+    @Flag(name: .customLong("no-reveal"), help: "Value-free mode: no tool ever returns a secret value (KEYHOLD_MCP_NO_REVEAL=true).")
     var noReveal = false
 
     func run() async throws {
         try await reportingFailure {
             var environment = ProcessInfo.processInfo.environment
             // 1Claw's MCP server takes a static agent JWT as ONECLAW_AGENT_TOKEN.
-            if environment["KEYHOLD_TOKEN"] == nil, let token = environment["ONECLAW_AGENT_TOKEN"] {
+            if (environment["KEYHOLD_TOKEN"] ?? "").isEmpty, let token = environment["ONECLAW_AGENT_TOKEN"], !token.isEmpty {
                 environment["KEYHOLD_TOKEN"] = token
             }
             let context = try ClientContext(url: client.url, environment: environment)
             let tools = SecretTools(
                 credentials: CredentialSource(context: context), vault: try context.vault(vault.vault),
-                reveal: !noReveal && ClientContext.variable("MCP_NO_REVEAL", in: environment) == nil)
+                reveal: !noReveal && !["1", "true"].contains(ClientContext.variable("MCP_NO_REVEAL", in: environment) ?? ""))
             let server = await KeyholdMCPServer.make(tools: tools)
             try await server.start(transport: StdioTransport())
             await server.waitUntilCompleted()

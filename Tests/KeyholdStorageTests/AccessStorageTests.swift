@@ -85,7 +85,13 @@ extension StorageConformanceTests {
             try await f.storage.createRefreshToken(token(2), audit: testAudit)
             #expect(try await f.storage.spendRefreshToken(digest: Data([1]), now: .now) == nil, "spent")
             #expect(try await f.storage.spendRefreshToken(digest: Data([2]), now: .now) == nil, "family ended by reuse")
-            try await f.storage.createRefreshToken(token(3, expires: .now), audit: testAudit)
+            await #expect(throws: KeyholdError(.unauthorized, ""), "an ended family takes no new token") {
+                try await f.storage.createRefreshToken(token(4), audit: testAudit)
+            }
+            let expiring = RefreshTokenRecord(
+                digest: Data([3]), family: UUID(), principalKind: .user, principalID: f.owner.id, orgID: f.org.id,
+                expiresAt: .now)
+            try await f.storage.createRefreshToken(expiring, audit: testAudit)
             #expect(try await f.storage.spendRefreshToken(digest: Data([3]), now: Timestamp.now.adding(seconds: 1)) == nil)
             #expect(try await f.storage.spendRefreshToken(digest: Data([9]), now: .now) == nil)
         }
@@ -108,6 +114,13 @@ extension StorageConformanceTests {
             #expect(try await f.storage.spendRefreshToken(digest: Data([1]), now: .now) == nil)
             #expect(try await f.storage.spendRefreshToken(digest: Data([2]), now: .now) == nil)
             #expect(try await f.storage.spendRefreshToken(digest: Data([3]), now: .now)?.family == other)
+            await #expect(throws: KeyholdError(.unauthorized, ""), "a token issued after logout cannot join the family") {
+                try await f.storage.createRefreshToken(
+                    RefreshTokenRecord(
+                        digest: Data([5]), family: mine, principalKind: .user, principalID: f.owner.id,
+                        orgID: f.org.id, expiresAt: Timestamp.now.adding(seconds: 60)),
+                    audit: testAudit)
+            }
         }
     }
 

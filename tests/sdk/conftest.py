@@ -107,6 +107,9 @@ class KeyholdServer:
             env["KEYHOLD_RATE_BURST"] = "10000"
         # The most verbose level (one line per request), so that test_zz_logs.py searches everything a server writes.
         env["KEYHOLD_LOG_LEVEL"] = "debug"
+        # Counted refusals (failed authentications, refused link opens) are written every 2 s, so tests that look
+        # for their events wait briefly.
+        env["KEYHOLD_AUTH_FAILURE_INTERVAL"] = "2"
         env.update(self.env)
         cmd = [str(self.binary), "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.options]
         # Append, so that a restart keeps the earlier output for the log checks.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 import uuid
 from types import SimpleNamespace
 from typing import Any
@@ -298,7 +299,20 @@ def busy(server, signup_user, join_org, make_agent, agent_sdk, leak_watch) -> Si
     assert c.policies.delete(ns.vault, ns.policy["id"]).meta.status == 204
     assert c.agents.delete(agent.id).meta.status == 204
 
+    # Refusals anyone can repeat without a credential (the anonymous wrong passphrase, the deactivated agent's key)
+    # are counted and written once per interval (KEYHOLD_AUTH_FAILURE_INTERVAL): wait for that write.
+    def counted(events: list[dict]) -> bool:
+        return any(
+            e["action"] == "share.access" and e["resource_id"] == ns.link["id"] and "count" in e["details"]
+            for e in events
+        ) and any(e["action"] == "auth.failure" and e["resource_id"] == agent.id for e in events)
+
+    deadline = time.monotonic() + 60
     ns.events = all_events(c)
+    while not counted(ns.events):
+        assert time.monotonic() < deadline, "the counted refusals were never written"
+        time.sleep(0.5)
+        ns.events = all_events(c)
     return ns
 
 

@@ -33,6 +33,21 @@ public struct AuditLog: Sendable {
             chain: chain)
     }
 
+    /// Runs `body`; a refusal (403) it throws is recorded as the attempted action's event before it is returned, so
+    /// every refused attempt to change something leaves a trace.
+    public func recordingDenial<T>(
+        _ caller: Caller, _ action: String, _ resourceType: String, _ resourceID: String?,
+        _ body: () async throws -> T
+    ) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as KeyholdError where error.code == .forbidden {
+            try await append(
+                record(caller, action, resourceType, resourceID, ["outcome": "denied", "reason": .string(error.detail)]))
+            throw error
+        }
+    }
+
     /// Appends an event that records no change (a denial, a failed or successful authentication).
     public func append(_ record: AuditRecord) async throws {
         try await store.appendAudit(record)
@@ -47,6 +62,8 @@ public struct AuditLog: Sendable {
             throw KeyholdError.badRequest(
                 "limit must be between 1 and 1000 and offset between 0 and \(Self.maxOffset); narrow older pages with to")
         }
+        // The log names every path and share of the org: a credential capped by scopes does not read it.
+        guard !caller.isScoped else { throw KeyholdError.forbidden("A scoped API key cannot read the audit log") }
         var filter = filter
         if !caller.isOrgAdmin {
             let me = caller.id.wire
@@ -58,7 +75,9 @@ public struct AuditLog: Sendable {
 
     /// Verifies the caller's org chain from its first event, up to `limit` events.
     public func verify(for caller: Principal, limit: Int) async throws -> ChainVerifier.Result {
-        guard caller.isOrgAdmin else { throw KeyholdError.forbidden("Only owners and admins verify the audit chain") }
+        guard caller.isOrgAdmin, !caller.isScoped else {
+            throw KeyholdError.forbidden("Only owners and admins verify the audit chain, with an unscoped credential")
+        }
         guard (1...10_000).contains(limit) else { throw KeyholdError.badRequest("limit must be between 1 and 10000") }
         let head = try await store.auditHead(orgID: caller.orgID)
         var verifier = ChainVerifier(chain: chain)

@@ -97,10 +97,12 @@ public struct AccountService: Sendable {
             try await store.createOrg(
                 org, owner: user,
                 audit: audit.record(org: org.id, actor: owner, ip: ip, "user.signup", "user", user.id.wire, ["email": .string(email)]))
-            throttle.succeeded(account: nil, address: address)
         } catch StorageError.conflict {
-            // Taken: nothing changes, and the address keeps the failure the attempt reserved.
+            // Taken: nothing changes.
         }
+        // New or taken, the attempt gives its slot back alike: the throttle must not tell the two apart. (Failed
+        // invite sign-ups keep theirs; open ones cost the caller the same bcrypt work either way.)
+        throttle.succeeded(account: nil, address: address)
         return .received(email: email)
     }
 

@@ -41,7 +41,7 @@ public struct AgentService: Sendable {
     }
 
     public func create(by caller: Caller, name: String, changes: Changes) async throws -> (Agent, String) {
-        try caller.principal.requireManager()
+        try await audit.recordingDenial(caller, "agent.register", "agent", nil) { try caller.principal.requireManager() }
         let key = CredentialKind.agentKey.generate()
         var agent = Agent(
             id: UUID(), orgID: caller.principal.orgID, name: "", description: nil, isActive: true, scopes: nil,
@@ -76,7 +76,9 @@ public struct AgentService: Sendable {
     }
 
     public func update(_ id: UUID, by caller: Caller, changes: Changes) async throws -> Agent {
-        var agent = try await agent(id, by: caller.principal)
+        var agent = try await audit.recordingDenial(caller, "agent.update", "agent", id.wire) {
+            try await self.agent(id, by: caller.principal)
+        }
         let wasActive = agent.isActive
         try await apply(changes, to: &agent, by: caller)
         let deactivated = wasActive && !agent.isActive
@@ -90,7 +92,9 @@ public struct AgentService: Sendable {
     }
 
     public func delete(_ id: UUID, by caller: Caller) async throws {
-        let agent = try await agent(id, by: caller.principal)
+        let agent = try await audit.recordingDenial(caller, "agent.delete", "agent", id.wire) {
+            try await self.agent(id, by: caller.principal)
+        }
         guard try await agents.deleteAgent(
             id: agent.id, orgID: agent.orgID, audit: audit.record(caller, "agent.delete", "agent", agent.id.wire))
         else { throw Self.notFound }
@@ -98,7 +102,9 @@ public struct AgentService: Sendable {
 
     /// A new key; the old one, and every token minted under it, stop working at once.
     public func rotateKey(_ id: UUID, by caller: Caller) async throws -> (Agent, String) {
-        var agent = try await agent(id, by: caller.principal)
+        var agent = try await audit.recordingDenial(caller, "agent.rotate_key", "agent", id.wire) {
+            try await self.agent(id, by: caller.principal)
+        }
         let key = CredentialKind.agentKey.generate()
         agent.keyPrefix = CredentialKind.agentKey.lookupPrefix(of: key)
         agent.keyDigest = hasher.digest(key)

@@ -158,14 +158,10 @@ public struct AuthService: Sendable {
         let match = candidates.first { CredentialHasher.constantTimeEqual($0.keyDigest, digest) }
         guard let agent = match, agentID == nil || agentID == agent.id, agent.isUsable(at: now) else {
             let reason = match == nil || agentID != nil && agentID != match?.id ? "invalid_key" : "agent_inactive"
-            if let match {
-                try await audit.append(
-                    audit.record(
-                        org: match.orgID, actor: nil, ip: ip, "auth.failure", "agent", match.id.wire,
-                        ["method": "agent_key", "reason": .string(reason)]))
-            } else {
-                failures.record(method: "agent_key", resourceType: "agent", ip: ip)
-            }
+            // Counted, not written one by one: whoever holds a deactivated agent's key could flood with it.
+            failures.record(
+                org: match?.orgID ?? AuditEntry.systemOrg, method: "agent_key", resourceType: "agent",
+                resourceID: match?.id.wire, reason: match == nil ? nil : reason, ip: ip)
             throw reason == "invalid_key"
                 ? KeyholdError(.unauthorized, "Invalid agent_id or api_key")
                 : KeyholdError(.unauthorized, "Agent is deactivated or expired")
@@ -273,7 +269,7 @@ public struct AuthService: Sendable {
         -> (UserAPIKey, String)
     {
         let caller = request.principal
-        try caller.requireManager()
+        try await audit.recordingDenial(request, "api_key.create", "api_key", nil) { try caller.requireManager() }
         let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
         try Self.validateScopes(scopes)
@@ -294,7 +290,9 @@ public struct AuthService: Sendable {
     }
 
     public func deleteAPIKey(_ id: UUID, for request: Caller) async throws {
-        try request.principal.requireManager()
+        try await audit.recordingDenial(request, "api_key.revoke", "api_key", id.wire) {
+            try request.principal.requireManager()
+        }
         guard try await credentials.deactivateAPIKey(
             id: id, userID: request.principal.id, audit: audit.record(request, "api_key.revoke", "api_key", id.wire))
         else {

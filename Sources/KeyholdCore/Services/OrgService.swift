@@ -23,7 +23,7 @@ public struct OrgService: Sendable {
 
     /// Returns the invite token to hand to the invitee (there is no mail), valid for seven days.
     public func invite(email: String, role: String?, by request: Caller) async throws -> (Invite, String) {
-        try await recordingDenial(request, "member.invite", "invite", nil) { try await makeInvite(email, role, request) }
+        try await audit.recordingDenial(request, "member.invite", "invite", nil) { try await makeInvite(email, role, request) }
     }
 
     private func makeInvite(_ email: String, _ role: String?, _ request: Caller) async throws -> (Invite, String) {
@@ -46,7 +46,7 @@ public struct OrgService: Sendable {
     }
 
     public func updateRole(of userID: UUID, to roleName: String, by request: Caller) async throws -> User {
-        try await recordingDenial(request, "member.role_update", "user", userID.wire) {
+        try await audit.recordingDenial(request, "member.role_update", "user", userID.wire) {
             try await changeRole(of: userID, to: roleName, request)
         }
     }
@@ -76,7 +76,7 @@ public struct OrgService: Sendable {
     }
 
     public func remove(_ userID: UUID, by request: Caller) async throws {
-        try await recordingDenial(request, "member.remove", "user", userID.wire) { try await removeMember(userID, request) }
+        try await audit.recordingDenial(request, "member.remove", "user", userID.wire) { try await removeMember(userID, request) }
     }
 
     private func removeMember(_ userID: UUID, _ request: Caller) async throws {
@@ -93,21 +93,6 @@ public struct OrgService: Sendable {
             }
         } catch StorageError.lastOwner {
             throw KeyholdError(.conflict, "An org must keep at least one owner")
-        }
-    }
-
-    /// Records a refused attempt (403) as its action's event, then refuses it.
-    private func recordingDenial<T>(
-        _ request: Caller, _ action: String, _ resourceType: String, _ resourceID: String?,
-        _ body: () async throws -> T
-    ) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as KeyholdError where error.code == .forbidden {
-            try await audit.append(
-                audit.record(
-                    request, action, resourceType, resourceID, ["outcome": "denied", "reason": .string(error.detail)]))
-            throw error
         }
     }
 

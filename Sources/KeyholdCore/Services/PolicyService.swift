@@ -140,7 +140,11 @@ public struct PolicyService: Sendable {
     }
 
     private func managedVault(_ vaultID: UUID, _ caller: Caller) async throws -> Vault {
-        if caller.principal.kind == .user { try caller.principal.requireManager() }
+        if caller.principal.kind == .user {
+            try await audit.recordingDenial(caller, "policy.manage", "vault", vaultID.wire) {
+                try caller.principal.requireManager()
+            }
+        }
         let access = try await vaults.access(vaultID, for: caller)
         guard authorizer.isOwner(caller.principal, of: access.vault) else {
             try await audit.append(

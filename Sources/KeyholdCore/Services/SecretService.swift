@@ -139,13 +139,16 @@ public struct SecretService: Sendable {
     }
 
     public static let maxPageSize = 1000
-    /// Rows a list request examines at most, readable or not: a caller who may read few paths of a large vault
-    /// gets a short page and a cursor rather than a scan of the whole vault.
-    public static let maxScannedRows = 10_000
+
+    /// Rows a list request examines at most, readable or not (ten per item asked for, at least 1,000): a caller
+    /// who may read few paths of a large vault gets a short page and a cursor rather than a scan of the vault.
+    public static func scanBudget(limit: Int) -> Int { max(1000, 10 * limit) }
 
     /// A page of the metadata of the latest version of the paths under `prefix` that the caller may read, after
-    /// the position `cursor` names. The page holds `limit` items unless the scan reached the end (then
-    /// `nextCursor` is nil) or examined `maxScannedRows` rows. `nextCursor` is sealed: it reveals no path.
+    /// the position `cursor` names. The page holds `limit` items unless the scan reached the end or its budget.
+    /// Whether `nextCursor` is set depends only on what the caller may see: it is set when the page is full or the
+    /// budget ran out, never because of rows the caller may not read (the next page may then be empty). It is
+    /// sealed, and bound to the vault, the caller and the prefix: it reveals no path.
     public func list(vaultID: UUID, prefix: String?, cursor: String?, limit: Int, by caller: Caller) async throws
         -> (items: [SecretVersionInfo], nextCursor: String?)
     {
@@ -156,15 +159,19 @@ public struct SecretService: Sendable {
             throw KeyholdError.badRequest("limit must be between 1 and \(Self.maxPageSize)")
         }
         let access = try await vaults.access(vaultID, for: caller)
-        var position = try cursor.map { try cursors.open($0, vaultID: access.vault.id, for: caller.principal) }
+        let binding = prefix ?? ""
+        var position = try cursor.map {
+            try cursors.open($0, vaultID: access.vault.id, for: caller.principal, prefix: binding)
+        }
         var items: [SecretVersionInfo] = []
         var scanned = 0
+        let budget = Self.scanBudget(limit: limit)
         var reachedEnd = false
-        scan: while items.count < limit, scanned < Self.maxScannedRows {
-            let batchSize = min(Self.maxPageSize, Self.maxScannedRows - scanned, max(limit - items.count, 100))
+        scan: while items.count < limit, scanned < budget {
+            let batchSize = min(Self.maxPageSize, budget - scanned, max(limit - items.count, 100))
             let batch = try await store.latestVersions(
                 vaultID: access.vault.id, prefix: prefix, after: position, limit: batchSize)
-            for (index, info) in batch.enumerated() {
+            for info in batch {
                 scanned += 1
                 position = info.path
                 if let path = try? SecretPath(validating: info.path),
@@ -174,10 +181,7 @@ public struct SecretService: Sendable {
                     ).isAllowed
                 {
                     items.append(info)
-                    if items.count == limit {
-                        reachedEnd = index == batch.count - 1 && batch.count < batchSize
-                        break scan
-                    }
+                    if items.count == limit { break scan }
                 }
             }
             if batch.count < batchSize {
@@ -189,7 +193,7 @@ public struct SecretService: Sendable {
         if let prefix { details["prefix"] = .string(prefix) }
         try await audit.append(audit.record(caller, "secret.list", "vault", access.vault.id.wire, details))
         let next = try reachedEnd
-            ? nil : position.map { try cursors.seal($0, vaultID: access.vault.id, for: caller.principal) }
+            ? nil : position.map { try cursors.seal($0, vaultID: access.vault.id, for: caller.principal, prefix: binding) }
         return (items, next)
     }
 
@@ -197,7 +201,8 @@ public struct SecretService: Sendable {
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read, action: "secret.versions")
         return try await recordingRefusal(caller, "secret.versions", path, ["vault_id": .string(vault.id.wire)]) {
             let versions = try await store.versions(vaultID: vault.id, path: path.rawValue)
-            guard !versions.isEmpty else { throw KeyholdError.notFound("Secret not found") }
+            guard let latest = versions.last else { throw KeyholdError.notFound("Secret not found") }
+            if latest.isDeleted { throw KeyholdError.gone("Secret has been deleted") }
             try await audit.append(
                 audit.record(
                     caller, "secret.versions", "secret", path.rawValue,

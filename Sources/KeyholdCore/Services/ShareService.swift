@@ -15,6 +15,7 @@ public struct ShareService: Sendable {
     let passwords: PasswordHasher
     let credentials: CredentialHasher
     let audit: AuditLog
+    let failures: FailedAuthentications
     /// Passphrase guesses are throttled per share like password guesses per account.
     let throttle: LoginThrottle
 
@@ -23,8 +24,10 @@ public struct ShareService: Sendable {
 
     public init(
         shares: any ShareStore, identities: any IdentityStore, agents: any AgentStore, secrets: SecretService,
-        passwords: PasswordHasher, credentials: CredentialHasher, audit: AuditLog, throttle: LoginThrottle
+        passwords: PasswordHasher, credentials: CredentialHasher, audit: AuditLog, failures: FailedAuthentications,
+        throttle: LoginThrottle
     ) {
+        self.failures = failures
         self.credentials = credentials
         self.throttle = throttle
         self.shares = shares
@@ -162,10 +165,17 @@ public struct ShareService: Sendable {
     {
         guard let share = try await shares.share(id: id), !share.revoked else { throw Self.notFound }
         func refuse(_ reason: String, _ error: KeyholdError) async throws -> Never {
-            try await audit.append(
-                audit.record(
-                    org: share.orgID, actor: caller, ip: ip, "share.access", "share", share.id.wire,
-                    ["outcome": "denied", "reason": .string(reason)]))
+            if let caller {
+                try await audit.append(
+                    audit.record(
+                        org: share.orgID, actor: caller, ip: ip, "share.access", "share", share.id.wire,
+                        ["outcome": "denied", "reason": .string(reason)]))
+            } else {
+                // Anyone with the link can repeat this at will: counted, not written one by one.
+                failures.record(
+                    org: share.orgID, action: "share.access", method: "link", resourceType: "share",
+                    resourceID: share.id.wire, reason: reason, ip: ip)
+            }
             throw error
         }
         if share.isTargeted {
@@ -208,7 +218,7 @@ public struct ShareService: Sendable {
             throw Self.notFound
         }
         let isCreator = share.createdByType == principal.kind && share.createdBy == principal.id
-        guard isCreator || principal.isOrgAdmin && !principal.isScoped else {
+        guard isCreator && withinScopes(principal, share) || principal.isOrgAdmin && !principal.isScoped else {
             try await audit.append(
                 audit.record(
                     caller, "share.revoke", "share", id.wire,
@@ -220,8 +230,11 @@ public struct ShareService: Sendable {
         else { throw Self.notFound }
     }
 
+    /// The caller's live shares (for a credential with scopes, those of paths they match).
     public func outbound(for caller: Principal) async throws -> [Share] {
-        try await shares.outboundShares(creatorType: caller.kind, creatorID: caller.id).filter { !$0.revoked }
+        try await shares.outboundShares(creatorType: caller.kind, creatorID: caller.id).filter {
+            !$0.revoked && withinScopes(caller, $0)
+        }
     }
 
     /// Every live share of the org, whoever made it: for owners and admins.

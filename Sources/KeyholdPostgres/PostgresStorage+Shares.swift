@@ -22,13 +22,13 @@ extension PostgresStorage {
                 """
                 INSERT INTO shares (id, org_id, secret_id, vault_id, path, created_by_type, created_by, recipient_type,
                     recipient_id, recipient_email, expires_at, max_access_count, access_count, passphrase_hash,
-                    ip_allowlist, status, created_at, version, claim_digest)
+                    ip_allowlist, status, created_at, version, claim_digest, reference)
                 VALUES (\(share.id), \(share.orgID), \(share.secretID), \(share.vaultID), \(share.path),
                     \(share.createdByType.rawValue), \(share.createdBy), \(share.recipientType.rawValue),
                     \(share.recipientID), \(share.recipientEmail), \(share.expiresAt.milliseconds),
                     \(share.maxAccessCount), 0, \(share.passphraseHash),
                     \(StoredJSON.encode(share.ipAllowlist.map(\.description))), \(share.status.rawValue),
-                    \(share.createdAt.milliseconds), \(share.version), \(share.claimDigest))
+                    \(share.createdAt.milliseconds), \(share.version), \(share.claimDigest), \(share.reference))
                 """)
             try await Self.append(db, audit)
         }
@@ -36,6 +36,10 @@ extension PostgresStorage {
 
     public func share(id: UUID) async throws -> Share? {
         try await read("SELECT * FROM shares WHERE id = \(id)").first.map(Self.share)
+    }
+
+    public func share(reference: UUID) async throws -> Share? {
+        try await read("SELECT * FROM shares WHERE reference = \(reference)").first.map(Self.share)
     }
 
     public func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share] {
@@ -137,6 +141,7 @@ extension PostgresStorage {
             ipAllowlist: try StoredJSON.strings(try row.text("ip_allowlist")).compactMap(CIDR.init),
             status: ShareStatus(rawValue: try row.text("status")) ?? .pending,
             revoked: !row.isNull("revoked_at"), createdAt: try row.timestamp("created_at"),
-            version: try row.optionalInt("version"), claimDigest: try row.optionalBytes("claim_digest"))
+            version: try row.optionalInt("version"), claimDigest: try row.optionalBytes("claim_digest"),
+            reference: try row.uuid("reference"))
     }
 }

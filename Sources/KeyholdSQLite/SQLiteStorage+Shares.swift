@@ -22,8 +22,8 @@ extension SQLiteStorage {
                 """
                 INSERT INTO shares (id, org_id, secret_id, vault_id, path, created_by_type, created_by, recipient_type,
                     recipient_id, recipient_email, expires_at, max_access_count, access_count, passphrase_hash,
-                    ip_allowlist, status, created_at, version, claim_digest)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)
+                    ip_allowlist, status, created_at, version, claim_digest, reference)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .uuid(share.id), .uuid(share.orgID), .uuid(share.secretID), .uuid(share.vaultID), .text(share.path),
@@ -33,6 +33,7 @@ extension SQLiteStorage {
                     .optionalText(share.passphraseHash), .text(StoredJSON.encode(share.ipAllowlist.map(\.description))),
                     .text(share.status.rawValue), .int64(share.createdAt.milliseconds),
                     .optionalInteger(share.version.map(Int64.init)), share.claimDigest.map { .bytes($0) } ?? .null,
+                    .uuid(share.reference),
                 ])
             try Self.append(db, audit)
         }
@@ -40,6 +41,10 @@ extension SQLiteStorage {
 
     public func share(id: UUID) async throws -> Share? {
         try await read { try $0.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first.map(Self.share) }
+    }
+
+    public func share(reference: UUID) async throws -> Share? {
+        try await read { try $0.query("SELECT * FROM shares WHERE reference = ?", [.uuid(reference)]).first.map(Self.share) }
     }
 
     public func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share] {
@@ -123,6 +128,7 @@ extension SQLiteStorage {
             ipAllowlist: try StoredJSON.strings(try row.text("ip_allowlist")).compactMap(CIDR.init),
             status: ShareStatus(rawValue: try row.text("status")) ?? .pending,
             revoked: row.column("revoked_at")?.integer != nil, createdAt: try row.timestamp("created_at"),
-            version: row.column("version")?.integer, claimDigest: row.column("claim_digest")?.blob.map { Data($0.readableBytesView) })
+            version: row.column("version")?.integer, claimDigest: row.column("claim_digest")?.blob.map { Data($0.readableBytesView) },
+            reference: try row.uuid("reference"))
     }
 }

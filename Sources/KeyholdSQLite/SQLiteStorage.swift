@@ -163,7 +163,8 @@ public final class SQLiteStorage: Storage {
         """,
         // Shares pin a version (NULL: the latest, as every share made before this did) and an `external_email`
         // share keeps its claim token's digest; the audit listing filtered by actor pages by sequence; a refresh
-        // family ended by logout or reuse stays ended (no token may join it again).
+        // family ended by logout or reuse stays ended (no token may join it again); a share has a reference that
+        // names it where its id (a link's credential) must not show.
         """
         ALTER TABLE shares ADD COLUMN version INTEGER;
         ALTER TABLE shares ADD COLUMN claim_digest BLOB;
@@ -171,6 +172,9 @@ public final class SQLiteStorage: Storage {
         CREATE INDEX shares_secret ON shares(secret_id);
         CREATE INDEX audit_events_org_actor ON audit_events(org_id, actor_id, seq);
         CREATE TABLE ended_refresh_families (family TEXT PRIMARY KEY, ended_at INTEGER NOT NULL);
+        ALTER TABLE shares ADD COLUMN reference TEXT;
+        UPDATE shares SET reference = id;
+        CREATE UNIQUE INDEX shares_reference ON shares(reference);
         """,
     ]
 

@@ -564,8 +564,10 @@ struct RunCommand: AsyncParsableCommand {
                 throw ClientError("--interval must be 1 to 86400 seconds and --grace-period 0 to 3600")
             }
             var context = try client.context()
+            // Without a vault, run only resolves keyhold:// references (from the environment or --env-file).
             let defaultVault = try? context.vault(vault.vault)
-            if defaultVault == nil, vault.vault != nil || prefix != nil {
+            let referencesOnly = envFile != nil || context.environment.values.contains { SecretEnvironment.reference($0) != nil }
+            if defaultVault == nil, vault.vault != nil || prefix != nil || !referencesOnly {
                 throw ClientError("no vault: pass --vault, set KEYHOLD_VAULT, or run `keyhold vault use ID`")
             }
             var fileLines: [(String, String)] = []

@@ -12,7 +12,7 @@ extension StorageConformanceTests {
             createdByType: .user, createdBy: f.owner.id, recipientType: .anyoneWithLink, recipientID: nil,
             recipientEmail: nil, expiresAt: expiresAt, maxAccessCount: max, accessCount: 0, passphraseHash: "$2b$x",
             ipAllowlist: [CIDR("10.0.0.0/8")!], status: .accepted, revoked: false, createdAt: Timestamp(milliseconds: 1_000),
-            version: version, claimDigest: nil)
+            version: version, claimDigest: nil, reference: UUID())
     }
 
     @Test(arguments: Backend.enabled)
@@ -25,6 +25,8 @@ extension StorageConformanceTests {
             let link = share(f, secret: secret, max: 3)
             try await f.storage.createShare(link, audit: testAudit)
             #expect(try await f.storage.share(id: link.id) == link)
+            #expect(try await f.storage.share(reference: link.reference) == link)
+            #expect(try await f.storage.share(reference: link.id) == nil)
             #expect(try await f.storage.outboundShares(creatorType: .user, creatorID: f.owner.id).map(\.id) == [link.id])
             #expect(try await f.storage.outboundShares(creatorType: .agent, creatorID: f.owner.id).isEmpty)
             #expect(try await f.storage.orgShares(orgID: f.org.id).map(\.id) == [link.id])
@@ -89,7 +91,7 @@ extension StorageConformanceTests {
                 createdByType: .user, createdBy: f.owner.id, recipientType: .externalEmail, recipientID: nil,
                 recipientEmail: "x@example.com", expiresAt: Timestamp.now.adding(seconds: 60), maxAccessCount: nil,
                 accessCount: 0, passphraseHash: nil, ipAllowlist: [], status: .pending, revoked: false, createdAt: .now,
-                version: 1, claimDigest: Data(repeating: 7, count: 32))
+                version: 1, claimDigest: Data(repeating: 7, count: 32), reference: UUID())
             try await f.storage.createShare(pending, audit: testAudit)
             #expect(try await f.storage.share(id: pending.id)?.claimDigest == Data(repeating: 7, count: 32))
             #expect(try await f.storage.inboundShares(recipientID: UUID(), email: "x@example.com").map(\.id) == [pending.id])
@@ -132,7 +134,7 @@ extension StorageConformanceTests {
                 createdByType: .user, createdBy: f.owner.id, recipientType: .user, recipientID: f.owner.id,
                 recipientEmail: nil, expiresAt: Timestamp.now.adding(seconds: 60), maxAccessCount: nil, accessCount: 0,
                 passphraseHash: nil, ipAllowlist: [], status: .pending, revoked: false, createdAt: .now, version: nil,
-                claimDigest: nil)
+                claimDigest: nil, reference: UUID())
             try await f.storage.createShare(pending, audit: testAudit)
             #expect(try await f.storage.inboundShares(recipientID: f.owner.id, email: nil).map(\.id) == [pending.id])
             #expect(try await f.storage.answerShare(id: pending.id, status: .declined, recipientID: nil, audit: testAudit))

@@ -303,7 +303,7 @@ def busy(server, signup_user, join_org, make_agent, agent_sdk, leak_watch) -> Si
     # are counted and written once per interval (KEYHOLD_AUTH_FAILURE_INTERVAL): wait for that write.
     def counted(events: list[dict]) -> bool:
         return any(
-            e["action"] == "share.access" and e["resource_id"] == ns.link["id"] and "count" in e["details"]
+            e["action"] == "share.access" and e["resource_id"] == ns.link["reference"] and "count" in e["details"]
             for e in events
         ) and any(e["action"] == "auth.failure" and e["resource_id"] == agent.id for e in events)
 
@@ -517,7 +517,9 @@ def test_refresh_and_revoke_are_recorded(busy) -> None:
 
 
 def test_share_events(busy) -> None:
-    link = busy.link["id"]
+    # Share events name the share by its reference: a link's id is the link itself.
+    link = busy.link["reference"]
+    assert busy.link["id"] not in json.dumps(busy.events)
     created = one(busy.events, "share.create", resource_id=link)
     assert created["resource_type"] == "share"
     assert created["actor_id"] == busy.owner.user_id
@@ -536,7 +538,7 @@ def test_share_events(busy) -> None:
 
 def test_share_answers_and_recipient_access_are_recorded(busy) -> None:
     recipient = busy.recipient.user_id
-    accepted, declined = busy.accepted_share["id"], busy.declined_share["id"]
+    accepted, declined = busy.accepted_share["reference"], busy.declined_share["reference"]
     assert one(busy.events, "share.accept", resource_id=accepted)["actor_id"] == recipient
     assert one(busy.events, "share.decline", resource_id=declined)["actor_id"] == recipient
     opened = [

@@ -391,21 +391,36 @@ def test_share_stops_working_when_the_policy_that_allowed_it_is_deleted(org, ano
 
 
 def test_owners_and_admins_list_every_share_of_the_org(org, signup_user, canary) -> None:
-    mine = _link(org.owner.http, org.secret["id"])["id"]
-    members = _link(org.member.http, org.secret["id"])["id"]
-    agents = _link(org.bot, org.secret["id"])["id"]
+    mine = _link(org.owner.http, org.secret["id"])
+    members = _link(org.member.http, org.secret["id"])
+    agents = _link(org.bot, org.secret["id"])
     outsider = signup_user()
     foreign_vault = assert_sdk_ok(outsider.client.vaults.create("f3-foreign"), 201)["id"]
     foreign_secret = assert_sdk_ok(outsider.client.secrets.set(foreign_vault, "x", canary("F3-")), 201)
-    foreign = _link(outsider.http, foreign_secret["id"])["id"]
+    foreign = _link(outsider.http, foreign_secret["id"])
     for who in (org.owner, org.admin):
         resp = who.http.get("/v1/org/shares")
         assert resp.status_code == 200, resp.text
-        listed = {s["id"] for s in resp.json()["shares"]}
-        assert {mine, members, agents} <= listed, (who.role, listed)
-        assert foreign not in listed
+        listed = {s["reference"]: s for s in resp.json()["shares"]}
+        assert {mine["reference"], members["reference"], agents["reference"]} <= set(listed), (who.role, listed)
+        assert foreign["reference"] not in listed
         assert org.value not in resp.text
+        # Someone else's link is listed by its reference only: its id would open it.
+        for other in (members, agents) + ((mine,) if who is org.admin else ()):
+            assert listed[other["reference"]]["id"] is None and listed[other["reference"]]["share_url"] is None
+            assert other["id"] not in resp.text
+        if who is org.owner:
+            assert listed[mine["reference"]]["id"] == mine["id"]
     assert_problem(org.member.http.get("/v1/org/shares"), 403)
+
+
+def test_an_admin_revokes_someone_elses_link_by_its_reference(org, anon) -> None:
+    link = _link(org.member.http, org.secret["id"])
+    _opens(anon, link["id"], org.value)
+    assert_problem(anon.get(f"/v1/share/{link['reference']}"), 404)  # a reference opens nothing
+    resp = org.admin.http.delete(f"/v1/share/{link['reference']}")
+    assert resp.status_code == 204, resp.text
+    _gone(anon, link["id"], org.value)
 
 
 def test_owners_and_admins_revoke_any_share_of_the_org(org, anon) -> None:

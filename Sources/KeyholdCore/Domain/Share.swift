@@ -38,13 +38,17 @@ public struct Share: Sendable, Hashable {
     /// For `external_email`: the digest of the one-time claim token the recipient must present to accept (the
     /// address alone proves nothing: sign-up does not verify it). Nil once claimed.
     public let claimDigest: Data?
+    /// How the share is named where its id must not show: a link share's id is the link itself (whoever has it
+    /// opens the share), so the audit log and other people's listings name it by this reference instead.
+    public let reference: UUID
 
     public init(
         id: UUID, orgID: UUID, secretID: UUID, vaultID: UUID, path: String, createdByType: PrincipalKind,
         createdBy: UUID, recipientType: ShareRecipientType, recipientID: UUID?, recipientEmail: String?,
         expiresAt: Timestamp, maxAccessCount: Int?, accessCount: Int, passphraseHash: String?, ipAllowlist: [CIDR],
-        status: ShareStatus, revoked: Bool, createdAt: Timestamp, version: Int?, claimDigest: Data?
+        status: ShareStatus, revoked: Bool, createdAt: Timestamp, version: Int?, claimDigest: Data?, reference: UUID
     ) {
+        self.reference = reference
         self.version = version
         self.claimDigest = claimDigest
         self.id = id
@@ -105,6 +109,6 @@ extension Share {
             createdBy: createdBy, recipientType: recipientType, recipientID: recipientID, recipientEmail: recipientEmail,
             expiresAt: expiresAt, maxAccessCount: maxAccessCount, accessCount: accessCount,
             passphraseHash: passphraseHash, ipAllowlist: ipAllowlist, status: status, revoked: revoked,
-            createdAt: createdAt, version: version, claimDigest: claimDigest)
+            createdAt: createdAt, version: version, claimDigest: claimDigest, reference: reference)
     }
 }

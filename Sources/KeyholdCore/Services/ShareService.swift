@@ -148,11 +148,11 @@ public struct ShareService: Sendable {
             recipientEmail: recipientEmail, expiresAt: expiresAt, maxAccessCount: request.maxAccessCount,
             accessCount: 0, passphraseHash: passphraseHash, ipAllowlist: allowlist,
             status: type == .anyoneWithLink ? .accepted : .pending, revoked: false, createdAt: now, version: version,
-            claimDigest: claimToken.map(credentials.digest))
+            claimDigest: claimToken.map(credentials.digest), reference: UUID())
         try await shares.createShare(
             share,
             audit: audit.record(
-                caller, "share.create", "share", share.id.wire,
+                caller, "share.create", "share", share.reference.wire,
                 ["secret_id": .string(location.secretID.wire), "path": .string(location.path),
                  "recipient_type": .string(type.rawValue), "version": version.map { .number(Double($0)) } ?? "latest"]))
         return (share, claimToken)
@@ -168,13 +168,13 @@ public struct ShareService: Sendable {
             if let caller {
                 try await audit.append(
                     audit.record(
-                        org: share.orgID, actor: caller, ip: ip, "share.access", "share", share.id.wire,
+                        org: share.orgID, actor: caller, ip: ip, "share.access", "share", share.reference.wire,
                         ["outcome": "denied", "reason": .string(reason)]))
             } else {
                 // Anyone with the link can repeat this at will: counted, not written one by one.
                 failures.record(
                     org: share.orgID, action: "share.access", method: "link", resourceType: "share",
-                    resourceID: share.id.wire, reason: reason, ip: ip)
+                    resourceID: share.reference.wire, reason: reason, ip: ip)
             }
             throw error
         }
@@ -206,27 +206,29 @@ public struct ShareService: Sendable {
         let (counted, sealed) = try await shares.accessShare(
             id: share.id, now: .now,
             audit: audit.record(
-                org: share.orgID, actor: caller, ip: ip, "share.access", "share", share.id.wire,
+                org: share.orgID, actor: caller, ip: ip, "share.access", "share", share.reference.wire,
                 ["secret_id": .string(share.secretID.wire), "path": .string(share.path)]))
         return (counted, try await secrets.reveal(sealed, orgID: share.orgID, vaultID: share.vaultID))
     }
 
-    /// Its creator, or an owner or admin of its org (with an unscoped credential), may revoke a share.
+    /// Its creator, or an owner or admin of its org (with an unscoped credential), may revoke a share, named by its
+    /// id or its reference.
     public func revoke(_ id: UUID, by caller: Caller) async throws {
         let principal = caller.principal
-        guard let share = try await shares.share(id: id), share.orgID == principal.orgID, !share.revoked else {
-            throw Self.notFound
-        }
+        var found = try await shares.share(id: id)
+        if found == nil { found = try await shares.share(reference: id) }
+        guard let share = found, share.orgID == principal.orgID, !share.revoked else { throw Self.notFound }
         let isCreator = share.createdByType == principal.kind && share.createdBy == principal.id
         guard isCreator && withinScopes(principal, share) || principal.isOrgAdmin && !principal.isScoped else {
             try await audit.append(
                 audit.record(
-                    caller, "share.revoke", "share", id.wire,
+                    caller, "share.revoke", "share", share.reference.wire,
                     ["outcome": "denied", "reason": "only the share's creator or an org owner or admin may revoke it"]))
             throw Self.notFound
         }
         guard try await shares.revokeShare(
-            id: id, audit: audit.record(caller, "share.revoke", "share", id.wire, ["by_creator": .bool(isCreator)]))
+            id: share.id,
+            audit: audit.record(caller, "share.revoke", "share", share.reference.wire, ["by_creator": .bool(isCreator)]))
         else { throw Self.notFound }
     }
 
@@ -273,7 +275,7 @@ public struct ShareService: Sendable {
             try await audit.append(
                 audit.record(
                     org: share.orgID, actor: caller.principal, ip: caller.context.clientIP, action, "share",
-                    share.id.wire, ["outcome": "denied", "reason": .string(reason)]))
+                    share.reference.wire, ["outcome": "denied", "reason": .string(reason)]))
             throw error
         }
         guard share.status == .pending else {
@@ -293,7 +295,7 @@ public struct ShareService: Sendable {
             claimant = caller.principal.id
         }
         let record = audit.record(
-            org: share.orgID, actor: caller.principal, ip: caller.context.clientIP, action, "share", share.id.wire)
+            org: share.orgID, actor: caller.principal, ip: caller.context.clientIP, action, "share", share.reference.wire)
         guard try await shares.answerShare(
             id: id, status: accept ? .accepted : .declined, recipientID: claimant, audit: record)
         else {

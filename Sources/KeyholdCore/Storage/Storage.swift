@@ -145,6 +145,7 @@ public protocol ShareStore: Sendable {
     func secretLocation(id: UUID) async throws -> SecretLocation?
     func createShare(_ share: Share, audit: AuditRecord) async throws
     func share(id: UUID) async throws -> Share?
+    func share(reference: UUID) async throws -> Share?
     func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share]
     /// Every share of an org, newest first.
     func orgShares(orgID: UUID) async throws -> [Share]

@@ -49,7 +49,14 @@ struct ShareController {
         router.get("/v1/org/shares") { request, context in
             let caller = try await authenticator.caller(request, context)
             let list = try await shares.orgShares(for: caller)
-            return try JSONResponse.make(ShareListResponse(shares: list.map { ShareResponse($0, publicURL: publicURL) }))
+            let me = caller.principal
+            return try JSONResponse.make(
+                ShareListResponse(
+                    shares: list.map {
+                        // Someone else's link: its id would open it, so only its reference shows.
+                        let theirLink = $0.recipientType == .anyoneWithLink && !($0.createdByType == me.kind && $0.createdBy == me.id)
+                        return ShareResponse($0, publicURL: publicURL, revealID: !theirLink)
+                    }))
         }
         for (path, accept) in [("/v1/shares/:share_id/accept", true), ("/v1/shares/:share_id/decline", false)] {
             router.post(RouterPath(path)) { request, context in
@@ -105,10 +112,12 @@ struct AnswerShareRequest: Decodable {
 }
 
 /// `ShareResponse` and the share list item in one shape: never the passphrase or the value; the claim token of an
-/// `external_email` share only in the response that creates it.
+/// `external_email` share only in the response that creates it. `reference` names the share in the audit log and
+/// in listings of other people's links, where the id (a link's credential) is `null`.
 struct ShareResponse: Encodable {
-    let id: String
-    let share_url: String
+    let id: JSONValue
+    let reference: String
+    let share_url: JSONValue
     let secret_id: String
     let secret_path: String
     let vault_id: String
@@ -129,12 +138,13 @@ struct ShareResponse: Encodable {
     let follows_latest: Bool
     let claim_token: String?
 
-    init(_ share: Share, publicURL: String, claimToken: String? = nil) {
+    init(_ share: Share, publicURL: String, claimToken: String? = nil, revealID: Bool = true) {
+        reference = share.reference.wire
         version = share.version.map { .number(Double($0)) } ?? .null
         follows_latest = share.version == nil
         claim_token = claimToken
-        id = share.id.wire
-        share_url = publicURL + "/v1/share/" + share.id.wire
+        id = revealID ? .string(share.id.wire) : .null
+        share_url = revealID ? .string(publicURL + "/v1/share/" + share.id.wire) : .null
         secret_id = share.secretID.wire
         secret_path = share.path
         vault_id = share.vaultID.wire

@@ -34,6 +34,15 @@ public protocol APITransport: Sendable {
 public struct HTTPTransport: APITransport {
     public let baseURL: String
 
+    /// A client that reports a server it cannot connect to at once (the shared one retries until the request's
+    /// deadline, a minute of silence for a command line).
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(10)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     public init(baseURL: String) { self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL }
 
     public func send(method: String, path: String, headers: [(String, String)], body: Data?) async throws
@@ -45,7 +54,7 @@ public struct HTTPTransport: APITransport {
         if let body { request.body = .bytes(ByteBuffer(data: body)) }
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            response = try await Self.client.execute(request, timeout: .seconds(60))
         } catch {
             throw ClientError("cannot reach the server at \(baseURL): \(KeyholdAPI.reason(error))", unreachable: true)
         }
@@ -106,6 +115,9 @@ public struct KeyholdAPI: Sendable {
 
     static func reason(_ error: any Error) -> String {
         let text = String(describing: error)
+        if text.contains("refused") { return "connection refused" }
+        if text.lowercased().contains("timeout") || text.contains("timed out") { return "timed out" }
+        if text.contains("resolve") || text.contains("NXDOMAIN") || text.contains("lookup") { return "the host name does not resolve" }
         return text.count > 200 ? String(text.prefix(200)) + "…" : text
     }
 
@@ -116,6 +128,11 @@ public struct KeyholdAPI: Sendable {
         return path.split(separator: "/", omittingEmptySubsequences: false)
             .map { $0.addingPercentEncoding(withAllowedCharacters: allowed) ?? String($0) }
             .joined(separator: "/")
+    }
+
+    /// `/v1/vaults/{vault}/{collection}/{path}` (`secrets`, `secret-versions`, `secret-rotate`, …), escaped.
+    public static func route(_ collection: String, vault: String, path: String) -> String {
+        "/v1/vaults/\(escape(vault))/\(collection)/\(escape(path))"
     }
 
     // MARK: secrets
@@ -137,10 +154,12 @@ public struct KeyholdAPI: Sendable {
         return items
     }
 
+    /// The route that reads a secret's value: its latest version, or `version`.
+    public static func secretRoute(vault: String, path: String, version: Int?) -> String {
+        version.map { route("secret-version", vault: vault, path: path) + "/\($0)" } ?? route("secrets", vault: vault, path: path)
+    }
+
     public func secret(vault: String, path: String, version: Int? = nil) async throws -> JSONObject {
-        let route =
-            version.map { "/v1/vaults/\(Self.escape(vault))/secret-version/\(Self.escape(path))/\($0)" }
-            ?? "/v1/vaults/\(Self.escape(vault))/secrets/\(Self.escape(path))"
-        return try await call("GET", route).object
+        try await call("GET", Self.secretRoute(vault: vault, path: path, version: version)).object
     }
 }

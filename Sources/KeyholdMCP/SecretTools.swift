@@ -165,8 +165,6 @@ public struct SecretTools: Sendable {
             as: UTF8.self)
     }
 
-    var secretsRoute: String { "/v1/vaults/\(KeyholdAPI.escape(vault))" }
-
     func run(_ name: String, _ arguments: [String: Value]) async throws -> String {
         let api = try await credentials.api()
         switch name {
@@ -189,15 +187,15 @@ public struct SecretTools: Sendable {
                 if let expires = arguments["expires_at"]?.stringValue { body["expires_at"] = expires }
                 if let max = arguments["max_access_count"]?.intValue { body["max_access_count"] = max }
             }
-            let reply = try await api.call("PUT", "\(secretsRoute)/secrets/\(KeyholdAPI.escape(path))", json: body)
+            let reply = try await api.call("PUT", KeyholdAPI.route("secrets", vault: vault, path: path), json: body)
             return try json(Self.metadata(reply.object))
         case "delete_secret":
             let path = try required(arguments, "path")
-            try await api.call("DELETE", "\(secretsRoute)/secrets/\(KeyholdAPI.escape(path))")
+            try await api.call("DELETE", KeyholdAPI.route("secrets", vault: vault, path: path))
             return "Secret at '\(path)' deleted."
         case "describe_secret":
             let path = try required(arguments, "path")
-            let versions = try await api.call("GET", "\(secretsRoute)/secret-versions/\(KeyholdAPI.escape(path))")
+            let versions = try await api.call("GET", KeyholdAPI.route("secret-versions", vault: vault, path: path))
             guard let latest = (versions.object["versions"] as? [JSONObject])?.last else {
                 throw ClientError("Secret not found", status: 404)
             }
@@ -207,11 +205,11 @@ public struct SecretTools: Sendable {
             var body: [String: Any] = [:]
             if let length = arguments["length"]?.intValue { body["length"] = length }
             if let charset = arguments["charset"]?.stringValue { body["charset"] = charset }
-            let reply = try await api.call("POST", "\(secretsRoute)/secret-rotate/\(KeyholdAPI.escape(path))", json: body)
+            let reply = try await api.call("POST", KeyholdAPI.route("secret-rotate", vault: vault, path: path), json: body)
             return try json(Self.metadata(reply.object))
         case "list_versions":
             let path = try required(arguments, "path")
-            let reply = try await api.call("GET", "\(secretsRoute)/secret-versions/\(KeyholdAPI.escape(path))")
+            let reply = try await api.call("GET", KeyholdAPI.route("secret-versions", vault: vault, path: path))
             return try json(["versions": (reply.object["versions"] as? [JSONObject] ?? []).map(Self.metadata)])
         case "get_env_bundle":
             guard reveal else { throw ToolError(message: Self.valueFree) }

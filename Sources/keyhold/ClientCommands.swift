@@ -325,10 +325,7 @@ struct SecretCommand: AsyncParsableCommand {
                 var context = try client.context()
                 let api = try await context.api()
                 let vaultID = try context.vault(vault.vault)
-                let route =
-                    version.map { "/v1/vaults/\(KeyholdAPI.escape(vaultID))/secret-version/\(KeyholdAPI.escape(path))/\($0)" }
-                    ?? "/v1/vaults/\(KeyholdAPI.escape(vaultID))/secrets/\(KeyholdAPI.escape(path))"
-                let reply = try await api.call("GET", route)
+                let reply = try await api.call("GET", KeyholdAPI.secretRoute(vault: vaultID, path: path, version: version))
                 if json { return Terminal.printJSON(reply) }
                 let secret = reply.object
                 if quiet { return print(text(secret["value"])) }
@@ -364,12 +361,13 @@ struct SecretCommand: AsyncParsableCommand {
                     if data.last == UInt8(ascii: "\n") { data.removeLast() }
                     secretValue = String(decoding: data, as: UTF8.self)
                 }
+                guard !secretValue.isEmpty else { throw ClientError("no value given: nothing was stored") }
                 var body: [String: Any] = ["value": secretValue]
                 if let type { body["type"] = type }
                 if let expiresAt { body["expires_at"] = expiresAt }
                 if let maxAccessCount { body["max_access_count"] = maxAccessCount }
                 let reply = try await context.api().call(
-                    "PUT", "/v1/vaults/\(KeyholdAPI.escape(vaultID))/secrets/\(KeyholdAPI.escape(path))", json: body)
+                    "PUT", KeyholdAPI.route("secrets", vault: vaultID, path: path), json: body)
                 if json { return Terminal.printJSON(reply) }
                 print("Stored \(path) version \(text(reply.object["version"]))")
             }
@@ -385,7 +383,7 @@ struct SecretCommand: AsyncParsableCommand {
             try await reportingFailure {
                 var context = try client.context()
                 let vaultID = try context.vault(vault.vault)
-                try await context.api().call("DELETE", "/v1/vaults/\(KeyholdAPI.escape(vaultID))/secrets/\(KeyholdAPI.escape(path))")
+                try await context.api().call("DELETE", KeyholdAPI.route("secrets", vault: vaultID, path: path))
                 print("Deleted \(path)")
             }
         }
@@ -408,7 +406,7 @@ struct SecretCommand: AsyncParsableCommand {
                 if let length { body["length"] = length }
                 if let charset { body["charset"] = charset }
                 let reply = try await context.api().call(
-                    "POST", "/v1/vaults/\(KeyholdAPI.escape(vaultID))/secret-rotate/\(KeyholdAPI.escape(path))", json: body)
+                    "POST", KeyholdAPI.route("secret-rotate", vault: vaultID, path: path), json: body)
                 if json { return Terminal.printJSON(reply) }
                 print("Rotated \(path) to version \(text(reply.object["version"]))")
             }
@@ -426,7 +424,7 @@ struct SecretCommand: AsyncParsableCommand {
                 var context = try client.context()
                 let vaultID = try context.vault(vault.vault)
                 let reply = try await context.api().call(
-                    "GET", "/v1/vaults/\(KeyholdAPI.escape(vaultID))/secret-versions/\(KeyholdAPI.escape(path))")
+                    "GET", KeyholdAPI.route("secret-versions", vault: vaultID, path: path))
                 if json { return Terminal.printJSON(reply) }
                 let versions = reply.object["versions"] as? [JSONObject] ?? []
                 Terminal.table(
@@ -448,7 +446,7 @@ struct SecretCommand: AsyncParsableCommand {
                 var context = try client.context()
                 let vaultID = try context.vault(vault.vault)
                 let reply = try await context.api().call(
-                    "GET", "/v1/vaults/\(KeyholdAPI.escape(vaultID))/secret-versions/\(KeyholdAPI.escape(path))")
+                    "GET", KeyholdAPI.route("secret-versions", vault: vaultID, path: path))
                 guard let latest = (reply.object["versions"] as? [JSONObject])?.last else {
                     throw ClientError("Secret not found", status: 404)
                 }
@@ -513,7 +511,7 @@ struct EnvCommand: AsyncParsableCommand {
                 var context = try client.context()
                 let vaultID = try context.vault(vault.vault)
                 let reply = try await context.api().call(
-                    "PUT", "/v1/vaults/\(KeyholdAPI.escape(vaultID))/secrets/\(KeyholdAPI.escape(path))",
+                    "PUT", KeyholdAPI.route("secrets", vault: vaultID, path: path),
                     json: ["value": String(decoding: data, as: UTF8.self), "type": "env_bundle"])
                 print("Stored \(path) version \(text(reply.object["version"])) (\(SecretEnvironment.parseLines(String(decoding: data, as: UTF8.self)).count) variables)")
             }

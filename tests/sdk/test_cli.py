@@ -1335,3 +1335,64 @@ def test_run_does_not_mask_values_shorter_than_four_bytes(as_owner: Cli, put) ->
     lines = result.err.splitlines()
     assert len(lines) == 1, str(result)
     assert "q7z" not in result.err
+
+
+# ---------------------------------------------------------------------------
+# run --watch and --fallback
+# ---------------------------------------------------------------------------
+
+
+def test_run_watch_restarts_only_when_an_injected_value_changes(
+    as_owner: Cli, owner, box: str, put, canary, tmp_path: Path
+) -> None:
+    first, second = canary("WATCH-A-"), canary("WATCH-B-")
+    put("app/token", first)
+    starts = tmp_path / "starts"
+    script = (f'printf "%s\\n" "$APP_TOKEN" >> {starts}; '
+              'trap "exit 0" TERM; while true; do sleep 0.1; done')
+
+    def polls() -> int:
+        """The watcher's checks so far: each lists the vault, which the server records as `secret.list`."""
+        resp = owner.http.get("/v1/audit/events", params={"action": "secret.list", "resource_id": box, "limit": 1000})
+        assert resp.status_code == 200, resp.text
+        return len(resp.json()["events"])
+
+    proc = as_owner.popen("run", "--watch", "--interval", "1", "--grace-period", "5", "--", "sh", "-c", script)
+    try:
+        wait_for(lambda: starts.exists() and starts.read_text().count("\n") == 1, "the first start")
+        # A new version with the same value: two checks later the command still runs its first start.
+        put("app/token", first)
+        seen = polls()
+        wait_for(lambda: polls() >= seen + 2, "two more checks")
+        assert starts.read_text().splitlines() == [first]
+        put("app/token", second)
+        wait_for(lambda: starts.read_text().splitlines()[-1] == second, "the restart with the new value")
+        assert starts.read_text().splitlines() == [first, second]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=CLI_TIMEOUT)
+    assert proc.returncode == 0, (out, err)
+    assert first.encode() not in out + err and second.encode() not in out + err
+    assert err.decode().count("a secret changed; restarting the command") == 1, err
+
+
+def test_run_fallback_serves_the_last_values_when_the_server_is_unreachable(
+    as_owner: Cli, put, canary, tmp_path: Path
+) -> None:
+    value = canary("FALLBACK-")
+    put("app/token", value)
+    cache = tmp_path / "cache.json"
+    ok(as_owner("run", "--fallback", str(cache), "--", "sh", "-c", "true"))
+    assert mode(cache) == 0o600
+    assert value.encode() not in cache.read_bytes()
+    offline = closed_port_url()
+    result = as_owner("run", "--fallback", str(cache), "--", "sh", "-c", 'printf "%s" "$APP_TOKEN" > got',
+                      env={"KEYHOLD_URL": offline})
+    assert result.code == 0, str(result)
+    assert (as_owner.root / "got").read_text() == value
+    assert "using the fallback cache" in result.err
+    # Without the cache, or with another credential, an unreachable server is an error and the command never runs.
+    failed(as_owner("run", "--", "sh", "-c", "touch ran", env={"KEYHOLD_URL": offline}))
+    failed(as_owner("run", "--fallback", str(cache), "--", "sh", "-c", "touch ran",
+                    env={"KEYHOLD_URL": offline, "KEYHOLD_TOKEN": "another-credential"}))
+    assert not (as_owner.root / "ran").exists()

@@ -159,7 +159,8 @@ public struct ShareService: Sendable {
     }
 
     /// Reads the shared secret. Link shares need no caller; targeted ones need their recipient, who must have
-    /// accepted. A wrong passphrase or address is audited and refused without counting an access.
+    /// accepted. A refusal (a wrong passphrase or address, an exhausted share, a creator who lost access) counts no
+    /// access: a caller's is audited at once, an anonymous one counted and written per interval.
     public func access(_ id: UUID, passphrase: String?, caller: Principal?, ip: IPAddress?) async throws
         -> (Share, SecretService.Revealed)
     {

@@ -83,9 +83,11 @@ let package = Package(
             ],
             resources: [.copy("Resources/openapi.json")]
         ),
+        .target(name: "CKeyholdTerminal"),
         .target(
             name: "KeyholdClient",
             dependencies: [
+                "CKeyholdTerminal",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),

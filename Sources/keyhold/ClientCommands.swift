@@ -591,7 +591,7 @@ struct RunCommand: AsyncParsableCommand {
             }
 
             let current = Mutex<ChildProcess?>(nil)
-            let sources = ChildProcess.forwardSignals { current.withLock { $0?.pid } }
+            let sources = ChildProcess.forwardSignals { current.withLock { $0 } }
             defer { for source in sources { source.cancel() } }
             while true {
                 let child = try start(resolved, environment: context.environment)

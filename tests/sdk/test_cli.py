@@ -1396,3 +1396,37 @@ def test_run_fallback_serves_the_last_values_when_the_server_is_unreachable(
     failed(as_owner("run", "--fallback", str(cache), "--", "sh", "-c", "touch ran",
                     env={"KEYHOLD_URL": offline, "KEYHOLD_TOKEN": "another-credential"}))
     assert not (as_owner.root / "ran").exists()
+
+
+def test_run_gives_a_child_a_terminal_of_its_own_when_stdout_is_one(as_owner: Cli, put, canary) -> None:
+    import pty
+
+    value = canary("PTY-")
+    put("app/token", value)
+    master, slave = pty.openpty()
+    script = ('if [ -t 0 ] && [ -t 1 ] && [ -t 2 ]; then echo on-a-terminal; fi; '
+              'printf "%s\\n" "$APP_TOKEN"; printf "\\033[31mred\\033[0m\\n"; read line; echo "typed:$line"')
+    proc = as_owner.popen("run", "--", "sh", "-c", script, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    output = b""
+    try:
+        os.write(master, b"hello\n")
+        while True:
+            ready, _, _ = select.select([master], [], [], CLI_TIMEOUT)
+            assert ready, f"no output from keyhold run within {CLI_TIMEOUT}s: {output!r}"
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every holder of the terminal's other side has closed it
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(master)
+        code = proc.wait(timeout=CLI_TIMEOUT)
+    assert code == 0, output
+    assert b"on-a-terminal" in output, output
+    assert value.encode() not in output
+    assert redacted("APP_TOKEN").encode() in output, output
+    assert b"\x1b[31mred\x1b[0m" in output, output
+    assert b"typed:hello" in output, output

@@ -9,6 +9,9 @@ public struct KeyholdRequestContext: RequestContext, RemoteAddressRequestContext
     public let remoteAddress: SocketAddress?
     /// The peer's IP address, taken once from the socket's raw address (no proxy headers are trusted).
     let clientIP: IPAddress?
+    /// How the request reached the API when not directly over HTTP: `mcp-http` for a tool call of `/mcp`, set by
+    /// the server itself (never from a header), and recorded in the audit events the request causes.
+    var transport: String?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

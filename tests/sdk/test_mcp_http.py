@@ -99,6 +99,13 @@ def test_tools_over_http_follow_the_agents_policies_and_are_audited(server: Any,
     assert sorted((e["resource_id"], e["details"].get("outcome")) for e in new) == [
         ("api/key", None), ("db/password", "denied")]
     assert all(e["ip_address"] == "127.0.0.1" for e in new)
+    # The server records that these reads came through MCP; a direct API read carries no transport.
+    assert all(e["details"].get("transport") == "mcp-http" for e in new), new
+    direct = owner.http.get(f"/v1/vaults/{vault}/secrets/api/key")
+    assert direct.status_code == 200, direct.text
+    owner_reads = owner.http.get(
+        "/v1/audit/events", params={"actor_id": owner.user_id, "action": "secret.read", "limit": 1}).json()["events"]
+    assert owner_reads and "transport" not in owner_reads[0]["details"], owner_reads
     assert_problem(owner.http.get(f"/v1/vaults/{vault}/secrets/api/new"), 404)
 
 

@@ -10,12 +10,14 @@ public struct AuditLog: Sendable {
         self.chain = chain
     }
 
-    /// A record of something `caller` did.
+    /// A record of something `caller` did (with the transport, when the request came through MCP).
     public func record(
         _ caller: Caller, _ action: String, _ resourceType: String, _ resourceID: String?,
         _ details: [String: JSONValue] = [:]
     ) -> AuditRecord {
-        record(
+        var details = details
+        if let transport = caller.context.transport { details["transport"] = .string(transport) }
+        return record(
             org: caller.principal.orgID, actor: caller.principal, ip: caller.context.clientIP, action, resourceType,
             resourceID, details)
     }

@@ -69,10 +69,13 @@ public struct Policy: Sendable, Hashable {
 public struct AccessContext: Sendable {
     public let clientIP: IPAddress?
     public let now: Timestamp
+    /// How the request reached the API when not directly (`mcp-http`), for the audit log.
+    public let transport: String?
 
-    public init(clientIP: IPAddress?, now: Timestamp = .now) {
+    public init(clientIP: IPAddress?, now: Timestamp = .now, transport: String? = nil) {
         self.clientIP = clientIP
         self.now = now
+        self.transport = transport
     }
 }
 

@@ -8,7 +8,9 @@ struct Authenticator: Sendable {
 
     func caller(_ request: Request, _ context: KeyholdRequestContext) async throws -> Caller {
         let ip = context.clientIP
-        return Caller(try await auth.authenticate(bearer: Self.bearer(request), ip: ip), context: AccessContext(clientIP: ip))
+        return Caller(
+            try await auth.authenticate(bearer: Self.bearer(request), ip: ip),
+            context: AccessContext(clientIP: ip, transport: context.transport))
     }
 
     static func bearer(_ request: Request) -> String? {

@@ -44,7 +44,9 @@ struct MCPController {
         guard let responder = responder.responder.withLock({ $0 }) else {
             throw KeyholdError(.unavailable, "The MCP endpoint is not ready")
         }
-        let transport = InProcessTransport(responder: responder, context: context)
+        var inner = context
+        inner.transport = "mcp-http"
+        let transport = InProcessTransport(responder: responder, context: inner)
         var api = KeyholdAPI(transport: transport, bearer: credential)
         if credential.hasPrefix("ocv_") {
             let reply = try await api.with(bearer: nil).send("POST", "/v1/auth/agent-token", json: ["api_key": credential])

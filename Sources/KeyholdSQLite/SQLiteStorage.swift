@@ -302,17 +302,20 @@ extension SQLiteStorage {
             guard !(try db.query("SELECT id FROM keks WHERE id = ?", [.text(new.kekID)]).isEmpty) else {
                 throw KeyholdError(.unavailable, "The vault's key changed during the write; retry the request")
             }
-            // A deleted secret's row gives way: a write to its path creates a new secret (a new id, version 1).
-            try db.query(
-                "DELETE FROM secrets WHERE vault_id = ? AND path = ? AND deleted_at IS NOT NULL",
-                [.uuid(new.vaultID), .text(new.path)])
-            // The next version of an existing path, else the path's first (this connection is the only writer).
+            // The next version of a live path (one statement on the common path; this connection is the only
+            // writer), else the path's first: a deleted secret's row gives way, so a write to its path creates a
+            // new secret (a new id, version 1).
             let next = try db.query(
                 """
                 UPDATE secrets SET current_version = current_version + 1
-                WHERE vault_id = ? AND path = ? RETURNING id, current_version
+                WHERE vault_id = ? AND path = ? AND deleted_at IS NULL RETURNING id, current_version
                 """, [.uuid(new.vaultID), .text(new.path)]
             ).first
+            if next == nil {
+                try db.query(
+                    "DELETE FROM secrets WHERE vault_id = ? AND path = ? AND deleted_at IS NOT NULL",
+                    [.uuid(new.vaultID), .text(new.path)])
+            }
             guard let row = try next ?? db.query(
                 "INSERT INTO secrets (id, vault_id, path, current_version) VALUES (?, ?, ?, 1) RETURNING id, current_version",
                 [.uuid(UUID()), .uuid(new.vaultID), .text(new.path)]

@@ -26,22 +26,13 @@ public final class ChildProcess: Sendable {
         self.terminal = terminal
     }
 
-    /// Passes a signal on; a window size change is first copied to the child's terminal.
-    public func forward(_ signal: Int32) {
-        if signal == SIGWINCH, let terminal { _ = keyhold_pty_copy_size(STDOUT_FILENO, terminal) }
-        _ = kill(pid, signal)
-    }
-
-    /// Until keyhold exits, the forwarded signals are the child's business: keyhold only passes them on, to whichever
-    /// child runs at the time.
-    public static func forwardSignals(to current: @escaping @Sendable () -> ChildProcess?) -> [any DispatchSourceSignal] {
-        for signal in forwardedSignals + [SIGPIPE] { _ = Glibc.signal(signal, SIG_IGN) }
-        return forwardedSignals.map { signal in
-            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
-            source.setEventHandler { current()?.forward(signal) }
-            source.resume()
-            return source
-        }
+    /// Until keyhold exits, the forwarded signals are the child's business: keyhold passes them on to whichever child
+    /// runs at the time, and keeps those that arrive between two children for the next one. The forwarding is done
+    /// in a signal handler (see `keyhold_forward_signals`), not a dispatch source: libdispatch's sources on Linux can
+    /// lose a signal that its handler re-raises on a thread other than the one reading its signalfd.
+    public static func forwardSignals() {
+        _ = Glibc.signal(SIGPIPE, SIG_IGN)
+        _ = forwardedSignals.withUnsafeBufferPointer { keyhold_forward_signals($0.baseAddress, Int32($0.count)) }
     }
 
     /// Starts `arguments` (looked up on PATH) with exactly `environment`; stdin is inherited, stdout and stderr
@@ -108,6 +99,7 @@ public final class ChildProcess: Sendable {
             if let terminal { close(terminal) }
             throw SpawnError(program: program, code: spawned)
         }
+        keyhold_forward_to(pid, terminal ?? -1)
         let outputDone = Flag()
         let master = terminal
         if let terminal {
@@ -203,6 +195,7 @@ public final class ChildProcess: Sendable {
             Thread.detachNewThread {
                 var status: Int32 = 0
                 while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+                keyhold_forward_forget(pid)
                 readers.wait()
                 ChildProcess.restoreTerminal()
                 let signal = status & 0x7F

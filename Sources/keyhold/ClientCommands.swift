@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import KeyholdClient
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -590,12 +589,9 @@ struct RunCommand: AsyncParsableCommand {
                 resolved = cached
             }
 
-            let current = Mutex<ChildProcess?>(nil)
-            let sources = ChildProcess.forwardSignals { current.withLock { $0 } }
-            defer { for source in sources { source.cancel() } }
+            ChildProcess.forwardSignals()
             while true {
                 let child = try start(resolved, environment: context.environment)
-                current.withLock { $0 = child }
                 guard watch, let injection else { throw ExitCode(await child.wait()) }
                 let known = resolved
                 let grace = gracePeriod

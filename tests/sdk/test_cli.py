@@ -1169,6 +1169,24 @@ def test_run_forwards_signals_to_the_child(as_owner: Cli, tmp_path: Path, sig: s
     assert code == 0, (code, (tmp_path / "err").read_text())
 
 
+@pytest.mark.parametrize("round", range(5))
+def test_run_forwards_a_signal_sent_the_moment_the_child_starts(as_owner: Cli, tmp_path: Path, round: int) -> None:
+    """The child signals keyhold before doing anything else: keyhold's forwarding is in place before it starts (a
+    signal that keyhold ignores and does not yet forward would be lost, and keyhold would wait for ever)."""
+    marker = tmp_path / "marker"
+    script = 'trap \'echo INT > "$1"; exit 0\' INT; kill -INT $PPID; while :; do sleep 0.1; done'
+    with open(tmp_path / "err", "wb") as err:
+        proc = as_owner.popen("run", "--", "sh", "-c", script, "sh", str(marker), stdout=subprocess.DEVNULL,
+                              stderr=err)
+        try:
+            code = proc.wait(timeout=POLL_TIMEOUT)
+        finally:
+            _kill_group(proc)
+            proc.wait(timeout=POLL_TIMEOUT)
+    assert marker.read_text().strip() == "INT", (tmp_path / "err").read_text()
+    assert code == 0, (code, (tmp_path / "err").read_text())
+
+
 def test_run_passes_stdin_through(as_owner: Cli) -> None:
     result = ok(as_owner("run", "--", "cat", input="first line\nsecond line\n"))
     assert result.out == "first line\nsecond line\n"

@@ -191,8 +191,8 @@ def _master_keys(srv: KeyholdServer) -> list[bytes]:
 
 def server_signing_key(srv: KeyholdServer):
     """The server's Ed25519 JWT signing key, unsealed from storage with the master key (software keystore only)."""
-    aead = pytest.importorskip("cryptography.hazmat.primitives.ciphers.aead")
-    ed25519 = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ed25519")
+    import cryptography.hazmat.primitives.ciphers.aead as aead
+    import cryptography.hazmat.primitives.asymmetric.ed25519 as ed25519
     if "--keystore" in srv.options and "pkcs11" in srv.options:
         pytest.skip("the signing key is sealed by the HSM")
     rows = srv.rows("SELECT value FROM system_values WHERE key = 'jwt-signing-key'")
@@ -206,7 +206,7 @@ def server_signing_key(srv: KeyholdServer):
         except Exception:
             continue
         return ed25519.Ed25519PrivateKey.from_private_bytes(raw)
-    pytest.skip("no master key available to unseal the signing key")
+    pytest.fail("no master key in the data directory unseals the signing key")
 
 
 def sign_jwt(key, header: dict[str, Any], payload: dict[str, Any]) -> str:
@@ -323,8 +323,8 @@ def _forge_public(kind: str, jw: SimpleNamespace, base_url: str) -> tuple[str | 
     if kind == "hs256_public_key_raw_bytes":
         return hs256(public_raw), {}
     if kind == "hs256_public_key_pem":
-        serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
-        ed25519 = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ed25519")
+        import cryptography.hazmat.primitives.serialization as serialization
+        import cryptography.hazmat.primitives.asymmetric.ed25519 as ed25519
         pem = ed25519.Ed25519PublicKey.from_public_bytes(public_raw).public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         return hs256(pem), {}
@@ -347,11 +347,11 @@ def _forge_public(kind: str, jw: SimpleNamespace, base_url: str) -> tuple[str | 
     if kind == "kid_missing":
         return f"{_b64json({k: v for k, v in header.items() if k != 'kid'})}.{body}.{sig}", {}
     if kind == "signed_by_foreign_ed25519_key":
-        ed25519 = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ed25519")
+        import cryptography.hazmat.primitives.asymmetric.ed25519 as ed25519
         return sign_jwt(ed25519.Ed25519PrivateKey.generate(), header, payload), {}
     if kind == "foreign_key_with_its_own_jwk_in_header":
-        ed25519 = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ed25519")
-        serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
+        import cryptography.hazmat.primitives.asymmetric.ed25519 as ed25519
+        import cryptography.hazmat.primitives.serialization as serialization
         forged_key = ed25519.Ed25519PrivateKey.generate()
         x = b64url_encode(forged_key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw))

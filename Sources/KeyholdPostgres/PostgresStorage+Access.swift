@@ -21,15 +21,15 @@ extension PostgresStorage {
     }
 
     public func agent(id: UUID) async throws -> Agent? {
-        try await read("SELECT * FROM agents WHERE id = \(id)").first.map(Self.agent)
+        try await read("SELECT * FROM agents WHERE id = \(id)").first.map(StoredRecords.agent)
     }
 
     public func agents(orgID: UUID) async throws -> [Agent] {
-        try await read("SELECT * FROM agents WHERE org_id = \(orgID) ORDER BY created_at, id").map(Self.agent)
+        try await read("SELECT * FROM agents WHERE org_id = \(orgID) ORDER BY created_at, id").map(StoredRecords.agent)
     }
 
     public func agents(keyPrefix: String) async throws -> [Agent] {
-        try await read("SELECT * FROM agents WHERE key_prefix = \(keyPrefix) ORDER BY created_at, id").map(Self.agent)
+        try await read("SELECT * FROM agents WHERE key_prefix = \(keyPrefix) ORDER BY created_at, id").map(StoredRecords.agent)
     }
 
     public func updateAgent(_ agent: Agent, audit: AuditRecord) async throws -> Bool {
@@ -71,18 +71,6 @@ extension PostgresStorage {
         StoredJSON.encode(agent.vaultIDs.map { $0.wire })
     }
 
-    static func agent(_ row: Row) throws -> Agent {
-        Agent(
-            id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.text("name"),
-            description: try row.optionalText("description"), isActive: try row.bool("is_active"),
-            scopes: try row.optionalText("scopes").map(StoredJSON.strings),
-            vaultIDs: try StoredJSON.strings(try row.text("vault_ids")).compactMap(UUID.init(uuidString:)),
-            tokenTTLSeconds: try row.optionalInt("token_ttl_seconds"),
-            expiresAt: try row.optionalTimestamp("expires_at"),
-            createdBy: try row.uuid("created_by"), createdAt: try row.timestamp("created_at"),
-            keyPrefix: try row.text("key_prefix"), keyDigest: try row.bytes("key_digest"),
-            keyVersion: Int(try row.int("key_version")))
-    }
 }
 
 // MARK: credentials
@@ -103,16 +91,16 @@ extension PostgresStorage {
     }
 
     public func apiKeys(userID: UUID) async throws -> [UserAPIKey] {
-        try await read("SELECT * FROM user_api_keys WHERE user_id = \(userID) ORDER BY created_at, id").map(Self.apiKey)
+        try await read("SELECT * FROM user_api_keys WHERE user_id = \(userID) ORDER BY created_at, id").map(StoredRecords.apiKey)
     }
 
     public func apiKey(id: UUID) async throws -> UserAPIKey? {
-        try await read("SELECT * FROM user_api_keys WHERE id = \(id)").first.map(Self.apiKey)
+        try await read("SELECT * FROM user_api_keys WHERE id = \(id)").first.map(StoredRecords.apiKey)
     }
 
     public func apiKeys(keyPrefix: String) async throws -> [UserAPIKey] {
         try await read("SELECT * FROM user_api_keys WHERE key_prefix = \(keyPrefix) ORDER BY created_at, id")
-            .map(Self.apiKey)
+            .map(StoredRecords.apiKey)
     }
 
     public func deactivateAPIKey(id: UUID, userID: UUID, audit: AuditRecord) async throws -> Bool {
@@ -128,13 +116,6 @@ extension PostgresStorage {
         }
     }
 
-    static func apiKey(_ row: Row) throws -> UserAPIKey {
-        UserAPIKey(
-            id: try row.uuid("id"), userID: try row.uuid("user_id"), orgID: try row.uuid("org_id"),
-            name: try row.text("name"), keyPrefix: try row.text("key_prefix"), keyDigest: try row.bytes("key_digest"),
-            scopes: try row.optionalText("scopes").map(StoredJSON.strings), isActive: try row.bool("is_active"),
-            createdAt: try row.timestamp("created_at"), expiresAt: try row.optionalTimestamp("expires_at"))
-    }
 
     public func createRefreshToken(_ token: RefreshTokenRecord, audit: AuditRecord) async throws {
         try await transaction { db in
@@ -166,21 +147,15 @@ extension PostgresStorage {
             try await Self.lockFamily(db, try found.uuid("family"))
             guard let row = try await db.query("SELECT * FROM refresh_tokens WHERE digest = \(digest) FOR UPDATE").first
             else { return nil }
-            let family = try row.uuid("family")
-            if !row.isNull("spent_at") {
+            let token = try StoredRecords.refreshToken(row)
+            if try StoredFields(row, table: "refresh_tokens").optionalInt("spent_at") != nil {
                 // A spent token presented again: someone holds a copy. End the whole family.
-                try await Self.endFamily(db, family, at: now)
+                try await Self.endFamily(db, token.family, at: now)
                 return nil
             }
-            let expiresAt = try row.timestamp("expires_at")
-            guard now < expiresAt else { return nil }
+            guard now < token.expiresAt else { return nil }
             try await db.execute("UPDATE refresh_tokens SET spent_at = \(now.milliseconds) WHERE digest = \(digest)")
-            return RefreshTokenRecord(
-                digest: digest, family: family,
-                principalKind: PrincipalKind(rawValue: try row.text("principal_type")) ?? .user,
-                principalID: try row.uuid("principal_id"), orgID: try row.uuid("org_id"), expiresAt: expiresAt,
-                scopes: try row.optionalText("scopes").map(StoredJSON.strings),
-                apiKeyID: try row.optionalUUID("api_key_id"), keyVersion: try row.optionalInt("key_version"))
+            return token
         }
     }
 
@@ -234,13 +209,13 @@ extension PostgresStorage {
     }
 
     public func policy(id: UUID, vaultID: UUID) async throws -> Policy? {
-        try await read("SELECT * FROM policies WHERE id = \(id) AND vault_id = \(vaultID)").first.map(Self.policy)
+        try await read("SELECT * FROM policies WHERE id = \(id) AND vault_id = \(vaultID)").first.map(StoredRecords.policy)
     }
 
     public func policies(vaultID: UUID) async throws -> [Policy] {
         try await read(
             "SELECT * FROM policies WHERE vault_id = \(vaultID) ORDER BY priority DESC, created_at, id"
-        ).map(Self.policy)
+        ).map(StoredRecords.policy)
     }
 
     public func policies(principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
@@ -249,7 +224,7 @@ extension PostgresStorage {
             SELECT * FROM policies WHERE principal_type = \(principalKind.rawValue) AND principal_id = \(principalID)
             ORDER BY created_at, id
             """
-        ).map(Self.policy)
+        ).map(StoredRecords.policy)
     }
 
     public func policies(vaultID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
@@ -259,7 +234,7 @@ extension PostgresStorage {
             WHERE vault_id = \(vaultID) AND principal_type = \(principalKind.rawValue) AND principal_id = \(principalID)
             ORDER BY created_at, id
             """
-        ).map(Self.policy)
+        ).map(StoredRecords.policy)
     }
 
     public func updatePolicy(_ policy: Policy, audit: AuditRecord) async throws -> Bool {
@@ -287,18 +262,4 @@ extension PostgresStorage {
         }
     }
 
-    static func policy(_ row: Row) throws -> Policy {
-        Policy(
-            id: try row.uuid("id"), vaultID: try row.uuid("vault_id"),
-            pattern: try PathPattern(validating: try row.text("pattern")),
-            principalKind: PrincipalKind(rawValue: try row.text("principal_type")) ?? .user,
-            principalID: try row.uuid("principal_id"),
-            permissions: try StoredJSON.strings(try row.text("permissions")).compactMap(Permission.init(rawValue:)),
-            conditions: try PolicyConditions(json: try row.optionalText("conditions").map(JSONValue.init(jsonString:))),
-            expiresAt: try row.optionalTimestamp("expires_at"),
-            effect: PolicyEffect(rawValue: try row.text("effect")) ?? .deny, priority: Int(try row.int("priority")),
-            createdBy: try row.uuid("created_by"),
-            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
-            createdAt: try row.timestamp("created_at"))
-    }
 }

@@ -67,13 +67,13 @@ extension PostgresStorage {
         binds.append(Int64(filter.limit))
         binds.append(Int64(filter.offset))
         sql += " ORDER BY seq DESC LIMIT $\(binds.count - 1) OFFSET $\(binds.count)"
-        return try await read(PostgresQuery(unsafeSQL: sql, binds: binds)).map(Self.auditEvent)
+        return try await read(PostgresQuery(unsafeSQL: sql, binds: binds)).map(StoredRecords.auditEvent)
     }
 
     public func auditChain(orgID: UUID, afterSequence: Int64, limit: Int) async throws -> [AuditEvent] {
         try await read(
             "SELECT * FROM audit_events WHERE org_id = \(orgID) AND seq > \(afterSequence) ORDER BY seq LIMIT \(Int64(limit))"
-        ).map(Self.auditEvent)
+        ).map(StoredRecords.auditEvent)
     }
 
     public func auditHead(orgID: UUID) async throws -> AuditHead? {
@@ -84,17 +84,4 @@ extension PostgresStorage {
         }
     }
 
-    static func auditEvent(_ row: Row) throws -> AuditEvent {
-        let details: [String: JSONValue] =
-            if case .object(let object) = try JSONValue(jsonString: try row.text("details")) { object } else { [:] }
-        return AuditEvent(
-            id: try row.uuid("id"), sequence: try row.int("seq"),
-            entry: AuditEntry(
-                orgID: try row.uuid("org_id"), actorType: ActorType(rawValue: try row.text("actor_type")) ?? .anonymous,
-                actorID: try row.optionalText("actor_id"), action: try row.text("action"),
-                resourceType: try row.text("resource_type"), resourceID: try row.optionalText("resource_id"),
-                details: details, ipAddress: try row.optionalText("ip_address")),
-            createdAt: try row.timestamp("created_at"), previousID: try row.optionalUUID("prev_event_id"),
-            integrityHash: try row.text("integrity_hash"))
-    }
 }

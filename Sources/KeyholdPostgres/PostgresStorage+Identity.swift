@@ -16,15 +16,15 @@ extension PostgresStorage {
     }
 
     public func user(email: String) async throws -> User? {
-        try await read("SELECT * FROM users WHERE email = \(email)").first.map(Self.user)
+        try await read("SELECT * FROM users WHERE email = \(email)").first.map(StoredRecords.user)
     }
 
     public func user(id: UUID) async throws -> User? {
-        try await read("SELECT * FROM users WHERE id = \(id)").first.map(Self.user)
+        try await read("SELECT * FROM users WHERE id = \(id)").first.map(StoredRecords.user)
     }
 
     public func users(orgID: UUID) async throws -> [User] {
-        try await read("SELECT * FROM users WHERE org_id = \(orgID) ORDER BY created_at, id").map(Self.user)
+        try await read("SELECT * FROM users WHERE org_id = \(orgID) ORDER BY created_at, id").map(StoredRecords.user)
     }
 
     public func updateRole(userID: UUID, orgID: UUID, role: OrgRole, audit: AuditRecord) async throws -> Bool {
@@ -85,12 +85,6 @@ extension PostgresStorage {
             """)
     }
 
-    static func user(_ row: Row) throws -> User {
-        User(
-            id: try row.uuid("id"), orgID: try row.uuid("org_id"), email: try row.text("email"),
-            passwordHash: try row.text("password_hash"), displayName: try row.optionalText("display_name"),
-            role: OrgRole(rawValue: try row.text("role")) ?? .member, createdAt: try row.timestamp("created_at"))
-    }
 }
 
 // MARK: invites
@@ -109,12 +103,7 @@ extension PostgresStorage {
     }
 
     public func invite(digest: Data) async throws -> Invite? {
-        try await read("SELECT * FROM invites WHERE digest = \(digest)").first.map { row in
-            Invite(
-                digest: digest, orgID: try row.uuid("org_id"), email: try row.text("email"),
-                role: OrgRole(rawValue: try row.text("role")) ?? .member, createdBy: try row.uuid("created_by"),
-                expiresAt: try row.timestamp("expires_at"))
-        }
+        try await read("SELECT * FROM invites WHERE digest = \(digest)").first.map(StoredRecords.invite)
     }
 
     public func redeemInvite(digest: Data, user: User, now: Timestamp, audit: AuditRecord) async throws -> User? {
@@ -131,7 +120,7 @@ extension PostgresStorage {
             ).first else { return nil }
             let member = User(
                 id: user.id, orgID: try row.uuid("org_id"), email: user.email, passwordHash: user.passwordHash,
-                displayName: user.displayName, role: OrgRole(rawValue: try row.text("role")) ?? .member,
+                displayName: user.displayName, role: try StoredFields(row, table: "invites").value("role"),
                 createdAt: user.createdAt)
             try await Self.insertUser(db, member)
             try await Self.append(db, audit)

@@ -21,7 +21,7 @@ extension PostgresStorage {
     }
 
     public func vault(id: UUID) async throws -> Vault? {
-        try await read("SELECT * FROM vaults WHERE id = \(id)").first.map(Self.vault)
+        try await read("SELECT * FROM vaults WHERE id = \(id)").first.map(StoredRecords.vault)
     }
 
     public func rotateVaultKEK(vaultID: UUID, orgID: UUID, kek: KEKHandle, audit: AuditRecord) async throws -> Bool {

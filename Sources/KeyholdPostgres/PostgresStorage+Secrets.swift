@@ -23,11 +23,11 @@ extension PostgresStorage {
     }
 
     public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
-        try await read("SELECT * FROM vaults WHERE id = \(id) AND org_id = \(orgID)").first.map(Self.vault)
+        try await read("SELECT * FROM vaults WHERE id = \(id) AND org_id = \(orgID)").first.map(StoredRecords.vault)
     }
 
     public func vaults(orgID: UUID) async throws -> [Vault] {
-        try await read("SELECT * FROM vaults WHERE org_id = \(orgID) ORDER BY created_at, id").map(Self.vault)
+        try await read("SELECT * FROM vaults WHERE org_id = \(orgID) ORDER BY created_at, id").map(StoredRecords.vault)
     }
 
     public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
@@ -47,13 +47,6 @@ extension PostgresStorage {
         }
     }
 
-    static func vault(_ row: Row) throws -> Vault {
-        Vault(
-            id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.text("name"),
-            description: try row.optionalText("description"), createdBy: try row.uuid("created_by"),
-            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
-            kekID: try row.text("kek_id"), createdAt: try row.timestamp("created_at"))
-    }
 }
 
 // MARK: secrets
@@ -104,7 +97,7 @@ extension PostgresStorage {
             if type == nil, version > 1 {
                 type = try await db.query(
                     "SELECT type FROM secret_versions WHERE secret_id = \(secretID) AND version = \(version - 1)"
-                ).first.map { try $0.text("type") }.flatMap(SecretType.init(rawValue:))
+                ).first.map { try StoredFields($0, table: "secret_versions").value("type") }
             }
             let info = SecretVersionInfo(
                 secretID: secretID, path: new.path, version: version, type: type ?? .generic,
@@ -163,7 +156,7 @@ extension PostgresStorage {
                     FOR UPDATE OF v
                     """, binds: binds)
         ).first else { throw missing }
-        let info = try Self.versionInfo(row)
+        let info = try StoredRecords.versionInfo(row)
         if let reason = info.goneReason(now: now) { throw KeyholdError.gone(reason) }
         guard let counted = try await db.query(
             """
@@ -203,7 +196,7 @@ extension PostgresStorage {
         }
         binds.append(Int64(limit))
         sql += " ORDER BY s.path LIMIT $\(binds.count)"
-        return try await read(PostgresQuery(unsafeSQL: sql, binds: binds)).map(Self.versionInfo)
+        return try await read(PostgresQuery(unsafeSQL: sql, binds: binds)).map(StoredRecords.versionInfo)
     }
 
     public func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo] {
@@ -212,7 +205,7 @@ extension PostgresStorage {
             SELECT \(unescaped: Self.versionColumns) FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
             WHERE s.vault_id = \(vaultID) AND s.path = \(path) ORDER BY v.version
             """
-        ).map(Self.versionInfo)
+        ).map(StoredRecords.versionInfo)
     }
 
     public func disableVersion(vaultID: UUID, path: String, version: Int, audit: AuditRecord) async throws -> Bool {
@@ -248,19 +241,6 @@ extension PostgresStorage {
         }
     }
 
-    static func versionInfo(_ row: Row) throws -> SecretVersionInfo {
-        SecretVersionInfo(
-            secretID: try row.uuid("secret_id"), path: try row.text("path"), version: Int(try row.int("version")),
-            type: SecretType(rawValue: try row.text("type")) ?? .generic,
-            metadata: try row.optionalText("metadata").map(JSONValue.init(jsonString:)),
-            rotationPolicy: try row.optionalText("rotation_policy").map(JSONValue.init(jsonString:)),
-            expiresAt: try row.optionalTimestamp("expires_at"),
-            maxAccessCount: try row.optionalInt("max_access_count"),
-            accessCount: Int(try row.int("access_count")),
-            isDisabled: try row.bool("is_disabled"),
-            isDeleted: try row.bool("is_deleted") || !row.isNull("deleted_at"),
-            createdBy: try row.uuid("created_by"), createdAt: try row.timestamp("created_at"))
-    }
 }
 
 // MARK: system values

@@ -35,11 +35,11 @@ extension PostgresStorage {
     }
 
     public func share(id: UUID) async throws -> Share? {
-        try await read("SELECT * FROM shares WHERE id = \(id)").first.map(Self.share)
+        try await read("SELECT * FROM shares WHERE id = \(id)").first.map(StoredRecords.share)
     }
 
     public func share(reference: UUID) async throws -> Share? {
-        try await read("SELECT * FROM shares WHERE reference = \(reference)").first.map(Self.share)
+        try await read("SELECT * FROM shares WHERE reference = \(reference)").first.map(StoredRecords.share)
     }
 
     public func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share] {
@@ -48,11 +48,11 @@ extension PostgresStorage {
             SELECT * FROM shares WHERE created_by_type = \(creatorType.rawValue) AND created_by = \(creatorID)
             ORDER BY created_at DESC, id
             """
-        ).map(Self.share)
+        ).map(StoredRecords.share)
     }
 
     public func orgShares(orgID: UUID) async throws -> [Share] {
-        try await read("SELECT * FROM shares WHERE org_id = \(orgID) ORDER BY created_at DESC, id").map(Self.share)
+        try await read("SELECT * FROM shares WHERE org_id = \(orgID) ORDER BY created_at DESC, id").map(StoredRecords.share)
     }
 
     public func inboundShares(recipientID: UUID, email: String?) async throws -> [Share] {
@@ -62,7 +62,7 @@ extension PostgresStorage {
             WHERE recipient_id = \(recipientID) OR (recipient_email IS NOT NULL AND recipient_email = \(email))
             ORDER BY created_at DESC, id
             """
-        ).map(Self.share)
+        ).map(StoredRecords.share)
     }
 
     public func revokeShare(id: UUID, audit: AuditRecord) async throws -> Bool {
@@ -105,7 +105,7 @@ extension PostgresStorage {
             guard let row = try await db.query("SELECT * FROM shares WHERE id = \(id) FOR UPDATE").first,
                 row.isNull("revoked_at")
             else { throw KeyholdError.notFound("Share not found") }
-            let share = try Self.share(row)
+            let share = try StoredRecords.share(row)
             if let reason = share.goneReason(at: now) { throw KeyholdError.gone(reason) }
             guard let counted = try await db.query(
                 """
@@ -127,21 +127,4 @@ extension PostgresStorage {
         return (share, sealed)
     }
 
-    static func share(_ row: Row) throws -> Share {
-        Share(
-            id: try row.uuid("id"), orgID: try row.uuid("org_id"), secretID: try row.uuid("secret_id"),
-            vaultID: try row.uuid("vault_id"), path: try row.text("path"),
-            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
-            createdBy: try row.uuid("created_by"),
-            recipientType: ShareRecipientType(rawValue: try row.text("recipient_type")) ?? .anyoneWithLink,
-            recipientID: try row.optionalUUID("recipient_id"),
-            recipientEmail: try row.optionalText("recipient_email"), expiresAt: try row.timestamp("expires_at"),
-            maxAccessCount: try row.optionalInt("max_access_count"), accessCount: Int(try row.int("access_count")),
-            passphraseHash: try row.optionalText("passphrase_hash"),
-            ipAllowlist: try StoredJSON.strings(try row.text("ip_allowlist")).compactMap(CIDR.init),
-            status: ShareStatus(rawValue: try row.text("status")) ?? .pending,
-            revoked: !row.isNull("revoked_at"), createdAt: try row.timestamp("created_at"),
-            version: try row.optionalInt("version"), claimDigest: try row.optionalBytes("claim_digest"),
-            reference: try row.uuid("reference"))
-    }
 }

@@ -489,16 +489,11 @@ struct Row {
     }
 }
 
-/// Lists kept as JSON text, exactly as the SQLite adapter keeps them.
-enum StoredJSON {
-    static func encode(_ strings: [String]) -> String {
-        JSONValue.array(strings.map(JSONValue.string)).jsonString()
-    }
-
-    static func strings(_ text: String) throws -> [String] {
-        guard case .array(let items) = try JSONValue(jsonString: text) else {
-            throw StorageError.backend("stored list is not an array")
-        }
-        return items.compactMap { if case .string(let value) = $0 { value } else { nil } }
-    }
+/// PostgreSQL's column types decode as they are declared (uuid, boolean, bigint, bytea, text); another type is an error.
+extension Row: StoredRow {
+    func storedText(_ name: String) throws -> String? { try decode(name, as: String?.self) }
+    func storedInteger(_ name: String) throws -> Int64? { try decode(name, as: Int64?.self) }
+    func storedBoolean(_ name: String) throws -> Bool? { try decode(name, as: Bool?.self) }
+    func storedUUID(_ name: String) throws -> UUID? { try decode(name, as: UUID?.self) }
+    func storedBytes(_ name: String) throws -> Data? { try decode(name, as: Data?.self) }
 }

@@ -7,7 +7,7 @@ import SQLiteNIO
 extension SQLiteStorage {
     public func users(orgID: UUID) async throws -> [User] {
         try await read { try $0.query("SELECT * FROM users WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-            .map(Self.user) }
+            .map(StoredRecords.user) }
     }
 
     public func updateRole(userID: UUID, orgID: UUID, role: OrgRole, audit: AuditRecord) async throws -> Bool {
@@ -65,12 +65,7 @@ extension SQLiteStorage {
     }
 
     public func invite(digest: Data) async throws -> Invite? {
-        try await read { try $0.query("SELECT * FROM invites WHERE digest = ?", [.bytes(digest)]).first.map { row in
-            Invite(
-                digest: digest, orgID: try row.uuid("org_id"), email: try row.text("email"),
-                role: OrgRole(rawValue: try row.text("role")) ?? .member, createdBy: try row.uuid("created_by"),
-                expiresAt: try row.timestamp("expires_at"))
-        } }
+        try await read { try $0.query("SELECT * FROM invites WHERE digest = ?", [.bytes(digest)]).first.map(StoredRecords.invite) }
     }
 
     public func redeemInvite(digest: Data, user: User, now: Timestamp, audit: AuditRecord) async throws -> User? {
@@ -86,7 +81,7 @@ extension SQLiteStorage {
                 ).first else { return nil }
                 let member = User(
                     id: user.id, orgID: try row.uuid("org_id"), email: user.email, passwordHash: user.passwordHash,
-                    displayName: user.displayName, role: OrgRole(rawValue: try row.text("role")) ?? .member,
+                    displayName: user.displayName, role: try StoredFields(row, table: "invites").value("role"),
                     createdAt: user.createdAt)
                 try Self.insertUser(db, member)
                 try Self.append(db, audit)
@@ -126,16 +121,16 @@ extension SQLiteStorage {
     }
 
     public func agent(id: UUID) async throws -> Agent? {
-        try await read { try $0.query("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).first.map(Self.agent) }
+        try await read { try $0.query("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).first.map(StoredRecords.agent) }
     }
 
     public func agents(orgID: UUID) async throws -> [Agent] {
         try await read { try $0.query("SELECT * FROM agents WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-            .map(Self.agent) }
+            .map(StoredRecords.agent) }
     }
 
     public func agents(keyPrefix: String) async throws -> [Agent] {
-        try await read { try $0.query("SELECT * FROM agents WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.agent) }
+        try await read { try $0.query("SELECT * FROM agents WHERE key_prefix = ?", [.text(keyPrefix)]).map(StoredRecords.agent) }
     }
 
     public func updateAgent(_ agent: Agent, audit: AuditRecord) async throws -> Bool {
@@ -188,18 +183,6 @@ extension SQLiteStorage {
         ]
     }
 
-    static func agent(_ row: SQLiteDB.Row) throws -> Agent {
-        Agent(
-            id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.text("name"),
-            description: row.column("description")?.string, isActive: try row.int("is_active") != 0,
-            scopes: try row.column("scopes")?.string.map(StoredJSON.strings),
-            vaultIDs: try StoredJSON.strings(try row.text("vault_ids")).compactMap(UUID.init(uuidString:)),
-            tokenTTLSeconds: row.column("token_ttl_seconds")?.integer,
-            expiresAt: row.column("expires_at")?.integer.map { Timestamp(milliseconds: Int64($0)) },
-            createdBy: try row.uuid("created_by"), createdAt: try row.timestamp("created_at"),
-            keyPrefix: try row.text("key_prefix"), keyDigest: try row.bytes("key_digest"),
-            keyVersion: Int(try row.int("key_version")))
-    }
 }
 
 // MARK: credentials
@@ -226,15 +209,15 @@ extension SQLiteStorage {
     public func apiKeys(userID: UUID) async throws -> [UserAPIKey] {
         try await read { try $0.query(
             "SELECT * FROM user_api_keys WHERE user_id = ? ORDER BY created_at, id", [.uuid(userID)]
-        ).map(Self.apiKey) }
+        ).map(StoredRecords.apiKey) }
     }
 
     public func apiKey(id: UUID) async throws -> UserAPIKey? {
-        try await read { try $0.query("SELECT * FROM user_api_keys WHERE id = ?", [.uuid(id)]).first.map(Self.apiKey) }
+        try await read { try $0.query("SELECT * FROM user_api_keys WHERE id = ?", [.uuid(id)]).first.map(StoredRecords.apiKey) }
     }
 
     public func apiKeys(keyPrefix: String) async throws -> [UserAPIKey] {
-        try await read { try $0.query("SELECT * FROM user_api_keys WHERE key_prefix = ?", [.text(keyPrefix)]).map(Self.apiKey) }
+        try await read { try $0.query("SELECT * FROM user_api_keys WHERE key_prefix = ?", [.text(keyPrefix)]).map(StoredRecords.apiKey) }
     }
 
     public func deactivateAPIKey(id: UUID, userID: UUID, audit: AuditRecord) async throws -> Bool {
@@ -248,14 +231,6 @@ extension SQLiteStorage {
         }
     }
 
-    static func apiKey(_ row: SQLiteDB.Row) throws -> UserAPIKey {
-        UserAPIKey(
-            id: try row.uuid("id"), userID: try row.uuid("user_id"), orgID: try row.uuid("org_id"),
-            name: try row.text("name"), keyPrefix: try row.text("key_prefix"), keyDigest: try row.bytes("key_digest"),
-            scopes: try row.column("scopes")?.string.map(StoredJSON.strings), isActive: try row.int("is_active") != 0,
-            createdAt: try row.timestamp("created_at"),
-            expiresAt: row.column("expires_at")?.integer.map { Timestamp(milliseconds: Int64($0)) })
-    }
 
     public func createRefreshToken(_ token: RefreshTokenRecord, audit: AuditRecord) async throws {
         try await transaction { db in
@@ -282,23 +257,16 @@ extension SQLiteStorage {
         try await transaction { db -> RefreshTokenRecord? in
             guard let row = try db.query("SELECT * FROM refresh_tokens WHERE digest = ?", [.bytes(digest)]).first
             else { return nil }
-            let family = try row.uuid("family")
-            if row.column("spent_at")?.integer != nil {
+            let token = try StoredRecords.refreshToken(row)
+            if try StoredFields(row, table: "refresh_tokens").optionalInt("spent_at") != nil {
                 // A spent token presented again: someone holds a copy. End the whole family.
-                try Self.endFamily(db, family, at: now)
+                try Self.endFamily(db, token.family, at: now)
                 return nil
             }
-            let expiresAt = try row.timestamp("expires_at")
-            guard now < expiresAt else { return nil }
+            guard now < token.expiresAt else { return nil }
             try db.query(
                 "UPDATE refresh_tokens SET spent_at = ? WHERE digest = ?", [.int64(now.milliseconds), .bytes(digest)])
-            return RefreshTokenRecord(
-                digest: digest, family: family,
-                principalKind: PrincipalKind(rawValue: try row.text("principal_type")) ?? .user,
-                principalID: try row.uuid("principal_id"), orgID: try row.uuid("org_id"), expiresAt: expiresAt,
-                scopes: try row.column("scopes")?.string.map(StoredJSON.strings),
-                apiKeyID: row.column("api_key_id")?.string.flatMap(UUID.init(uuidString:)),
-                keyVersion: row.column("key_version")?.integer)
+            return token
         }
     }
 
@@ -355,27 +323,27 @@ extension SQLiteStorage {
 
     public func policy(id: UUID, vaultID: UUID) async throws -> Policy? {
         try await read { try $0.query("SELECT * FROM policies WHERE id = ? AND vault_id = ?", [.uuid(id), .uuid(vaultID)])
-            .first.map(Self.policy) }
+            .first.map(StoredRecords.policy) }
     }
 
     public func policies(vaultID: UUID) async throws -> [Policy] {
         try await read { try $0.query(
             "SELECT * FROM policies WHERE vault_id = ? ORDER BY priority DESC, created_at, id", [.uuid(vaultID)]
-        ).map(Self.policy) }
+        ).map(StoredRecords.policy) }
     }
 
     public func policies(principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
         try await read { try $0.query(
             "SELECT * FROM policies WHERE principal_type = ? AND principal_id = ?",
             [.text(principalKind.rawValue), .uuid(principalID)]
-        ).map(Self.policy) }
+        ).map(StoredRecords.policy) }
     }
 
     public func policies(vaultID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
         try await read { try $0.query(
             "SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?",
             [.uuid(vaultID), .text(principalKind.rawValue), .uuid(principalID)]
-        ).map(Self.policy) }
+        ).map(StoredRecords.policy) }
     }
 
     public func updatePolicy(_ policy: Policy, audit: AuditRecord) async throws -> Bool {
@@ -406,32 +374,4 @@ extension SQLiteStorage {
         }
     }
 
-    static func policy(_ row: SQLiteDB.Row) throws -> Policy {
-        Policy(
-            id: try row.uuid("id"), vaultID: try row.uuid("vault_id"),
-            pattern: try PathPattern(validating: try row.text("pattern")),
-            principalKind: PrincipalKind(rawValue: try row.text("principal_type")) ?? .user,
-            principalID: try row.uuid("principal_id"),
-            permissions: try StoredJSON.strings(try row.text("permissions")).compactMap(Permission.init(rawValue:)),
-            conditions: try PolicyConditions(json: try row.column("conditions")?.string.map(JSONValue.init(jsonString:))),
-            expiresAt: row.column("expires_at")?.integer.map { Timestamp(milliseconds: Int64($0)) },
-            effect: PolicyEffect(rawValue: try row.text("effect")) ?? .deny, priority: Int(try row.int("priority")),
-            createdBy: try row.uuid("created_by"),
-            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
-            createdAt: try row.timestamp("created_at"))
-    }
-}
-
-/// Lists kept as JSON text.
-enum StoredJSON {
-    static func encode(_ strings: [String]) -> String {
-        JSONValue.array(strings.map(JSONValue.string)).jsonString()
-    }
-
-    static func strings(_ text: String) throws -> [String] {
-        guard case .array(let items) = try JSONValue(jsonString: text) else {
-            throw StorageError.backend("stored list is not an array")
-        }
-        return items.compactMap { if case .string(let value) = $0 { value } else { nil } }
-    }
 }

@@ -45,14 +45,14 @@ extension SQLiteStorage {
         sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
         binds += [.int64(Int64(filter.limit)), .int64(Int64(filter.offset))]
         let (query, values) = (sql, binds)
-        return try await read { try $0.query(query, values).map(Self.auditEvent) }
+        return try await read { try $0.query(query, values).map(StoredRecords.auditEvent) }
     }
 
     public func auditChain(orgID: UUID, afterSequence: Int64, limit: Int) async throws -> [AuditEvent] {
         try await read { try $0.query(
             "SELECT * FROM audit_events WHERE org_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             [.uuid(orgID), .int64(afterSequence), .int64(Int64(limit))]
-        ).map(Self.auditEvent) }
+        ).map(StoredRecords.auditEvent) }
     }
 
     public func auditHead(orgID: UUID) async throws -> AuditHead? {
@@ -61,20 +61,6 @@ extension SQLiteStorage {
         } }
     }
 
-    static func auditEvent(_ row: SQLiteDB.Row) throws -> AuditEvent {
-        let details: [String: JSONValue] =
-            if case .object(let object) = try JSONValue(jsonString: try row.text("details")) { object } else { [:] }
-        return AuditEvent(
-            id: try row.uuid("id"), sequence: try row.int("seq"),
-            entry: AuditEntry(
-                orgID: try row.uuid("org_id"), actorType: ActorType(rawValue: try row.text("actor_type")) ?? .anonymous,
-                actorID: row.column("actor_id")?.string, action: try row.text("action"),
-                resourceType: try row.text("resource_type"), resourceID: row.column("resource_id")?.string,
-                details: details, ipAddress: row.column("ip_address")?.string),
-            createdAt: try row.timestamp("created_at"),
-            previousID: row.column("prev_event_id")?.string.flatMap(UUID.init(uuidString:)),
-            integrityHash: try row.text("integrity_hash"))
-    }
 }
 
 /// The writer connection's copy of each org's chain head. Appending an event is then one INSERT: an org's

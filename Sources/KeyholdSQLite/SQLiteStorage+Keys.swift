@@ -8,12 +8,12 @@ extension SQLiteStorage {
     {
         try await read { db in
             guard let vault = try db.query("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
-                .first.map(Self.vault)
+                .first.map(StoredRecords.vault)
             else { return nil }
             let policies = try db.query(
                 "SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?",
                 [.uuid(id), .text(principalKind.rawValue), .uuid(principalID)]
-            ).map(Self.policy)
+            ).map(StoredRecords.policy)
             return (vault, policies)
         }
     }
@@ -24,14 +24,14 @@ extension SQLiteStorage {
                 return nil
             }
             switch kind {
-            case .user: return try db.query("SELECT * FROM users WHERE id = ?", [.uuid(id)]).first.map { .user(try Self.user($0)) }
-            case .agent: return try db.query("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).first.map { .agent(try Self.agent($0)) }
+            case .user: return try db.query("SELECT * FROM users WHERE id = ?", [.uuid(id)]).first.map { .user(try StoredRecords.user($0)) }
+            case .agent: return try db.query("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).first.map { .agent(try StoredRecords.agent($0)) }
             }
         }
     }
 
     public func vault(id: UUID) async throws -> Vault? {
-        try await read { try $0.query("SELECT * FROM vaults WHERE id = ?", [.uuid(id)]).first.map(Self.vault) }
+        try await read { try $0.query("SELECT * FROM vaults WHERE id = ?", [.uuid(id)]).first.map(StoredRecords.vault) }
     }
 
     public func rotateVaultKEK(vaultID: UUID, orgID: UUID, kek: KEKHandle, audit: AuditRecord) async throws -> Bool {

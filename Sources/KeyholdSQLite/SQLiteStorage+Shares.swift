@@ -40,31 +40,31 @@ extension SQLiteStorage {
     }
 
     public func share(id: UUID) async throws -> Share? {
-        try await read { try $0.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first.map(Self.share) }
+        try await read { try $0.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first.map(StoredRecords.share) }
     }
 
     public func share(reference: UUID) async throws -> Share? {
-        try await read { try $0.query("SELECT * FROM shares WHERE reference = ?", [.uuid(reference)]).first.map(Self.share) }
+        try await read { try $0.query("SELECT * FROM shares WHERE reference = ?", [.uuid(reference)]).first.map(StoredRecords.share) }
     }
 
     public func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share] {
         try await read { try $0.query(
             "SELECT * FROM shares WHERE created_by_type = ? AND created_by = ? ORDER BY created_at DESC, id",
             [.text(creatorType.rawValue), .uuid(creatorID)]
-        ).map(Self.share) }
+        ).map(StoredRecords.share) }
     }
 
     public func orgShares(orgID: UUID) async throws -> [Share] {
         try await read { try $0.query(
             "SELECT * FROM shares WHERE org_id = ? ORDER BY created_at DESC, id", [.uuid(orgID)]
-        ).map(Self.share) }
+        ).map(StoredRecords.share) }
     }
 
     public func inboundShares(recipientID: UUID, email: String?) async throws -> [Share] {
         try await read { try $0.query(
             "SELECT * FROM shares WHERE recipient_id = ? OR (recipient_email IS NOT NULL AND recipient_email = ?) ORDER BY created_at DESC, id",
             [.uuid(recipientID), .optionalText(email)]
-        ).map(Self.share) }
+        ).map(StoredRecords.share) }
     }
 
     public func revokeShare(id: UUID, audit: AuditRecord) async throws -> Bool {
@@ -97,7 +97,7 @@ extension SQLiteStorage {
             guard let row = try db.query("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).first,
                 row.column("revoked_at")?.integer == nil
             else { throw KeyholdError.notFound("Share not found") }
-            let share = try Self.share(row)
+            let share = try StoredRecords.share(row)
             if let reason = share.goneReason(at: now) { throw KeyholdError.gone(reason) }
             guard let count = try db.query(
                 """
@@ -114,21 +114,4 @@ extension SQLiteStorage {
         }
     }
 
-    static func share(_ row: SQLiteDB.Row) throws -> Share {
-        Share(
-            id: try row.uuid("id"), orgID: try row.uuid("org_id"), secretID: try row.uuid("secret_id"),
-            vaultID: try row.uuid("vault_id"), path: try row.text("path"),
-            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
-            createdBy: try row.uuid("created_by"),
-            recipientType: ShareRecipientType(rawValue: try row.text("recipient_type")) ?? .anyoneWithLink,
-            recipientID: row.column("recipient_id")?.string.flatMap(UUID.init(uuidString:)),
-            recipientEmail: row.column("recipient_email")?.string, expiresAt: try row.timestamp("expires_at"),
-            maxAccessCount: row.column("max_access_count")?.integer, accessCount: Int(try row.int("access_count")),
-            passphraseHash: row.column("passphrase_hash")?.string,
-            ipAllowlist: try StoredJSON.strings(try row.text("ip_allowlist")).compactMap(CIDR.init),
-            status: ShareStatus(rawValue: try row.text("status")) ?? .pending,
-            revoked: row.column("revoked_at")?.integer != nil, createdAt: try row.timestamp("created_at"),
-            version: row.column("version")?.integer, claimDigest: row.column("claim_digest")?.blob.map { Data($0.readableBytesView) },
-            reference: try row.uuid("reference"))
-    }
 }

@@ -212,19 +212,13 @@ extension SQLiteStorage {
     }
 
     public func user(email: String) async throws -> User? {
-        try await read { try $0.query("SELECT * FROM users WHERE email = ?", [.text(email)]).first.map(Self.user) }
+        try await read { try $0.query("SELECT * FROM users WHERE email = ?", [.text(email)]).first.map(StoredRecords.user) }
     }
 
     public func user(id: UUID) async throws -> User? {
-        try await read { try $0.query("SELECT * FROM users WHERE id = ?", [.uuid(id)]).first.map(Self.user) }
+        try await read { try $0.query("SELECT * FROM users WHERE id = ?", [.uuid(id)]).first.map(StoredRecords.user) }
     }
 
-    static func user(_ row: SQLiteDB.Row) throws -> User {
-        User(
-            id: try row.uuid("id"), orgID: try row.uuid("org_id"), email: try row.text("email"),
-            passwordHash: try row.text("password_hash"), displayName: row.column("display_name")?.string,
-            role: OrgRole(rawValue: try row.text("role")) ?? .member, createdAt: try row.timestamp("created_at"))
-    }
 }
 
 // MARK: vaults
@@ -251,12 +245,12 @@ extension SQLiteStorage {
 
     public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
         try await read { try $0.query("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
-            .first.map(Self.vault) }
+            .first.map(StoredRecords.vault) }
     }
 
     public func vaults(orgID: UUID) async throws -> [Vault] {
         try await read { try $0.query("SELECT * FROM vaults WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-            .map(Self.vault) }
+            .map(StoredRecords.vault) }
     }
 
     public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
@@ -276,13 +270,6 @@ extension SQLiteStorage {
         } }
     }
 
-    static func vault(_ row: SQLiteDB.Row) throws -> Vault {
-        Vault(
-            id: try row.uuid("id"), orgID: try row.uuid("org_id"), name: try row.text("name"),
-            description: row.column("description")?.string, createdBy: try row.uuid("created_by"),
-            createdByType: PrincipalKind(rawValue: try row.text("created_by_type")) ?? .user,
-            kekID: try row.text("kek_id"), createdAt: try row.timestamp("created_at"))
-    }
 }
 
 // MARK: secrets
@@ -327,7 +314,7 @@ extension SQLiteStorage {
                 type = try db.query(
                     "SELECT type FROM secret_versions WHERE secret_id = ? AND version = ?",
                     [.uuid(secretID), .int64(Int64(version - 1))]
-                ).first?.column("type")?.string.flatMap(SecretType.init(rawValue:))
+                ).first.map { try StoredFields($0, table: "secret_versions").value("type") }
             }
             let info = SecretVersionInfo(
                 secretID: secretID, path: new.path, version: version, type: type ?? .generic,
@@ -383,7 +370,7 @@ extension SQLiteStorage {
                 WHERE \(condition)
                 """, binds
             ).first else { throw missing }
-            let info = try Self.versionInfo(row)
+            let info = try StoredRecords.versionInfo(row)
             if let reason = info.goneReason(now: now) { throw KeyholdError.gone(reason) }
             let counted = try db.query(
                 "UPDATE version_reads SET count = count + 1 WHERE slot = ?1 AND (?2 IS NULL OR count < ?2) RETURNING count",
@@ -416,7 +403,7 @@ extension SQLiteStorage {
         }
         binds.append(.int64(Int64(limit)))
         let (query, values) = (sql + " ORDER BY s.path LIMIT ?", binds)
-        return try await read { try $0.query(query, values).map(Self.versionInfo) }
+        return try await read { try $0.query(query, values).map(StoredRecords.versionInfo) }
     }
 
     public func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo] {
@@ -425,7 +412,7 @@ extension SQLiteStorage {
             SELECT \(Self.versionColumns) FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
             WHERE s.vault_id = ? AND s.path = ? ORDER BY v.version
             """, [.uuid(vaultID), .text(path)]
-        ).map(Self.versionInfo) }
+        ).map(StoredRecords.versionInfo) }
     }
 
     public func disableVersion(vaultID: UUID, path: String, version: Int, audit: AuditRecord) async throws -> Bool {
@@ -460,19 +447,6 @@ extension SQLiteStorage {
         }
     }
 
-    static func versionInfo(_ row: SQLiteDB.Row) throws -> SecretVersionInfo {
-        SecretVersionInfo(
-            secretID: try row.uuid("secret_id"), path: try row.text("path"), version: Int(try row.int("version")),
-            type: SecretType(rawValue: try row.text("type")) ?? .generic,
-            metadata: try row.column("metadata")?.string.map(JSONValue.init(jsonString:)),
-            rotationPolicy: try row.column("rotation_policy")?.string.map(JSONValue.init(jsonString:)),
-            expiresAt: row.column("expires_at")?.integer.map { Timestamp(milliseconds: Int64($0)) },
-            maxAccessCount: row.column("max_access_count")?.integer,
-            accessCount: Int(try row.int("access_count")),
-            isDisabled: try row.int("is_disabled") != 0,
-            isDeleted: try row.int("is_deleted") != 0 || row.column("deleted_at")?.integer != nil,
-            createdBy: try row.uuid("created_by"), createdAt: try row.timestamp("created_at"))
-    }
 }
 
 // MARK: system values
@@ -536,5 +510,49 @@ extension SQLiteDB.Row {
     func bytes(_ name: String) throws -> Data {
         guard let buffer = column(name)?.blob else { throw StorageError.backend("column \(name) is not a blob") }
         return Data(buffer.readableBytesView)
+    }
+}
+
+/// SQLite's dynamic types as the schema uses them: ids are text, flags integers 0 or 1, instants integers.
+extension SQLiteDB.Row: StoredRow {
+    struct WrongType: Error {}
+
+    func storedText(_ name: String) throws -> String? {
+        switch column(name) {
+        case nil, .null?: nil
+        case .text(let value)?: value
+        default: throw WrongType()
+        }
+    }
+
+    func storedInteger(_ name: String) throws -> Int64? {
+        switch column(name) {
+        case nil, .null?: nil
+        case .integer(let value)?: Int64(value)
+        default: throw WrongType()
+        }
+    }
+
+    func storedBoolean(_ name: String) throws -> Bool? {
+        switch try storedInteger(name) {
+        case nil: nil
+        case 0?: false
+        case 1?: true
+        default: throw WrongType()
+        }
+    }
+
+    func storedUUID(_ name: String) throws -> UUID? {
+        guard let text = try storedText(name) else { return nil }
+        guard let id = UUID(fast: text) else { throw WrongType() }
+        return id
+    }
+
+    func storedBytes(_ name: String) throws -> Data? {
+        switch column(name) {
+        case nil, .null?: nil
+        case .blob(let buffer)?: Data(buffer.readableBytesView)
+        default: throw WrongType()
+        }
     }
 }

@@ -45,6 +45,15 @@ public struct ProblemDetails: Encodable, Sendable {
                 default: status.reasonPhrase
                 }
             return (status, ProblemDetails(type: "about:blank", title: status.reasonPhrase, status: status.code, detail: detail))
+        case let error as StoredDataError:
+            // Fail closed: a row that does not decode grants nothing. The log names where, never what.
+            logger.error(
+                "A stored row failed to decode; the request was refused",
+                metadata: [
+                    "keyhold.storage.table": "\(error.table)", "keyhold.storage.column": "\(error.column)",
+                    "keyhold.storage.problem": "\(error.problem)",
+                ])
+            keyholdError = KeyholdError(.unavailable, "Stored data failed an integrity check; the request was refused")
         case is DecodingError:
             keyholdError = .badRequest(RequestBody.describe(error as! DecodingError))
         default:

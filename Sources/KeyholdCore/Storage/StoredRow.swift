@@ -1,0 +1,279 @@
+import Foundation
+
+/// A stored value that does not decode to what its column must hold: an unknown enum value, an unparseable id,
+/// glob, CIDR, list or timestamp, a wrong type, or a missing required field. Decoding fails closed: such a row is
+/// never read with a default (a default could widen access), the request is refused with a 503 whose detail says
+/// nothing of the row, and the log names the table and column, never the value.
+public struct StoredDataError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let table: String
+    public let column: String
+    /// What is wrong, without the value ("missing", "not a UUID", "unknown value" …).
+    public let problem: String
+
+    public init(table: String, column: String, problem: String) {
+        self.table = table
+        self.column = column
+        self.problem = problem
+    }
+
+    public var description: String { "stored row in \(table), column \(column): \(problem)" }
+}
+
+/// One result row as a backend returns it, read by column name. Each getter returns nil for SQL NULL (or an absent
+/// column) and throws when the stored value has another type than asked for; it never converts or defaults.
+public protocol StoredRow {
+    func storedText(_ column: String) throws -> String?
+    func storedInteger(_ column: String) throws -> Int64?
+    func storedBoolean(_ column: String) throws -> Bool?
+    func storedUUID(_ column: String) throws -> UUID?
+    func storedBytes(_ column: String) throws -> Data?
+}
+
+/// A row of one table, read strictly: every getter either returns what the column must hold or throws
+/// `StoredDataError` naming `table` and the column. The only decoding of stored rows; both backends use it.
+public struct StoredFields<Row: StoredRow> {
+    public let row: Row
+    public let table: String
+
+    public init(_ row: Row, table: String) {
+        self.row = row
+        self.table = table
+    }
+
+    func failure(_ column: String, _ problem: String) -> StoredDataError {
+        StoredDataError(table: table, column: column, problem: problem)
+    }
+
+    /// Runs a backend getter, turning its type error into a `StoredDataError`.
+    private func get<T>(_ column: String, _ kind: String, _ read: (String) throws -> T?) throws -> T? {
+        do {
+            return try read(column)
+        } catch let error as StoredDataError {
+            throw error
+        } catch {
+            throw failure(column, "not \(kind)")
+        }
+    }
+
+    private func required<T>(_ column: String, _ value: T?) throws -> T {
+        guard let value else { throw failure(column, "missing") }
+        return value
+    }
+
+    public func optionalText(_ column: String) throws -> String? { try get(column, "text", row.storedText) }
+    public func text(_ column: String) throws -> String { try required(column, optionalText(column)) }
+    public func optionalInt(_ column: String) throws -> Int64? { try get(column, "an integer", row.storedInteger) }
+    public func int(_ column: String) throws -> Int64 { try required(column, optionalInt(column)) }
+    public func bool(_ column: String) throws -> Bool { try required(column, get(column, "a boolean", row.storedBoolean)) }
+    public func optionalUUID(_ column: String) throws -> UUID? { try get(column, "a UUID", row.storedUUID) }
+    public func uuid(_ column: String) throws -> UUID { try required(column, optionalUUID(column)) }
+    public func optionalBytes(_ column: String) throws -> Data? { try get(column, "bytes", row.storedBytes) }
+    public func bytes(_ column: String) throws -> Data { try required(column, optionalBytes(column)) }
+    /// A count or size that fits an `Int` and is not negative.
+    public func count(_ column: String) throws -> Int { try required(column, optionalCount(column)) }
+    public func optionalCount(_ column: String) throws -> Int? {
+        guard let value = try optionalInt(column) else { return nil }
+        guard value >= 0, let count = Int(exactly: value) else { throw failure(column, "out of range") }
+        return count
+    }
+
+    public func timestamp(_ column: String) throws -> Timestamp { Timestamp(milliseconds: try int(column)) }
+    public func optionalTimestamp(_ column: String) throws -> Timestamp? {
+        try optionalInt(column).map { Timestamp(milliseconds: $0) }
+    }
+
+    /// A value of a closed set of names; one this build does not know is an error, never a nearby case.
+    public func value<Value: RawRepresentable>(_ column: String, as type: Value.Type = Value.self) throws -> Value
+    where Value.RawValue == String {
+        guard let value = Value(rawValue: try text(column)) else { throw failure(column, "unknown value") }
+        return value
+    }
+
+    public func optionalValue<Value: RawRepresentable>(_ column: String, as type: Value.Type = Value.self) throws
+        -> Value? where Value.RawValue == String
+    {
+        guard let text = try optionalText(column) else { return nil }
+        guard let value = Value(rawValue: text) else { throw failure(column, "unknown value") }
+        return value
+    }
+
+    /// A JSON value kept as text.
+    public func optionalJSON(_ column: String) throws -> JSONValue? {
+        guard let text = try optionalText(column) else { return nil }
+        do {
+            return try JSONValue(jsonString: text)
+        } catch {
+            throw failure(column, "not JSON")
+        }
+    }
+
+    /// A list kept as a JSON array, each item parsed by `parse`: one item that does not parse fails the whole row
+    /// (dropping it could turn a short list into an empty one, which for some lists means "everything").
+    public func list<Item>(_ column: String, _ parse: (String) -> Item?) throws -> [Item] {
+        try required(column, optionalList(column, parse))
+    }
+
+    public func optionalList<Item>(_ column: String, _ parse: (String) -> Item?) throws -> [Item]? {
+        guard let json = try optionalJSON(column) else { return nil }
+        guard case .array(let items) = json else { throw failure(column, "not a list") }
+        return try items.map { item in
+            guard case .string(let text) = item, let value = parse(text) else { throw failure(column, "an item does not parse") }
+            return value
+        }
+    }
+
+    public func strings(_ column: String) throws -> [String] { try list(column) { $0 } }
+    public func optionalStrings(_ column: String) throws -> [String]? { try optionalList(column) { $0 } }
+
+    /// A value checked by a domain parser that throws (a glob, policy conditions): its error becomes this row's.
+    public func parsed<Value>(_ column: String, _ parse: () throws -> Value) throws -> Value {
+        do {
+            return try parse()
+        } catch let error as StoredDataError {
+            throw error
+        } catch {
+            throw failure(column, "does not parse")
+        }
+    }
+}
+
+/// How stored lists are written: JSON arrays of strings, the form `StoredFields.list` reads.
+public enum StoredJSON {
+    public static func encode(_ strings: [String]) -> String {
+        JSONValue.array(strings.map(JSONValue.string)).jsonString()
+    }
+}
+
+/// The decoding of every stored record, written once for every backend. Column names are the schema's, which both
+/// backends share.
+public enum StoredRecords {
+    public static func user(_ row: some StoredRow) throws -> User {
+        let fields = StoredFields(row, table: "users")
+        return User(
+            id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), email: try fields.text("email"),
+            passwordHash: try fields.text("password_hash"), displayName: try fields.optionalText("display_name"),
+            role: try fields.value("role"), createdAt: try fields.timestamp("created_at"))
+    }
+
+    public static func invite(_ row: some StoredRow) throws -> Invite {
+        let fields = StoredFields(row, table: "invites")
+        return Invite(
+            digest: try fields.bytes("digest"), orgID: try fields.uuid("org_id"), email: try fields.text("email"),
+            role: try fields.value("role"), createdBy: try fields.uuid("created_by"),
+            expiresAt: try fields.timestamp("expires_at"))
+    }
+
+    public static func vault(_ row: some StoredRow) throws -> Vault {
+        let fields = StoredFields(row, table: "vaults")
+        return Vault(
+            id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), name: try fields.text("name"),
+            description: try fields.optionalText("description"), createdBy: try fields.uuid("created_by"),
+            createdByType: try fields.value("created_by_type"), kekID: try fields.text("kek_id"),
+            createdAt: try fields.timestamp("created_at"))
+    }
+
+    public static func agent(_ row: some StoredRow) throws -> Agent {
+        let fields = StoredFields(row, table: "agents")
+        let vaultIDs = try fields.list("vault_ids") { UUID(fast: $0) }
+        return Agent(
+            id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), name: try fields.text("name"),
+            description: try fields.optionalText("description"), isActive: try fields.bool("is_active"),
+            scopes: try fields.optionalStrings("scopes"), vaultIDs: vaultIDs,
+            tokenTTLSeconds: try fields.optionalCount("token_ttl_seconds"),
+            expiresAt: try fields.optionalTimestamp("expires_at"), createdBy: try fields.uuid("created_by"),
+            createdAt: try fields.timestamp("created_at"), keyPrefix: try fields.text("key_prefix"),
+            keyDigest: try fields.bytes("key_digest"), keyVersion: try fields.count("key_version"))
+    }
+
+    public static func apiKey(_ row: some StoredRow) throws -> UserAPIKey {
+        let fields = StoredFields(row, table: "user_api_keys")
+        return UserAPIKey(
+            id: try fields.uuid("id"), userID: try fields.uuid("user_id"), orgID: try fields.uuid("org_id"),
+            name: try fields.text("name"), keyPrefix: try fields.text("key_prefix"),
+            keyDigest: try fields.bytes("key_digest"), scopes: try fields.optionalStrings("scopes"),
+            isActive: try fields.bool("is_active"), createdAt: try fields.timestamp("created_at"),
+            expiresAt: try fields.optionalTimestamp("expires_at"))
+    }
+
+    public static func refreshToken(_ row: some StoredRow) throws -> RefreshTokenRecord {
+        let fields = StoredFields(row, table: "refresh_tokens")
+        return RefreshTokenRecord(
+            digest: try fields.bytes("digest"), family: try fields.uuid("family"),
+            principalKind: try fields.value("principal_type"), principalID: try fields.uuid("principal_id"),
+            orgID: try fields.uuid("org_id"), expiresAt: try fields.timestamp("expires_at"),
+            scopes: try fields.optionalStrings("scopes"), apiKeyID: try fields.optionalUUID("api_key_id"),
+            keyVersion: try fields.optionalCount("key_version"))
+    }
+
+    public static func policy(_ row: some StoredRow) throws -> Policy {
+        let fields = StoredFields(row, table: "policies")
+        let pattern = try fields.text("pattern")
+        let conditions = try fields.optionalJSON("conditions")
+        return Policy(
+            id: try fields.uuid("id"), vaultID: try fields.uuid("vault_id"),
+            pattern: try fields.parsed("pattern") { try PathPattern(validating: pattern) },
+            principalKind: try fields.value("principal_type"), principalID: try fields.uuid("principal_id"),
+            permissions: try fields.list("permissions") { Permission(rawValue: $0) },
+            conditions: try fields.parsed("conditions") { try PolicyConditions(json: conditions) },
+            expiresAt: try fields.optionalTimestamp("expires_at"), effect: try fields.value("effect"),
+            priority: Int(try fields.int("priority")), createdBy: try fields.uuid("created_by"),
+            createdByType: try fields.value("created_by_type"), createdAt: try fields.timestamp("created_at"))
+    }
+
+    public static func share(_ row: some StoredRow) throws -> Share {
+        let fields = StoredFields(row, table: "shares")
+        return Share(
+            id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), secretID: try fields.uuid("secret_id"),
+            vaultID: try fields.uuid("vault_id"), path: try fields.text("path"),
+            createdByType: try fields.value("created_by_type"), createdBy: try fields.uuid("created_by"),
+            recipientType: try fields.value("recipient_type"), recipientID: try fields.optionalUUID("recipient_id"),
+            recipientEmail: try fields.optionalText("recipient_email"), expiresAt: try fields.timestamp("expires_at"),
+            maxAccessCount: try fields.optionalCount("max_access_count"),
+            accessCount: try fields.count("access_count"), passphraseHash: try fields.optionalText("passphrase_hash"),
+            ipAllowlist: try fields.list("ip_allowlist") { CIDR($0) }, status: try fields.value("status"),
+            revoked: try fields.optionalInt("revoked_at") != nil, createdAt: try fields.timestamp("created_at"),
+            version: try fields.optionalCount("version"), claimDigest: try fields.optionalBytes("claim_digest"),
+            reference: try fields.uuid("reference"))
+    }
+
+    public static func auditEvent(_ row: some StoredRow) throws -> AuditEvent {
+        let fields = StoredFields(row, table: "audit_events")
+        guard case .object(let details)? = try fields.optionalJSON("details") else {
+            throw fields.failure("details", "not a JSON object")
+        }
+        return AuditEvent(
+            id: try fields.uuid("id"), sequence: try fields.int("seq"),
+            entry: AuditEntry(
+                orgID: try fields.uuid("org_id"), actorType: try fields.value("actor_type"),
+                actorID: try fields.optionalText("actor_id"), action: try fields.text("action"),
+                resourceType: try fields.text("resource_type"), resourceID: try fields.optionalText("resource_id"),
+                details: details, ipAddress: try fields.optionalText("ip_address")),
+            createdAt: try fields.timestamp("created_at"), previousID: try fields.optionalUUID("prev_event_id"),
+            integrityHash: try fields.text("integrity_hash"))
+    }
+
+    public static func auditHead(_ row: some StoredRow) throws -> AuditHead {
+        let fields = StoredFields(row, table: "audit_heads")
+        return AuditHead(eventID: try fields.uuid("event_id"), sequence: try fields.int("seq"), hash: try fields.text("hash"))
+    }
+
+    /// The metadata of a version, from `secrets` joined with `secret_versions` (and its read count).
+    public static func versionInfo(_ row: some StoredRow) throws -> SecretVersionInfo {
+        let secret = StoredFields(row, table: "secrets")
+        let fields = StoredFields(row, table: "secret_versions")
+        return SecretVersionInfo(
+            secretID: try secret.uuid("secret_id"), path: try secret.text("path"), version: try fields.count("version"),
+            type: try fields.value("type"), metadata: try fields.optionalJSON("metadata"),
+            rotationPolicy: try fields.optionalJSON("rotation_policy"),
+            expiresAt: try fields.optionalTimestamp("expires_at"),
+            maxAccessCount: try fields.optionalCount("max_access_count"),
+            accessCount: try fields.count("access_count"), isDisabled: try fields.bool("is_disabled"),
+            isDeleted: try fields.bool("is_deleted") || secret.optionalInt("deleted_at") != nil,
+            createdBy: try fields.uuid("created_by"), createdAt: try fields.timestamp("created_at"))
+    }
+
+    public static func kek(_ row: some StoredRow) throws -> KEKHandle {
+        let fields = StoredFields(row, table: "keks")
+        return KEKHandle(id: try fields.text("id"), material: try fields.bytes("material"))
+    }
+}

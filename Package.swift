@@ -33,10 +33,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "KeyholdSQL", dependencies: ["KeyholdCore"]),
         .target(
             name: "KeyholdSQLite",
             dependencies: [
                 "KeyholdCore",
+                "KeyholdSQL",
                 "CKeyholdShims",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -47,6 +49,7 @@ let package = Package(
             name: "KeyholdPostgres",
             dependencies: [
                 "KeyholdCore",
+                "KeyholdSQL",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -43,45 +43,4 @@ extension PostgresStorage {
         }
     }
 
-    public func appendAudit(_ record: AuditRecord) async throws {
-        try await transaction { db in try await Self.append(db, record) }
-    }
-
-    public func auditEvents(orgID: UUID, filter: AuditFilter) async throws -> [AuditEvent] {
-        // PostgreSQL text cannot hold NUL, so no stored event matches a filter with one.
-        if [filter.action, filter.actorID, filter.resourceID].contains(where: { $0?.unicodeScalars.contains("\u{0}") == true }) {
-            return []
-        }
-        var sql = "SELECT * FROM audit_events WHERE org_id = $1"
-        var binds = PostgresBindings()
-        binds.append(orgID)
-        func condition(_ clause: String, _ value: some PostgresNonThrowingEncodable) {
-            binds.append(value)
-            sql += " AND \(clause) $\(binds.count)"
-        }
-        if let action = filter.action { condition("action =", action) }
-        if let actorID = filter.actorID { condition("actor_id =", actorID) }
-        if let resourceID = filter.resourceID { condition("resource_id =", resourceID) }
-        if let from = filter.from { condition("created_at >=", from.milliseconds) }
-        if let to = filter.to { condition("created_at <=", to.milliseconds) }
-        binds.append(Int64(filter.limit))
-        binds.append(Int64(filter.offset))
-        sql += " ORDER BY seq DESC LIMIT $\(binds.count - 1) OFFSET $\(binds.count)"
-        return try await read(PostgresQuery(unsafeSQL: sql, binds: binds)).map(StoredRecords.auditEvent)
-    }
-
-    public func auditChain(orgID: UUID, afterSequence: Int64, limit: Int) async throws -> [AuditEvent] {
-        try await read(
-            "SELECT * FROM audit_events WHERE org_id = \(orgID) AND seq > \(afterSequence) ORDER BY seq LIMIT \(Int64(limit))"
-        ).map(StoredRecords.auditEvent)
-    }
-
-    public func auditHead(orgID: UUID) async throws -> AuditHead? {
-        try await read(
-            "SELECT event_id, seq, hash FROM audit_heads WHERE org_id = \(orgID) AND seq > 0 AND event_id IS NOT NULL"
-        ).first.map {
-            AuditHead(eventID: try $0.uuid("event_id"), sequence: try $0.int("seq"), hash: try $0.text("hash"))
-        }
-    }
-
 }

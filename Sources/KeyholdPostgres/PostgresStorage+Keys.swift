@@ -5,24 +5,6 @@ import PostgresNIO
 // MARK: key rotation
 
 extension PostgresStorage {
-    public func vaultAndPolicies(id: UUID, orgID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws
-        -> (Vault, [Policy])?
-    {
-        guard let vault = try await vault(id: id, orgID: orgID) else { return nil }
-        return (vault, try await policies(vaultID: id, principalKind: principalKind, principalID: principalID))
-    }
-
-    public func tokenSubject(kind: PrincipalKind, id: UUID, tokenID: String) async throws -> TokenSubject? {
-        guard try await !isTokenRevoked(id: tokenID) else { return nil }
-        switch kind {
-        case .user: return try await user(id: id).map { .user($0) }
-        case .agent: return try await agent(id: id).map { .agent($0) }
-        }
-    }
-
-    public func vault(id: UUID) async throws -> Vault? {
-        try await read("SELECT * FROM vaults WHERE id = \(id)").first.map(StoredRecords.vault)
-    }
 
     public func rotateVaultKEK(vaultID: UUID, orgID: UUID, kek: KEKHandle, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in

@@ -2,53 +2,6 @@ import Foundation
 import KeyholdCore
 import PostgresNIO
 
-// MARK: vaults
-
-extension PostgresStorage {
-    public func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws {
-        try await transaction { db in
-            try await db.execute(
-                """
-                INSERT INTO vaults (id, org_id, name, description, created_by, created_by_type, kek_id, created_at)
-                VALUES (\(vault.id), \(vault.orgID), \(vault.name), \(vault.description), \(vault.createdBy),
-                    \(vault.createdByType.rawValue), \(vault.kekID), \(vault.createdAt.milliseconds))
-                """)
-            try await db.execute(
-                """
-                INSERT INTO keks (id, vault_id, material, created_at)
-                VALUES (\(kek.id), \(vault.id), \(kek.material), \(vault.createdAt.milliseconds))
-                """)
-            try await Self.append(db, audit)
-        }
-    }
-
-    public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
-        try await read("SELECT * FROM vaults WHERE id = \(id) AND org_id = \(orgID)").first.map(StoredRecords.vault)
-    }
-
-    public func vaults(orgID: UUID) async throws -> [Vault] {
-        try await read("SELECT * FROM vaults WHERE org_id = \(orgID) ORDER BY created_at, id").map(StoredRecords.vault)
-    }
-
-    public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
-        try await transaction { db in
-            // Foreign keys cascade to the vault's keys, policies, shares, secrets and versions.
-            guard !(try await db.query(
-                "DELETE FROM vaults WHERE id = \(id) AND org_id = \(orgID) RETURNING id"
-            ).isEmpty) else { return false }
-            try await Self.append(db, audit)
-            return true
-        }
-    }
-
-    public func kek(id: String) async throws -> KEKHandle? {
-        try await read("SELECT material FROM keks WHERE id = \(id)").first.map {
-            KEKHandle(id: id, material: try $0.bytes("material"))
-        }
-    }
-
-}
-
 // MARK: secrets
 
 extension PostgresStorage {
@@ -241,26 +194,6 @@ extension PostgresStorage {
         }
     }
 
-}
-
-// MARK: system values
-
-extension PostgresStorage {
-    public func systemValue(_ key: String) async throws -> Data? {
-        try await read("SELECT value FROM system_values WHERE key = \(key)").first.map { try $0.bytes("value") }
-    }
-
-    public func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data {
-        try await transaction { db in
-            // A concurrent starter's INSERT waits on the key, then does nothing; the SELECT (a new snapshot under
-            // READ COMMITTED) sees whichever value won.
-            try await db.execute(
-                "INSERT INTO system_values (key, value) VALUES (\(key), \(value)) ON CONFLICT (key) DO NOTHING")
-            guard let row = try await db.query("SELECT value FROM system_values WHERE key = \(key)").first
-            else { throw StorageError.backend("system value vanished") }
-            return try row.bytes("value")
-        }
-    }
 }
 
 extension SecretVersionInfo {

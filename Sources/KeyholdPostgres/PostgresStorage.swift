@@ -450,7 +450,7 @@ struct DatabaseURL: Sendable {
 // MARK: queries
 
 /// A connection inside a transaction.
-struct DB {
+public struct DB {
     let connection: PostgresConnection
     let logger: Logger
 
@@ -464,7 +464,7 @@ struct DB {
 }
 
 /// A result row, read by column name.
-struct Row {
+public struct Row {
     let cells: PostgresRandomAccessRow
 
     init(_ row: PostgresRow) { self.cells = row.makeRandomAccess() }
@@ -491,9 +491,9 @@ struct Row {
 
 /// PostgreSQL's column types decode as they are declared (uuid, boolean, bigint, bytea, text); another type is an error.
 extension Row: StoredRow {
-    func storedText(_ name: String) throws -> String? { try decode(name, as: String?.self) }
-    func storedInteger(_ name: String) throws -> Int64? { try decode(name, as: Int64?.self) }
-    func storedBoolean(_ name: String) throws -> Bool? { try decode(name, as: Bool?.self) }
-    func storedUUID(_ name: String) throws -> UUID? { try decode(name, as: UUID?.self) }
-    func storedBytes(_ name: String) throws -> Data? { try decode(name, as: Data?.self) }
+    public func storedText(_ name: String) throws -> String? { try decode(name, as: String?.self) }
+    public func storedInteger(_ name: String) throws -> Int64? { try decode(name, as: Int64?.self) }
+    public func storedBoolean(_ name: String) throws -> Bool? { try decode(name, as: Bool?.self) }
+    public func storedUUID(_ name: String) throws -> UUID? { try decode(name, as: UUID?.self) }
+    public func storedBytes(_ name: String) throws -> Data? { try decode(name, as: Data?.self) }
 }

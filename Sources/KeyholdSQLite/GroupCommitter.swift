@@ -9,24 +9,32 @@ import Synchronization
 /// group and runs them together, each in a savepoint, under one `BEGIN IMMEDIATE … COMMIT` (one fsync per group).
 /// A dedicated thread rather than jobs on a pool: between two groups it only checks its queue, so a group that
 /// arrived while the previous one committed starts at once (no task or thread-pool hand-off between groups).
-final class GroupCommitter: @unchecked Sendable {
-    typealias Work = @Sendable (SQLiteDB) throws -> Void
+///
+/// Transaction bodies are async (the same code drives PostgreSQL's connections), so the thread is also a
+/// `TaskExecutor`: a group runs as one task that prefers this executor, and since SQLite calls never suspend, the
+/// whole group runs straight through on this thread, as one job.
+final class GroupCommitter: TaskExecutor, @unchecked Sendable {
+    typealias Work = @Sendable (SQLiteDB) async throws -> Void
     typealias Completion = @Sendable ((any Error)?) -> Void
     typealias Group = [(Work, Completion)]
 
-    /// Guards `queue` and `stopped`; the writer thread waits on it when there is nothing to do.
+    /// Guards `queue`, `jobs`, `groupRunning` and `stopped`; the writer thread waits on it when there is nothing to do.
     private let condition = NSCondition()
     private var queue: Group = []
+    private var jobs: [UnownedJob] = []
+    private var groupRunning = false
     private var stopped = false
     private let finished = DispatchSemaphore(value: 0)
+    private let connection: SQLiteDB
     /// The most transactions one group takes, so one group's latency stays bounded.
     static let maximumGroup = 256
 
     init(connection: SQLiteDB) {
+        self.connection = connection
         Thread { [self] in
             // Named from inside: a name given before start is not applied on Linux, which also keeps at most 15 bytes.
             Thread.current.name = "keyhold-writer"
-            run(connection)
+            run()
         }.start()
     }
 
@@ -38,7 +46,15 @@ final class GroupCommitter: @unchecked Sendable {
             return
         }
         queue.append((work, completion))
-        if queue.count == 1 { condition.signal() }
+        condition.signal()
+        condition.unlock()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
         condition.unlock()
     }
 
@@ -63,26 +79,60 @@ final class GroupCommitter: @unchecked Sendable {
         return first
     }
 
-    private func run(_ connection: SQLiteDB) {
+    private enum Next {
+        case jobs([UnownedJob])
+        case group(Group)
+        case end
+    }
+
+    private func next() -> Next {
+        condition.lock()
+        defer { condition.unlock() }
         while true {
-            condition.lock()
-            while queue.isEmpty && !stopped { condition.wait() }
-            if queue.isEmpty {
-                condition.unlock()
+            if !jobs.isEmpty {
+                defer { jobs.removeAll(keepingCapacity: true) }
+                return .jobs(jobs)
+            }
+            if !groupRunning, !queue.isEmpty {
+                let group = Array(queue.prefix(Self.maximumGroup))
+                queue.removeFirst(group.count)
+                groupRunning = true
+                return .group(group)
+            }
+            if stopped, !groupRunning, queue.isEmpty { return .end }
+            condition.wait()
+        }
+    }
+
+    private func run() {
+        let executor = asUnownedTaskExecutor()
+        while true {
+            switch next() {
+            case .jobs(let jobs):
+                for job in jobs { job.runSynchronously(on: executor) }
+            case .group(let group):
+                let db = connection
+                Task(executorPreference: self) {
+                    let outcomes = await Self.commit(group.map(\.0), on: db)
+                    self.groupEnded()
+                    for (index, (_, completion)) in group.enumerated() { completion(outcomes[index]) }
+                }
+            case .end:
                 finished.signal()
                 return
             }
-            let group = Array(queue.prefix(Self.maximumGroup))
-            queue.removeFirst(group.count)
-            condition.unlock()
-            let outcomes = Self.commit(group.map(\.0), on: connection)
-            for (index, (_, completion)) in group.enumerated() { completion(outcomes[index]) }
         }
+    }
+
+    private func groupEnded() {
+        condition.lock()
+        groupRunning = false
+        condition.unlock()
     }
 
     /// One transaction for the whole group; a body that throws is rolled back to its savepoint alone. (Statements
     /// go through the connection's prepared-statement cache: no SQL is parsed per transaction.)
-    private static func commit(_ works: [Work], on db: SQLiteDB) -> [(any Error)?] {
+    private static func commit(_ works: [Work], on db: SQLiteDB) async -> [(any Error)?] {
         var outcomes = [(any Error)?](repeating: nil, count: works.count)
         do {
             try db.run("BEGIN IMMEDIATE")
@@ -97,7 +147,7 @@ final class GroupCommitter: @unchecked Sendable {
             do {
                 try db.run("SAVEPOINT keyhold")
                 do {
-                    try work(db)
+                    try await work(db)
                     try db.run("RELEASE keyhold")
                 } catch {
                     try? db.run("ROLLBACK TO keyhold")

@@ -11,7 +11,7 @@ import VaporCSQLite
 /// transaction has five to ten statements, so most of a request's time went to thread hand-offs (seen with
 /// `perf`: futex waits and task switches on top). Keyhold runs a whole group commit on its writer thread, and a plain
 /// read inline on the request's task, calling SQLite directly. One connection is used by one of them at a time.
-final class SQLiteDB: @unchecked Sendable {
+public final class SQLiteDB: @unchecked Sendable {
     private let handle: OpaquePointer
     private var statements: [String: Prepared] = [:]
     /// The writer's copy of each org's audit chain head (see `AuditHeadCache`); unused on reader connections.
@@ -153,7 +153,7 @@ final class SQLiteDB: @unchecked Sendable {
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     /// A result row: values by column name.
-    struct Row {
+    public struct Row: Sendable {
         let names: [String: Int]
         let values: [SQLiteData]
 

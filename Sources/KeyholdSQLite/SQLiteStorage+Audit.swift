@@ -30,37 +30,6 @@ extension SQLiteStorage {
         }
     }
 
-    public func appendAudit(_ record: AuditRecord) async throws {
-        try await transaction { db in try Self.append(db, record) }
-    }
-
-    public func auditEvents(orgID: UUID, filter: AuditFilter) async throws -> [AuditEvent] {
-        var sql = "SELECT * FROM audit_events WHERE org_id = ?"
-        var binds: [SQLiteData] = [.uuid(orgID)]
-        if let action = filter.action { sql += " AND action = ?"; binds.append(.text(action)) }
-        if let actorID = filter.actorID { sql += " AND actor_id = ?"; binds.append(.text(actorID)) }
-        if let resourceID = filter.resourceID { sql += " AND resource_id = ?"; binds.append(.text(resourceID)) }
-        if let from = filter.from { sql += " AND created_at >= ?"; binds.append(.int64(from.milliseconds)) }
-        if let to = filter.to { sql += " AND created_at <= ?"; binds.append(.int64(to.milliseconds)) }
-        sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
-        binds += [.int64(Int64(filter.limit)), .int64(Int64(filter.offset))]
-        let (query, values) = (sql, binds)
-        return try await read { try $0.query(query, values).map(StoredRecords.auditEvent) }
-    }
-
-    public func auditChain(orgID: UUID, afterSequence: Int64, limit: Int) async throws -> [AuditEvent] {
-        try await read { try $0.query(
-            "SELECT * FROM audit_events WHERE org_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            [.uuid(orgID), .int64(afterSequence), .int64(Int64(limit))]
-        ).map(StoredRecords.auditEvent) }
-    }
-
-    public func auditHead(orgID: UUID) async throws -> AuditHead? {
-        try await read { try $0.query("SELECT * FROM audit_heads WHERE org_id = ?", [.uuid(orgID)]).first.map {
-            AuditHead(eventID: try $0.uuid("event_id"), sequence: try $0.int("seq"), hash: try $0.text("hash"))
-        } }
-    }
-
 }
 
 /// The writer connection's copy of each org's chain head. Appending an event is then one INSERT: an org's

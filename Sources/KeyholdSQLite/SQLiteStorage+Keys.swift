@@ -3,36 +3,6 @@ import KeyholdCore
 import SQLiteNIO
 
 extension SQLiteStorage {
-    public func vaultAndPolicies(id: UUID, orgID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws
-        -> (Vault, [Policy])?
-    {
-        try await read { db in
-            guard let vault = try db.query("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
-                .first.map(StoredRecords.vault)
-            else { return nil }
-            let policies = try db.query(
-                "SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?",
-                [.uuid(id), .text(principalKind.rawValue), .uuid(principalID)]
-            ).map(StoredRecords.policy)
-            return (vault, policies)
-        }
-    }
-
-    public func tokenSubject(kind: PrincipalKind, id: UUID, tokenID: String) async throws -> TokenSubject? {
-        try await read { db in
-            guard try db.query("SELECT 1 AS x FROM revoked_tokens WHERE jti = ?", [.text(tokenID)]).isEmpty else {
-                return nil
-            }
-            switch kind {
-            case .user: return try db.query("SELECT * FROM users WHERE id = ?", [.uuid(id)]).first.map { .user(try StoredRecords.user($0)) }
-            case .agent: return try db.query("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).first.map { .agent(try StoredRecords.agent($0)) }
-            }
-        }
-    }
-
-    public func vault(id: UUID) async throws -> Vault? {
-        try await read { try $0.query("SELECT * FROM vaults WHERE id = ?", [.uuid(id)]).first.map(StoredRecords.vault) }
-    }
 
     public func rotateVaultKEK(vaultID: UUID, orgID: UUID, kek: KEKHandle, audit: AuditRecord) async throws -> Bool {
         try await transaction { db in

@@ -194,84 +194,6 @@ public final class SQLiteStorage: Storage {
     }
 }
 
-// MARK: identity
-
-extension SQLiteStorage {
-    public func createOrg(_ org: Org, owner: User, audit: AuditRecord) async throws {
-        do {
-            try await transaction { db in
-                try db.query(
-                    "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
-                    [.uuid(org.id), .text(org.name), .int64(org.createdAt.milliseconds)])
-                try Self.insertUser(db, owner)
-                try Self.append(db, audit)
-            }
-        } catch let error as SQLiteDB.Failure where error.isUniqueViolation {
-            throw StorageError.conflict
-        }
-    }
-
-    public func user(email: String) async throws -> User? {
-        try await read { try $0.query("SELECT * FROM users WHERE email = ?", [.text(email)]).first.map(StoredRecords.user) }
-    }
-
-    public func user(id: UUID) async throws -> User? {
-        try await read { try $0.query("SELECT * FROM users WHERE id = ?", [.uuid(id)]).first.map(StoredRecords.user) }
-    }
-
-}
-
-// MARK: vaults
-
-extension SQLiteStorage {
-    public func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws {
-        try await transaction { db in
-            try db.query(
-                """
-                INSERT INTO vaults (id, org_id, name, description, created_by, created_by_type, kek_id, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [
-                    .uuid(vault.id), .uuid(vault.orgID), .text(vault.name), .optionalText(vault.description),
-                    .uuid(vault.createdBy), .text(vault.createdByType.rawValue), .text(vault.kekID),
-                    .int64(vault.createdAt.milliseconds),
-                ])
-            try db.query(
-                "INSERT INTO keks (id, vault_id, material, created_at) VALUES (?, ?, ?, ?)",
-                [.text(kek.id), .uuid(vault.id), .bytes(kek.material), .int64(vault.createdAt.milliseconds)])
-            try Self.append(db, audit)
-        }
-    }
-
-    public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
-        try await read { try $0.query("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
-            .first.map(StoredRecords.vault) }
-    }
-
-    public func vaults(orgID: UUID) async throws -> [Vault] {
-        try await read { try $0.query("SELECT * FROM vaults WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-            .map(StoredRecords.vault) }
-    }
-
-    public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
-        try await transaction { db in
-            // Foreign keys cascade to the vault's keys, policies, secrets and versions.
-            guard !(try db.query(
-                "DELETE FROM vaults WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)]
-            ).isEmpty) else { return false }
-            try Self.append(db, audit)
-            return true
-        }
-    }
-
-    public func kek(id: String) async throws -> KEKHandle? {
-        try await read { try $0.query("SELECT material FROM keks WHERE id = ?", [.text(id)]).first.map {
-            KEKHandle(id: id, material: try $0.bytes("material"))
-        } }
-    }
-
-}
-
 // MARK: secrets
 
 extension SQLiteStorage {
@@ -449,26 +371,6 @@ extension SQLiteStorage {
 
 }
 
-// MARK: system values
-
-extension SQLiteStorage {
-    public func systemValue(_ key: String) async throws -> Data? {
-        try await read { try $0.query("SELECT value FROM system_values WHERE key = ?", [.text(key)]).first
-            .map { try $0.bytes("value") } }
-    }
-
-    public func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data {
-        try await transaction { db in
-            try db.query(
-                "INSERT INTO system_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                [.text(key), .bytes(value)])
-            guard let row = try db.query("SELECT value FROM system_values WHERE key = ?", [.text(key)]).first
-            else { throw StorageError.backend("system value vanished") }
-            return try row.bytes("value")
-        }
-    }
-}
-
 extension SecretVersionInfo {
     func with(accessCount: Int) -> SecretVersionInfo {
         SecretVersionInfo(
@@ -517,7 +419,7 @@ extension SQLiteDB.Row {
 extension SQLiteDB.Row: StoredRow {
     struct WrongType: Error {}
 
-    func storedText(_ name: String) throws -> String? {
+    public func storedText(_ name: String) throws -> String? {
         switch column(name) {
         case nil, .null?: nil
         case .text(let value)?: value
@@ -525,7 +427,7 @@ extension SQLiteDB.Row: StoredRow {
         }
     }
 
-    func storedInteger(_ name: String) throws -> Int64? {
+    public func storedInteger(_ name: String) throws -> Int64? {
         switch column(name) {
         case nil, .null?: nil
         case .integer(let value)?: Int64(value)
@@ -533,7 +435,7 @@ extension SQLiteDB.Row: StoredRow {
         }
     }
 
-    func storedBoolean(_ name: String) throws -> Bool? {
+    public func storedBoolean(_ name: String) throws -> Bool? {
         switch try storedInteger(name) {
         case nil: nil
         case 0?: false
@@ -542,13 +444,13 @@ extension SQLiteDB.Row: StoredRow {
         }
     }
 
-    func storedUUID(_ name: String) throws -> UUID? {
+    public func storedUUID(_ name: String) throws -> UUID? {
         guard let text = try storedText(name) else { return nil }
         guard let id = UUID(fast: text) else { throw WrongType() }
         return id
     }
 
-    func storedBytes(_ name: String) throws -> Data? {
+    public func storedBytes(_ name: String) throws -> Data? {
         switch column(name) {
         case nil, .null?: nil
         case .blob(let buffer)?: Data(buffer.readableBytesView)

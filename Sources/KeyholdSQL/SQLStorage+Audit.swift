@@ -1,0 +1,76 @@
+import Foundation
+import KeyholdCore
+
+extension SQLConnection {
+    /// Appends a record to its org's chain inside the caller's transaction. Any failure becomes a 503 and, since it
+    /// is thrown inside the transaction, rolls back the change it was recording.
+    public func append(_ record: AuditRecord) async throws {
+        do {
+            let orgID = record.entry.orgID
+            let event = record.chain.seal(record.entry, after: try await lockAuditHead(orgID: orgID))
+            let entry = event.entry
+            try await query(
+                """
+                INSERT INTO audit_events (id, org_id, seq, actor_type, actor_id, action, resource_type, resource_id,
+                    details, ip_address, created_at, prev_event_id, integrity_hash)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .uuid(event.id), .uuid(orgID), .integer(event.sequence), .text(entry.actorType.rawValue),
+                    .optional(entry.actorID), .text(entry.action), .text(entry.resourceType),
+                    .optional(entry.resourceID), .text(entry.detailsJSON), .optional(entry.ipAddress),
+                    .time(event.createdAt), .optional(event.previousID), .text(event.integrityHash),
+                ])
+            try await setAuditHead(
+                orgID: orgID, to: AuditHead(eventID: event.id, sequence: event.sequence, hash: event.integrityHash))
+        } catch {
+            throw KeyholdError.auditUnavailable
+        }
+    }
+}
+
+extension SQLStorage {
+    public func appendAudit(_ record: AuditRecord) async throws {
+        try await backend.inTransaction { try await $0.append(record) }
+    }
+
+    public func auditEvents(orgID: UUID, filter: AuditFilter) async throws -> [AuditEvent] {
+        // No stored event holds a NUL character (PostgreSQL text cannot), so a filter with one matches nothing.
+        if [filter.action, filter.actorID, filter.resourceID].contains(where: { $0?.utf8.contains(0) == true }) {
+            return []
+        }
+        var sql = "SELECT * FROM audit_events WHERE org_id = ?"
+        var binds: [SQLValue] = [.uuid(orgID)]
+        func condition(_ clause: String, _ value: SQLValue) {
+            sql += " AND \(clause) ?"
+            binds.append(value)
+        }
+        if let action = filter.action { condition("action =", .text(action)) }
+        if let actorID = filter.actorID { condition("actor_id =", .text(actorID)) }
+        if let resourceID = filter.resourceID { condition("resource_id =", .text(resourceID)) }
+        if let from = filter.from { condition("created_at >=", .time(from)) }
+        if let to = filter.to { condition("created_at <=", .time(to)) }
+        sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
+        binds += [.int(filter.limit), .int(filter.offset)]
+        let (statement, values) = (sql, binds)
+        return try await backend.reading { try await $0.query(statement, values).map(StoredRecords.auditEvent) }
+    }
+
+    public func auditChain(orgID: UUID, afterSequence: Int64, limit: Int) async throws -> [AuditEvent] {
+        try await backend.reading {
+            try await $0.query(
+                "SELECT * FROM audit_events WHERE org_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                [.uuid(orgID), .integer(afterSequence), .int(limit)]
+            ).map(StoredRecords.auditEvent)
+        }
+    }
+
+    public func auditHead(orgID: UUID) async throws -> AuditHead? {
+        try await backend.reading {
+            // PostgreSQL keeps a placeholder head (seq 0, no event) for an org without events, to have a row to lock.
+            try await $0.first(
+                "SELECT * FROM audit_heads WHERE org_id = ? AND seq > 0 AND event_id IS NOT NULL", [.uuid(orgID)]
+            ).map(StoredRecords.auditHead)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import KeyholdCore
+
+extension SQLStorage {
+    public func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws {
+        try await backend.inTransaction { db in
+            try await db.query(
+                """
+                INSERT INTO vaults (id, org_id, name, description, created_by, created_by_type, kek_id, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .uuid(vault.id), .uuid(vault.orgID), .text(vault.name), .optional(vault.description),
+                    .uuid(vault.createdBy), .text(vault.createdByType.rawValue), .text(vault.kekID), .time(vault.createdAt),
+                ])
+            try await db.query(
+                "INSERT INTO keks (id, vault_id, material, created_at) VALUES (?, ?, ?, ?)",
+                [.text(kek.id), .uuid(vault.id), .bytes(kek.material), .time(vault.createdAt)])
+            try await db.append(audit)
+        }
+    }
+
+    public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
+        try await backend.reading {
+            try await $0.first("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
+                .map(StoredRecords.vault)
+        }
+    }
+
+    public func vault(id: UUID) async throws -> Vault? {
+        try await backend.reading {
+            try await $0.first("SELECT * FROM vaults WHERE id = ?", [.uuid(id)]).map(StoredRecords.vault)
+        }
+    }
+
+    public func vaults(orgID: UUID) async throws -> [Vault] {
+        try await backend.reading {
+            try await $0.query("SELECT * FROM vaults WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
+                .map(StoredRecords.vault)
+        }
+    }
+
+    public func vaultAndPolicies(id: UUID, orgID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws
+        -> (Vault, [Policy])?
+    {
+        try await backend.reading { db in
+            guard let vault = try await db.first(
+                "SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)]
+            ).map(StoredRecords.vault) else { return nil }
+            let policies = try await db.query(
+                "SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?",
+                [.uuid(id), .text(principalKind.rawValue), .uuid(principalID)]
+            ).map(StoredRecords.policy)
+            return (vault, policies)
+        }
+    }
+
+    /// Deletes the vault; foreign keys cascade to its keys, policies, shares, secrets and versions.
+    public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
+        try await backend.inTransaction { db in
+            guard try await db.first("DELETE FROM vaults WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)])
+                != nil
+            else { return false }
+            try await db.append(audit)
+            return true
+        }
+    }
+
+    public func kek(id: String) async throws -> KEKHandle? {
+        try await backend.reading {
+            try await $0.first("SELECT id, material FROM keks WHERE id = ?", [.text(id)]).map(StoredRecords.kek)
+        }
+    }
+}
+
+extension SQLStorage {
+    public func systemValue(_ key: String) async throws -> Data? {
+        try await backend.reading {
+            try await $0.first("SELECT value FROM system_values WHERE key = ?", [.text(key)]).map {
+                try StoredFields($0, table: "system_values").bytes("value")
+            }
+        }
+    }
+
+    /// Stores the value unless the key exists; returns what is stored afterwards (so concurrent starters agree).
+    public func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data {
+        try await backend.inTransaction { db in
+            try await db.query(
+                "INSERT INTO system_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                [.text(key), .bytes(value)])
+            guard let row = try await db.first("SELECT value FROM system_values WHERE key = ?", [.text(key)]) else {
+                throw StorageError.backend("system value vanished")
+            }
+            return try StoredFields(row, table: "system_values").bytes("value")
+        }
+    }
+}

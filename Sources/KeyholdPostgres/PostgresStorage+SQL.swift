@@ -41,6 +41,8 @@ extension DB: SQLConnection {
     }
 
     public var forUpdate: String { " FOR UPDATE" }
+    public func forUpdate(of alias: String) -> String { " FOR UPDATE OF \(alias)" }
+    public var forKeyShare: String { " FOR KEY SHARE" }
 
     public func lock(_ key: String) async throws {
         try await execute("SELECT pg_advisory_xact_lock(hashtext(\(key))::bigint)")

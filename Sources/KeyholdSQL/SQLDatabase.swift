@@ -30,6 +30,10 @@ public protocol SQLConnection {
     /// Appended to a SELECT whose rows the transaction goes on to change or rely on: ` FOR UPDATE` on PostgreSQL
     /// (row locks serialise concurrent transactions on every node), nothing on SQLite (its single writer already does).
     var forUpdate: String { get }
+    /// ` FOR UPDATE OF alias` on PostgreSQL (only that table's rows of a join are locked), nothing on SQLite.
+    func forUpdate(of alias: String) -> String
+    /// ` FOR KEY SHARE` on PostgreSQL (the row may not be deleted until the transaction ends), nothing on SQLite.
+    var forKeyShare: String { get }
 
     /// Takes a lock named by `key` until the transaction ends, for a rule that spans rows which may not exist yet
     /// (a refresh family): an advisory lock on PostgreSQL, nothing on SQLite (its single writer already serialises).

@@ -1,36 +1,7 @@
 import Foundation
 import KeyholdCore
+import KeyholdSQL
 import SQLiteNIO
-
-extension SQLiteStorage {
-    /// Appends a record to its org's chain inside the caller's transaction. Any failure becomes a 503 and, since
-    /// it is thrown inside the transaction, rolls back the change it was recording.
-    static func append(_ db: SQLiteDB, _ record: AuditRecord) throws {
-        do {
-            let orgID = record.entry.orgID
-            let head = try db.auditHeads.head(of: orgID, in: db)
-            let event = record.chain.seal(record.entry, after: head)
-            let entry = event.entry
-            try db.query(
-                """
-                INSERT INTO audit_events (id, org_id, seq, actor_type, actor_id, action, resource_type, resource_id,
-                    details, ip_address, created_at, prev_event_id, integrity_hash)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [
-                    .uuid(event.id), .uuid(orgID), .int64(event.sequence), .text(entry.actorType.rawValue),
-                    .optionalText(entry.actorID), .text(entry.action), .text(entry.resourceType),
-                    .optionalText(entry.resourceID), .text(entry.detailsJSON),
-                    .optionalText(entry.ipAddress), .int64(event.createdAt.milliseconds),
-                    .optionalText(event.previousID?.wire), .text(event.integrityHash),
-                ])
-            db.auditHeads.advance(orgID, to: AuditHead(eventID: event.id, sequence: event.sequence, hash: event.integrityHash))
-        } catch {
-            throw KeyholdError.auditUnavailable
-        }
-    }
-
-}
 
 /// The writer connection's copy of each org's chain head. Appending an event is then one INSERT: an org's
 /// `audit_heads` row is read once (on first use, and again whenever another connection has changed the file) and
@@ -52,9 +23,8 @@ struct AuditHeadCache {
 
     mutating func head(of orgID: UUID, in db: SQLiteDB) throws -> AuditHead? {
         if let head = heads[orgID] { return head }
-        let head = try db.query("SELECT * FROM audit_heads WHERE org_id = ?", [.uuid(orgID)]).first.map {
-            AuditHead(eventID: try $0.uuid("event_id"), sequence: try $0.int("seq"), hash: try $0.text("hash"))
-        }
+        let head = try db.query("SELECT * FROM audit_heads WHERE org_id = ?", [SQLValue.uuid(orgID).sqlite]).first
+            .map(StoredRecords.auditHead)
         heads[orgID] = head
         return head
     }
@@ -72,7 +42,7 @@ struct AuditHeadCache {
                 """
                 INSERT INTO audit_heads (org_id, event_id, seq, hash) VALUES (?, ?, ?, ?)
                 ON CONFLICT (org_id) DO UPDATE SET event_id = excluded.event_id, seq = excluded.seq, hash = excluded.hash
-                """, [.uuid(orgID), .uuid(head.eventID), .int64(head.sequence), .text(head.hash)])
+                """, [SQLValue.uuid(orgID), .uuid(head.eventID), .integer(head.sequence), .text(head.hash)].map(\.sqlite))
         }
     }
 

@@ -31,6 +31,8 @@ extension SQLiteDB: SQLConnection {
     }
 
     public var forUpdate: String { "" }
+    public func forUpdate(of alias: String) -> String { "" }
+    public var forKeyShare: String { "" }
 
     public func lock(_ key: String) async throws {}
 

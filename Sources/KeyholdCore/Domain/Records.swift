@@ -340,3 +340,14 @@ public struct Invite: Sendable, Hashable {
         self.expiresAt = expiresAt
     }
 }
+
+extension SecretVersionInfo {
+    /// The same metadata with the access count a read just recorded.
+    public func with(accessCount: Int) -> SecretVersionInfo {
+        SecretVersionInfo(
+            secretID: secretID, path: path, version: version, type: type, metadata: metadata,
+            rotationPolicy: rotationPolicy, expiresAt: expiresAt, maxAccessCount: maxAccessCount,
+            accessCount: accessCount, isDisabled: isDisabled, isDeleted: isDeleted, createdBy: createdBy,
+            createdAt: createdAt)
+    }
+}

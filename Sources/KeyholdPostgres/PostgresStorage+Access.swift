@@ -1,4 +1,0 @@
-import Foundation
-import KeyholdCore
-import PostgresNIO
-

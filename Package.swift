@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(
             name: "KeyholdStorageTests",
             dependencies: [
-                "KeyholdCore", "KeyholdSQLite", "KeyholdPostgres", "CKeyholdShims",
+                "KeyholdCore", "KeyholdSQL", "KeyholdSQLite", "KeyholdPostgres", "CKeyholdShims",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]

@@ -1,5 +1,6 @@
 import Foundation
 import KeyholdCore
+import KeyholdSQL
 import Logging
 import NIOCore
 import PostgresNIO
@@ -312,6 +313,14 @@ public final class PostgresStorage: Storage {
         """,
     ]
 
+    /// PostgreSQL's own migrations (1–3), nothing for 4–7 (its first migrations made what SQLite's 2–7 made), then
+    /// the shared ones in PostgreSQL's spelling.
+    public static let history = migrations + Array(repeating: "", count: Schema.sharedFrom - 1 - migrations.count)
+        + Schema.migrations.map {
+            Schema.migration(
+                $0, types: [.uuid: "uuid", .int: "bigint", .bool: "boolean", .blob: "bytea", .path: #"text COLLATE "C""#])
+        }
+
     /// A migration's statements: split at each `;` outside a `$$ … $$` body.
     public static func statements(_ migration: String) -> [Substring] {
         var statements: [Substring] = []
@@ -343,7 +352,7 @@ public final class PostgresStorage: Storage {
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, applied_at bigint NOT NULL)")
             let applied = try await db.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
                 .first?.storedInteger("v") ?? 0
-            for (index, migration) in Self.migrations.enumerated() where index + 1 > applied {
+            for (index, migration) in Self.history.enumerated() where index + 1 > applied {
                 for statement in Self.statements(migration) {
                     let sql = statement.trimmingCharacters(in: .whitespacesAndNewlines)
                     if !sql.isEmpty { try await db.execute(PostgresQuery(unsafeSQL: sql)) }
@@ -353,11 +362,11 @@ public final class PostgresStorage: Storage {
             }
             return applied
         }
-        if applied > Self.migrations.count {
+        if applied > Self.history.count {
             logger.warning(
                 "The database schema is newer than this Keyhold",
                 metadata: [
-                    "keyhold.schema_version": "\(applied)", "keyhold.known_schema_version": "\(Self.migrations.count)",
+                    "keyhold.schema_version": "\(applied)", "keyhold.known_schema_version": "\(Self.history.count)",
                 ])
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import KeyholdCore
+import KeyholdSQL
 import Logging
 import NIOCore
 import SQLiteNIO
@@ -157,13 +158,18 @@ public final class SQLiteStorage: Storage {
         """,
     ]
 
+    /// SQLite's own migrations (1–7), then the shared ones in SQLite's spelling.
+    public static let history = migrations + Schema.migrations.map {
+        Schema.migration($0, types: [.uuid: "TEXT", .int: "INTEGER", .bool: "INTEGER", .blob: "BLOB", .path: "TEXT"])
+    }
+
     func migrate() async throws {
         try await inTransaction { db in
             try db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
             let applied = try db.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", [])
                 .first?.column("v")?.integer ?? 0
-            for (index, migration) in Self.migrations.enumerated() where index + 1 > applied {
+            for (index, migration) in Self.history.enumerated() where index + 1 > applied {
                 try db.execute(migration)
                 try db.query(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",

@@ -1,6 +1,8 @@
 import Foundation
 import KeyholdCore
 import KeyholdSQLite
+import KeyholdPostgres
+import KeyholdSQL
 import Logging
 import SQLiteNIO
 import Testing
@@ -65,5 +67,19 @@ import Testing
         }
         let first = try await storage.readVersion(vaultID: vault, path: "db/password", version: 1, now: .now, audit: audit)
         #expect(first.info.accessCount == 8)
+    }
+}
+
+/// From the version where both backends hold the same tables on, they apply the same migrations, version for version.
+@Suite struct SharedSchemaTests {
+    @Test func bothBackendsNumberTheSharedMigrationsAlike() {
+        #expect(SQLiteStorage.migrations.count == Schema.sharedFrom - 1)
+        #expect(PostgresStorage.migrations.count < Schema.sharedFrom)
+        #expect(SQLiteStorage.history.count == PostgresStorage.history.count)
+        #expect(SQLiteStorage.history.count == Schema.sharedFrom - 1 + Schema.migrations.count)
+        for version in Schema.sharedFrom...SQLiteStorage.history.count {
+            #expect(!SQLiteStorage.history[version - 1].contains("{"), "every type spelled")
+            #expect(!PostgresStorage.history[version - 1].contains("{"), "every type spelled")
+        }
     }
 }

@@ -1,0 +1,42 @@
+import Foundation
+
+/// The schema's history from the version where both backends hold the same tables (7) on: each migration is
+/// written once and applied by both, version for version. A migration names column types by their meaning and each
+/// backend spells them (`SchemaType`). Before 7, each backend kept its own history (SQLite 1–7; PostgreSQL 1–3,
+/// then 4–7 empty, as its first migrations already made what SQLite's 2–7 made).
+public enum Schema {
+    public static let sharedFrom = 8
+
+    /// Migrations 8, 9, …: append, never edit.
+    public static let migrations: [String] = [
+        // The indexes PostgreSQL's first migration made and SQLite's did not: members by org, the users of a key,
+        // revoked tokens by expiry (the purge), shares by vault.
+        """
+        CREATE INDEX IF NOT EXISTS users_org ON users(org_id, created_at);
+        CREATE INDEX IF NOT EXISTS vaults_kek ON vaults(kek_id);
+        CREATE INDEX IF NOT EXISTS keks_vault ON keks(vault_id);
+        CREATE INDEX IF NOT EXISTS secret_versions_kek ON secret_versions(kek_id);
+        CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens(expires_at);
+        CREATE INDEX IF NOT EXISTS shares_vault ON shares(vault_id)
+        """,
+    ]
+
+    /// A migration in a backend's spelling.
+    public static func migration(_ text: String, types: [SchemaType: String]) -> String {
+        types.reduce(text) { $0.replacingOccurrences(of: "{\($1.key.rawValue)}", with: $1.value) }
+    }
+}
+
+/// Column types by meaning, written `{uuid}` etc. in a shared migration.
+public enum SchemaType: String, CaseIterable, Sendable {
+    /// An id.
+    case uuid
+    /// An instant in milliseconds, a count or a number.
+    case int
+    /// A flag.
+    case bool
+    /// Bytes.
+    case blob
+    /// Text compared and sorted bytewise (paths, key ids).
+    case path
+}

@@ -41,6 +41,8 @@ struct MCPController {
         guard let vault = request.headers[.vaultID], UUID(fast: vault) != nil else {
             throw KeyholdError.badRequest("X-Vault-ID (a vault id) is required")
         }
+        let body = try await request.body.collect(upTo: Self.maxBodyBytes)
+        try RequestBody.requireUnambiguous(body)
         guard let responder = responder.responder.withLock({ $0 }) else {
             throw KeyholdError(.unavailable, "The MCP endpoint is not ready")
         }
@@ -62,7 +64,6 @@ struct MCPController {
         defer { Task { await server.stop() } }
         var headers: [String: String] = [:]
         for field in request.headers where field.name != .authorization { headers[field.name.rawName] = field.value }
-        let body = try await request.body.collect(upTo: Self.maxBodyBytes)
         let answer = await mcp.handleRequest(
             MCP.HTTPRequest(method: "POST", headers: headers, body: Data(buffer: body), path: "/mcp"))
         var fields = HTTPFields()

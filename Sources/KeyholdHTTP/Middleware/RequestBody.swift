@@ -9,6 +9,7 @@ enum RequestBody {
     /// Decodes the body as `T`; an empty body reads as `{}` when `emptyAsObject` is set (routes whose body is optional).
     static func decode<T: Decodable>(_ type: T.Type, from request: Request, emptyAsObject: Bool = false) async throws -> T {
         let buffer = try await request.body.collect(upTo: maxBytes)
+        try requireUnambiguous(buffer)
         var data = Data(buffer.readableBytesView)
         if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
             guard emptyAsObject else { throw KeyholdError.badRequest("A JSON request body is required") }
@@ -22,6 +23,23 @@ enum RequestBody {
             throw error
         } catch {
             throw KeyholdError.badRequest("Request body is not valid JSON")
+        }
+    }
+
+    /// Refuses JSON that the decoder would read one way and a proxy or firewall in front of Keyhold perhaps another:
+    /// an object that names a key twice (the decoder keeps the first value, others take the last), and a body in
+    /// UTF-16 or UTF-32, which the decoder transcodes without a word and the key check, reading UTF-8, would not see
+    /// through. JSON in UTF-8 never holds a NUL byte, and in any other Unicode encoding it always does (every JSON
+    /// text has an ASCII character). `/mcp` runs it too, on the messages the MCP SDK decodes.
+    static func requireUnambiguous(_ body: ByteBuffer) throws {
+        let duplicate = try body.withUnsafeReadableBytes { bytes in
+            guard !bytes.contains(0) else { throw KeyholdError.badRequest("Request body must be JSON in UTF-8") }
+            return JSONDuplicateKeys.firstDuplicate(in: bytes)
+        }
+        if let path = duplicate {
+            // A key is the client's own text, of any length: the tail of a long path names enough.
+            let shown = path.count > 100 ? "…" + path.suffix(99) : path
+            throw KeyholdError.badRequest("Field '\(shown)' appears twice in one object")
         }
     }
 

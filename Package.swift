@@ -1,6 +1,8 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
+let callerExecutor: [SwiftSetting] = [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
+
 let package = Package(
     name: "Keyhold",
     platforms: [.macOS(.v15)],
@@ -33,7 +35,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "KeyholdSQL", dependencies: ["KeyholdCore"]),
+        // The storage layer's async functions and closures run on their caller's executor: a transaction body or a
+        // read awaits many small calls, and each would otherwise hop to the global executor and back.
+        .target(name: "KeyholdSQL", dependencies: ["KeyholdCore"], swiftSettings: callerExecutor),
         .target(
             name: "KeyholdSQLite",
             dependencies: [
@@ -43,7 +47,8 @@ let package = Package(
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: callerExecutor
         ),
         .target(
             name: "KeyholdPostgres",
@@ -52,7 +57,8 @@ let package = Package(
                 "KeyholdSQL",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: callerExecutor
         ),
         .target(name: "CKeyholdShims", dependencies: [.product(name: "SQLiteNIO", package: "sqlite-nio")]),
         .target(

@@ -7,25 +7,47 @@ import Synchronization
 
 /// PostgreSQL under the shared storage rules: each transaction on a pooled connection (READ COMMITTED, with the
 /// row locks the shared statements take), plain reads on a pooled connection outside any transaction.
-extension PostgresStorage: SQLStorage, SQLDatabase {
-    public var backend: PostgresStorage { self }
+struct PostgresDatabase: SQLDatabase {
+    let client: PostgresClient
+    /// The logger handed to postgres-nio, never below `debug`: its `trace` output carries whole data rows.
+    let logger: Logger
 
-    public func inTransaction<T: Sendable>(_ body: @escaping @Sendable (DB) async throws -> T) async throws -> T {
-        try await transaction { try await body($0) }
+    /// Runs `body` in one transaction on a pooled connection; rolls back when it throws. Errors thrown by `body`
+    /// come out as they were thrown (PostgreSQL errors as `StorageError`). A transaction the server aborted as a
+    /// deadlock victim or serialization failure is retried.
+    func inTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
+        let logger = self.logger
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await client.withTransaction(logger: logger) { connection in
+                    try await body(DB(connection: connection, logger: logger))
+                }
+            } catch {
+                let cause = PostgresStorage.unwrap(error)
+                if attempt < 3, let state = (cause as? PSQLError)?.serverInfo?[.sqlState],
+                    state == "40P01" || state == "40001"
+                {
+                    continue
+                }
+                throw PostgresStorage.translate(cause)
+            }
+        }
     }
 
-    public func reading<T: Sendable>(_ body: @escaping @Sendable (DB) async throws -> T) async throws -> T {
+    func reading<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
         let logger = self.logger
         do {
             return try await client.withConnection { try await body(DB(connection: $0, logger: logger)) }
         } catch {
-            throw Self.translate(Self.unwrap(error))
+            throw PostgresStorage.translate(PostgresStorage.unwrap(error))
         }
     }
 }
 
 extension DB: SQLConnection {
-    public func query(_ sql: String, _ binds: [SQLValue]) async throws -> [Row] {
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [StoredRow] {
         var bindings = PostgresBindings(capacity: binds.count)
         for value in binds {
             switch value {
@@ -37,30 +59,53 @@ extension DB: SQLConnection {
             case .uuid(let id): bindings.append(id)
             }
         }
-        return try await query(PostgresQuery(unsafeSQL: PostgresPlaceholders.numbered(sql), binds: bindings))
+        return try await connection.query(
+            PostgresQuery(unsafeSQL: PostgresPlaceholders.numbered(sql), binds: bindings), logger: logger
+        ).collect().map(Self.storedRow)
     }
 
-    public var forUpdate: String { " FOR UPDATE" }
-    public func forUpdate(of alias: String) -> String { " FOR UPDATE OF \(alias)" }
-    public var forKeyShare: String { " FOR KEY SHARE" }
+    var forUpdate: String { " FOR UPDATE" }
+    func forUpdate(of alias: String) -> String { " FOR UPDATE OF \(alias)" }
+    var forKeyShare: String { " FOR KEY SHARE" }
 
-    public func lock(_ key: String) async throws {
+    func lock(_ key: String) async throws {
         try await execute("SELECT pg_advisory_xact_lock(hashtext(\(key))::bigint)")
     }
 
     /// Locks the org's head row (made first if the org has none yet: a row with seq 0 stands for "no events"), so
     /// that appends from every node form one linear chain.
-    public func lockAuditHead(orgID: UUID) async throws -> AuditHead? {
+    func lockAuditHead(orgID: UUID) async throws -> AuditHead? {
         try await execute(
             "INSERT INTO audit_heads (org_id, event_id, seq, hash) VALUES (\(orgID), NULL, 0, '') ON CONFLICT (org_id) DO NOTHING")
-        guard let row = try await query("SELECT event_id, seq, hash FROM audit_heads WHERE org_id = \(orgID) FOR UPDATE")
-            .first
+        guard let row = try await first("SELECT event_id, seq, hash FROM audit_heads WHERE org_id = ? FOR UPDATE", [.uuid(orgID)])
         else { throw StorageError.backend("audit head vanished") }
         guard try StoredFields(row, table: "audit_heads").int("seq") > 0 else { return nil }
         return try StoredRecords.auditHead(row)
     }
 
-    public func setAuditHead(orgID: UUID, to head: AuditHead) async throws {
+    /// A row in the shared form, each column by its PostgreSQL type; a type the schema does not use is an error.
+    static func storedRow(_ row: PostgresRow) throws -> StoredRow {
+        var names: [String: Int] = [:]
+        var values: [SQLValue] = []
+        for (index, cell) in row.enumerated() {
+            names[cell.columnName] = index
+            guard cell.bytes != nil else {
+                values.append(.null)
+                continue
+            }
+            switch cell.dataType {
+            case .uuid: values.append(.uuid(try cell.decode(UUID.self)))
+            case .bool: values.append(.boolean(try cell.decode(Bool.self)))
+            case .int2, .int4, .int8: values.append(.integer(try cell.decode(Int64.self)))
+            case .bytea: values.append(.bytes(try cell.decode(Data.self)))
+            case .text, .varchar, .name, .bpchar: values.append(.text(try cell.decode(String.self)))
+            default: throw StorageError.backend("PostgreSQL: column \(cell.columnName) has a type Keyhold does not use")
+            }
+        }
+        return StoredRow(names: names, values: values)
+    }
+
+    func setAuditHead(orgID: UUID, to head: AuditHead) async throws {
         try await execute(
             "UPDATE audit_heads SET event_id = \(head.eventID), seq = \(head.sequence), hash = \(head.hash) WHERE org_id = \(orgID)")
     }

@@ -9,15 +9,12 @@ import PostgresNIO
 /// one READ COMMITTED transaction whose row locks give the same guarantees as the SQLite adapter's single writer:
 /// version numbers 1…N per path, exact access counts, one linear audit chain per org, at most one last owner
 /// demoted. Plain reads go through the pool and see the last committed state.
-public final class PostgresStorage: Storage {
-    let client: PostgresClient
+public final class PostgresStorage: SQLStore, @unchecked Sendable {
     let runTask: Task<Void, Never>
-    /// The logger handed to postgres-nio, never below `debug`: its `trace` output carries whole data rows.
-    let logger: Logger
     /// `postgres://user@host:port/database`: the URL without its password, safe to log.
     public let url: String
     /// The database name.
-    public let database: String
+    public let databaseName: String
 
     /// Connects, applies pending migrations and returns the storage. A wrong password or an unreachable server
     /// fails here within seconds, with an error that names the problem (never the password).
@@ -52,20 +49,20 @@ public final class PostgresStorage: Storage {
         }
         for await _ in started {}
         return PostgresStorage(
-            client: client, runTask: runTask, logger: logger, url: location.redacted, database: location.database)
+            database: PostgresDatabase(client: client, logger: logger), runTask: runTask, url: location.redacted,
+            databaseName: location.database)
     }
 
-    init(client: PostgresClient, runTask: Task<Void, Never>, logger: Logger, url: String, database: String) {
-        self.client = client
+    init(database: PostgresDatabase, runTask: Task<Void, Never>, url: String, databaseName: String) {
         self.runTask = runTask
-        self.logger = logger
         self.url = url
-        self.database = database
+        self.databaseName = databaseName
+        super.init(database: database)
     }
 
     /// Shuts the pool down and closes its connections (queries still running fail): call it once requests have
     /// drained. Calling it again does nothing.
-    public func close() async throws {
+    public override func close() async throws {
         runTask.cancel()
         await runTask.value
     }
@@ -135,32 +132,6 @@ public final class PostgresStorage: Storage {
             return "the server asks for an authentication method that is not supported (\(error.code))"
         default:
             return "\(error.code)" + (error.underlying.map { " (\($0))" } ?? "")
-        }
-    }
-
-    // MARK: transactions
-
-    /// Runs `body` in one transaction on a pooled connection; rolls back when it throws. Errors thrown by `body`
-    /// come out as they were thrown (PostgreSQL errors as `StorageError`). A transaction the server aborted as a
-    /// deadlock victim or serialization failure is retried.
-    func transaction<T: Sendable>(_ body: (DB) async throws -> T) async throws -> T {
-        let logger = self.logger
-        var attempt = 0
-        while true {
-            attempt += 1
-            do {
-                return try await client.withTransaction(logger: logger) { connection in
-                    try await body(DB(connection: connection, logger: logger))
-                }
-            } catch {
-                let cause = Self.unwrap(error)
-                if attempt < 3, let state = (cause as? PSQLError)?.serverInfo?[.sqlState],
-                    state == "40P01" || state == "40001"
-                {
-                    continue
-                }
-                throw Self.translate(cause)
-            }
         }
     }
 
@@ -351,7 +322,7 @@ public final class PostgresStorage: Storage {
             try await db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, applied_at bigint NOT NULL)")
             let applied = try await db.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-                .first?.storedInteger("v") ?? 0
+                .first.map { try StoredFields($0, table: "schema_migrations").int("v") } ?? 0
             for (index, migration) in Self.history.enumerated() where index + 1 > applied {
                 for statement in Self.statements(migration) {
                     let sql = statement.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -486,35 +457,15 @@ struct DatabaseURL: Sendable {
 // MARK: queries
 
 /// A connection inside a transaction.
-public struct DB {
+struct DB {
     let connection: PostgresConnection
     let logger: Logger
 
-    func query(_ query: PostgresQuery) async throws -> [Row] {
-        try await connection.query(query, logger: logger).collect().map(Row.init)
+    func query(_ query: PostgresQuery) async throws -> [StoredRow] {
+        try await connection.query(query, logger: logger).collect().map(Self.storedRow)
     }
 
     func execute(_ query: PostgresQuery) async throws {
         _ = try await connection.query(query, logger: logger).collect()
     }
-}
-
-/// A result row, read by column name.
-public struct Row {
-    let cells: PostgresRandomAccessRow
-
-    init(_ row: PostgresRow) { self.cells = row.makeRandomAccess() }
-
-    func decode<T: PostgresDecodable>(_ name: String, as type: T.Type = T.self) throws -> T {
-        try cells[name].decode(T.self)
-    }
-}
-
-/// PostgreSQL's column types decode as they are declared (uuid, boolean, bigint, bytea, text); another type is an error.
-extension Row: StoredRow {
-    public func storedText(_ name: String) throws -> String? { try decode(name, as: String?.self) }
-    public func storedInteger(_ name: String) throws -> Int64? { try decode(name, as: Int64?.self) }
-    public func storedBoolean(_ name: String) throws -> Bool? { try decode(name, as: Bool?.self) }
-    public func storedUUID(_ name: String) throws -> UUID? { try decode(name, as: UUID?.self) }
-    public func storedBytes(_ name: String) throws -> Data? { try decode(name, as: Data?.self) }
 }

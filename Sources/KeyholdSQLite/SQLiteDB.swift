@@ -11,7 +11,7 @@ import VaporCSQLite
 /// transaction has five to ten statements, so most of a request's time went to thread hand-offs (seen with
 /// `perf`: futex waits and task switches on top). Keyhold runs a whole group commit on its writer thread, and a plain
 /// read inline on the request's task, calling SQLite directly. One connection is used by one of them at a time.
-public final class SQLiteDB: @unchecked Sendable {
+final class SQLiteDB: @unchecked Sendable {
     private let handle: OpaquePointer
     private var statements: [String: Prepared] = [:]
     /// The writer's copy of each org's audit chain head (see `AuditHeadCache`); unused on reader connections.
@@ -71,11 +71,12 @@ public final class SQLiteDB: @unchecked Sendable {
     }
 
     /// Runs one statement without bind values or results (transaction control), from the statement cache.
-    func run(_ sql: String) throws { _ = try query(sql) }
+    func run(_ sql: String) throws { _ = try rows(sql) }
 
-    /// Runs one statement with its bind values and returns every row.
+    /// Runs one statement with its bind values and returns every row, its values as `SQLValue`s (ids and flags
+    /// come back as SQLite keeps them: text and integers).
     @discardableResult
-    func query(_ sql: String, _ binds: [SQLiteData] = []) throws -> [Row] {
+    func rows(_ sql: String, _ binds: [SQLValue] = []) throws -> [StoredRow] {
         let prepared = try prepare(sql)
         let statement = prepared.statement
         defer {
@@ -87,10 +88,11 @@ public final class SQLiteDB: @unchecked Sendable {
             let rc: Int32
             switch value {
             case .integer(let number): rc = sqlite_nio_sqlite3_bind_int64(statement, index, sqlite3_int64(number))
-            case .float(let number): rc = sqlite_nio_sqlite3_bind_double(statement, index, number)
+            case .boolean(let flag): rc = sqlite_nio_sqlite3_bind_int64(statement, index, flag ? 1 : 0)
             case .text(let text): rc = sqlite_nio_sqlite3_bind_text(statement, index, text, -1, Self.transient)
-            case .blob(let buffer):
-                rc = buffer.withUnsafeReadableBytes {
+            case .uuid(let id): rc = sqlite_nio_sqlite3_bind_text(statement, index, id.wire, -1, Self.transient)
+            case .bytes(let data):
+                rc = data.withUnsafeBytes {
                     sqlite_nio_sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), Self.transient)
                 }
             case .null: rc = sqlite_nio_sqlite3_bind_null(statement, index)
@@ -100,30 +102,32 @@ public final class SQLiteDB: @unchecked Sendable {
         let count = Int(sqlite_nio_sqlite3_column_count(statement))
         // A schema change re-prepares a statement; `SELECT *` may then have other columns than when it was cached.
         let names = count == prepared.columns ? prepared.names : Self.columnNames(statement)
-        var rows: [Row] = []
+        var rows: [StoredRow] = []
         while true {
             let rc = sqlite_nio_sqlite3_step(statement)
             if rc == SQLITE_DONE { return rows }
             guard rc == SQLITE_ROW else { throw failure() }
-            var values: [SQLiteData] = []
+            var values: [SQLValue] = []
             values.reserveCapacity(count)
             for column in 0..<Int32(count) {
                 switch sqlite_nio_sqlite3_column_type(statement, column) {
-                case SQLITE_INTEGER: values.append(.integer(Int(sqlite_nio_sqlite3_column_int64(statement, column))))
-                case SQLITE_FLOAT: values.append(.float(sqlite_nio_sqlite3_column_double(statement, column)))
+                case SQLITE_INTEGER: values.append(.integer(Int64(sqlite_nio_sqlite3_column_int64(statement, column))))
                 case SQLITE_TEXT:
                     values.append(.text(String(cString: sqlite_nio_sqlite3_column_text(statement, column))))
                 case SQLITE_BLOB:
                     let length = Int(sqlite_nio_sqlite3_column_bytes(statement, column))
-                    var buffer = ByteBufferAllocator().buffer(capacity: length)
                     if length > 0, let bytes = sqlite_nio_sqlite3_column_blob(statement, column) {
-                        buffer.writeBytes(UnsafeRawBufferPointer(start: bytes, count: length))
+                        values.append(.bytes(Data(bytes: bytes, count: length)))
+                    } else {
+                        values.append(.bytes(Data()))
                     }
-                    values.append(.blob(buffer))
+                case SQLITE_FLOAT:
+                    // Keyhold stores no floating-point value: one read back decodes as nothing it expects.
+                    values.append(.text(String(sqlite_nio_sqlite3_column_double(statement, column))))
                 default: values.append(.null)
                 }
             }
-            rows.append(Row(names: names, values: values))
+            rows.append(StoredRow(names: names, values: values))
         }
     }
 
@@ -151,12 +155,4 @@ public final class SQLiteDB: @unchecked Sendable {
 
     /// `SQLITE_TRANSIENT`: SQLite copies the bound bytes before the call returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-
-    /// A result row: values by column name.
-    public struct Row: Sendable {
-        let names: [String: Int]
-        let values: [SQLiteData]
-
-        func column(_ name: String) -> SQLiteData? { names[name].map { values[$0] } }
-    }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import KeyholdCore
-import KeyholdSQL
 import SQLiteNIO
 
 /// The writer connection's copy of each org's chain head. Appending an event is then one INSERT: an org's
@@ -10,12 +9,12 @@ import SQLiteNIO
 struct AuditHeadCache {
     private var heads: [UUID: AuditHead] = [:]
     private var changed: Set<UUID> = []
-    private var dataVersion: Int?
+    private var dataVersion: Int64?
 
     /// At the start of a group: forget everything if another connection (a second process, an operator's
     /// `sqlite3`) committed to the file since this connection last looked.
     mutating func begin(_ db: SQLiteDB) throws {
-        let version = try db.query("PRAGMA data_version").first?.column("data_version")?.integer
+        let version = try db.rows("PRAGMA data_version").first.map { try StoredFields($0, table: "pragma").int("data_version") }
         if version != dataVersion { heads = [:] }
         dataVersion = version
         changed = []
@@ -23,7 +22,7 @@ struct AuditHeadCache {
 
     mutating func head(of orgID: UUID, in db: SQLiteDB) throws -> AuditHead? {
         if let head = heads[orgID] { return head }
-        let head = try db.query("SELECT * FROM audit_heads WHERE org_id = ?", [SQLValue.uuid(orgID).sqlite]).first
+        let head = try db.rows("SELECT * FROM audit_heads WHERE org_id = ?", [.uuid(orgID)]).first
             .map(StoredRecords.auditHead)
         heads[orgID] = head
         return head
@@ -38,11 +37,11 @@ struct AuditHeadCache {
     func write(_ db: SQLiteDB) throws {
         for orgID in changed {
             guard let head = heads[orgID] else { continue }
-            try db.query(
+            try db.rows(
                 """
                 INSERT INTO audit_heads (org_id, event_id, seq, hash) VALUES (?, ?, ?, ?)
                 ON CONFLICT (org_id) DO UPDATE SET event_id = excluded.event_id, seq = excluded.seq, hash = excluded.hash
-                """, [SQLValue.uuid(orgID), .uuid(head.eventID), .integer(head.sequence), .text(head.hash)].map(\.sqlite))
+                """, [.uuid(orgID), .uuid(head.eventID), .integer(head.sequence), .text(head.hash)])
         }
     }
 

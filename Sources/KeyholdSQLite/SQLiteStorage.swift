@@ -9,9 +9,8 @@ import SQLiteNIO
 /// before the response. All writes go through one connection on one thread, in groups (see `GroupCommitter`);
 /// plain reads use a small pool of reader connections, run inline on the calling task, and see the last committed
 /// state.
-public final class SQLiteStorage: Storage {
-    let committer: GroupCommitter
-    let readers: ReaderPool
+public final class SQLiteStorage: SQLStore, @unchecked Sendable {
+    let writer: SQLiteDatabase
     /// The database file.
     public let path: String
 
@@ -30,13 +29,13 @@ public final class SQLiteStorage: Storage {
 
     init(path: String, writer: SQLiteDB) {
         self.path = path
-        self.committer = GroupCommitter(connection: writer)
-        self.readers = ReaderPool(path: path)
+        self.writer = SQLiteDatabase(committer: GroupCommitter(connection: writer), readers: ReaderPool(path: path))
+        super.init(database: self.writer)
     }
 
-    public func close() async throws {
-        await committer.stop()
-        readers.close()
+    public override func close() async throws {
+        await writer.committer.stop()
+        writer.readers.close()
     }
 
     // MARK: migrations
@@ -164,62 +163,17 @@ public final class SQLiteStorage: Storage {
     }
 
     func migrate() async throws {
-        try await inTransaction { db in
+        try await writer.writing { db in
             try db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            let applied = try db.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", [])
-                .first?.column("v")?.integer ?? 0
+            let applied = try db.rows("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations").first
+                .map { try StoredFields($0, table: "schema_migrations").int("v") } ?? 0
             for (index, migration) in Self.history.enumerated() where index + 1 > applied {
                 try db.execute(migration)
-                try db.query(
+                try db.rows(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                    [.integer(index + 1), .integer(Int(Timestamp.now.milliseconds))])
+                    [.int(index + 1), .time(.now)])
             }
-        }
-    }
-}
-
-
-/// SQLite's dynamic types as the schema uses them: ids are text, flags integers 0 or 1, instants integers.
-extension SQLiteDB.Row: StoredRow {
-    struct WrongType: Error {}
-
-    public func storedText(_ name: String) throws -> String? {
-        switch column(name) {
-        case nil, .null?: nil
-        case .text(let value)?: value
-        default: throw WrongType()
-        }
-    }
-
-    public func storedInteger(_ name: String) throws -> Int64? {
-        switch column(name) {
-        case nil, .null?: nil
-        case .integer(let value)?: Int64(value)
-        default: throw WrongType()
-        }
-    }
-
-    public func storedBoolean(_ name: String) throws -> Bool? {
-        switch try storedInteger(name) {
-        case nil: nil
-        case 0?: false
-        case 1?: true
-        default: throw WrongType()
-        }
-    }
-
-    public func storedUUID(_ name: String) throws -> UUID? {
-        guard let text = try storedText(name) else { return nil }
-        guard let id = UUID(fast: text) else { throw WrongType() }
-        return id
-    }
-
-    public func storedBytes(_ name: String) throws -> Data? {
-        switch column(name) {
-        case nil, .null?: nil
-        case .blob(let buffer)?: Data(buffer.readableBytesView)
-        default: throw WrongType()
         }
     }
 }

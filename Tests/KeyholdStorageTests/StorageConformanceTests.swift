@@ -30,7 +30,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             try await connection.close()
         case .postgres:
             let url = try #require((storage as? PostgresStorage).map { _ in Self.databaseURL })
-            try await Self.postgresAdmin(try #require(url), database: try #require((storage as? PostgresStorage)?.database)) {
+            try await Self.postgresAdmin(try #require(url), database: try #require((storage as? PostgresStorage)?.databaseName)) {
                 connection in
                 _ = try await connection.query(
                     "CREATE FUNCTION audit_refused() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",

@@ -128,7 +128,7 @@ extension Backend {
             try await connection.close()
         case .postgres:
             let url = try #require(Self.databaseURL)
-            try await Self.postgresAdmin(url, database: try #require((storage as? PostgresStorage)?.database)) {
+            try await Self.postgresAdmin(url, database: try #require((storage as? PostgresStorage)?.databaseName)) {
                 _ = try await $0.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test"))
             }
         }

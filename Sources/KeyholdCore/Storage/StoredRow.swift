@@ -19,23 +19,48 @@ public struct StoredDataError: Error, Sendable, Equatable, CustomStringConvertib
     public var description: String { "stored row in \(table), column \(column): \(problem)" }
 }
 
-/// One result row as a backend returns it, read by column name. Each getter returns nil for SQL NULL (or an absent
-/// column) and throws when the stored value has another type than asked for; it never converts or defaults.
-public protocol StoredRow {
-    func storedText(_ column: String) throws -> String?
-    func storedInteger(_ column: String) throws -> Int64?
-    func storedBoolean(_ column: String) throws -> Bool?
-    func storedUUID(_ column: String) throws -> UUID?
-    func storedBytes(_ column: String) throws -> Data?
+/// A value bound to a statement or read from a row. Each backend keeps it in its own type: a UUID is text in SQLite and
+/// `uuid` in PostgreSQL, a flag an integer 0/1 in SQLite and `boolean` in PostgreSQL.
+public enum SQLValue: Sendable, Hashable {
+    case null
+    case integer(Int64)
+    case text(String)
+    case bytes(Data)
+    case boolean(Bool)
+    case uuid(UUID)
+
+    public static func int(_ value: Int) -> SQLValue { .integer(Int64(value)) }
+    public static func optional(_ value: String?) -> SQLValue { value.map(SQLValue.text) ?? .null }
+    public static func optional(_ value: UUID?) -> SQLValue { value.map(SQLValue.uuid) ?? .null }
+    public static func optional(_ value: Int?) -> SQLValue { value.map(SQLValue.int) ?? .null }
+    public static func optional(_ value: Data?) -> SQLValue { value.map(SQLValue.bytes) ?? .null }
+    public static func optional(_ value: Timestamp?) -> SQLValue { value.map { .integer($0.milliseconds) } ?? .null }
+    public static func time(_ value: Timestamp) -> SQLValue { .integer(value.milliseconds) }
+}
+
+/// One result row as a backend returns it: its values by column name, in the backend's own types.
+public struct StoredRow: Sendable {
+    /// Column name → index; shared by every row of a statement.
+    public let names: [String: Int]
+    public let values: [SQLValue]
+
+    public init(names: [String: Int], values: [SQLValue]) {
+        self.names = names
+        self.values = values
+    }
+
+    /// The column's value; nil when the statement has no such column.
+    public subscript(column: String) -> SQLValue? { names[column].map { values[$0] } }
 }
 
 /// A row of one table, read strictly: every getter either returns what the column must hold or throws
-/// `StoredDataError` naming `table` and the column. The only decoding of stored rows; both backends use it.
-public struct StoredFields<Row: StoredRow> {
-    public let row: Row
+/// `StoredDataError` naming `table` and the column; a getter never converts or defaults. The only decoding of stored
+/// rows; both backends use it.
+public struct StoredFields {
+    public let row: StoredRow
     public let table: String
 
-    public init(_ row: Row, table: String) {
+    public init(_ row: StoredRow, table: String) {
         self.row = row
         self.table = table
     }
@@ -44,31 +69,66 @@ public struct StoredFields<Row: StoredRow> {
         StoredDataError(table: table, column: column, problem: problem)
     }
 
-    /// Runs a backend getter, turning its type error into a `StoredDataError`.
-    private func get<T>(_ column: String, _ kind: String, _ read: (String) throws -> T?) throws -> T? {
-        do {
-            return try read(column)
-        } catch let error as StoredDataError {
-            throw error
-        } catch {
-            throw failure(column, "not \(kind)")
-        }
-    }
-
     private func required<T>(_ column: String, _ value: T?) throws -> T {
         guard let value else { throw failure(column, "missing") }
         return value
     }
 
-    public func optionalText(_ column: String) throws -> String? { try get(column, "text", row.storedText) }
+    public func optionalText(_ column: String) throws -> String? {
+        switch row[column] {
+        case nil, .null?: return nil
+        case .text(let value)?: return value
+        default: throw failure(column, "not text")
+        }
+    }
+
     public func text(_ column: String) throws -> String { try required(column, optionalText(column)) }
-    public func optionalInt(_ column: String) throws -> Int64? { try get(column, "an integer", row.storedInteger) }
+
+    public func optionalInt(_ column: String) throws -> Int64? {
+        switch row[column] {
+        case nil, .null?: return nil
+        case .integer(let value)?: return value
+        default: throw failure(column, "not an integer")
+        }
+    }
+
     public func int(_ column: String) throws -> Int64 { try required(column, optionalInt(column)) }
-    public func bool(_ column: String) throws -> Bool { try required(column, get(column, "a boolean", row.storedBoolean)) }
-    public func optionalUUID(_ column: String) throws -> UUID? { try get(column, "a UUID", row.storedUUID) }
+
+    /// A flag: PostgreSQL's boolean, or SQLite's integer 0 or 1 (any other integer is an error).
+    public func bool(_ column: String) throws -> Bool {
+        switch row[column] {
+        case .boolean(let value)?: return value
+        case .integer(0)?: return false
+        case .integer(1)?: return true
+        case nil, .null?: throw failure(column, "missing")
+        default: throw failure(column, "not a boolean")
+        }
+    }
+
+    /// An id: PostgreSQL's uuid, or SQLite's text in the canonical form.
+    public func optionalUUID(_ column: String) throws -> UUID? {
+        switch row[column] {
+        case nil, .null?: return nil
+        case .uuid(let value)?: return value
+        case .text(let text)?:
+            guard let value = UUID(fast: text) else { throw failure(column, "not a UUID") }
+            return value
+        default: throw failure(column, "not a UUID")
+        }
+    }
+
     public func uuid(_ column: String) throws -> UUID { try required(column, optionalUUID(column)) }
-    public func optionalBytes(_ column: String) throws -> Data? { try get(column, "bytes", row.storedBytes) }
+
+    public func optionalBytes(_ column: String) throws -> Data? {
+        switch row[column] {
+        case nil, .null?: return nil
+        case .bytes(let value)?: return value
+        default: throw failure(column, "not bytes")
+        }
+    }
+
     public func bytes(_ column: String) throws -> Data { try required(column, optionalBytes(column)) }
+
     /// A count or size that fits an `Int` and is not negative.
     public func count(_ column: String) throws -> Int { try required(column, optionalCount(column)) }
     public func optionalCount(_ column: String) throws -> Int? {
@@ -147,7 +207,7 @@ public enum StoredJSON {
 /// The decoding of every stored record, written once for every backend. Column names are the schema's, which both
 /// backends share.
 public enum StoredRecords {
-    public static func user(_ row: some StoredRow) throws -> User {
+    public static func user(_ row: StoredRow) throws -> User {
         let fields = StoredFields(row, table: "users")
         return User(
             id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), email: try fields.text("email"),
@@ -155,7 +215,7 @@ public enum StoredRecords {
             role: try fields.value("role"), createdAt: try fields.timestamp("created_at"))
     }
 
-    public static func invite(_ row: some StoredRow) throws -> Invite {
+    public static func invite(_ row: StoredRow) throws -> Invite {
         let fields = StoredFields(row, table: "invites")
         return Invite(
             digest: try fields.bytes("digest"), orgID: try fields.uuid("org_id"), email: try fields.text("email"),
@@ -163,7 +223,7 @@ public enum StoredRecords {
             expiresAt: try fields.timestamp("expires_at"))
     }
 
-    public static func vault(_ row: some StoredRow) throws -> Vault {
+    public static func vault(_ row: StoredRow) throws -> Vault {
         let fields = StoredFields(row, table: "vaults")
         return Vault(
             id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), name: try fields.text("name"),
@@ -172,7 +232,7 @@ public enum StoredRecords {
             createdAt: try fields.timestamp("created_at"))
     }
 
-    public static func agent(_ row: some StoredRow) throws -> Agent {
+    public static func agent(_ row: StoredRow) throws -> Agent {
         let fields = StoredFields(row, table: "agents")
         let vaultIDs = try fields.list("vault_ids") { UUID(fast: $0) }
         return Agent(
@@ -185,7 +245,7 @@ public enum StoredRecords {
             keyDigest: try fields.bytes("key_digest"), keyVersion: try fields.count("key_version"))
     }
 
-    public static func apiKey(_ row: some StoredRow) throws -> UserAPIKey {
+    public static func apiKey(_ row: StoredRow) throws -> UserAPIKey {
         let fields = StoredFields(row, table: "user_api_keys")
         return UserAPIKey(
             id: try fields.uuid("id"), userID: try fields.uuid("user_id"), orgID: try fields.uuid("org_id"),
@@ -195,7 +255,7 @@ public enum StoredRecords {
             expiresAt: try fields.optionalTimestamp("expires_at"))
     }
 
-    public static func refreshToken(_ row: some StoredRow) throws -> RefreshTokenRecord {
+    public static func refreshToken(_ row: StoredRow) throws -> RefreshTokenRecord {
         let fields = StoredFields(row, table: "refresh_tokens")
         return RefreshTokenRecord(
             digest: try fields.bytes("digest"), family: try fields.uuid("family"),
@@ -205,7 +265,7 @@ public enum StoredRecords {
             keyVersion: try fields.optionalCount("key_version"))
     }
 
-    public static func policy(_ row: some StoredRow) throws -> Policy {
+    public static func policy(_ row: StoredRow) throws -> Policy {
         let fields = StoredFields(row, table: "policies")
         let pattern = try fields.text("pattern")
         let conditions = try fields.optionalJSON("conditions")
@@ -220,7 +280,7 @@ public enum StoredRecords {
             createdByType: try fields.value("created_by_type"), createdAt: try fields.timestamp("created_at"))
     }
 
-    public static func share(_ row: some StoredRow) throws -> Share {
+    public static func share(_ row: StoredRow) throws -> Share {
         let fields = StoredFields(row, table: "shares")
         return Share(
             id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), secretID: try fields.uuid("secret_id"),
@@ -236,7 +296,7 @@ public enum StoredRecords {
             reference: try fields.uuid("reference"))
     }
 
-    public static func auditEvent(_ row: some StoredRow) throws -> AuditEvent {
+    public static func auditEvent(_ row: StoredRow) throws -> AuditEvent {
         let fields = StoredFields(row, table: "audit_events")
         guard case .object(let details)? = try fields.optionalJSON("details") else {
             throw fields.failure("details", "not a JSON object")
@@ -252,13 +312,13 @@ public enum StoredRecords {
             integrityHash: try fields.text("integrity_hash"))
     }
 
-    public static func auditHead(_ row: some StoredRow) throws -> AuditHead {
+    public static func auditHead(_ row: StoredRow) throws -> AuditHead {
         let fields = StoredFields(row, table: "audit_heads")
         return AuditHead(eventID: try fields.uuid("event_id"), sequence: try fields.int("seq"), hash: try fields.text("hash"))
     }
 
     /// The metadata of a version, from `secrets` joined with `secret_versions` (and its read count).
-    public static func versionInfo(_ row: some StoredRow) throws -> SecretVersionInfo {
+    public static func versionInfo(_ row: StoredRow) throws -> SecretVersionInfo {
         let secret = StoredFields(row, table: "secrets")
         let fields = StoredFields(row, table: "secret_versions")
         return SecretVersionInfo(
@@ -272,7 +332,7 @@ public enum StoredRecords {
             createdBy: try fields.uuid("created_by"), createdAt: try fields.timestamp("created_at"))
     }
 
-    public static func kek(_ row: some StoredRow) throws -> KEKHandle {
+    public static func kek(_ row: StoredRow) throws -> KEKHandle {
         let fields = StoredFields(row, table: "keks")
         return KEKHandle(id: try fields.text("id"), material: try fields.bytes("material"))
     }

@@ -3,10 +3,10 @@ import KeyholdCore
 
 // MARK: orgs and members
 
-extension SQLStorage {
+extension SQLStore {
     /// A taken email is a unique violation: `StorageError.conflict`, and nothing is stored.
     public func createOrg(_ org: Org, owner: User, audit: AuditRecord) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             try await db.query(
                 "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)",
                 [.uuid(org.id), .text(org.name), .time(org.createdAt)])
@@ -16,29 +16,29 @@ extension SQLStorage {
     }
 
     public func user(email: String) async throws -> User? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT * FROM users WHERE email = ?", [.text(email)]).map(StoredRecords.user)
         }
     }
 
     public func user(id: UUID) async throws -> User? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT * FROM users WHERE id = ?", [.uuid(id)]).map(StoredRecords.user)
         }
     }
 
     public func users(orgID: UUID) async throws -> [User] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query("SELECT * FROM users WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
                 .map(StoredRecords.user)
         }
     }
 
     public func updateRole(userID: UUID, orgID: UUID, role: OrgRole, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             let owners = try await db.lockOwners(orgID: orgID)
             guard let member = try await db.member(userID, orgID: orgID) else { return false }
-            if member.role == .owner, role != .owner { try Self.requireAnotherOwner(owners, besides: userID) }
+            if member.role == .owner, role != .owner { try SQLStore.requireAnotherOwner(owners, besides: userID) }
             try await db.query("UPDATE users SET role = ? WHERE id = ?", [.text(role.rawValue), .uuid(userID)])
             try await db.append(audit)
             return true
@@ -48,10 +48,10 @@ extension SQLStorage {
     /// Removes a member with everything that acted in their name: their policies, refresh tokens and API keys
     /// (those by a foreign key) go, the shares they made are revoked.
     public func removeUser(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             let owners = try await db.lockOwners(orgID: orgID)
             guard let member = try await db.member(id, orgID: orgID) else { return false }
-            if member.role == .owner { try Self.requireAnotherOwner(owners, besides: id) }
+            if member.role == .owner { try SQLStore.requireAnotherOwner(owners, besides: id) }
             try await db.query("DELETE FROM policies WHERE principal_type = 'user' AND principal_id = ?", [.uuid(id)])
             try await db.query("DELETE FROM refresh_tokens WHERE principal_type = 'user' AND principal_id = ?", [.uuid(id)])
             try await db.query(
@@ -97,9 +97,9 @@ extension SQLConnection {
 
 // MARK: invites
 
-extension SQLStorage {
+extension SQLStore {
     public func createInvite(_ invite: Invite, audit: AuditRecord) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             try await db.query(
                 "INSERT INTO invites (digest, org_id, email, role, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -111,7 +111,7 @@ extension SQLStorage {
     }
 
     public func invite(digest: Data) async throws -> Invite? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT * FROM invites WHERE digest = ?", [.bytes(digest)]).map(StoredRecords.invite)
         }
     }
@@ -119,7 +119,7 @@ extension SQLStorage {
     /// The conditional UPDATE spends the invite (and on PostgreSQL takes its row lock: of two concurrent redemptions
     /// one finds it spent). A taken email is a unique violation: `StorageError.conflict`, and the invite stays unspent.
     public func redeemInvite(digest: Data, user: User, now: Timestamp, audit: AuditRecord) async throws -> User? {
-        try await backend.inTransaction { db -> User? in
+        try await database.inTransaction { db -> User? in
             guard let row = try await db.first(
                 """
                 UPDATE invites SET redeemed_at = ?

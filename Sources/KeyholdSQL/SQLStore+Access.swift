@@ -3,48 +3,48 @@ import KeyholdCore
 
 // MARK: agents
 
-extension SQLStorage {
+extension SQLStore {
     public func createAgent(_ agent: Agent, audit: AuditRecord) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             try await db.query(
                 """
                 INSERT INTO agents (name, description, is_active, scopes, vault_ids, token_ttl_seconds, expires_at,
                     key_prefix, key_digest, key_version, id, org_id, created_by, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-                Self.agentFields(agent) + [.uuid(agent.id), .uuid(agent.orgID), .uuid(agent.createdBy), .time(agent.createdAt)])
+                SQLStore.agentFields(agent) + [.uuid(agent.id), .uuid(agent.orgID), .uuid(agent.createdBy), .time(agent.createdAt)])
             try await db.append(audit)
         }
     }
 
     public func agent(id: UUID) async throws -> Agent? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).map(StoredRecords.agent)
         }
     }
 
     public func agents(orgID: UUID) async throws -> [Agent] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query("SELECT * FROM agents WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
                 .map(StoredRecords.agent)
         }
     }
 
     public func agents(keyPrefix: String) async throws -> [Agent] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query("SELECT * FROM agents WHERE key_prefix = ? ORDER BY created_at, id", [.text(keyPrefix)])
                 .map(StoredRecords.agent)
         }
     }
 
     public func updateAgent(_ agent: Agent, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first(
                 """
                 UPDATE agents SET name = ?, description = ?, is_active = ?, scopes = ?, vault_ids = ?,
                     token_ttl_seconds = ?, expires_at = ?, key_prefix = ?, key_digest = ?, key_version = ?
                 WHERE id = ? AND org_id = ? RETURNING id
-                """, Self.agentFields(agent) + [.uuid(agent.id), .uuid(agent.orgID)]
+                """, SQLStore.agentFields(agent) + [.uuid(agent.id), .uuid(agent.orgID)]
             ) != nil else { return false }
             try await db.append(audit)
             return true
@@ -54,7 +54,7 @@ extension SQLStorage {
     /// Deletes the agent with everything that acted in its name: its policies and refresh tokens go, the shares it
     /// made are revoked.
     public func deleteAgent(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first("DELETE FROM agents WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)])
                 != nil
             else { return false }
@@ -81,9 +81,9 @@ extension SQLStorage {
 
 // MARK: credentials
 
-extension SQLStorage {
+extension SQLStore {
     public func createAPIKey(_ key: UserAPIKey, audit: AuditRecord) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             try await db.query(
                 """
                 INSERT INTO user_api_keys (id, user_id, org_id, name, key_prefix, key_digest, scopes, is_active,
@@ -100,27 +100,27 @@ extension SQLStorage {
     }
 
     public func apiKeys(userID: UUID) async throws -> [UserAPIKey] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query("SELECT * FROM user_api_keys WHERE user_id = ? ORDER BY created_at, id", [.uuid(userID)])
                 .map(StoredRecords.apiKey)
         }
     }
 
     public func apiKey(id: UUID) async throws -> UserAPIKey? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT * FROM user_api_keys WHERE id = ?", [.uuid(id)]).map(StoredRecords.apiKey)
         }
     }
 
     public func apiKeys(keyPrefix: String) async throws -> [UserAPIKey] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query("SELECT * FROM user_api_keys WHERE key_prefix = ? ORDER BY created_at, id", [.text(keyPrefix)])
                 .map(StoredRecords.apiKey)
         }
     }
 
     public func deactivateAPIKey(id: UUID, userID: UUID, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first(
                 "UPDATE user_api_keys SET is_active = ? WHERE id = ? AND user_id = ? AND is_active = ? RETURNING id",
                 [.boolean(false), .uuid(id), .uuid(userID), .boolean(true)]
@@ -133,7 +133,7 @@ extension SQLStorage {
     /// A family ended by logout or reuse stays ended: no token may join it again. The family's lock orders this
     /// insert and a concurrent logout, so the token is either refused here or deleted by the logout.
     public func createRefreshToken(_ token: RefreshTokenRecord, audit: AuditRecord) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             try await db.lock(token.family.wire)
             guard try await db.first("SELECT family FROM ended_refresh_families WHERE family = ?", [.uuid(token.family)])
                 == nil
@@ -156,7 +156,7 @@ extension SQLStorage {
     /// Single use: a token presented again means someone holds a copy, and its whole family ends. Two concurrent
     /// spends serialise on the family's lock and the row's, taken in the order a logout takes them.
     public func spendRefreshToken(digest: Data, now: Timestamp) async throws -> RefreshTokenRecord? {
-        try await backend.inTransaction { db -> RefreshTokenRecord? in
+        try await database.inTransaction { db -> RefreshTokenRecord? in
             guard let found = try await db.first("SELECT family FROM refresh_tokens WHERE digest = ?", [.bytes(digest)])
             else { return nil }
             try await db.lock(try StoredFields(found, table: "refresh_tokens").uuid("family").wire)
@@ -174,7 +174,7 @@ extension SQLStorage {
     }
 
     public func revokeToken(id: String, expiresAt: Timestamp, refreshFamily: UUID?, audit: AuditRecord) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             if let refreshFamily { try await db.endFamily(refreshFamily, at: .now) }
             try await db.query(
                 "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING",
@@ -185,11 +185,11 @@ extension SQLStorage {
     }
 
     public func isTokenRevoked(id: String) async throws -> Bool {
-        try await backend.reading { try await $0.first("SELECT jti FROM revoked_tokens WHERE jti = ?", [.text(id)]) != nil }
+        try await database.reading { try await $0.first("SELECT jti FROM revoked_tokens WHERE jti = ?", [.text(id)]) != nil }
     }
 
     public func tokenSubject(kind: PrincipalKind, id: UUID, tokenID: String) async throws -> TokenSubject? {
-        try await backend.reading { db in
+        try await database.reading { db in
             guard try await db.first("SELECT jti FROM revoked_tokens WHERE jti = ?", [.text(tokenID)]) == nil else {
                 return nil
             }
@@ -218,16 +218,16 @@ extension SQLConnection {
 
 // MARK: policies
 
-extension SQLStorage {
+extension SQLStore {
     public func createPolicy(_ policy: Policy, audit: AuditRecord) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             try await db.query(
                 """
                 INSERT INTO policies (permissions, conditions, expires_at, effect, priority, id, vault_id, pattern,
                     principal_type, principal_id, created_by, created_by_type, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-                Self.policyFields(policy) + [
+                SQLStore.policyFields(policy) + [
                     .uuid(policy.id), .uuid(policy.vaultID), .text(policy.pattern.rawValue),
                     .text(policy.principalKind.rawValue), .uuid(policy.principalID), .uuid(policy.createdBy),
                     .text(policy.createdByType.rawValue), .time(policy.createdAt),
@@ -237,14 +237,14 @@ extension SQLStorage {
     }
 
     public func policy(id: UUID, vaultID: UUID) async throws -> Policy? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT * FROM policies WHERE id = ? AND vault_id = ?", [.uuid(id), .uuid(vaultID)])
                 .map(StoredRecords.policy)
         }
     }
 
     public func policies(vaultID: UUID) async throws -> [Policy] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query(
                 "SELECT * FROM policies WHERE vault_id = ? ORDER BY priority DESC, created_at, id", [.uuid(vaultID)]
             ).map(StoredRecords.policy)
@@ -252,7 +252,7 @@ extension SQLStorage {
     }
 
     public func policies(principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query(
                 "SELECT * FROM policies WHERE principal_type = ? AND principal_id = ? ORDER BY created_at, id",
                 [.text(principalKind.rawValue), .uuid(principalID)]
@@ -261,7 +261,7 @@ extension SQLStorage {
     }
 
     public func policies(vaultID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws -> [Policy] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query(
                 """
                 SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?
@@ -272,12 +272,12 @@ extension SQLStorage {
     }
 
     public func updatePolicy(_ policy: Policy, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first(
                 """
                 UPDATE policies SET permissions = ?, conditions = ?, expires_at = ?, effect = ?, priority = ?
                 WHERE id = ? AND vault_id = ? RETURNING id
-                """, Self.policyFields(policy) + [.uuid(policy.id), .uuid(policy.vaultID)]
+                """, SQLStore.policyFields(policy) + [.uuid(policy.id), .uuid(policy.vaultID)]
             ) != nil else { return false }
             try await db.append(audit)
             return true
@@ -285,7 +285,7 @@ extension SQLStorage {
     }
 
     public func deletePolicy(id: UUID, vaultID: UUID, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first("DELETE FROM policies WHERE id = ? AND vault_id = ? RETURNING id", [.uuid(id), .uuid(vaultID)])
                 != nil
             else { return false }

@@ -1,10 +1,10 @@
 import Foundation
 import KeyholdCore
 
-extension SQLStorage {
+extension SQLStore {
     /// A live (not deleted) secret with this id.
     public func secretLocation(id: UUID) async throws -> SecretLocation? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first(
                 """
                 SELECT s.id, s.vault_id, s.path, s.current_version, v.org_id FROM secrets s JOIN vaults v ON v.id = s.vault_id
@@ -20,7 +20,7 @@ extension SQLStorage {
     }
 
     public func createShare(_ share: Share, audit: AuditRecord) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             try await db.query(
                 """
                 INSERT INTO shares (id, org_id, secret_id, vault_id, path, created_by_type, created_by, recipient_type,
@@ -41,17 +41,17 @@ extension SQLStorage {
     }
 
     public func share(id: UUID) async throws -> Share? {
-        try await backend.reading { try await $0.first("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).map(StoredRecords.share) }
+        try await database.reading { try await $0.first("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).map(StoredRecords.share) }
     }
 
     public func share(reference: UUID) async throws -> Share? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT * FROM shares WHERE reference = ?", [.uuid(reference)]).map(StoredRecords.share)
         }
     }
 
     public func outboundShares(creatorType: PrincipalKind, creatorID: UUID) async throws -> [Share] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query(
                 "SELECT * FROM shares WHERE created_by_type = ? AND created_by = ? ORDER BY created_at DESC, id",
                 [.text(creatorType.rawValue), .uuid(creatorID)]
@@ -60,7 +60,7 @@ extension SQLStorage {
     }
 
     public func orgShares(orgID: UUID) async throws -> [Share] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query("SELECT * FROM shares WHERE org_id = ? ORDER BY created_at DESC, id", [.uuid(orgID)])
                 .map(StoredRecords.share)
         }
@@ -68,7 +68,7 @@ extension SQLStorage {
 
     public func inboundShares(recipientID: UUID, email: String?) async throws -> [Share] {
         if email?.utf8.contains(0) == true { return try await inboundShares(recipientID: recipientID, email: nil) }
-        return try await backend.reading {
+        return try await database.reading {
             try await $0.query(
                 """
                 SELECT * FROM shares WHERE recipient_id = ? OR (recipient_email IS NOT NULL AND recipient_email = ?)
@@ -79,7 +79,7 @@ extension SQLStorage {
     }
 
     public func revokeShare(id: UUID, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first(
                 "UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id", [.time(.now), .uuid(id)]
             ) != nil else { return false }
@@ -90,7 +90,7 @@ extension SQLStorage {
 
     /// A claim binds the recipient and spends the claim token.
     public func answerShare(id: UUID, status: ShareStatus, recipientID: UUID?, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             let answered =
                 if let recipientID {
                     try await db.first(
@@ -113,7 +113,7 @@ extension SQLStorage {
     /// access is counted exactly, and the version it pins (or the latest) is read and counted too. On PostgreSQL the
     /// share's row lock orders this access after any concurrent revoke, answer or access of it.
     public func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion) {
-        try await backend.inTransaction { db -> (Share, SealedSecretVersion) in
+        try await database.inTransaction { db -> (Share, SealedSecretVersion) in
             guard let row = try await db.first("SELECT * FROM shares WHERE id = ?" + db.forUpdate, [.uuid(id)]) else {
                 throw KeyholdError.notFound("Share not found")
             }

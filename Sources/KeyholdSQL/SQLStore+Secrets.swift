@@ -8,7 +8,7 @@ let versionColumns = """
     v.is_disabled, v.is_deleted, v.created_by, v.created_at
     """
 
-extension SQLStorage {
+extension SQLStore {
     /// The next version of a path, numbered by the database: 1, 2, 3 … with no gaps or duplicates under
     /// concurrency. The common path is one statement: the UPDATE that bumps a live secret's counter (on PostgreSQL
     /// its row lock serialises the path's writers until commit). Otherwise the path's deleted secret, if any, gives
@@ -18,14 +18,14 @@ extension SQLStorage {
     public func writeVersion(
         _ new: NewSecretVersion, audit: AuditRecord, seal: @escaping @Sendable (Int) throws -> Data
     ) async throws -> SecretVersionInfo {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             // The KEK must still exist when the version commits: a concurrent retirement waits for this write and
             // then sees the version (or, if it went first, this write fails instead of losing its key).
             guard try await db.first("SELECT id FROM keks WHERE id = ?" + db.forKeyShare, [.text(new.kekID)]) != nil else {
                 throw KeyholdError(.unavailable, "The vault's key changed during the write; retry the request")
             }
             let path: [SQLValue] = [.uuid(new.vaultID), .text(new.path)]
-            var bumped: Backend.Connection.Row?
+            var bumped: StoredRow?
             for _ in 0..<3 where bumped == nil {
                 bumped = try await db.first(
                     """
@@ -83,7 +83,7 @@ extension SQLStorage {
     public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
         -> SealedSecretVersion
     {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             let sealed = try await db.countedRead(
                 where: "s.vault_id = ? AND s.path = ? AND v.version = " + (version == nil ? "s.current_version" : "?"),
                 [.uuid(vaultID), .text(path)] + (version.map { [.int($0)] } ?? []), now: now,
@@ -118,11 +118,11 @@ extension SQLStorage {
         sql += " ORDER BY s.path LIMIT ?"
         binds.append(.int(limit))
         let (statement, values) = (sql, binds)
-        return try await backend.reading { try await $0.query(statement, values).map(StoredRecords.versionInfo) }
+        return try await database.reading { try await $0.query(statement, values).map(StoredRecords.versionInfo) }
     }
 
     public func versions(vaultID: UUID, path: String) async throws -> [SecretVersionInfo] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query(
                 """
                 SELECT \(versionColumns) FROM secrets s JOIN secret_versions v ON v.secret_id = s.id
@@ -133,7 +133,7 @@ extension SQLStorage {
     }
 
     public func disableVersion(vaultID: UUID, path: String, version: Int, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first(
                 """
                 UPDATE secret_versions SET is_disabled = ?
@@ -148,7 +148,7 @@ extension SQLStorage {
 
     /// Soft-deletes every version of the path and revokes the secret's shares.
     public func deleteSecret(vaultID: UUID, path: String, at time: Timestamp, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard let row = try await db.first(
                 "UPDATE secrets SET deleted_at = ? WHERE vault_id = ? AND path = ? AND deleted_at IS NULL RETURNING id",
                 [.time(time), .uuid(vaultID), .text(path)]

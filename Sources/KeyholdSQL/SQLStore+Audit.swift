@@ -29,9 +29,9 @@ extension SQLConnection {
     }
 }
 
-extension SQLStorage {
+extension SQLStore {
     public func appendAudit(_ record: AuditRecord) async throws {
-        try await backend.inTransaction { try await $0.append(record) }
+        try await database.inTransaction { try await $0.append(record) }
     }
 
     public func auditEvents(orgID: UUID, filter: AuditFilter) async throws -> [AuditEvent] {
@@ -53,11 +53,11 @@ extension SQLStorage {
         sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
         binds += [.int(filter.limit), .int(filter.offset)]
         let (statement, values) = (sql, binds)
-        return try await backend.reading { try await $0.query(statement, values).map(StoredRecords.auditEvent) }
+        return try await database.reading { try await $0.query(statement, values).map(StoredRecords.auditEvent) }
     }
 
     public func auditChain(orgID: UUID, afterSequence: Int64, limit: Int) async throws -> [AuditEvent] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query(
                 "SELECT * FROM audit_events WHERE org_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 [.uuid(orgID), .integer(afterSequence), .int(limit)]
@@ -66,7 +66,7 @@ extension SQLStorage {
     }
 
     public func auditHead(orgID: UUID) async throws -> AuditHead? {
-        try await backend.reading {
+        try await database.reading {
             // PostgreSQL keeps a placeholder head (seq 0, no event) for an org without events, to have a row to lock.
             try await $0.first(
                 "SELECT * FROM audit_heads WHERE org_id = ? AND seq > 0 AND event_id IS NOT NULL", [.uuid(orgID)]

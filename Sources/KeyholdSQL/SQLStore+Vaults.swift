@@ -1,9 +1,9 @@
 import Foundation
 import KeyholdCore
 
-extension SQLStorage {
+extension SQLStore {
     public func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             try await db.query(
                 """
                 INSERT INTO vaults (id, org_id, name, description, created_by, created_by_type, kek_id, created_at)
@@ -21,20 +21,20 @@ extension SQLStorage {
     }
 
     public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
                 .map(StoredRecords.vault)
         }
     }
 
     public func vault(id: UUID) async throws -> Vault? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT * FROM vaults WHERE id = ?", [.uuid(id)]).map(StoredRecords.vault)
         }
     }
 
     public func vaults(orgID: UUID) async throws -> [Vault] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query("SELECT * FROM vaults WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
                 .map(StoredRecords.vault)
         }
@@ -43,7 +43,7 @@ extension SQLStorage {
     public func vaultAndPolicies(id: UUID, orgID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws
         -> (Vault, [Policy])?
     {
-        try await backend.reading { db in
+        try await database.reading { db in
             guard let vault = try await db.first(
                 "SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)]
             ).map(StoredRecords.vault) else { return nil }
@@ -57,7 +57,7 @@ extension SQLStorage {
 
     /// Deletes the vault; foreign keys cascade to its keys, policies, shares, secrets and versions.
     public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first("DELETE FROM vaults WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)])
                 != nil
             else { return false }
@@ -67,15 +67,15 @@ extension SQLStorage {
     }
 
     public func kek(id: String) async throws -> KEKHandle? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT id, material FROM keks WHERE id = ?", [.text(id)]).map(StoredRecords.kek)
         }
     }
 }
 
-extension SQLStorage {
+extension SQLStore {
     public func systemValue(_ key: String) async throws -> Data? {
-        try await backend.reading {
+        try await database.reading {
             try await $0.first("SELECT value FROM system_values WHERE key = ?", [.text(key)]).map {
                 try StoredFields($0, table: "system_values").bytes("value")
             }
@@ -84,7 +84,7 @@ extension SQLStorage {
 
     /// Stores the value unless the key exists; returns what is stored afterwards (so concurrent starters agree).
     public func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             try await db.query(
                 "INSERT INTO system_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                 [.text(key), .bytes(value)])

@@ -1,10 +1,10 @@
 import Foundation
 import KeyholdCore
 
-extension SQLStorage {
+extension SQLStore {
     /// Records a new KEK for the vault and makes it the one new versions are written under.
     public func rotateVaultKEK(vaultID: UUID, orgID: UUID, kek: KEKHandle, audit: AuditRecord) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first(
                 "UPDATE vaults SET kek_id = ? WHERE id = ? AND org_id = ? RETURNING id", [.text(kek.id), .uuid(vaultID), .uuid(orgID)]
             ) != nil else { return false }
@@ -17,7 +17,7 @@ extension SQLStorage {
     }
 
     public func staleWrappedKeys(limit: Int) async throws -> [StaleWrappedKey] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query(
                 """
                 SELECT v.secret_id, v.version, v.kek_id, v.wrapped_dek, vt.kek_id AS target
@@ -36,7 +36,7 @@ extension SQLStorage {
 
     /// Each key is replaced only if still wrapped by the KEK it was read under, so a concurrent run cannot undo another.
     public func rewrap(_ keys: [(StaleWrappedKey, Data)]) async throws -> Int {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             var changed = 0
             for (key, wrapped) in keys {
                 changed += try await db.query(
@@ -51,7 +51,7 @@ extension SQLStorage {
     }
 
     public func unusedKEKs() async throws -> [KEKHandle] {
-        try await backend.reading {
+        try await database.reading {
             try await $0.query(
                 """
                 SELECT k.id, k.material FROM keks k
@@ -66,7 +66,7 @@ extension SQLStorage {
     /// Deletes a KEK if it is still unused. On PostgreSQL the key's row is locked first and its users looked for in a
     /// new statement (a new snapshot): a write that held the key when the lock was granted has committed by then.
     public func deleteKEK(id: String) async throws -> Bool {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             guard try await db.first("SELECT id FROM keks WHERE id = ?" + db.forUpdate, [.text(id)]) != nil else { return false }
             return try await db.first(
                 """
@@ -80,11 +80,11 @@ extension SQLStorage {
     }
 
     public func allKEKs() async throws -> [KEKHandle] {
-        try await backend.reading { try await $0.query("SELECT id, material FROM keks ORDER BY id", []).map(StoredRecords.kek) }
+        try await database.reading { try await $0.query("SELECT id, material FROM keks ORDER BY id", []).map(StoredRecords.kek) }
     }
 
     public func allSystemValues() async throws -> [String: Data] {
-        try await backend.reading {
+        try await database.reading {
             var values: [String: Data] = [:]
             for row in try await $0.query("SELECT key, value FROM system_values", []) {
                 let fields = StoredFields(row, table: "system_values")
@@ -96,7 +96,7 @@ extension SQLStorage {
 
     /// Replaces KEK materials and system values in one transaction (re-sealing under a new master key).
     public func reseal(keks: [KEKHandle], systemValues: [String: Data]) async throws {
-        try await backend.inTransaction { db in
+        try await database.inTransaction { db in
             for kek in keks {
                 try await db.query("UPDATE keks SET material = ? WHERE id = ?", [.bytes(kek.material), .text(kek.id)])
             }

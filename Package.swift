@@ -79,9 +79,6 @@ let package = Package(
             name: "KeyholdHTTP",
             dependencies: [
                 "KeyholdCore",
-                "KeyholdSQLite",
-                "KeyholdPostgres",
-                "KeyholdPKCS11",
                 "KeyholdClient",
                 "KeyholdMCP",
                 .product(name: "MCP", package: "swift-sdk"),
@@ -91,6 +88,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             resources: [.copy("Resources/openapi.json")]
+        ),
+        // The composition root: the only module that names the concrete storage and keystore.
+        .target(
+            name: "KeyholdServer",
+            dependencies: [
+                "KeyholdHTTP", "KeyholdSQLite", "KeyholdPostgres", "KeyholdPKCS11",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
         ),
         .target(name: "CKeyholdTerminal"),
         .target(
@@ -110,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "keyhold",
             dependencies: [
-                "KeyholdHTTP", "KeyholdClient", "KeyholdMCP", "CKeyholdShims",
+                "KeyholdHTTP", "KeyholdServer", "KeyholdClient", "KeyholdMCP", "CKeyholdShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -139,7 +144,7 @@ let package = Package(
         .testTarget(
             name: "KeyholdHTTPTests",
             dependencies: [
-                "KeyholdHTTP",
+                "KeyholdHTTP", "KeyholdServer",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]

@@ -1,9 +1,6 @@
 import Foundation
 import Hummingbird
 import KeyholdCore
-import KeyholdPKCS11
-import KeyholdPostgres
-import KeyholdSQLite
 import Logging
 import ServiceLifecycle
 
@@ -11,8 +8,8 @@ public enum Keyhold {
     public static let version = "0.1.0"
 }
 
-/// What both the server and the operator commands need: storage, keystore, audit log and vaults, from the one
-/// configuration.
+/// What both the server and the operator commands need: storage, keystore, audit log and vaults. The executable
+/// opens the concrete storage and keystore the configuration names (`KeyholdServer`) and hands them in here.
 public struct KeyholdRuntime: Sendable {
     public let storage: any Storage
     public let keystore: any Keystore
@@ -20,19 +17,11 @@ public struct KeyholdRuntime: Sendable {
     public let vaults: VaultService
     public let authorizer = Authorizer()
 
-    public static func open(_ configuration: KeyholdConfiguration, logger: Logger) async throws -> KeyholdRuntime {
-        try FileSecurity.ensurePrivateDirectory(configuration.dataDirectory)
-        let keystore = try await openKeystore(configuration)
-        let storage: any Storage =
-            if let url = configuration.databaseURL {
-                try await PostgresStorage.open(url: url, logger: logger)
-            } else {
-                try await SQLiteStorage.open(path: configuration.dataDirectory + "/keyhold.sqlite", logger: logger)
-            }
-        let audit = AuditLog(store: storage, chain: try await AuditChain.load(system: storage, keystore: keystore))
-        return KeyholdRuntime(
-            storage: storage, keystore: keystore, audit: audit,
-            vaults: VaultService(store: storage, policies: storage, keystore: keystore, authorizer: Authorizer(), audit: audit))
+    public init(storage: any Storage, keystore: any Keystore) async throws {
+        self.storage = storage
+        self.keystore = keystore
+        audit = AuditLog(store: storage, chain: try await AuditChain.load(system: storage, keystore: keystore))
+        vaults = VaultService(store: storage, policies: storage, keystore: keystore, authorizer: Authorizer(), audit: audit)
     }
 
     public var keys: KeyService {
@@ -40,11 +29,10 @@ public struct KeyholdRuntime: Sendable {
     }
 }
 
-/// The composition root: picks the concrete storage and keystore, builds the services and the router.
+/// Builds the services and the router over the storage and keystore in `runtime`.
 public func buildApplication(
-    configuration: KeyholdConfiguration, logger: Logger
+    configuration: KeyholdConfiguration, runtime: KeyholdRuntime, logger: Logger
 ) async throws -> some ApplicationProtocol {
-    let runtime = try await KeyholdRuntime.open(configuration, logger: logger)
     let (storage, keystore, audit, vaults, authorizer) =
         (runtime.storage, runtime.keystore, runtime.audit, runtime.vaults, runtime.authorizer)
     let tokens = try await TokenService.load(system: storage, keystore: keystore)
@@ -140,19 +128,6 @@ enum OpenAPIDocument {
     }
 }
 
-/// The keystore the configuration names. The software keystore's master key is a file in the data dir unless
-/// `KEYHOLD_MASTER_KEY` is set; the PKCS#11 keystore logs in to its token now, so a wrong PIN stops start-up.
-func openKeystore(_ configuration: KeyholdConfiguration) async throws -> any Keystore {
-    switch configuration.keystore {
-    case .software:
-        return try SoftwareKeystore.open(directory: configuration.dataDirectory, environmentKey: configuration.masterKey)
-    case .pkcs11:
-        return try await PKCS11Keystore.open(
-            modulePath: configuration.pkcs11Module ?? "", tokenLabel: configuration.pkcs11TokenLabel ?? "",
-            pin: configuration.pkcs11PIN ?? "")
-    }
-}
-
 /// `GET /v1/health/hsm`: `ok` with the token label and its key count when the token answers, `unavailable`
 /// otherwise; the software keystore has no HSM and says so.
 struct HSMHealthResponse: Encodable {
@@ -163,8 +138,7 @@ struct HSMHealthResponse: Encodable {
 
     init(_ keystore: any Keystore) async {
         self.keystore = keystore.kind
-        if let hsm = keystore as? PKCS11Keystore {
-            let health = await hsm.health()
+        if let health = await keystore.health() {
             status = health.available ? "ok" : "unavailable"
             token_label = health.tokenLabel
             secret_keys = health.available ? health.secretKeys : nil

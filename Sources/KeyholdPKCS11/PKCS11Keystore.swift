@@ -110,20 +110,13 @@ public final class PKCS11Keystore: Keystore {
 
     // MARK: health
 
-    public struct Health: Sendable {
-        public let available: Bool
-        public let tokenLabel: String
-        public let secretKeys: Int
-        public let reason: String?
-    }
-
     /// Whether the token answers, and how many secret keys it holds.
-    public func health() async -> Health {
+    public func health() async -> KeystoreHealth? {
         do {
             let count = try await perform { module, session in try Self.countSecretKeys(module, session) }
-            return Health(available: true, tokenLabel: tokenLabel, secretKeys: count, reason: nil)
+            return KeystoreHealth(available: true, tokenLabel: tokenLabel, secretKeys: count, reason: nil)
         } catch {
-            return Health(available: false, tokenLabel: tokenLabel, secretKeys: 0, reason: "\(error)")
+            return KeystoreHealth(available: false, tokenLabel: tokenLabel, secretKeys: 0, reason: "\(error)")
         }
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import CKeyholdShims
 import Foundation
 import KeyholdHTTP
+import KeyholdServer
 import Logging
 import NIOCore
 import NIOPosix
@@ -73,7 +74,7 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "keyhold")
         logger.logLevel = configuration.logLevel
         logger.info("Starting Keyhold", metadata: ["keyhold.config": .string(configuration.description)])
-        let app = try await buildApplication(configuration: configuration, logger: logger)
+        let app = try await buildServer(configuration: configuration, logger: logger)
         try await app.runService()
     }
 }

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import KeyholdCore
 import KeyholdHTTP
+import KeyholdServer
 import Logging
 
 /// `keyhold keys …`: key rotation, run by an operator against the same database and keystore as the server.

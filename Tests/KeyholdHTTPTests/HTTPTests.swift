@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import KeyholdHTTP
+import KeyholdServer
 import Logging
 import NIOCore
 import Testing
@@ -22,7 +23,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let configuration = try KeyholdConfiguration(
             flags: .init(port: 0, dataDirectory: dir, signup: signup), environment: ["KEYHOLD_BCRYPT_COST": "10"])
-        let app = try await buildApplication(configuration: configuration, logger: Logger(label: "test"))
+        let app = try await buildServer(configuration: configuration, logger: Logger(label: "test"))
         try await app.test(.router) { client in try await body(client, dir) }
     }
 

@@ -27,10 +27,28 @@ public protocol Keystore: Sendable {
     func unprotect(_ sealed: Data, purpose: String) async throws -> Data
     /// Destroys a retired KEK where the keystore holds it (an HSM object); software KEKs die with their record.
     func destroyKEK(id: String) async throws
+    /// Whether a hardware token answers; nil for a keystore without one.
+    func health() async -> KeystoreHealth?
 }
 
 extension Keystore {
     public func destroyKEK(id: String) async throws {}
+    public func health() async -> KeystoreHealth? { nil }
+}
+
+/// A hardware token's state: whether it answers, its label and how many secret keys it holds.
+public struct KeystoreHealth: Sendable {
+    public let available: Bool
+    public let tokenLabel: String
+    public let secretKeys: Int
+    public let reason: String?
+
+    public init(available: Bool, tokenLabel: String, secretKeys: Int, reason: String?) {
+        self.available = available
+        self.tokenLabel = tokenLabel
+        self.secretKeys = secretKeys
+        self.reason = reason
+    }
 }
 
 extension Keystore {

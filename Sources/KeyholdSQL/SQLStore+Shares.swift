@@ -67,7 +67,8 @@ extension SQLStore {
     }
 
     public func inboundShares(recipientID: UUID, email: String?) async throws -> [Share] {
-        if email?.utf8.contains(0) == true { return try await inboundShares(recipientID: recipientID, email: nil) }
+        // No stored email holds a NUL character (PostgreSQL text cannot): such an email matches nothing.
+        let email = email?.utf8.contains(0) == true ? nil : email
         return try await database.reading {
             try await $0.query(
                 """

@@ -59,7 +59,7 @@ def test_an_unknown_share_recipient_type_is_refused_not_read_as_a_public_link(se
     other = signup_user()
     secret = assert_sdk_ok(user.client.secrets.set(vault, "rows/recipient", value), 201)
     link = share(user.client, secret["id"], recipient_type="external_email", email=other.email)
-    assert_problem(anon.get(f"/v1/share/{link['id']}"), (401, 403, 404))
+    assert_problem(anon.get(f"/v1/share/{link['id']}"), 401)
     # Lenient decoding read an unknown recipient type as `anyone_with_link`.
     plant(server, "UPDATE shares SET recipient_type = 'everyone' WHERE id = ?", link["id"])
     assert_refused(anon.get(f"/v1/share/{link['id']}"), value)
@@ -80,5 +80,5 @@ def test_an_agent_binding_that_does_not_parse_refuses_the_agent_instead_of_openi
     plant(server, "UPDATE agents SET vault_ids = ? WHERE id = ?", '["not-a-vault-id"]', bot.id)
     resp = client.secrets.get(other, "app/key")
     assert resp.meta.status == 503, (resp.meta.status, resp.error)
-    assert resp.data is None or value not in str(resp.data)
+    assert value not in str(resp.data)
     log_names(server, "agents", "vault_ids", "not-a-vault-id")

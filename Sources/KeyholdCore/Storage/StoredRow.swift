@@ -74,57 +74,52 @@ public struct StoredFields {
         return value
     }
 
+    /// The column's value when it has the one shape `extract` accepts; nil for NULL; otherwise `StoredDataError`.
+    private func value<T>(_ column: String, _ kind: String, _ extract: (SQLValue) -> T?) throws -> T? {
+        guard let stored = row[column], stored != .null else { return nil }
+        guard let value = extract(stored) else { throw failure(column, "not \(kind)") }
+        return value
+    }
+
     public func optionalText(_ column: String) throws -> String? {
-        switch row[column] {
-        case nil, .null?: return nil
-        case .text(let value)?: return value
-        default: throw failure(column, "not text")
-        }
+        try value(column, "text") { if case .text(let text) = $0 { text } else { nil } }
     }
 
     public func text(_ column: String) throws -> String { try required(column, optionalText(column)) }
 
     public func optionalInt(_ column: String) throws -> Int64? {
-        switch row[column] {
-        case nil, .null?: return nil
-        case .integer(let value)?: return value
-        default: throw failure(column, "not an integer")
-        }
+        try value(column, "an integer") { if case .integer(let number) = $0 { number } else { nil } }
     }
 
     public func int(_ column: String) throws -> Int64 { try required(column, optionalInt(column)) }
 
     /// A flag: PostgreSQL's boolean, or SQLite's integer 0 or 1 (any other integer is an error).
     public func bool(_ column: String) throws -> Bool {
-        switch row[column] {
-        case .boolean(let value)?: return value
-        case .integer(0)?: return false
-        case .integer(1)?: return true
-        case nil, .null?: throw failure(column, "missing")
-        default: throw failure(column, "not a boolean")
-        }
+        try required(column, value(column, "a boolean") {
+            switch $0 {
+            case .boolean(let flag): flag
+            case .integer(0): false
+            case .integer(1): true
+            default: nil
+            }
+        })
     }
 
     /// An id: PostgreSQL's uuid, or SQLite's text in the canonical form.
     public func optionalUUID(_ column: String) throws -> UUID? {
-        switch row[column] {
-        case nil, .null?: return nil
-        case .uuid(let value)?: return value
-        case .text(let text)?:
-            guard let value = UUID(fast: text) else { throw failure(column, "not a UUID") }
-            return value
-        default: throw failure(column, "not a UUID")
+        try value(column, "a UUID") {
+            switch $0 {
+            case .uuid(let id): id
+            case .text(let text): UUID(fast: text)
+            default: nil
+            }
         }
     }
 
     public func uuid(_ column: String) throws -> UUID { try required(column, optionalUUID(column)) }
 
     public func optionalBytes(_ column: String) throws -> Data? {
-        switch row[column] {
-        case nil, .null?: return nil
-        case .bytes(let value)?: return value
-        default: throw failure(column, "not bytes")
-        }
+        try value(column, "bytes") { if case .bytes(let data) = $0 { data } else { nil } }
     }
 
     public func bytes(_ column: String) throws -> Data { try required(column, optionalBytes(column)) }

@@ -35,7 +35,7 @@ SDK_BACKEND = os.environ.get("KEYHOLD_SDK_BACKEND", "sqlite")
 SDK_KEYSTORE = os.environ.get("KEYHOLD_SDK_KEYSTORE", "software")
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 STARTUP_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 30.0
 
 
 def _free_port() -> int:
@@ -156,7 +156,7 @@ class KeyholdServer:
         )
 
     def stop(self) -> int | None:
-        """Send SIGTERM, wait up to 10 s (then SIGKILL); return the exit code."""
+        """Send SIGTERM, wait up to STOP_TIMEOUT_S (then SIGKILL); return the exit code."""
         if self.proc is None:
             return self.last_exit_code
         proc = self.proc

@@ -30,9 +30,12 @@ def restarted(server, signup_user, leak_watch, anon: httpx.Client) -> SimpleName
     jwks_before = anon.get("/.well-known/jwks.json").json()
 
     exit_code = server.stop()
+    # What the server logged while it shut down, to say why when it did not exit cleanly.
+    stop_log = server.log_path.read_text(errors="replace")[-4000:]
     server.start()
     return SimpleNamespace(
-        user=u, vault=vault, v1=v1, v2=v2, limited=limited, exit_code=exit_code, jwks_before=jwks_before
+        user=u, vault=vault, v1=v1, v2=v2, limited=limited, exit_code=exit_code, jwks_before=jwks_before,
+        stop_log=stop_log,
     )
 
 
@@ -45,7 +48,7 @@ def fresh_client(server, restarted):
 
 
 def test_sigterm_exit_code_is_zero(restarted) -> None:
-    assert restarted.exit_code == 0
+    assert restarted.exit_code == 0, restarted.stop_log
 
 
 def test_health_after_restart(server, restarted) -> None:

@@ -20,6 +20,7 @@ public struct KeyholdRuntime: Sendable {
     public init(storage: any Storage, keystore: any Keystore) async throws {
         self.storage = storage
         self.keystore = keystore
+        try await storage.sealGrants(with: GrantSeal.load(system: storage, keystore: keystore))
         audit = AuditLog(store: storage, chain: try await AuditChain.load(system: storage, keystore: keystore))
         vaults = VaultService(store: storage, policies: storage, keystore: keystore, authorizer: Authorizer(), audit: audit)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import KeyholdCore
+import Synchronization
 
 /// One connection inside a transaction (or a plain read) of a backend. Statements are written once, in the SQL both
 /// backends read, with `?` placeholders (`?N` to use one value twice; never both kinds in one statement); the backend
@@ -43,6 +44,8 @@ public protocol SQLDatabase: Sendable {
 /// module's extensions). A backend subclasses it with how it opens and closes.
 open class SQLStore: Storage, @unchecked Sendable {
     public let database: any SQLDatabase
+    /// Set once, by `sealGrants(with:)`, before the store serves anything.
+    let grantSeal = Mutex<GrantSeal?>(nil)
 
     public init(database: any SQLDatabase) {
         self.database = database

@@ -5,47 +5,61 @@ import KeyholdCore
 
 extension SQLStore {
     public func createAgent(_ agent: Agent, audit: AuditRecord) async throws {
+        let seal = try self.seal
         try await database.inTransaction { db in
-            try await db.query(
-                """
-                INSERT INTO agents (name, description, is_active, scopes, vault_ids, token_ttl_seconds, expires_at,
-                    key_prefix, key_digest, key_version, id, org_id, created_by, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                SQLStore.agentFields(agent) + [.uuid(agent.id), .uuid(agent.orgID), .uuid(agent.createdBy), .time(agent.createdAt)])
+            try await db.insert(
+                Self.agents,
+                [
+                    "id": .uuid(agent.id), "org_id": .uuid(agent.orgID), "name": .text(agent.name),
+                    "description": .optional(agent.description), "is_active": .boolean(agent.isActive),
+                    "scopes": .optional(agent.scopes.map(StoredJSON.encode)),
+                    "vault_ids": .text(StoredJSON.encode(agent.vaultIDs.map(\.wire))),
+                    "token_ttl_seconds": .optional(agent.tokenTTLSeconds), "expires_at": .optional(agent.expiresAt),
+                    "key_prefix": .text(agent.keyPrefix), "key_digest": .bytes(agent.keyDigest),
+                    "key_version": .int(agent.keyVersion), "created_by": .uuid(agent.createdBy),
+                    "created_at": .time(agent.createdAt),
+                ], seal: seal)
             try await db.append(audit)
         }
     }
 
     public func agent(id: UUID) async throws -> Agent? {
         try await database.reading {
-            try await $0.first("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).map(StoredRecords.agent)
+            try await $0.first("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).map(self.agent(_:))
         }
     }
 
     public func agents(orgID: UUID) async throws -> [Agent] {
         try await database.reading {
             try await $0.query("SELECT * FROM agents WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-                .map(StoredRecords.agent)
+                .map(self.agent(_:))
         }
     }
 
     public func agents(keyPrefix: String) async throws -> [Agent] {
         try await database.reading {
             try await $0.query("SELECT * FROM agents WHERE key_prefix = ? ORDER BY created_at, id", [.text(keyPrefix)])
-                .map(StoredRecords.agent)
+                .map(self.agent(_:))
         }
     }
 
     public func updateAgent(_ agent: Agent, audit: AuditRecord) async throws -> Bool {
-        try await database.inTransaction { db in
-            guard try await db.first(
-                """
-                UPDATE agents SET name = ?, description = ?, is_active = ?, scopes = ?, vault_ids = ?,
-                    token_ttl_seconds = ?, expires_at = ?, key_prefix = ?, key_digest = ?, key_version = ?
-                WHERE id = ? AND org_id = ? RETURNING id
-                """, SQLStore.agentFields(agent) + [.uuid(agent.id), .uuid(agent.orgID)]
-            ) != nil else { return false }
+        let seal = try self.seal
+        return try await database.inTransaction { db in
+            guard let (row, _) = try await db.lockedRow(
+                Self.agents, where: "id = ? AND org_id = ?", [.uuid(agent.id), .uuid(agent.orgID)], seal: seal,
+                as: StoredRecords.agent)
+            else { return false }
+            try await db.update(
+                Self.agents, row: row,
+                set: [
+                    "name": .text(agent.name), "description": .optional(agent.description),
+                    "is_active": .boolean(agent.isActive), "scopes": .optional(agent.scopes.map(StoredJSON.encode)),
+                    "vault_ids": .text(StoredJSON.encode(agent.vaultIDs.map(\.wire))),
+                    "token_ttl_seconds": .optional(agent.tokenTTLSeconds), "expires_at": .optional(agent.expiresAt),
+                    "key_prefix": .text(agent.keyPrefix), "key_digest": .bytes(agent.keyDigest),
+                    "key_version": .int(agent.keyVersion),
+                ], seal: seal)
             try await db.append(audit)
             return true
         }
@@ -54,28 +68,17 @@ extension SQLStore {
     /// Deletes the agent with everything that acted in its name: its policies and refresh tokens go, the shares it
     /// made are revoked.
     public func deleteAgent(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
-        try await database.inTransaction { db in
+        let seal = try self.seal
+        return try await database.inTransaction { db in
             guard try await db.first("DELETE FROM agents WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)])
                 != nil
             else { return false }
             try await db.query("DELETE FROM policies WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
             try await db.query("DELETE FROM refresh_tokens WHERE principal_type = 'agent' AND principal_id = ?", [.uuid(id)])
-            try await db.query(
-                "UPDATE shares SET revoked_at = ? WHERE created_by_type = 'agent' AND created_by = ? AND revoked_at IS NULL",
-                [.time(.now), .uuid(id)])
+            try await db.revokeShares(where: "created_by_type = 'agent' AND created_by = ?", [.uuid(id)], at: .now, seal: seal)
             try await db.append(audit)
             return true
         }
-    }
-
-    /// The fields an update may change, in the order both statements above name them.
-    static func agentFields(_ agent: Agent) -> [SQLValue] {
-        [
-            .text(agent.name), .optional(agent.description), .boolean(agent.isActive),
-            .optional(agent.scopes.map(StoredJSON.encode)), .text(StoredJSON.encode(agent.vaultIDs.map(\.wire))),
-            .optional(agent.tokenTTLSeconds), .optional(agent.expiresAt), .text(agent.keyPrefix),
-            .bytes(agent.keyDigest), .int(agent.keyVersion),
-        ]
     }
 }
 
@@ -83,18 +86,16 @@ extension SQLStore {
 
 extension SQLStore {
     public func createAPIKey(_ key: UserAPIKey, audit: AuditRecord) async throws {
+        let seal = try self.seal
         try await database.inTransaction { db in
-            try await db.query(
-                """
-                INSERT INTO user_api_keys (id, user_id, org_id, name, key_prefix, key_digest, scopes, is_active,
-                    created_at, expires_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
+            try await db.insert(
+                Self.apiKeys,
                 [
-                    .uuid(key.id), .uuid(key.userID), .uuid(key.orgID), .text(key.name), .text(key.keyPrefix),
-                    .bytes(key.keyDigest), .optional(key.scopes.map(StoredJSON.encode)), .boolean(key.isActive),
-                    .time(key.createdAt), .optional(key.expiresAt),
-                ])
+                    "id": .uuid(key.id), "user_id": .uuid(key.userID), "org_id": .uuid(key.orgID), "name": .text(key.name),
+                    "key_prefix": .text(key.keyPrefix), "key_digest": .bytes(key.keyDigest),
+                    "scopes": .optional(key.scopes.map(StoredJSON.encode)), "is_active": .boolean(key.isActive),
+                    "created_at": .time(key.createdAt), "expires_at": .optional(key.expiresAt),
+                ], seal: seal)
             try await db.append(audit)
         }
     }
@@ -102,29 +103,31 @@ extension SQLStore {
     public func apiKeys(userID: UUID) async throws -> [UserAPIKey] {
         try await database.reading {
             try await $0.query("SELECT * FROM user_api_keys WHERE user_id = ? ORDER BY created_at, id", [.uuid(userID)])
-                .map(StoredRecords.apiKey)
+                .map(self.apiKey(_:))
         }
     }
 
     public func apiKey(id: UUID) async throws -> UserAPIKey? {
         try await database.reading {
-            try await $0.first("SELECT * FROM user_api_keys WHERE id = ?", [.uuid(id)]).map(StoredRecords.apiKey)
+            try await $0.first("SELECT * FROM user_api_keys WHERE id = ?", [.uuid(id)]).map(self.apiKey(_:))
         }
     }
 
     public func apiKeys(keyPrefix: String) async throws -> [UserAPIKey] {
         try await database.reading {
             try await $0.query("SELECT * FROM user_api_keys WHERE key_prefix = ? ORDER BY created_at, id", [.text(keyPrefix)])
-                .map(StoredRecords.apiKey)
+                .map(self.apiKey(_:))
         }
     }
 
     public func deactivateAPIKey(id: UUID, userID: UUID, audit: AuditRecord) async throws -> Bool {
-        try await database.inTransaction { db in
-            guard try await db.first(
-                "UPDATE user_api_keys SET is_active = ? WHERE id = ? AND user_id = ? AND is_active = ? RETURNING id",
-                [.boolean(false), .uuid(id), .uuid(userID), .boolean(true)]
-            ) != nil else { return false }
+        let seal = try self.seal
+        return try await database.inTransaction { db in
+            guard let (row, _) = try await db.lockedRow(
+                Self.apiKeys, where: "id = ? AND user_id = ? AND is_active = ?", [.uuid(id), .uuid(userID), .boolean(true)],
+                seal: seal, as: StoredRecords.apiKey)
+            else { return false }
+            try await db.update(Self.apiKeys, row: row, set: ["is_active": .boolean(false)], seal: seal)
             try await db.append(audit)
             return true
         }
@@ -133,22 +136,21 @@ extension SQLStore {
     /// A family ended by logout or reuse stays ended: no token may join it again. The family's lock orders this
     /// insert and a concurrent logout, so the token is either refused here or deleted by the logout.
     public func createRefreshToken(_ token: RefreshTokenRecord, audit: AuditRecord) async throws {
+        let seal = try self.seal
         try await database.inTransaction { db in
             try await db.lock(token.family.wire)
             guard try await db.first("SELECT family FROM ended_refresh_families WHERE family = ?", [.uuid(token.family)])
                 == nil
             else { throw KeyholdError(.unauthorized, "Invalid or expired refresh token") }
-            try await db.query(
-                """
-                INSERT INTO refresh_tokens (digest, family, principal_type, principal_id, org_id, expires_at, scopes,
-                    api_key_id, key_version)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
+            try await db.insert(
+                Self.refreshTokens,
                 [
-                    .bytes(token.digest), .uuid(token.family), .text(token.principalKind.rawValue),
-                    .uuid(token.principalID), .uuid(token.orgID), .time(token.expiresAt),
-                    .optional(token.scopes.map(StoredJSON.encode)), .optional(token.apiKeyID), .optional(token.keyVersion),
-                ])
+                    "digest": .bytes(token.digest), "family": .uuid(token.family),
+                    "principal_type": .text(token.principalKind.rawValue), "principal_id": .uuid(token.principalID),
+                    "org_id": .uuid(token.orgID), "expires_at": .time(token.expiresAt),
+                    "scopes": .optional(token.scopes.map(StoredJSON.encode)), "api_key_id": .optional(token.apiKeyID),
+                    "key_version": .optional(token.keyVersion), "spent_at": .null,
+                ], seal: seal)
             try await db.append(audit)
         }
     }
@@ -156,19 +158,20 @@ extension SQLStore {
     /// Single use: a token presented again means someone holds a copy, and its whole family ends. Two concurrent
     /// spends serialise on the family's lock and the row's, taken in the order a logout takes them.
     public func spendRefreshToken(digest: Data, now: Timestamp) async throws -> RefreshTokenRecord? {
-        try await database.inTransaction { db -> RefreshTokenRecord? in
+        let seal = try self.seal
+        return try await database.inTransaction { db -> RefreshTokenRecord? in
             guard let found = try await db.first("SELECT family FROM refresh_tokens WHERE digest = ?", [.bytes(digest)])
             else { return nil }
             try await db.lock(try StoredFields(found, table: "refresh_tokens").uuid("family").wire)
-            guard let row = try await db.first("SELECT * FROM refresh_tokens WHERE digest = ?" + db.forUpdate, [.bytes(digest)])
+            guard let (row, token) = try await db.lockedRow(
+                Self.refreshTokens, where: "digest = ?", [.bytes(digest)], seal: seal, as: StoredRecords.refreshToken)
             else { return nil }
-            let token = try StoredRecords.refreshToken(row)
             if try StoredFields(row, table: "refresh_tokens").optionalInt("spent_at") != nil {
                 try await db.endFamily(token.family, at: now)
                 return nil
             }
             guard now < token.expiresAt else { return nil }
-            try await db.query("UPDATE refresh_tokens SET spent_at = ? WHERE digest = ?", [.time(now), .bytes(digest)])
+            try await db.update(Self.refreshTokens, row: row, set: ["spent_at": .time(now)], seal: seal)
             return token
         }
     }
@@ -194,9 +197,9 @@ extension SQLStore {
                 return nil
             }
             switch kind {
-            case .user: return try await db.first("SELECT * FROM users WHERE id = ?", [.uuid(id)]).map { .user(try StoredRecords.user($0)) }
+            case .user: return try await db.first("SELECT * FROM users WHERE id = ?", [.uuid(id)]).map { .user(try self.user($0)) }
             case .agent:
-                return try await db.first("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).map { .agent(try StoredRecords.agent($0)) }
+                return try await db.first("SELECT * FROM agents WHERE id = ?", [.uuid(id)]).map { .agent(try self.agent($0)) }
             }
         }
     }
@@ -220,18 +223,19 @@ extension SQLConnection {
 
 extension SQLStore {
     public func createPolicy(_ policy: Policy, audit: AuditRecord) async throws {
+        let seal = try self.seal
         try await database.inTransaction { db in
-            try await db.query(
-                """
-                INSERT INTO policies (permissions, conditions, expires_at, effect, priority, id, vault_id, pattern,
-                    principal_type, principal_id, created_by, created_by_type, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                SQLStore.policyFields(policy) + [
-                    .uuid(policy.id), .uuid(policy.vaultID), .text(policy.pattern.rawValue),
-                    .text(policy.principalKind.rawValue), .uuid(policy.principalID), .uuid(policy.createdBy),
-                    .text(policy.createdByType.rawValue), .time(policy.createdAt),
-                ])
+            try await db.insert(
+                Self.policies,
+                [
+                    "id": .uuid(policy.id), "vault_id": .uuid(policy.vaultID), "pattern": .text(policy.pattern.rawValue),
+                    "principal_type": .text(policy.principalKind.rawValue), "principal_id": .uuid(policy.principalID),
+                    "permissions": .text(StoredJSON.encode(policy.permissions.map(\.rawValue))),
+                    "conditions": .optional(policy.conditions.json?.jsonString()), "expires_at": .optional(policy.expiresAt),
+                    "effect": .text(policy.effect.rawValue), "priority": .int(policy.priority),
+                    "created_by": .uuid(policy.createdBy), "created_by_type": .text(policy.createdByType.rawValue),
+                    "created_at": .time(policy.createdAt),
+                ], seal: seal)
             try await db.append(audit)
         }
     }
@@ -239,7 +243,7 @@ extension SQLStore {
     public func policy(id: UUID, vaultID: UUID) async throws -> Policy? {
         try await database.reading {
             try await $0.first("SELECT * FROM policies WHERE id = ? AND vault_id = ?", [.uuid(id), .uuid(vaultID)])
-                .map(StoredRecords.policy)
+                .map(self.policy(_:))
         }
     }
 
@@ -247,7 +251,7 @@ extension SQLStore {
         try await database.reading {
             try await $0.query(
                 "SELECT * FROM policies WHERE vault_id = ? ORDER BY priority DESC, created_at, id", [.uuid(vaultID)]
-            ).map(StoredRecords.policy)
+            ).map(self.policy(_:))
         }
     }
 
@@ -256,7 +260,7 @@ extension SQLStore {
             try await $0.query(
                 "SELECT * FROM policies WHERE principal_type = ? AND principal_id = ? ORDER BY created_at, id",
                 [.text(principalKind.rawValue), .uuid(principalID)]
-            ).map(StoredRecords.policy)
+            ).map(self.policy(_:))
         }
     }
 
@@ -267,18 +271,24 @@ extension SQLStore {
                 SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?
                 ORDER BY created_at, id
                 """, [.uuid(vaultID), .text(principalKind.rawValue), .uuid(principalID)]
-            ).map(StoredRecords.policy)
+            ).map(self.policy(_:))
         }
     }
 
     public func updatePolicy(_ policy: Policy, audit: AuditRecord) async throws -> Bool {
-        try await database.inTransaction { db in
-            guard try await db.first(
-                """
-                UPDATE policies SET permissions = ?, conditions = ?, expires_at = ?, effect = ?, priority = ?
-                WHERE id = ? AND vault_id = ? RETURNING id
-                """, SQLStore.policyFields(policy) + [.uuid(policy.id), .uuid(policy.vaultID)]
-            ) != nil else { return false }
+        let seal = try self.seal
+        return try await database.inTransaction { db in
+            guard let (row, _) = try await db.lockedRow(
+                Self.policies, where: "id = ? AND vault_id = ?", [.uuid(policy.id), .uuid(policy.vaultID)], seal: seal,
+                as: StoredRecords.policy)
+            else { return false }
+            try await db.update(
+                Self.policies, row: row,
+                set: [
+                    "permissions": .text(StoredJSON.encode(policy.permissions.map(\.rawValue))),
+                    "conditions": .optional(policy.conditions.json?.jsonString()), "expires_at": .optional(policy.expiresAt),
+                    "effect": .text(policy.effect.rawValue), "priority": .int(policy.priority),
+                ], seal: seal)
             try await db.append(audit)
             return true
         }
@@ -292,13 +302,5 @@ extension SQLStore {
             try await db.append(audit)
             return true
         }
-    }
-
-    /// The fields an update may change, in the order both statements above name them.
-    static func policyFields(_ policy: Policy) -> [SQLValue] {
-        [
-            .text(StoredJSON.encode(policy.permissions.map(\.rawValue))), .optional(policy.conditions.json?.jsonString()),
-            .optional(policy.expiresAt), .text(policy.effect.rawValue), .int(policy.priority),
-        ]
     }
 }

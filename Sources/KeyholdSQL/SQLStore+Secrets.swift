@@ -148,15 +148,15 @@ extension SQLStore {
 
     /// Soft-deletes every version of the path and revokes the secret's shares.
     public func deleteSecret(vaultID: UUID, path: String, at time: Timestamp, audit: AuditRecord) async throws -> Bool {
-        try await database.inTransaction { db in
+        let seal = try self.seal
+        return try await database.inTransaction { db in
             guard let row = try await db.first(
                 "UPDATE secrets SET deleted_at = ? WHERE vault_id = ? AND path = ? AND deleted_at IS NULL RETURNING id",
                 [.time(time), .uuid(vaultID), .text(path)]
             ) else { return false }
             let secretID = try StoredFields(row, table: "secrets").uuid("id")
             try await db.query("UPDATE secret_versions SET is_deleted = ? WHERE secret_id = ?", [.boolean(true), .uuid(secretID)])
-            try await db.query(
-                "UPDATE shares SET revoked_at = ? WHERE secret_id = ? AND revoked_at IS NULL", [.time(time), .uuid(secretID)])
+            try await db.revokeShares(where: "secret_id = ?", [.uuid(secretID)], at: time, seal: seal)
             try await db.append(audit)
             return true
         }

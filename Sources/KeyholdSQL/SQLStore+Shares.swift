@@ -20,33 +20,34 @@ extension SQLStore {
     }
 
     public func createShare(_ share: Share, audit: AuditRecord) async throws {
+        let seal = try self.seal
         try await database.inTransaction { db in
-            try await db.query(
-                """
-                INSERT INTO shares (id, org_id, secret_id, vault_id, path, created_by_type, created_by, recipient_type,
-                    recipient_id, recipient_email, expires_at, max_access_count, access_count, passphrase_hash,
-                    ip_allowlist, status, created_at, version, claim_digest, reference)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
-                """,
+            try await db.insert(
+                Self.shares,
                 [
-                    .uuid(share.id), .uuid(share.orgID), .uuid(share.secretID), .uuid(share.vaultID), .text(share.path),
-                    .text(share.createdByType.rawValue), .uuid(share.createdBy), .text(share.recipientType.rawValue),
-                    .optional(share.recipientID), .optional(share.recipientEmail), .time(share.expiresAt),
-                    .optional(share.maxAccessCount), .optional(share.passphraseHash),
-                    .text(StoredJSON.encode(share.ipAllowlist.map(\.description))), .text(share.status.rawValue),
-                    .time(share.createdAt), .optional(share.version), .optional(share.claimDigest), .uuid(share.reference),
-                ])
+                    "id": .uuid(share.id), "org_id": .uuid(share.orgID), "secret_id": .uuid(share.secretID),
+                    "vault_id": .uuid(share.vaultID), "path": .text(share.path),
+                    "created_by_type": .text(share.createdByType.rawValue), "created_by": .uuid(share.createdBy),
+                    "recipient_type": .text(share.recipientType.rawValue), "recipient_id": .optional(share.recipientID),
+                    "recipient_email": .optional(share.recipientEmail), "expires_at": .time(share.expiresAt),
+                    "max_access_count": .optional(share.maxAccessCount), "access_count": .int(0),
+                    "passphrase_hash": .optional(share.passphraseHash),
+                    "ip_allowlist": .text(StoredJSON.encode(share.ipAllowlist.map(\.description))),
+                    "status": .text(share.status.rawValue), "revoked_at": .null, "created_at": .time(share.createdAt),
+                    "version": .optional(share.version), "claim_digest": .optional(share.claimDigest),
+                    "reference": .uuid(share.reference),
+                ], seal: seal)
             try await db.append(audit)
         }
     }
 
     public func share(id: UUID) async throws -> Share? {
-        try await database.reading { try await $0.first("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).map(StoredRecords.share) }
+        try await database.reading { try await $0.first("SELECT * FROM shares WHERE id = ?", [.uuid(id)]).map(self.share(_:)) }
     }
 
     public func share(reference: UUID) async throws -> Share? {
         try await database.reading {
-            try await $0.first("SELECT * FROM shares WHERE reference = ?", [.uuid(reference)]).map(StoredRecords.share)
+            try await $0.first("SELECT * FROM shares WHERE reference = ?", [.uuid(reference)]).map(self.share(_:))
         }
     }
 
@@ -55,14 +56,14 @@ extension SQLStore {
             try await $0.query(
                 "SELECT * FROM shares WHERE created_by_type = ? AND created_by = ? ORDER BY created_at DESC, id",
                 [.text(creatorType.rawValue), .uuid(creatorID)]
-            ).map(StoredRecords.share)
+            ).map(self.share(_:))
         }
     }
 
     public func orgShares(orgID: UUID) async throws -> [Share] {
         try await database.reading {
             try await $0.query("SELECT * FROM shares WHERE org_id = ? ORDER BY created_at DESC, id", [.uuid(orgID)])
-                .map(StoredRecords.share)
+                .map(self.share(_:))
         }
     }
 
@@ -75,15 +76,17 @@ extension SQLStore {
                 SELECT * FROM shares WHERE recipient_id = ? OR (recipient_email IS NOT NULL AND recipient_email = ?)
                 ORDER BY created_at DESC, id
                 """, [.uuid(recipientID), .optional(email)]
-            ).map(StoredRecords.share)
+            ).map(self.share(_:))
         }
     }
 
     public func revokeShare(id: UUID, audit: AuditRecord) async throws -> Bool {
-        try await database.inTransaction { db in
-            guard try await db.first(
-                "UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id", [.time(.now), .uuid(id)]
-            ) != nil else { return false }
+        let seal = try self.seal
+        return try await database.inTransaction { db in
+            guard let (row, _) = try await db.lockedRow(
+                Self.shares, where: "id = ? AND revoked_at IS NULL", [.uuid(id)], seal: seal, as: StoredRecords.share)
+            else { return false }
+            try await db.update(Self.shares, row: row, set: ["revoked_at": .time(.now)], seal: seal)
             try await db.append(audit)
             return true
         }
@@ -91,20 +94,20 @@ extension SQLStore {
 
     /// A claim binds the recipient and spends the claim token.
     public func answerShare(id: UUID, status: ShareStatus, recipientID: UUID?, audit: AuditRecord) async throws -> Bool {
-        try await database.inTransaction { db in
-            let answered =
-                if let recipientID {
-                    try await db.first(
-                        """
-                        UPDATE shares SET status = ?, recipient_id = ?, claim_digest = NULL
-                        WHERE id = ? AND status = 'pending' AND revoked_at IS NULL RETURNING id
-                        """, [.text(status.rawValue), .uuid(recipientID), .uuid(id)])
-                } else {
-                    try await db.first(
-                        "UPDATE shares SET status = ? WHERE id = ? AND status = 'pending' AND revoked_at IS NULL RETURNING id",
-                        [.text(status.rawValue), .uuid(id)])
-                }
-            guard answered != nil else { return false }
+        let seal = try self.seal
+        return try await database.inTransaction { db in
+            guard let (row, _) = try await db.lockedRow(
+                Self.shares, where: "id = ? AND status = 'pending' AND revoked_at IS NULL", [.uuid(id)], seal: seal,
+                as: StoredRecords.share)
+            else { return false }
+            if let recipientID {
+                try await db.update(
+                    Self.shares, row: row,
+                    set: ["status": .text(status.rawValue), "recipient_id": .uuid(recipientID), "claim_digest": .null],
+                    seal: seal)
+            } else {
+                try await db.update(Self.shares, row: row, set: ["status": .text(status.rawValue)], seal: seal)
+            }
             try await db.append(audit)
             return true
         }
@@ -114,26 +117,35 @@ extension SQLStore {
     /// access is counted exactly, and the version it pins (or the latest) is read and counted too. On PostgreSQL the
     /// share's row lock orders this access after any concurrent revoke, answer or access of it.
     public func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion) {
-        try await database.inTransaction { db -> (Share, SealedSecretVersion) in
-            guard let row = try await db.first("SELECT * FROM shares WHERE id = ?" + db.forUpdate, [.uuid(id)]) else {
-                throw KeyholdError.notFound("Share not found")
-            }
-            let share = try StoredRecords.share(row)
+        let seal = try self.seal
+        return try await database.inTransaction { db -> (Share, SealedSecretVersion) in
+            guard let (row, share) = try await db.lockedRow(
+                Self.shares, where: "id = ?", [.uuid(id)], seal: seal, as: StoredRecords.share)
+            else { throw KeyholdError.notFound("Share not found") }
             guard !share.revoked else { throw KeyholdError.notFound("Share not found") }
             if let reason = share.goneReason(at: now) { throw KeyholdError.gone(reason) }
-            guard let counted = try await db.first(
-                """
-                UPDATE shares SET access_count = access_count + 1
-                WHERE id = ? AND (max_access_count IS NULL OR access_count < max_access_count) RETURNING access_count
-                """, [.uuid(id)]
-            ) else { throw KeyholdError.gone("Share has reached its maximum access count") }
-            let count = try StoredFields(counted, table: "shares").count("access_count")
+            guard share.maxAccessCount.map({ share.accessCount < $0 }) ?? true else {
+                throw KeyholdError.gone("Share has reached its maximum access count")
+            }
+            let count = share.accessCount + 1
+            try await db.update(Self.shares, row: row, set: ["access_count": .int(count)], seal: seal)
             let sealed = try await db.countedRead(
                 where: "s.id = ? AND v.version = COALESCE(CAST(? AS BIGINT), s.current_version)",
                 [.uuid(share.secretID), .optional(share.version)], now: now,
                 missing: KeyholdError.gone("The shared secret no longer exists"))
             try await db.append(audit.adding(["version": .number(Double(sealed.info.version))]))
             return (share.with(accessCount: count), sealed)
+        }
+    }
+}
+
+extension SQLConnection {
+    /// Revokes the live shares `condition` selects, re-sealing each. A share whose seal does not verify grants
+    /// nothing already; it is left as it is (re-sealing it would vouch for what someone else wrote).
+    func revokeShares(where condition: String, _ binds: [SQLValue], at time: Timestamp, seal: GrantSeal) async throws {
+        for row in try await query("SELECT * FROM shares WHERE \(condition) AND revoked_at IS NULL" + forUpdate, binds) {
+            guard (try? seal.verified(row, SQLStore.shares, StoredRecords.share)) != nil else { continue }
+            try await update(SQLStore.shares, row: row, set: ["revoked_at": .time(time)], seal: seal)
         }
     }
 }

@@ -3,16 +3,16 @@ import KeyholdCore
 
 extension SQLStore {
     public func createVault(_ vault: Vault, kek: KEKHandle, audit: AuditRecord) async throws {
+        let seal = try self.seal
         try await database.inTransaction { db in
-            try await db.query(
-                """
-                INSERT INTO vaults (id, org_id, name, description, created_by, created_by_type, kek_id, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """,
+            try await db.insert(
+                Self.vaults,
                 [
-                    .uuid(vault.id), .uuid(vault.orgID), .text(vault.name), .optional(vault.description),
-                    .uuid(vault.createdBy), .text(vault.createdByType.rawValue), .text(vault.kekID), .time(vault.createdAt),
-                ])
+                    "id": .uuid(vault.id), "org_id": .uuid(vault.orgID), "name": .text(vault.name),
+                    "description": .optional(vault.description), "created_by": .uuid(vault.createdBy),
+                    "created_by_type": .text(vault.createdByType.rawValue), "kek_id": .text(vault.kekID),
+                    "created_at": .time(vault.createdAt),
+                ], seal: seal)
             try await db.query(
                 "INSERT INTO keks (id, vault_id, material, created_at) VALUES (?, ?, ?, ?)",
                 [.text(kek.id), .uuid(vault.id), .bytes(kek.material), .time(vault.createdAt)])
@@ -23,20 +23,20 @@ extension SQLStore {
     public func vault(id: UUID, orgID: UUID) async throws -> Vault? {
         try await database.reading {
             try await $0.first("SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)])
-                .map(StoredRecords.vault)
+                .map(self.vault(_:))
         }
     }
 
     public func vault(id: UUID) async throws -> Vault? {
         try await database.reading {
-            try await $0.first("SELECT * FROM vaults WHERE id = ?", [.uuid(id)]).map(StoredRecords.vault)
+            try await $0.first("SELECT * FROM vaults WHERE id = ?", [.uuid(id)]).map(self.vault(_:))
         }
     }
 
     public func vaults(orgID: UUID) async throws -> [Vault] {
         try await database.reading {
             try await $0.query("SELECT * FROM vaults WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-                .map(StoredRecords.vault)
+                .map(self.vault(_:))
         }
     }
 
@@ -46,11 +46,11 @@ extension SQLStore {
         try await database.reading { db in
             guard let vault = try await db.first(
                 "SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)]
-            ).map(StoredRecords.vault) else { return nil }
+            ).map(self.vault(_:)) else { return nil }
             let policies = try await db.query(
                 "SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?",
                 [.uuid(id), .text(principalKind.rawValue), .uuid(principalID)]
-            ).map(StoredRecords.policy)
+            ).map(self.policy(_:))
             return (vault, policies)
         }
     }

@@ -19,6 +19,19 @@ public enum Schema {
         CREATE INDEX IF NOT EXISTS revoked_tokens_expiry ON revoked_tokens(expires_at);
         CREATE INDEX IF NOT EXISTS shares_vault ON shares(vault_id)
         """,
+        // Sealed grants (`GrantSeal`): the rows that exist are sealed by the start-up that applies this, once the
+        // keystore has unsealed the seal key (`Storage.sealGrants`).
+        """
+        ALTER TABLE users ADD COLUMN seal {blob};
+        ALTER TABLE agents ADD COLUMN seal {blob};
+        ALTER TABLE user_api_keys ADD COLUMN seal {blob};
+        ALTER TABLE refresh_tokens ADD COLUMN seal {blob};
+        ALTER TABLE invites ADD COLUMN seal {blob};
+        ALTER TABLE policies ADD COLUMN seal {blob};
+        ALTER TABLE shares ADD COLUMN seal {blob};
+        ALTER TABLE vaults ADD COLUMN seal {blob};
+        CREATE TABLE grant_seals (sealed_at {int} NOT NULL)
+        """,
     ]
 
     /// A migration in a backend's spelling.

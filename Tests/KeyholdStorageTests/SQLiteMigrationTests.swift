@@ -67,6 +67,9 @@ import Testing
         }
         let first = try await storage.readVersion(vaultID: vault, path: "db/password", version: 1, now: .now, audit: audit)
         #expect(first.info.accessCount == 8)
+        // The vault row predates sealed grants: the first start-up with a seal key seals it.
+        try await storage.sealGrants(with: GrantSeal(key: .init(size: .bits256)))
+        #expect(try await storage.vault(id: vault)?.orgID == org)
     }
 }
 

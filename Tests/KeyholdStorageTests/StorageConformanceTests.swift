@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import KeyholdCore
 import KeyholdSQLite
@@ -62,7 +63,21 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         try await connection.close()
     }
 
-    func open() async throws -> (any Storage, cleanup: @Sendable () async -> Void) {
+    /// A fresh store of this backend whose grants are sealed with `seal` (a new random key unless given).
+    func open(seal: GrantSeal = GrantSeal(key: SymmetricKey(size: .bits256))) async throws
+        -> (any Storage, cleanup: @Sendable () async -> Void)
+    {
+        let (storage, cleanup) = try await openUnsealed()
+        do {
+            try await storage.sealGrants(with: seal)
+        } catch {
+            await cleanup()
+            throw error
+        }
+        return (storage, cleanup)
+    }
+
+    func openUnsealed() async throws -> (any Storage, cleanup: @Sendable () async -> Void) {
         switch self {
         case .sqlite:
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keyhold-storage-\(UUID())").path
@@ -101,8 +116,11 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         let vault: Vault
     }
 
-    func withFixture(_ backend: Backend, _ body: (Fixture) async throws -> Void) async throws {
-        let (storage, cleanup) = try await backend.open()
+    func withFixture(
+        _ backend: Backend, seal: GrantSeal = GrantSeal(key: SymmetricKey(size: .bits256)),
+        _ body: (Fixture) async throws -> Void
+    ) async throws {
+        let (storage, cleanup) = try await backend.open(seal: seal)
         do {
             let now = Timestamp.now
             let org = Org(id: UUID(), name: "acme", createdAt: now)

@@ -60,33 +60,13 @@ extension StorageConformanceTests {
     @Test(arguments: tamperCases)
     func aStoredRowThatDoesNotDecodeIsRefused(_ backend: Backend, _ tamper: Tamper) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
-            // One row of every guarded table.
-            let bot = agent(f)
-            try await f.storage.createAgent(bot, audit: testAudit)
-            try await f.storage.createPolicy(try policy(f, kind: .agent, id: bot.id), audit: testAudit)
-            let key = UserAPIKey(
-                id: UUID(), userID: f.owner.id, orgID: f.org.id, name: "ci", keyPrefix: "1ck_abcdefgh",
-                keyDigest: Data([9]), scopes: ["prod/**"], isActive: true, createdAt: .now, expiresAt: nil)
-            try await f.storage.createAPIKey(key, audit: testAudit)
-            try await f.storage.createRefreshToken(
-                RefreshTokenRecord(
-                    digest: Data([7]), family: UUID(), principalKind: .user, principalID: f.owner.id, orgID: f.org.id,
-                    expiresAt: Timestamp.now.adding(seconds: 60)),
-                audit: testAudit)
-            try await f.storage.createInvite(
-                Invite(
-                    digest: Data([42]), orgID: f.org.id, email: "new@example.com", role: .member, createdBy: f.owner.id,
-                    expiresAt: Timestamp.now.adding(seconds: 60)),
-                audit: testAudit)
-            let secret = try await write(f, "shared/key")
-            let link = share(f, secret: secret)
-            try await f.storage.createShare(link, audit: testAudit)
+            let g = try await plantGrants(f)  // one row of every guarded table
 
             try await backend.execute(f.storage, "UPDATE \(tamper.table) SET \(tamper.column) = \(tamper.value)")
 
             let expected = StoredDataError(table: tamper.table, column: tamper.column, problem: "")
             do {
-                try await read(tamper.table, f, agent: bot, key: key, link: link)
+                try await read(tamper.table, f, agent: g.agent, key: g.key, link: g.link)
                 Issue.record("the tampered row was read")
             } catch let error as StoredDataError {
                 #expect(error.table == expected.table && error.column == expected.column, "\(error)")

@@ -90,11 +90,7 @@ public struct AuditChain: Sendable {
 
     /// Loads the chain key from storage (sealed by the keystore), creating it on first start.
     public static func load(system: any SystemStore, keystore: any Keystore) async throws -> AuditChain {
-        AuditChain(
-            key: SymmetricKey(
-                data: try await keystore.serverSecret("audit-hmac-key", in: system) {
-                    KeyMaterial.bytes(of: KeyMaterial.randomKey())
-                }))
+        AuditChain(key: try await keystore.serverKey("audit-hmac-key", in: system))
     }
 
     /// Places `entry` after `head` (nil for an org's first event).

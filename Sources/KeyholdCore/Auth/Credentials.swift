@@ -48,11 +48,7 @@ public struct CredentialHasher: Sendable {
 
     /// Loads the HMAC key from storage (sealed by the keystore), creating it on first start.
     public static func load(system: any SystemStore, keystore: any Keystore) async throws -> CredentialHasher {
-        CredentialHasher(
-            key: SymmetricKey(
-                data: try await keystore.serverSecret("credential-hmac-key", in: system) {
-                    KeyMaterial.bytes(of: KeyMaterial.randomKey())
-                }))
+        CredentialHasher(key: try await keystore.serverKey("credential-hmac-key", in: system))
     }
 
     /// A key for another purpose, derived from this one (HKDF-SHA256), so it needs no storage of its own.

@@ -63,4 +63,9 @@ extension Keystore {
         }
         return try await unprotect(sealed, purpose: purpose)
     }
+
+    /// A random 256-bit server key kept as a server secret (see `serverSecret`).
+    public func serverKey(_ purpose: String, in system: any SystemStore) async throws -> SymmetricKey {
+        SymmetricKey(data: try await serverSecret(purpose, in: system) { KeyMaterial.bytes(of: KeyMaterial.randomKey()) })
+    }
 }

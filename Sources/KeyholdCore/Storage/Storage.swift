@@ -204,5 +204,8 @@ public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
     ShareStore, KeyRotationStore
 {
+    /// Installs the key that seals the rows granting access (see `GrantSeal`), sealing the rows stored before seals
+    /// existed the first time; until it is called, every such row is refused.
+    func sealGrants(with seal: GrantSeal) async throws
     func close() async throws
 }

@@ -1,0 +1,128 @@
+import Crypto
+import Foundation
+
+/// Sealed grants: every stored row that grants or limits access carries a MAC (its `seal` column) under a key that
+/// only the keystore can unseal, over the row's table, its key and every column that decides access. Whoever can
+/// write to the database but cannot use the keystore (a PostgreSQL operator, a stolen backup edited and restored)
+/// can then delete such a row, but never create one or widen one: a row whose seal does not verify is refused as
+/// `StoredDataError` (the request answers 503, the log names table and column) and grants nothing.
+///
+/// The MAC covers the stored values themselves, so a rule that changes a sealed column (an access counted, a token
+/// spent, a share revoked) re-seals the row in the same transaction, after checking the seal it had.
+public struct GrantSeal: Sendable {
+    /// The column that holds a row's seal, in every sealed table.
+    public static let column = "seal"
+
+    /// A sealed table: the column that identifies a row and the columns the seal covers (the key among them).
+    public struct Table: Sendable {
+        public let name: String
+        public let key: String
+        public let columns: [String]
+    }
+
+    /// Every sealed table. Columns that decide nothing about access (names, descriptions, creation times) are left
+    /// out, so they may change without a re-seal.
+    public static let tables: [Table] = [
+        Table(name: "users", key: "id", columns: ["id", "org_id", "email", "password_hash", "role"]),
+        Table(
+            name: "agents", key: "id",
+            columns: [
+                "id", "org_id", "is_active", "scopes", "vault_ids", "token_ttl_seconds", "expires_at", "key_prefix",
+                "key_digest", "key_version",
+            ]),
+        Table(
+            name: "user_api_keys", key: "id",
+            columns: ["id", "user_id", "org_id", "key_prefix", "key_digest", "scopes", "is_active", "expires_at"]),
+        Table(
+            name: "refresh_tokens", key: "digest",
+            columns: [
+                "digest", "family", "principal_type", "principal_id", "org_id", "expires_at", "scopes", "api_key_id",
+                "key_version", "spent_at",
+            ]),
+        Table(name: "invites", key: "digest", columns: ["digest", "org_id", "email", "role", "expires_at", "redeemed_at"]),
+        Table(
+            name: "policies", key: "id",
+            columns: [
+                "id", "vault_id", "pattern", "principal_type", "principal_id", "permissions", "conditions", "expires_at",
+                "effect", "priority",
+            ]),
+        Table(
+            name: "shares", key: "id",
+            columns: [
+                "id", "org_id", "secret_id", "vault_id", "path", "created_by_type", "created_by", "recipient_type",
+                "recipient_id", "recipient_email", "expires_at", "max_access_count", "access_count", "passphrase_hash",
+                "ip_allowlist", "status", "revoked_at", "version", "claim_digest", "reference",
+            ]),
+        Table(name: "vaults", key: "id", columns: ["id", "org_id"]),
+    ]
+
+    public static func table(_ name: String) -> Table {
+        guard let table = tables.first(where: { $0.name == name }) else { preconditionFailure("\(name) is not sealed") }
+        return table
+    }
+
+    /// HMAC state with the key already absorbed (as in `AuditChain`).
+    private let keyed: HMAC<SHA256>
+
+    public init(key: SymmetricKey) { keyed = HMAC<SHA256>(key: key) }
+
+    /// Loads the seal key from storage (sealed by the keystore), creating it on first start.
+    public static func load(system: any SystemStore, keystore: any Keystore) async throws -> GrantSeal {
+        GrantSeal(key: try await keystore.serverKey("grant-seal-key", in: system))
+    }
+
+    /// The seal of a row of `table` whose columns hold `value(column)`.
+    public func seal(_ table: Table, _ value: (String) -> SQLValue) -> Data {
+        var message: [UInt8] = []
+        message.reserveCapacity(256)
+        func append(_ bytes: some Collection<UInt8>) {
+            let count = UInt32(bytes.count)
+            message.append(contentsOf: [UInt8(count >> 24), UInt8(count >> 16 & 0xFF), UInt8(count >> 8 & 0xFF), UInt8(count & 0xFF)])
+            message.append(contentsOf: bytes)
+        }
+        append("keyhold.grant.v1".utf8)
+        append(table.name.utf8)
+        for column in table.columns {
+            append(column.utf8)
+            // One spelling per value whichever backend stored it: an id as its canonical text (SQLite keeps text,
+            // PostgreSQL a uuid), a flag as the integer 0 or 1 (SQLite's spelling of PostgreSQL's boolean).
+            switch value(column) {
+            case .null: message.append(0)
+            case .integer(let number):
+                message.append(1)
+                append(withUnsafeBytes(of: number.bigEndian) { Array($0) })
+            case .boolean(let flag):
+                message.append(1)
+                append(withUnsafeBytes(of: Int64(flag ? 1 : 0).bigEndian) { Array($0) })
+            case .text(let text):
+                message.append(2)
+                append(text.utf8)
+            case .uuid(let id):
+                message.append(2)
+                append(id.wire.utf8)
+            case .bytes(let data):
+                message.append(3)
+                append(data)
+            }
+        }
+        var mac = keyed
+        mac.update(data: message)
+        return Data(mac.finalize())
+    }
+
+    /// The seal a stored row of `table` must carry.
+    public func seal(_ table: Table, row: StoredRow) -> Data { seal(table) { row[$0] ?? .null } }
+
+    /// The row decoded by `decode`, when its seal verifies; otherwise `StoredDataError` for the table's `seal`
+    /// column. The row is decoded first, so a value that does not decode is named by its own column.
+    public func verified<Record>(_ row: StoredRow, _ table: Table, _ decode: (StoredRow) throws -> Record) throws -> Record {
+        let record = try decode(row)
+        guard case .bytes(let stored)? = row[Self.column] else {
+            throw StoredDataError(table: table.name, column: Self.column, problem: "missing")
+        }
+        guard CredentialHasher.constantTimeEqual(stored, seal(table, row: row)) else {
+            throw StoredDataError(table: table.name, column: Self.column, problem: "does not verify")
+        }
+        return record
+    }
+}

@@ -88,6 +88,21 @@ class KeyholdServer:
         finally:
             conn.close()
 
+    def execute(self, sql: str) -> int:
+        """One statement on the server's database from outside Keyhold (an operator with database access); returns
+        how many rows it changed."""
+        if self.backend == "postgres":
+            out = subprocess.run(["psql", self.database_url, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                                 check=True, capture_output=True, text=True).stdout
+            return int(out.split()[-1])  # "UPDATE n" / "INSERT 0 n"
+        import sqlite3
+
+        conn = sqlite3.connect(self.data_dir / "keyhold.sqlite", timeout=30, isolation_level=None)
+        try:
+            return conn.execute(sql).rowcount
+        finally:
+            conn.close()
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -68,13 +68,41 @@ extension StorageConformanceTests {
             try await f.storage.createRefreshToken(token, audit: testAudit)
             try await f.storage.createRefreshToken(sibling, audit: testAudit)
             let spent = try await withThrowingTaskGroup(of: RefreshTokenRecord?.self) { group in
-                for _ in 0..<8 { group.addTask { try await f.storage.spendRefreshToken(digest: token.digest, now: .now) } }
+                for _ in 0..<4 { group.addTask { try await f.storage.spendRefreshToken(digest: token.digest, now: .now) } }
                 return try await group.reduce(into: [RefreshTokenRecord?]()) { $0.append($1) }
             }
-            #expect(spent.count == 8 && spent.compactMap { $0 } == [token])
+            #expect(spent.count == 4 && spent.compactMap { $0 } == [token])
             #expect(try await f.storage.spendRefreshToken(digest: sibling.digest, now: .now) == nil, "the reuse ended the family")
             await #expect(throws: KeyholdError(.unauthorized, "")) {
                 try await f.storage.createRefreshToken(refreshToken(f, 3, family: family), audit: testAudit)
+            }
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func noTokenJoiningAFamilyDuringLogoutOutlivesIt(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            let family = UUID()
+            try await f.storage.createRefreshToken(refreshToken(f, 0, family: family), audit: testAudit)
+            let digests = (1...5).map { UInt8($0) }
+            // Each join either commits before the logout (which then deletes it) or is refused after it; any
+            // other error fails the test.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await f.storage.revokeToken(
+                        id: "jti-logout", expiresAt: Timestamp.now.adding(seconds: 600), refreshFamily: family, audit: testAudit)
+                }
+                for digest in digests {
+                    group.addTask {
+                        do {
+                            try await f.storage.createRefreshToken(refreshToken(f, digest, family: family), audit: testAudit)
+                        } catch let error as KeyholdError where error.code == .unauthorized {}
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for digest in [0] + digests {
+                #expect(try await f.storage.spendRefreshToken(digest: Data([digest]), now: .now) == nil, "token \(digest)")
             }
         }
     }

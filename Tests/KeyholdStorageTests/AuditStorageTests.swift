@@ -3,11 +3,11 @@ import KeyholdCore
 import Testing
 
 extension StorageConformanceTests {
-    func record(_ f: Fixture, _ action: String, chain: AuditChain = testChain) -> AuditRecord {
+    func record(_ f: Fixture, _ action: String, chain: AuditChain = testChain, resource: String = "a/b") -> AuditRecord {
         AuditRecord(
             AuditEntry(
                 orgID: f.org.id, actorType: .user, actorID: f.owner.id.wire, action: action, resourceType: "secret",
-                resourceID: "a/b", details: ["vault_id": .string(f.vault.id.wire)], ipAddress: "127.0.0.1"),
+                resourceID: resource, details: ["vault_id": .string(f.vault.id.wire)], ipAddress: "127.0.0.1"),
             chain: chain)
     }
 

@@ -5,14 +5,16 @@ import Testing
 extension StorageConformanceTests {
     func share(
         _ f: Fixture, secret: SecretVersionInfo, max: Int? = nil, expiresAt: Timestamp = Timestamp.now.adding(seconds: 600),
-        version: Int? = nil
+        version: Int? = nil, recipient: ShareRecipientType = .anyoneWithLink, recipientID: UUID? = nil,
+        email: String? = nil, status: ShareStatus = .accepted, creator: (kind: PrincipalKind, id: UUID)? = nil,
+        createdAt: Timestamp = Timestamp(milliseconds: 1_000)
     ) -> Share {
         Share(
             id: UUID(), orgID: f.org.id, secretID: secret.secretID, vaultID: f.vault.id, path: secret.path,
-            createdByType: .user, createdBy: f.owner.id, recipientType: .anyoneWithLink, recipientID: nil,
-            recipientEmail: nil, expiresAt: expiresAt, maxAccessCount: max, accessCount: 0, passphraseHash: "$2b$x",
-            ipAllowlist: [CIDR("10.0.0.0/8")!], status: .accepted, revoked: false, createdAt: Timestamp(milliseconds: 1_000),
-            version: version, claimDigest: nil, reference: UUID())
+            createdByType: creator?.kind ?? .user, createdBy: creator?.id ?? f.owner.id, recipientType: recipient,
+            recipientID: recipientID, recipientEmail: email, expiresAt: expiresAt, maxAccessCount: max, accessCount: 0,
+            passphraseHash: "$2b$x", ipAllowlist: [CIDR("10.0.0.0/8")!], status: status, revoked: false,
+            createdAt: createdAt, version: version, claimDigest: nil, reference: UUID())
     }
 
     @Test(arguments: Backend.enabled)

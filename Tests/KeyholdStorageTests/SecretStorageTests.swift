@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import KeyholdCore
 import Testing
@@ -235,13 +236,15 @@ extension StorageConformanceTests {
 
     @Test(arguments: Backend.enabled)
     func whatWasCommittedBeforeCloseIsThereAfterReopening(_ backend: Backend) async throws {
-        try await withFixture(backend) { (f: Fixture) async throws in
+        let seal = GrantSeal(key: SymmetricKey(size: .bits256))
+        try await withFixture(backend, seal: seal) { (f: Fixture) async throws in
             try await write(f, "durable")
             _ = try await f.storage.insertSystemValueIfAbsent("k", Data([1]))
             let before = try await stored(f)
             try await f.storage.close()
             let reopened = try await backend.reopen(f.storage)
             do {
+                try await reopened.sealGrants(with: seal)
                 let again = Fixture(storage: reopened, org: f.org, owner: f.owner, vault: f.vault)
                 #expect(try await stored(again) == before)
                 #expect(try await read(again, "durable").ciphertext == Data("sealed-v1".utf8))

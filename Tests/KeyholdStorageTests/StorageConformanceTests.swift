@@ -95,7 +95,9 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             }
             var components = try #require(URLComponents(string: url))
             components.path = "/" + name
-            let storage = try await PostgresStorage.open(url: try #require(components.string), logger: Logger(label: "test"))
+            // A small pool: every test opens its own store, and the test cluster allows 200 connections in all.
+            let storage = try await PostgresStorage.open(
+                url: try #require(components.string), logger: Logger(label: "test"), maximumConnections: 4)
             return (storage, {
                 try? await storage.close()
                 try? await Self.postgresAdmin(url, database: "postgres") { connection in

@@ -90,10 +90,10 @@ public struct GrantSeal: Sendable {
             case .null: message.append(0)
             case .integer(let number):
                 message.append(1)
-                append(withUnsafeBytes(of: number.bigEndian) { Array($0) })
+                withUnsafeBytes(of: number.bigEndian) { append($0) }
             case .boolean(let flag):
                 message.append(1)
-                append(withUnsafeBytes(of: Int64(flag ? 1 : 0).bigEndian) { Array($0) })
+                withUnsafeBytes(of: Int64(flag ? 1 : 0).bigEndian) { append($0) }
             case .text(let text):
                 message.append(2)
                 append(text.utf8)

@@ -9,7 +9,7 @@ import Foundation
 ///
 /// The MAC covers the stored values themselves, so a rule that changes a sealed column (an access counted, a token
 /// spent, a share revoked) re-seals the row in the same transaction, after checking the seal it had.
-public struct GrantSeal: Sendable {
+public final class GrantSeal: Sendable {
     /// The column that holds a row's seal, in every sealed table.
     public static let column = "seal"
 

@@ -15,6 +15,17 @@ import pytest
 from support import assert_problem, assert_sdk_ok
 from test_sharing import share
 
+
+@pytest.fixture
+def user(signup_user):
+    """A user of their own org: the rows these tests damage must not reach other tests' lists."""
+    return signup_user()
+
+
+@pytest.fixture
+def vault(user) -> str:
+    return assert_sdk_ok(user.client.vaults.create("tampered"), 201)["id"]
+
 pytestmark = pytest.mark.skipif(
     os.environ.get("KEYHOLD_SDK_BACKEND", "sqlite") != "sqlite", reason="edits the SQLite database directly")
 

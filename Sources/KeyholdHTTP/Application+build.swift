@@ -42,7 +42,7 @@ public func buildApplication(
     let auth = AuthService(
         identities: storage, agents: storage, credentials: storage, tokens: tokens, hasher: credentialHasher,
         audit: audit, failures: failures)
-    let authenticator = Authenticator(auth: auth)
+    let authentication = AuthenticationMiddleware(auth: auth)
     let passwords = PasswordHasher(cost: UInt8(configuration.bcryptCost))
 
     let router = Router(context: KeyholdRequestContext.self)
@@ -52,6 +52,9 @@ public func buildApplication(
     if configuration.rateLimit > 0 {
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)))
     }
+    // Every route registered on `authenticated` runs after the bearer check; the rest are public (health, the
+    // documents, sign-up and the token endpoints, a link share, and /mcp, whose tool calls come back through here).
+    let authenticated = router.group().add(middleware: authentication)
     let throttle = LoginThrottle()
     router.get("/v1/health") { _, _ in try JSONResponse.make(HealthResponse(status: "ok", version: Keyhold.version)) }
     router.get("/v1/health/hsm") { _, _ in try JSONResponse.make(await HSMHealthResponse(keystore)) }
@@ -65,37 +68,32 @@ public func buildApplication(
         accounts: AccountService(
             store: storage, hasher: passwords, credentials: credentialHasher, audit: audit, throttle: throttle,
             failures: failures),
-        auth: auth, tokens: tokens, authenticator: authenticator, signupOpen: configuration.signup == .open,
+        auth: auth, tokens: tokens, authentication: authentication, signupOpen: configuration.signup == .open,
         issuer: configuration.publicURL
-    ).register(on: router)
-    VaultController(vaults: vaults, authenticator: authenticator).register(on: router)
+    ).register(on: router, authenticated: authenticated)
+    VaultController(vaults: vaults).register(on: authenticated)
     let secrets = SecretService(
         store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit,
         cursors: ListCursor(key: credentialHasher.derivedKey(for: "list cursor")))
-    SecretController(secrets: secrets, authenticator: authenticator).register(on: router)
+    SecretController(secrets: secrets).register(on: authenticated)
     ShareController(
         shares: ShareService(
             shares: storage, identities: storage, agents: storage, secrets: secrets, passwords: passwords,
             credentials: credentialHasher, audit: audit, failures: failures, throttle: throttle),
-        authenticator: authenticator, publicURL: configuration.publicURL
-    ).register(on: router)
+        authentication: authentication, publicURL: configuration.publicURL
+    ).register(on: router, authenticated: authenticated)
     PolicyController(
         policies: PolicyService(
             policies: storage, identities: storage, agents: storage, vaults: vaults, authorizer: authorizer,
-            audit: audit),
-        authenticator: authenticator
-    ).register(on: router)
+            audit: audit)
+    ).register(on: authenticated)
     AgentController(
-        agents: AgentService(agents: storage, vaults: vaults, hasher: credentialHasher, audit: audit),
-        authenticator: authenticator
-    ).register(on: router)
-    OrgController(
-        org: OrgService(identities: storage, hasher: credentialHasher, audit: audit), authenticator: authenticator
-    ).register(on: router)
-    AuditController(audit: audit, authenticator: authenticator, publicURL: configuration.publicURL).register(on: router)
-    router.post("/v1/vaults/:vault_id/rotate-key") { request, context in
-        let caller = try await authenticator.caller(request, context)
-        let kek = try await runtime.keys.rotate(vaultID: try context.vaultID(), by: caller)
+        agents: AgentService(agents: storage, vaults: vaults, hasher: credentialHasher, audit: audit)
+    ).register(on: authenticated)
+    OrgController(org: OrgService(identities: storage, hasher: credentialHasher, audit: audit)).register(on: authenticated)
+    AuditController(audit: audit, publicURL: configuration.publicURL).register(on: authenticated)
+    authenticated.post("/v1/vaults/:vault_id/rotate-key") { _, context in
+        let kek = try await runtime.keys.rotate(vaultID: try context.vaultID(), by: try context.requireCaller())
         return try JSONResponse.make(["vault_id": try context.vaultID().wire, "kek_id": kek.id])
     }
     let mcpResponder = MCPController.ResponderBox()

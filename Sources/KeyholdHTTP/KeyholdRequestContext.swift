@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import KeyholdCore
 import NIOCore
@@ -12,6 +13,8 @@ public struct KeyholdRequestContext: RequestContext, RemoteAddressRequestContext
     /// How the request reached the API when not directly over HTTP: `mcp-http` for a tool call of `/mcp`, set by
     /// the server itself (never from a header), and recorded in the audit events the request causes.
     var transport: String?
+    /// Who is calling, set by `AuthenticationMiddleware` on the routes of an authenticated group.
+    var caller: Caller?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
@@ -24,4 +27,15 @@ public struct KeyholdRequestContext: RequestContext, RemoteAddressRequestContext
     }
 
     public var maxUploadSize: Int { RequestBody.maxBytes }
+
+    /// The authenticated caller; a route mounted without `AuthenticationMiddleware` fails closed with the one 401.
+    func requireCaller() throws -> Caller {
+        guard let caller else { throw KeyholdError.unauthenticated }
+        return caller
+    }
+
+    func uuidParameter(_ name: String, notFound: KeyholdError) throws -> UUID {
+        guard let text = parameters.get(name), let id = UUID(fast: text) else { throw notFound }
+        return id
+    }
 }

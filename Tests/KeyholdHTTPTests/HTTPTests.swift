@@ -11,18 +11,22 @@ import Testing
 @Suite struct HTTPTests {
     static let password = "Correct-Horse-9-Battery!"
 
-    func withApp(signup: String = "open", _ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
-        try await withApp(signup: signup) { client, _ in try await body(client) }
+    func withApp(
+        signup: String = "open", environment: [String: String] = [:],
+        _ body: @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
+        try await withApp(signup: signup, environment: environment) { client, _ in try await body(client) }
     }
 
     /// The app and its data directory (for tests that reach under the API, as an attacker with the disk would).
-    func withApp(signup: String = "open", _ body: @Sendable (any TestClientProtocol, String) async throws -> Void)
-        async throws
-    {
+    func withApp(
+        signup: String = "open", environment: [String: String] = [:],
+        _ body: @Sendable (any TestClientProtocol, String) async throws -> Void
+    ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("keyhold-http-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let configuration = try KeyholdConfiguration(
-            flags: .init(port: 0, dataDirectory: dir, signup: signup), environment: ["KEYHOLD_BCRYPT_COST": "10"])
+            flags: .init(port: 0, dataDirectory: dir, signup: signup), environment: environment.merging(["KEYHOLD_BCRYPT_COST": "10"]) { mine, _ in mine })
         let app = try await buildServer(configuration: configuration, logger: Logger(label: "test"))
         try await app.test(.router) { client in try await body(client, dir) }
     }
@@ -36,10 +40,10 @@ import Testing
     @discardableResult
     func call(
         _ client: any TestClientProtocol, _ method: HTTPRequest.Method, _ uri: String, token: String? = nil,
-        body: String? = nil
+        authorization: String? = nil, body: String? = nil
     ) async throws -> Reply {
         var headers = HTTPFields()
-        if let token { headers[.authorization] = "Bearer " + token }
+        headers[.authorization] = authorization ?? token.map { "Bearer " + $0 }
         headers[.contentType] = "application/json"
         return try await client.execute(
             uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }
@@ -64,12 +68,15 @@ import Testing
         String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
     }
 
-    func expectProblem(_ reply: Reply, _ status: HTTPResponse.Status, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(reply.status == status, sourceLocation: sourceLocation)
-        #expect(reply.contentType == "application/problem+json", sourceLocation: sourceLocation)
-        #expect(reply.json["status"] as? Int == status.code, sourceLocation: sourceLocation)
+    func expectProblem(
+        _ reply: Reply, _ status: HTTPResponse.Status, _ comment: Comment? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        #expect(reply.status == status, comment, sourceLocation: sourceLocation)
+        #expect(reply.contentType == "application/problem+json", comment, sourceLocation: sourceLocation)
+        #expect(reply.json["status"] as? Int == status.code, comment, sourceLocation: sourceLocation)
         #expect(reply.json["title"] is String && reply.json["detail"] is String && reply.json["type"] is String,
-                sourceLocation: sourceLocation)
+                comment, sourceLocation: sourceLocation)
     }
 
     @Test func healthAndUnknownRoutes() async throws {

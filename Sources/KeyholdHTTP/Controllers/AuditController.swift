@@ -5,12 +5,11 @@ import KeyholdCore
 /// `/v1/audit`: the org's events and the verification of their keyed hash chain.
 struct AuditController {
     let audit: AuditLog
-    let authenticator: Authenticator
     let publicURL: String
 
-    func register(on router: Router<KeyholdRequestContext>) {
+    func register(on router: RouterGroup<KeyholdRequestContext>) {
         router.get("/v1/audit/events") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             let query = request.uri.queryParameters
             func time(_ name: String) throws -> Timestamp? {
                 guard let text = query.get(name) else { return nil }
@@ -32,7 +31,7 @@ struct AuditController {
             return try JSONResponse.make(AuditEventListResponse(events: events.map(AuditEventResponse.init), count: events.count))
         }
         router.get("/v1/audit/verify") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             let query = request.uri.queryParameters
             guard query.get("from") == nil, query.get("to") == nil else {
                 throw KeyholdError.badRequest(

@@ -8,19 +8,19 @@ struct AuthController {
     let accounts: AccountService
     let auth: AuthService
     let tokens: TokenService
-    let authenticator: Authenticator
+    let authentication: AuthenticationMiddleware
     let signupOpen: Bool
     let issuer: String
 
-    func register(on router: Router<KeyholdRequestContext>) {
+    func register(on router: Router<KeyholdRequestContext>, authenticated: RouterGroup<KeyholdRequestContext>) {
         router.post("/v1/auth/signup") { request, context in try await signup(request, ip: context.clientIP) }
         router.post("/v1/auth/token") { request, context in
             let body = try await RequestBody.decode(LoginRequest.self, from: request)
             let user = try await accounts.authenticate(email: body.email, password: body.password, ip: context.clientIP)
             return try JSONResponse.make(SessionResponse(try await auth.session(for: user, ip: context.clientIP)))
         }
-        router.delete("/v1/auth/token") { request, context in
-            try await auth.revoke(try await authenticator.caller(request, context))
+        authenticated.delete("/v1/auth/token") { request, context in
+            try await auth.revoke(try context.requireCaller())
             return JSONResponse.noContent()
         }
         router.post("/v1/auth/agent-token") { request, context in
@@ -43,27 +43,27 @@ struct AuthController {
                 if let token = body.refresh_token {
                     try await auth.refresh(token: token, ip: context.clientIP)
                 } else {
-                    try await auth.refresh(current: try await authenticator.caller(request, context))
+                    try await auth.refresh(current: try await authentication.caller(request, context))
                 }
             return try JSONResponse.make(SessionResponse(session))
         }
-        router.get("/v1/auth/me") { request, context in
-            let caller = try await authenticator.caller(request, context)
+        authenticated.get("/v1/auth/me") { request, context in
+            let caller = try context.requireCaller()
             return try JSONResponse.make(UserProfileResponse(try await accounts.user(for: caller.principal)))
         }
-        router.post("/v1/auth/api-keys") { request, context in
-            let caller = try await authenticator.caller(request, context)
+        authenticated.post("/v1/auth/api-keys") { request, context in
+            let caller = try context.requireCaller()
             let body = try await RequestBody.decode(CreateAPIKeyRequest.self, from: request)
             let (key, secret) = try await auth.createAPIKey(
                 for: caller, name: body.name, scopes: body.scopes, expiresAt: body.expires_at)
             return try JSONResponse.make(APIKeyCreatedResponse(key: APIKeyResponse(key), api_key: secret), status: .created)
         }
-        router.get("/v1/auth/api-keys") { request, context in
-            let keys = try await auth.apiKeys(for: try await authenticator.caller(request, context).principal)
+        authenticated.get("/v1/auth/api-keys") { request, context in
+            let keys = try await auth.apiKeys(for: try context.requireCaller().principal)
             return try JSONResponse.make(APIKeyListResponse(keys: keys.map(APIKeyResponse.init)))
         }
-        router.delete("/v1/auth/api-keys/:key_id") { request, context in
-            let caller = try await authenticator.caller(request, context)
+        authenticated.delete("/v1/auth/api-keys/:key_id") { request, context in
+            let caller = try context.requireCaller()
             let id = try context.uuidParameter("key_id", notFound: .notFound("API key not found"))
             try await auth.deleteAPIKey(id, for: caller)
             return JSONResponse.noContent()

@@ -37,7 +37,7 @@ struct MCPController {
     }
 
     func handle(_ request: Request, _ context: KeyholdRequestContext) async throws -> Response {
-        guard let credential = Authenticator.bearer(request) else { throw KeyholdError.unauthenticated }
+        guard let credential = AuthenticationMiddleware.bearer(request) else { throw KeyholdError.unauthenticated }
         guard let vault = request.headers[.vaultID], UUID(fast: vault) != nil else {
             throw KeyholdError.badRequest("X-Vault-ID (a vault id) is required")
         }

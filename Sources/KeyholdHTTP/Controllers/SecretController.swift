@@ -6,11 +6,10 @@ import KeyholdCore
 /// drops empty segments and does not decode), with `%2F` read as `/`, then validated once as a `SecretPath`.
 struct SecretController {
     let secrets: SecretService
-    let authenticator: Authenticator
 
-    func register(on router: Router<KeyholdRequestContext>) {
+    func register(on router: RouterGroup<KeyholdRequestContext>) {
         router.put("/v1/vaults/:vault_id/secrets/**") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             let path = try Self.secretPath(request)
             let body = try await RequestBody.decode(PutSecretRequest.self, from: request)
             let info = try await secrets.write(
@@ -22,18 +21,18 @@ struct SecretController {
             return JSONResponse.make(SecretMetadataResponse(info).json, status: .created)
         }
         router.get("/v1/vaults/:vault_id/secrets/**") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             let revealed = try await secrets.read(
                 vaultID: try context.vaultID(), path: try Self.secretPath(request), by: caller)
             return JSONResponse.make(SecretResponse(revealed).json)
         }
         router.delete("/v1/vaults/:vault_id/secrets/**") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             try await secrets.delete(vaultID: try context.vaultID(), path: try Self.secretPath(request), by: caller)
             return JSONResponse.noContent()
         }
         router.get("/v1/vaults/:vault_id/secrets") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             let query = request.uri.queryParameters
             guard let limit = Int(query.get("limit") ?? String(SecretService.maxPageSize)) else {
                 throw KeyholdError.badRequest("limit must be an integer")
@@ -45,26 +44,26 @@ struct SecretController {
                 SecretListResponse(secrets: page.items.map(SecretMetadataResponse.init), next_cursor: page.nextCursor))
         }
         router.get("/v1/vaults/:vault_id/secret-versions/**") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             let versions = try await secrets.versions(
                 vaultID: try context.vaultID(), path: try Self.secretPath(request), by: caller)
             return try JSONResponse.make(SecretVersionListResponse(versions: versions.map(SecretMetadataResponse.init)))
         }
         router.get("/v1/vaults/:vault_id/secret-version/**") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             let (path, version) = try Self.secretPathAndVersion(request)
             let revealed = try await secrets.read(
                 vaultID: try context.vaultID(), path: path, version: version, by: caller)
             return JSONResponse.make(SecretResponse(revealed).json)
         }
         router.post("/v1/vaults/:vault_id/secret-version-disable/**") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             let (path, version) = try Self.secretPathAndVersion(request)
             try await secrets.disable(vaultID: try context.vaultID(), path: path, version: version, by: caller)
             return JSONResponse.noContent()
         }
         router.post("/v1/vaults/:vault_id/secret-rotate/**") { request, context in
-            let caller = try await authenticator.caller(request, context)
+            let caller = try context.requireCaller()
             let path = try Self.secretPath(request)
             let body = try await RequestBody.decode(RotateSecretRequest.self, from: request, emptyAsObject: true)
             guard let charset = RandomValue.Charset(rawValue: body.charset ?? "hex") else {

@@ -6,12 +6,12 @@ import KeyholdCore
 /// share of the org for its owners and admins at `GET /v1/org/shares`.
 struct ShareController {
     let shares: ShareService
-    let authenticator: Authenticator
+    let authentication: AuthenticationMiddleware
     let publicURL: String
 
-    func register(on router: Router<KeyholdRequestContext>) {
-        router.post("/v1/secrets/:secret_id/share") { request, context in
-            let caller = try await authenticator.caller(request, context)
+    func register(on router: Router<KeyholdRequestContext>, authenticated: RouterGroup<KeyholdRequestContext>) {
+        authenticated.post("/v1/secrets/:secret_id/share") { request, context in
+            let caller = try context.requireCaller()
             let secretID = try context.uuidParameter("secret_id", notFound: .notFound("Secret not found"))
             let body = try await RequestBody.decode(CreateShareRequest.self, from: request)
             let (share, claimToken) = try await shares.create(secretID: secretID, request: try body.request(), by: caller)
@@ -23,31 +23,31 @@ struct ShareController {
             // Link shares need no credentials; when some are sent they must be valid.
             let caller: Principal? =
                 request.headers[.authorization] == nil
-                ? nil : try await authenticator.caller(request, context).principal
+                ? nil : try await authentication.caller(request, context).principal
             let body = try await RequestBody.decode(AccessShareRequest.self, from: request, emptyAsObject: true)
             let (share, revealed) = try await shares.access(
                 id, passphrase: body.passphrase, caller: caller, ip: context.clientIP)
             return try JSONResponse.make(SharedSecretResponse(share: share, revealed: revealed))
         }
         for path in ["/v1/share/:share_id", "/v1/shares/:share_id"] {
-            router.delete(RouterPath(path)) { request, context in
-                let caller = try await authenticator.caller(request, context)
+            authenticated.delete(RouterPath(path)) { request, context in
+                let caller = try context.requireCaller()
                 try await shares.revoke(try Self.shareID(context), by: caller)
                 return JSONResponse.noContent()
             }
         }
-        router.get("/v1/shares/outbound") { request, context in
-            let caller = try await authenticator.caller(request, context)
+        authenticated.get("/v1/shares/outbound") { request, context in
+            let caller = try context.requireCaller()
             let list = try await shares.outbound(for: caller.principal)
             return try JSONResponse.make(ShareListResponse(shares: list.map { ShareResponse($0, publicURL: publicURL) }))
         }
-        router.get("/v1/shares/inbound") { request, context in
-            let caller = try await authenticator.caller(request, context)
+        authenticated.get("/v1/shares/inbound") { request, context in
+            let caller = try context.requireCaller()
             let list = try await shares.inbound(for: caller.principal)
             return try JSONResponse.make(ShareListResponse(shares: list.map { ShareResponse($0, publicURL: publicURL) }))
         }
-        router.get("/v1/org/shares") { request, context in
-            let caller = try await authenticator.caller(request, context)
+        authenticated.get("/v1/org/shares") { request, context in
+            let caller = try context.requireCaller()
             let list = try await shares.orgShares(for: caller)
             let me = caller.principal
             return try JSONResponse.make(
@@ -59,8 +59,8 @@ struct ShareController {
                     }))
         }
         for (path, accept) in [("/v1/shares/:share_id/accept", true), ("/v1/shares/:share_id/decline", false)] {
-            router.post(RouterPath(path)) { request, context in
-                let caller = try await authenticator.caller(request, context)
+            authenticated.post(RouterPath(path)) { request, context in
+                let caller = try context.requireCaller()
                 let body = try await RequestBody.decode(AnswerShareRequest.self, from: request, emptyAsObject: true)
                 try await shares.answer(try Self.shareID(context), accept: accept, claimToken: body.claim_token, by: caller)
                 return JSONResponse.noContent()

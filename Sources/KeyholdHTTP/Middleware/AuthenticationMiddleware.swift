@@ -2,10 +2,24 @@ import Foundation
 import Hummingbird
 import KeyholdCore
 
-/// Turns `Authorization: Bearer …` into a `Caller` (principal, client address, time), or throws the one 401.
-struct Authenticator: Sendable {
+/// Authenticates `Authorization: Bearer …` once for every route of the groups it is added to, before the handler
+/// reads anything, and stores the `Caller` (principal, client address, time) on the context, where handlers take it
+/// with `context.requireCaller()`. A failure is the one 401 (counted by `AuthService` as a failed authentication).
+struct AuthenticationMiddleware: RouterMiddleware {
     let auth: AuthService
 
+    func handle(
+        _ request: Request, context: KeyholdRequestContext,
+        next: (Request, KeyholdRequestContext) async throws -> Response
+    ) async throws -> Response {
+        var context = context
+        context.caller = try await caller(request, context)
+        return try await next(request, context)
+    }
+
+    /// The same check, for the two public routes whose credentials are optional and checked by the handler in its
+    /// own order: `GET /v1/share/{id}` (only when sent, after the id) and `POST /v1/auth/refresh` (only without a
+    /// refresh token in the body).
     func caller(_ request: Request, _ context: KeyholdRequestContext) async throws -> Caller {
         let ip = context.clientIP
         return Caller(
@@ -22,12 +36,5 @@ struct Authenticator: Sendable {
         guard let first = parts[1].firstIndex(where: { !blank($0) }), let last = parts[1].lastIndex(where: { !blank($0) })
         else { return nil }
         return String(parts[1][first...last])
-    }
-}
-
-extension KeyholdRequestContext {
-    func uuidParameter(_ name: String, notFound: KeyholdError) throws -> UUID {
-        guard let text = parameters.get(name), let id = UUID(fast: text) else { throw notFound }
-        return id
     }
 }

@@ -5,30 +5,10 @@ now the requests that need the row answer 503 and the log names the table's `sea
 
 from __future__ import annotations
 
-import pytest
-
 from support import assert_problem, assert_sdk_error, assert_sdk_ok
 from test_sharing import share
-
-
-@pytest.fixture
-def user(signup_user):
-    """A user of their own org: the rows these tests damage must not reach other tests' lists."""
-    return signup_user()
-
-
-@pytest.fixture
-def vault(user) -> str:
-    return assert_sdk_ok(user.client.vaults.create("tampered"), 201)["id"]
-
-DETAIL = "Stored data failed an integrity check; the request was refused"
-
-
-def assert_refused(resp, *hidden: str) -> None:
-    body = assert_problem(resp, 503)
-    assert body["detail"] == DETAIL, body
-    for text in hidden:
-        assert text not in resp.text
+from test_stored_rows import assert_refused
+from test_stored_rows import user, vault  # noqa: F401  (a user and vault of their own org)
 
 
 def assert_sdk_refused(resp, *hidden: str) -> None:

@@ -111,6 +111,8 @@ extension StorageConformanceTests {
                 case "vaults": "id = '\(f.vault.id.wire)'"
                 default: "1 = 1"
             }
+            // Read (and verified) once first, so the check after the edit must not be answered from what was verified.
+            try await readGrant(edit.table, f, g)
             try await backend.execute(f.storage, "UPDATE \(edit.table) SET \(set) WHERE \(row)")
             await #expect(throws: StoredDataError(table: edit.table, column: "seal", problem: "does not verify")) {
                 try await readGrant(edit.table, f, g)

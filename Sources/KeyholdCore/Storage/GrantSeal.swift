@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 
 /// Sealed grants: every stored row that grants or limits access carries a MAC (its `seal` column) under a key that
 /// only the keystore can unseal, over the row's table, its key and every column that decides access. Whoever can
@@ -64,6 +65,18 @@ public final class GrantSeal: Sendable {
     /// HMAC state with the key already absorbed (as in `AuditChain`).
     private let keyed: HMAC<SHA256>
 
+    /// Rows whose seal verified, by seal: a row read again with the same values (every request reads its caller's
+    /// row, its vault and its policies) is then known good without another MAC. Only verified rows enter, and a hit
+    /// needs the same table and every sealed value equal, so a changed row always gets the full check. Bounded:
+    /// emptied when full.
+    private let verifiedRows = Mutex<[Data: VerifiedRow]>([:])
+    private static let verifiedRowLimit = 4096
+
+    private struct VerifiedRow: Equatable {
+        let table: String
+        let values: [SQLValue]
+    }
+
     public init(key: SymmetricKey) { keyed = HMAC<SHA256>(key: key) }
 
     /// Loads the seal key from storage (sealed by the keystore), creating it on first start.
@@ -120,8 +133,14 @@ public final class GrantSeal: Sendable {
         guard case .bytes(let stored)? = row[Self.column] else {
             throw StoredDataError(table: table.name, column: Self.column, problem: "missing")
         }
+        let verified = VerifiedRow(table: table.name, values: table.columns.map { row[$0] ?? .null })
+        if verifiedRows.withLock({ $0[stored] }) == verified { return record }
         guard CredentialHasher.constantTimeEqual(stored, seal(table, row: row)) else {
             throw StoredDataError(table: table.name, column: Self.column, problem: "does not verify")
+        }
+        verifiedRows.withLock {
+            if $0.count >= Self.verifiedRowLimit { $0.removeAll(keepingCapacity: true) }
+            $0[stored] = verified
         }
         return record
     }

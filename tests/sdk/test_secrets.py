@@ -157,11 +157,27 @@ def test_type_of_new_version_follows_request(user, vault: str, canary) -> None:
     assert user.client.secrets.get(vault, "retype/me").data["type"] == "note"
 
 
+def test_the_clis_field_names_are_read_and_sent(user, vault: str, canary) -> None:
+    """1Claw's CLI sends the type as `secret_type` (`env push`) and reads `secret_type` and `updated_at` (issue 17)."""
+    resp = _put_raw(user, vault, "cli/typed", {"value": canary(), "secret_type": "password"})
+    assert resp.status_code == 201, resp.text
+    written = resp.json()
+    assert written["type"] == written["secret_type"] == "password"
+    assert parse_ts(written["updated_at"]) == parse_ts(written["created_at"])
+    read = user.client.secrets.get(vault, "cli/typed").data
+    assert read["type"] == read["secret_type"] == "password"
+    assert parse_ts(read["updated_at"]) == parse_ts(written["created_at"])
+    assert _put_raw(user, vault, "cli/typed", {"value": canary(), "type": "note", "secret_type": "note"}).json()[
+        "secret_type"] == "note"
+
+
 # --- request validation -----------------------------------------------------------------
 
 INVALID_BODIES = {
     "unknown_type": {"value": "x", "type": "banana"},
     "type_not_string": {"value": "x", "type": 5},
+    "type_and_secret_type_disagree": {"value": "x", "type": "password", "secret_type": "note"},
+    "unknown_secret_type": {"value": "x", "secret_type": "banana"},
     "missing_value": {"type": "password"},
     "null_value": {"value": None},
     "value_number": {"value": 123},

@@ -14,7 +14,7 @@ struct SecretController {
             let body = try await RequestBody.decode(PutSecretRequest.self, from: request)
             let info = try await secrets.write(
                 .init(
-                    value: body.value, type: try Self.secretType(body.type), metadata: body.metadata,
+                    value: body.value, type: try Self.secretType(body.requestedType()), metadata: body.metadata,
                     rotationPolicy: body.rotation_policy, expiresAt: body.expires_at,
                     maxAccessCount: body.max_access_count),
                 vaultID: try context.vaultID(), path: path, by: caller)

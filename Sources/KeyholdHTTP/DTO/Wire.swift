@@ -90,10 +90,22 @@ struct VaultListResponse: Encodable {
 struct PutSecretRequest: Decodable {
     let value: String
     let type: String?
+    /// 1Claw's CLI sends the type under this name (`env push`); read as `type`.
+    let secret_type: String?
     let metadata: JSONValue?
     let expires_at: Timestamp?
     let rotation_policy: JSONValue?
     let max_access_count: Int?
+}
+
+extension PutSecretRequest {
+    /// `type`, or `secret_type` when only that is given; both, naming different types, is a contradiction.
+    func requestedType() throws -> String? {
+        if let type, let secret_type, type != secret_type {
+            throw KeyholdError.badRequest("type and secret_type name different types")
+        }
+        return type ?? secret_type
+    }
 }
 
 struct RotateSecretRequest: Decodable {
@@ -116,11 +128,17 @@ struct SecretMetadataResponse: Encodable {
     let max_access_count: Int?
     let access_count: Int
     let is_disabled: Bool
+    /// 1Claw's CLI reads these two: `type` again, and when the secret last changed (a version is never changed
+    /// after it is written, so the version's creation).
+    let secret_type: String
+    let updated_at: Timestamp
 
     init(_ info: SecretVersionInfo) {
         id = info.secretID.wire
         path = info.path
         type = info.type.rawValue
+        secret_type = type
+        updated_at = info.createdAt
         version = info.version
         metadata = info.metadata
         rotation_policy = info.rotationPolicy
@@ -147,6 +165,8 @@ extension SecretMetadataResponse {
         json.field("max_access_count", max_access_count)
         json.field("access_count", access_count)
         json.field("is_disabled", is_disabled)
+        json.field("secret_type", secret_type)
+        json.field("updated_at", updated_at.iso8601)
     }
 
     /// The same object as `Encodable` gives (lists use that), written directly (see `JSONObjectWriter`);

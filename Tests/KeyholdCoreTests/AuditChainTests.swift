@@ -46,6 +46,24 @@ import Testing
         #expect(Self.chain.verify(events, head: Self.head(of: events)).valid)
     }
 
+    /// A window of the chain is verified from the event before it: the window's events must follow that anchor.
+    @Test func aWindowIsVerifiedFromItsAnchor() {
+        let events = Self.longChain(6)
+        var window = ChainVerifier(chain: Self.chain, after: events[1])
+        for event in events[2...] {
+            let followed = window.check(event)
+            #expect(followed)
+        }
+        window.finish(head: Self.head(of: events))
+        #expect(window.result.valid && window.result.eventsVerified == 4 && window.result.eventsChecked == 4)
+
+        // An event that does not follow the anchor (one was deleted between them) breaks the window at once.
+        var gap = ChainVerifier(chain: Self.chain, after: events[1])
+        let followed = gap.check(events[3])
+        #expect(!followed)
+        #expect(gap.result.brokenAt == events[3].id && gap.result.eventsVerified == 0)
+    }
+
     @Test func anotherKeyCannotProduceTheChain() {
         let events = Self.vectorChain()
         let forger = AuditChain(key: SymmetricKey(size: .bits256))

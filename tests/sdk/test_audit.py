@@ -883,6 +883,32 @@ def test_verify_bad_limit_is_400(many, limit: str) -> None:
     assert_problem(many.owner.http.get("/v1/audit/verify", params={"limit": limit}), 400)
 
 
+def test_verify_a_window_of_the_chain(many) -> None:
+    """`from` and `to` bound the events verified (issue 17): a window is checked from the event before it."""
+    oldest_first = list(reversed(all_events(many.owner.client)))
+    start, end = oldest_first[40]["created_at"], oldest_first[90]["created_at"]
+
+    def verify(**params: str) -> dict:
+        resp = many.owner.http.get("/v1/audit/verify", params=params)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def written(low: str, high: str | None = None) -> int:
+        return sum(1 for e in oldest_first
+                   if parse_ts(low) <= parse_ts(e["created_at"]) and (high is None or parse_ts(e["created_at"]) <= parse_ts(high)))
+
+    report = verify(**{"from": start, "to": end})
+    assert report["chain_valid"] is True, report
+    assert report["events_checked"] == report["events_verified"] == written(start, end) >= 51
+    report = verify(**{"from": start})
+    assert report["chain_valid"] is True, report
+    assert report["events_verified"] == written(start)
+    report = verify(to=end)
+    assert report["events_verified"] == written(oldest_first[0]["created_at"], end)
+    assert_problem(many.owner.http.get("/v1/audit/verify", params={"from": end, "to": start}), 400)
+    assert_problem(many.owner.http.get("/v1/audit/verify", params={"from": "yesterday"}), 400)
+
+
 def test_verify_checks_only_the_callers_org(many, signup_user) -> None:
     fresh = signup_user()
     events = all_events(fresh.client)

@@ -166,7 +166,12 @@ public struct ChainVerifier: Sendable {
     public private(set) var result = Result()
     private var previous: AuditEvent?
 
-    public init(chain: AuditChain) { self.chain = chain }
+    /// A verifier for the chain after `anchor` (nil: from its first event). The anchor is taken as given: the events
+    /// after it must follow it; whether it follows its own predecessors is a verification of an earlier window.
+    public init(chain: AuditChain, after anchor: AuditEvent? = nil) {
+        self.chain = chain
+        previous = anchor
+    }
 
     /// Checks the next event; false once the chain is found broken.
     public mutating func check(_ event: AuditEvent) -> Bool {

@@ -76,19 +76,34 @@ public struct AuditLog: Sendable {
     }
 
     /// Verifies the caller's org chain from its first event, up to `limit` events.
-    public func verify(for caller: Principal, limit: Int) async throws -> ChainVerifier.Result {
+    /// Verifies up to `limit` events of the caller's org chain, from its first event, or (with `from`) from the first
+    /// event written at or after `from`, anchored on the event before it; with `to`, the events written after `to` are
+    /// left out, and so is the check that the chain ends at its recorded head.
+    public func verify(for caller: Principal, limit: Int, from: Timestamp? = nil, to: Timestamp? = nil) async throws
+        -> ChainVerifier.Result
+    {
         guard caller.isOrgAdmin, !caller.isScoped else {
             throw KeyholdError.forbidden("Only owners and admins verify the audit chain, with an unscoped credential")
         }
         guard (1...10_000).contains(limit) else { throw KeyholdError.badRequest("limit must be between 1 and 10000") }
+        if let from, let to, to < from { throw KeyholdError.badRequest("to must not be before from") }
         let head = try await store.auditHead(orgID: caller.orgID)
-        var verifier = ChainVerifier(chain: chain)
-        var after: Int64 = 0
+        var anchor: AuditEvent?
+        if let from {
+            anchor = try await store.auditEvents(
+                orgID: caller.orgID, filter: AuditFilter(to: Timestamp(milliseconds: from.milliseconds - 1), limit: 1)
+            ).first
+        }
+        var verifier = ChainVerifier(chain: chain, after: anchor)
+        var after = anchor?.sequence ?? 0
         var remaining = limit
         while remaining > 0 {
             let requested = min(1000, remaining)
             let page = try await store.auditChain(orgID: caller.orgID, afterSequence: after, limit: requested)
-            for event in page where !verifier.check(event) { return verifier.result }
+            for event in page {
+                if let to, event.createdAt > to { return verifier.result }
+                if !verifier.check(event) { return verifier.result }
+            }
             remaining -= page.count
             guard page.count == requested, let last = page.last else {
                 verifier.finish(head: head)

@@ -7,17 +7,18 @@ struct AuditController {
     let audit: AuditLog
     let publicURL: String
 
+    /// A date-time query parameter.
+    static func time(_ query: Parameters, _ name: String) throws -> Timestamp? {
+        guard let text = query.get(name) else { return nil }
+        guard let time = Timestamp(iso8601: text) else { throw KeyholdError.badRequest("\(name) must be an ISO 8601 date-time") }
+        return time
+    }
+
     func register(on router: RouterGroup<KeyholdRequestContext>) {
         router.get("/v1/audit/events") { request, context in
             let caller = try context.requireCaller()
             let query = request.uri.queryParameters
-            func time(_ name: String) throws -> Timestamp? {
-                guard let text = query.get(name) else { return nil }
-                guard let time = Timestamp(iso8601: text) else {
-                    throw KeyholdError.badRequest("\(name) must be an ISO 8601 date-time")
-                }
-                return time
-            }
+            func time(_ name: String) throws -> Timestamp? { try Self.time(query, name) }
             func integer(_ name: String, default value: Int) throws -> Int {
                 guard let text = query.get(name) else { return value }
                 guard let number = Int(text) else { throw KeyholdError.badRequest("\(name) must be an integer") }
@@ -33,13 +34,10 @@ struct AuditController {
         router.get("/v1/audit/verify") { request, context in
             let caller = try context.requireCaller()
             let query = request.uri.queryParameters
-            guard query.get("from") == nil, query.get("to") == nil else {
-                throw KeyholdError.badRequest(
-                    "verify always checks the chain from its first event, so from and to are not supported; use limit")
-            }
             let limitText = query.get("limit") ?? "1000"
             guard let limit = Int(limitText) else { throw KeyholdError.badRequest("limit must be an integer") }
-            let result = try await audit.verify(for: caller.principal, limit: limit)
+            let result = try await audit.verify(
+                for: caller.principal, limit: limit, from: try Self.time(query, "from"), to: try Self.time(query, "to"))
             return try JSONResponse.make(AuditVerifyResponse(result, documentation: publicURL + "/openapi.json"))
         }
     }

@@ -29,7 +29,7 @@ public struct KeyholdRequestContext: RequestContext, RemoteAddressRequestContext
     public var maxUploadSize: Int { RequestBody.maxBytes }
 
     /// The authenticated caller; a route mounted without `AuthenticationMiddleware` fails closed with the one 401.
-    func requireCaller() throws -> Caller {
+    public func requireCaller() throws -> Caller {
         guard let caller else { throw KeyholdError.unauthenticated }
         return caller
     }

@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
-@testable import KeyholdHTTP
+import KeyholdHTTP
 import Testing
 
 /// Authentication is middleware on the authenticated route group. These tests take every operation from the OpenAPI

@@ -82,8 +82,10 @@ public struct ProblemDetails: Encodable, Sendable {
 
 /// Catches every error thrown below it, including unknown routes and oversized bodies, and answers with
 /// `application/problem+json`.
-struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
         do {

@@ -39,13 +39,16 @@ public func buildApplication(
     let tokens = try await TokenService.load(system: storage, keystore: keystore)
     let credentialHasher = try await CredentialHasher.load(system: storage, keystore: keystore)
     let failures = FailedAuthentications(audit: audit, interval: .seconds(configuration.authFailureInterval))
+    let ipRules = IPRuleService(store: storage, audit: audit, failures: failures)
     let auth = AuthService(
         identities: storage, agents: storage, credentials: storage, tokens: tokens, hasher: credentialHasher,
-        audit: audit, failures: failures)
+        audit: audit, failures: failures, ipRules: ipRules)
     let authentication = AuthenticationMiddleware(auth: auth)
     let passwords = PasswordHasher(cost: UInt8(configuration.bcryptCost))
 
     let router = Router(context: KeyholdRequestContext.self)
+    // First: the client's address (the socket's peer, or behind a trusted proxy the forwarded one) for everything after.
+    router.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: RequestShapeMiddleware())
@@ -92,6 +95,7 @@ public func buildApplication(
     ).register(on: authenticated)
     OrgController(org: OrgService(identities: storage, hasher: credentialHasher, audit: audit)).register(on: authenticated)
     AuditController(audit: audit, publicURL: configuration.publicURL).register(on: authenticated)
+    IPRuleController(rules: ipRules).register(on: authenticated)
     authenticated.post("/v1/vaults/:vault_id/rotate-key") { _, context in
         let kek = try await runtime.keys.rotate(vaultID: try context.vaultID(), by: try context.requireCaller())
         return try JSONResponse.make(["vault_id": try context.vaultID().wire, "kek_id": kek.id])

@@ -33,6 +33,9 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     public var authFailureInterval: Int
     /// `/mcp` in value-free mode: no MCP tool returns a secret value.
     public var mcpNoReveal: Bool
+    /// Reverse proxies whose `X-Forwarded-For` is believed (the client is the right-most address that is not one
+    /// of them); empty: the header is ignored and the client is the socket's peer.
+    public var trustedProxies: [CIDR]
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -47,12 +50,16 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         public var pkcs11Module: String?
         public var pkcs11TokenLabel: String?
         public var mcpNoReveal: Bool
+        /// `--trusted-proxy CIDR`, repeatable; when given, replaces `KEYHOLD_TRUSTED_PROXIES`.
+        public var trustedProxies: [String]
 
         public init(
             host: String? = nil, port: Int? = nil, dataDirectory: String? = nil, signup: String? = nil,
             logLevel: String? = nil, publicURL: String? = nil, databaseURL: String? = nil, keystore: String? = nil,
-            pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil, mcpNoReveal: Bool = false
+            pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil, mcpNoReveal: Bool = false,
+            trustedProxies: [String] = []
         ) {
+            self.trustedProxies = trustedProxies
             self.mcpNoReveal = mcpNoReveal
             self.databaseURL = databaseURL
             self.keystore = keystore
@@ -125,6 +132,15 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         case "1", "true": mcpNoReveal = true
         default: throw KeyholdError.badRequest("KEYHOLD_MCP_NO_REVEAL must be true or false")
         }
+        let proxies = flags.trustedProxies.isEmpty
+            ? (env("TRUSTED_PROXIES")?.split(separator: ",").map(String.init) ?? []) : flags.trustedProxies
+        trustedProxies = try proxies.map { text in
+            let text = text.trimmingCharacters(in: .whitespaces)
+            guard !text.contains("%"), let cidr = CIDR(text) else {
+                throw KeyholdError.badRequest("trusted proxy '\(text)' is not an IPv4 or IPv6 address or CIDR network")
+            }
+            return cidr
+        }
         databaseURL = flags.databaseURL ?? env("DATABASE_URL")
         if let file = env("DATABASE_PASSWORD_FILE") {
             guard let url = databaseURL else {
@@ -161,5 +177,6 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             + "public_url=\(publicURL) master_key=\(masterKey == nil ? "file" : "<REDACTED>") "
             + "database=\(redactedDatabaseURL ?? "sqlite") keystore=\(keystore.rawValue)"
             + (keystore == .pkcs11 ? " pkcs11_module=\(pkcs11Module ?? "") pkcs11_token=\(pkcs11TokenLabel ?? "")" : "")
+            + (trustedProxies.isEmpty ? "" : " trusted_proxies=\(trustedProxies.map(\.description).joined(separator: ","))")
     }
 }

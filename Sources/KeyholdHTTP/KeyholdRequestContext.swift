@@ -8,8 +8,13 @@ import NIOCore
 public struct KeyholdRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
-    /// The peer's IP address, taken once from the socket's raw address (no proxy headers are trusted).
-    let clientIP: IPAddress?
+    /// The client's IP address: the socket peer's, or, when the peer is a configured trusted proxy, the right-most
+    /// untrusted address of `X-Forwarded-For` (set once by `ClientAddressMiddleware`, before any other middleware
+    /// reads it). Used for IP rules, policy IP conditions, share allowlists, audit events and the rate limiter.
+    var clientIP: IPAddress?
+    /// Whether `clientIP` has been resolved for this request (a request answered in-process for `/mcp` keeps the
+    /// address its outer request resolved).
+    var clientIPResolved = false
     /// How the request reached the API when not directly over HTTP: `mcp-http` for a tool call of `/mcp`, set by
     /// the server itself (never from a header), and recorded in the audit events the request causes.
     var transport: String?

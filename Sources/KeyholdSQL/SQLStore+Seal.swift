@@ -12,6 +12,7 @@ extension SQLStore {
     static let policies = GrantSeal.table("policies")
     static let shares = GrantSeal.table("shares")
     static let vaults = GrantSeal.table("vaults")
+    static let ipRules = GrantSeal.table("ip_rules")
 
     /// Installs the seal key and, the first time a database meets it, seals the rows it already holds (in one
     /// transaction that also records it was done, so a row without a seal is never sealed later: it is refused).
@@ -51,6 +52,7 @@ extension SQLStore {
     func policy(_ row: StoredRow) throws -> Policy { try seal.verified(row, Self.policies, StoredRecords.policy) }
     func share(_ row: StoredRow) throws -> Share { try seal.verified(row, Self.shares, StoredRecords.share) }
     func vault(_ row: StoredRow) throws -> Vault { try seal.verified(row, Self.vaults, StoredRecords.vault) }
+    func ipRule(_ row: StoredRow) throws -> IPRule { try seal.verified(row, Self.ipRules, StoredRecords.ipRule) }
 }
 
 extension SQLConnection {

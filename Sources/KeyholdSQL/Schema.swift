@@ -32,6 +32,15 @@ public enum Schema {
         ALTER TABLE vaults ADD COLUMN seal {blob};
         CREATE TABLE grant_seals (sealed_at {int} NOT NULL)
         """,
+        // Org IP rules (`IPRule`), read on every authenticated request and token exchange of the org through the
+        // index; sealed (`GrantSeal`: id, org_id, rule_type, cidr, applies_to).
+        """
+        CREATE TABLE ip_rules (
+            id {uuid} PRIMARY KEY, org_id {uuid} NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+            rule_type TEXT NOT NULL, cidr TEXT NOT NULL, label TEXT, applies_to TEXT NOT NULL,
+            created_by {uuid} NOT NULL, created_at {int} NOT NULL, seal {blob});
+        CREATE INDEX ip_rules_org ON ip_rules(org_id, created_at)
+        """,
     ]
 
     /// A migration in a backend's spelling.

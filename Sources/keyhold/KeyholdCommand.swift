@@ -38,6 +38,10 @@ struct ServerOptions: ParsableArguments {
     ) var pkcs11TokenLabel: String?
     @Flag(name: .customLong("mcp-no-reveal"), help: "Serve /mcp in value-free mode: no tool returns a secret value (KEYHOLD_MCP_NO_REVEAL).")
     var mcpNoReveal = false
+    @Option(
+        name: .customLong("trusted-proxy"),
+        help: "A reverse proxy (address or CIDR) whose X-Forwarded-For is believed; repeatable (KEYHOLD_TRUSTED_PROXIES, comma-separated).")
+    var trustedProxies: [String] = []
 
     func configuration() throws -> KeyholdConfiguration {
         do {
@@ -45,7 +49,7 @@ struct ServerOptions: ParsableArguments {
                 flags: .init(
                     host: host, port: port, dataDirectory: dataDir, signup: signup, logLevel: logLevel,
                     publicURL: publicURL, databaseURL: databaseURL, keystore: keystore, pkcs11Module: pkcs11Module,
-                    pkcs11TokenLabel: pkcs11TokenLabel, mcpNoReveal: mcpNoReveal))
+                    pkcs11TokenLabel: pkcs11TokenLabel, mcpNoReveal: mcpNoReveal, trustedProxies: trustedProxies))
         } catch {
             throw ValidationError("\(error)")
         }

@@ -198,4 +198,16 @@ import Testing
         #expect(throws: (any Error).self) { try KeyholdConfiguration(environment: ["KEYHOLD_PORT": "http"]) }
         #expect(throws: (any Error).self) { try KeyholdConfiguration(flags: .init(signup: "maybe"), environment: [:]) }
     }
+
+    @Test func trustedProxiesComeFromRepeatedFlagsOrACommaSeparatedVariable() throws {
+        #expect(try KeyholdConfiguration(environment: [:]).trustedProxies.isEmpty)
+        let environment = ["KEYHOLD_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,fd00::/8"]
+        #expect(try KeyholdConfiguration(environment: environment).trustedProxies.map(\.description)
+            == ["10.0.0.0/8", "192.0.2.1/32", "fd00:0:0:0:0:0:0:0/8"])
+        let fromFlags = try KeyholdConfiguration(flags: .init(trustedProxies: ["127.0.0.1"]), environment: environment)
+        #expect(fromFlags.trustedProxies.map(\.description) == ["127.0.0.1/32"], "flags replace the variable")
+        #expect(fromFlags.description.contains("trusted_proxies=127.0.0.1/32"))
+        #expect(throws: (any Error).self) { try KeyholdConfiguration(environment: ["KEYHOLD_TRUSTED_PROXIES": "proxy.local"]) }
+        #expect(throws: (any Error).self) { try KeyholdConfiguration(flags: .init(trustedProxies: ["10.0.0.0/40"]), environment: [:]) }
+    }
 }

@@ -42,6 +42,9 @@ extension StorageConformanceTests {
         GrantEdit(table: "shares", set: "passphrase_hash = NULL"),
         GrantEdit(table: "shares", set: "expires_at = expires_at + 86400000"),
         GrantEdit(table: "vaults", set: "org_id = '{otherOrg}'"),
+        GrantEdit(table: "ip_rules", set: "rule_type = 'allow'"),
+        GrantEdit(table: "ip_rules", set: "cidr = '192.0.2.0/32'"),
+        GrantEdit(table: "ip_rules", set: "applies_to = 'agents'"),
     ]
 
     static var grantEditCases: [(Backend, GrantEdit)] {
@@ -82,6 +85,7 @@ extension StorageConformanceTests {
             audit: testAudit)
         let link = share(f, secret: try await write(f, "shared/key"), max: 1)
         try await f.storage.createShare(link, audit: testAudit)
+        try await f.storage.createIPRule(ipRule(f, .deny, "192.0.2.0/24"), audit: testAudit)
         return Grants(agent: bot, key: key, link: link, other: other, otherOrg: otherOrg)
     }
 
@@ -96,6 +100,7 @@ extension StorageConformanceTests {
         case "policies": _ = try await f.storage.policies(vaultID: f.vault.id)
         case "shares": _ = try await f.storage.accessShare(id: g.link.id, now: .now, audit: testAudit)
         case "vaults": _ = try await f.storage.vault(id: f.vault.id)
+        case "ip_rules": _ = try await f.storage.ipRules(orgID: f.org.id)
         default: Issue.record("no reader for \(table)")
         }
     }

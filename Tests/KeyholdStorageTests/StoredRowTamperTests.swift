@@ -49,6 +49,10 @@ extension StorageConformanceTests {
         Tamper(table: "secret_versions", column: "is_disabled", value: "7", onPostgres: false),
         Tamper(table: "audit_events", column: "actor_type", value: "'god'"),
         Tamper(table: "audit_events", column: "details", value: "'[]'"),
+        Tamper(table: "ip_rules", column: "cidr", value: "'anywhere'"),
+        Tamper(table: "ip_rules", column: "cidr", value: "'10.0.0.0/33'"),
+        Tamper(table: "ip_rules", column: "rule_type", value: "'block'"),
+        Tamper(table: "ip_rules", column: "applies_to", value: "'nobody'"),
     ]
 
     static var tamperCases: [(Backend, Tamper)] {
@@ -87,6 +91,7 @@ extension StorageConformanceTests {
         case "shares": _ = try await f.storage.share(id: link.id)
         case "secret_versions": _ = try await f.storage.versions(vaultID: f.vault.id, path: "shared/key")
         case "audit_events": _ = try await f.storage.auditEvents(orgID: AuditEntry.systemOrg, filter: AuditFilter())
+        case "ip_rules": _ = try await f.storage.ipRules(orgID: f.org.id)
         default: Issue.record("no reader for \(table)")
         }
     }

@@ -14,14 +14,17 @@ public struct AuthService: Sendable {
     let audit: AuditLog
     /// Failures that name no org: counted, and written as one event per address and interval.
     let failures: FailedAuthentications
+    /// The org's IP rules, applied once the caller is known (every bearer, every token exchange).
+    let ipRules: IPRuleService
 
     public static let refreshLifetime: Int64 = 30 * 24 * 3600
     public static let defaultAgentTokenLifetime: Int64 = 3600
 
     public init(
         identities: any IdentityStore, agents: any AgentStore, credentials: any CredentialStore, tokens: TokenService,
-        hasher: CredentialHasher, audit: AuditLog, failures: FailedAuthentications
+        hasher: CredentialHasher, audit: AuditLog, failures: FailedAuthentications, ipRules: IPRuleService
     ) {
+        self.ipRules = ipRules
         self.audit = audit
         self.failures = failures
         self.identities = identities
@@ -42,14 +45,18 @@ public struct AuthService: Sendable {
 
     /// Resolves `Authorization: Bearer <credential>`: an EdDSA access token, or a personal `1ck_` API key. A
     /// refused credential is counted for the system chain (whose it was is unknown; see `FailedAuthentications`).
+    /// Then, before anything else, the caller's org IP rules (403 when they refuse `ip`).
     public func authenticate(bearer credential: String?, ip: IPAddress?) async throws -> Principal {
+        let principal: Principal
         do {
             guard let credential else { throw KeyholdError.unauthenticated }
-            return try await principal(bearer: credential)
+            principal = try await self.principal(bearer: credential)
         } catch let error as KeyholdError where error.code == .unauthorized {
             failures.record(method: credential == nil ? "none" : "bearer", resourceType: "token", ip: ip)
             throw error
         }
+        try await ipRules.enforce(principal, ip: ip, method: principal.tokenID == nil ? "api_key" : "bearer")
+        return principal
     }
 
     func principal(bearer credential: String, now: Timestamp = .now) async throws -> Principal {
@@ -123,12 +130,15 @@ public struct AuthService: Sendable {
 
     // MARK: sessions
 
-    /// After a password login or sign-up: an access token and a refresh token starting a new family.
-    public func session(for user: User, ip: IPAddress?, action: String = "auth.success") async throws -> Session {
+    /// After a password login or an invited sign-up (`method` `invite`): the org's IP rules, then an access token
+    /// and a refresh token starting a new family.
+    public func session(for user: User, ip: IPAddress?, method: String = "password") async throws -> Session {
         let principal = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
+        try await ipRules.enforce(principal, ip: ip, method: method)
         return try await session(
             for: principal, family: UUID(), lifetime: nil, keyVersion: nil,
-            audit: audit.record(org: user.orgID, actor: principal, ip: ip, action, "user", user.id.wire, ["method": "password"]))
+            audit: audit.record(
+                org: user.orgID, actor: principal, ip: ip, "auth.success", "user", user.id.wire, ["method": .string(method)]))
     }
 
     private func session(
@@ -167,6 +177,7 @@ public struct AuthService: Sendable {
                 : KeyholdError(.unauthorized, "Agent is deactivated or expired")
         }
         let principal = Self.principal(for: agent)
+        try await ipRules.enforce(principal, ip: ip, method: "agent_key")
         try await audit.append(
             audit.record(org: agent.orgID, actor: principal, ip: ip, "auth.success", "agent", agent.id.wire, ["method": "agent_key"]))
         let access = try await tokens.issue(
@@ -184,6 +195,7 @@ public struct AuthService: Sendable {
             failures.record(method: "api_key", resourceType: "api_key", ip: ip)
             throw error
         }
+        try await ipRules.enforce(principal, ip: ip, method: "api_key")
         try await audit.append(
             audit.record(org: principal.orgID, actor: principal, ip: ip, "auth.success", "user", principal.id.wire, ["method": "api_key"]))
         return Session(access: try await tokens.issue(for: principal), refreshToken: nil, principal: principal)
@@ -224,6 +236,9 @@ public struct AuthService: Sendable {
             failures.record(method: "refresh_token", resourceType: "token", ip: ip)
             throw invalid
         }
+        // After the spend: a refresh refused here has used up its token (the holder signs in again from an allowed
+        // address; presenting the spent token again ends its family).
+        try await ipRules.enforce(principal, ip: ip, method: "refresh_token")
         return try await session(
             for: principal, family: family, lifetime: lifetime, keyVersion: keyVersion,
             audit: audit.record(org: principal.orgID, actor: principal, ip: ip, "auth.refresh", principal.kind.rawValue, principal.id.wire))

@@ -55,6 +55,7 @@ public final class GrantSeal: Sendable {
                 "ip_allowlist", "status", "revoked_at", "version", "claim_digest", "reference",
             ]),
         Table(name: "vaults", key: "id", columns: ["id", "org_id"]),
+        Table(name: "ip_rules", key: "id", columns: ["id", "org_id", "rule_type", "cidr", "applies_to"]),
     ]
 
     public static func table(_ name: String) -> Table {

@@ -162,6 +162,17 @@ public protocol ShareStore: Sendable {
     func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion)
 }
 
+/// An org's IP rules (`IPRule`): rows that limit access, so they are sealed (`GrantSeal`) and decoded strictly. A row
+/// that does not decode or verify makes `ipRules(orgID:)` throw, and every request of that org is refused (503), never
+/// served as if the rule were absent.
+public protocol IPRuleStore: Sendable {
+    func createIPRule(_ rule: IPRule, audit: AuditRecord) async throws
+    /// Every rule of the org, oldest first (read on every authenticated request and token exchange of the org).
+    func ipRules(orgID: UUID) async throws -> [IPRule]
+    /// `false` when the org has no such rule.
+    func deleteIPRule(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
+}
+
 /// A data key wrapped by a KEK that is no longer its vault's current one.
 public struct StaleWrappedKey: Sendable, Hashable {
     public let secretID: UUID
@@ -202,7 +213,7 @@ public protocol KeyRotationStore: Sendable {
 /// Everything one backend provides.
 public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
-    ShareStore, KeyRotationStore
+    ShareStore, KeyRotationStore, IPRuleStore
 {
     /// Installs the key that seals the rows granting access (see `GrantSeal`), sealing the rows stored before seals
     /// existed the first time; until it is called, every such row is refused.

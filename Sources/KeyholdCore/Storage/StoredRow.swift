@@ -291,6 +291,16 @@ public enum StoredRecords {
             reference: try fields.uuid("reference"))
     }
 
+    public static func ipRule(_ row: StoredRow) throws -> IPRule {
+        let fields = StoredFields(row, table: "ip_rules")
+        let text = try fields.text("cidr")
+        guard let cidr = CIDR(text) else { throw fields.failure("cidr", "does not parse") }
+        return IPRule(
+            id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), type: try fields.value("rule_type"), cidr: cidr,
+            cidrText: text, label: try fields.optionalText("label"), appliesTo: try fields.value("applies_to"),
+            createdBy: try fields.uuid("created_by"), createdAt: try fields.timestamp("created_at"))
+    }
+
     public static func auditEvent(_ row: StoredRow) throws -> AuditEvent {
         let fields = StoredFields(row, table: "audit_events")
         guard case .object(let details)? = try fields.optionalJSON("details") else {

@@ -99,7 +99,7 @@ struct AuthController {
         case .received(let email):
             return try JSONResponse.make(SignupReceivedResponse(email: email))
         case .joined(let user):
-            let session = try await auth.session(for: user, ip: ip)
+            let session = try await auth.session(for: user, ip: ip, method: "invite")
             return try JSONResponse.make(
                 SignupResponse(
                     user_id: user.id.wire, org_id: user.orgID.wire, email: user.email, role: user.role.rawValue,

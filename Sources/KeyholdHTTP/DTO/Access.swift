@@ -25,6 +25,18 @@ struct WireScopes: Encodable {
     }
 }
 
+/// An optional value written as `null` when absent (synthesized `Encodable` would leave the key out).
+struct WireNullable<Value: Encodable>: Encodable {
+    let value: Value?
+
+    init(_ value: Value?) { self.value = value }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let value { try container.encode(value) } else { try container.encodeNil() }
+    }
+}
+
 func parseUUIDs(_ strings: [String], field: String) throws -> [UUID] {
     try strings.map {
         guard let id = UUID(uuidString: $0) else { throw KeyholdError.badRequest("\(field) must hold UUIDs") }

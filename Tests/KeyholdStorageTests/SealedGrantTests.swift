@@ -42,6 +42,11 @@ extension StorageConformanceTests {
         GrantEdit(table: "shares", set: "passphrase_hash = NULL"),
         GrantEdit(table: "shares", set: "expires_at = expires_at + 86400000"),
         GrantEdit(table: "vaults", set: "org_id = '{otherOrg}'"),
+        GrantEdit(table: "user_mfa", set: "enabled_at = NULL"),
+        GrantEdit(table: "user_mfa", set: "last_step = 0"),
+        GrantEdit(table: "user_mfa", set: "recovery_digests = {digests}"),
+        GrantEdit(table: "user_mfa", set: "secret = {digests}"),
+        GrantEdit(table: "user_mfa", set: "org_id = '{otherOrg}'"),
     ]
 
     static var grantEditCases: [(Backend, GrantEdit)] {
@@ -82,6 +87,7 @@ extension StorageConformanceTests {
             audit: testAudit)
         let link = share(f, secret: try await write(f, "shared/key"), max: 1)
         try await f.storage.createShare(link, audit: testAudit)
+        try await enableMFA(f)
         return Grants(agent: bot, key: key, link: link, other: other, otherOrg: otherOrg)
     }
 
@@ -96,6 +102,7 @@ extension StorageConformanceTests {
         case "policies": _ = try await f.storage.policies(vaultID: f.vault.id)
         case "shares": _ = try await f.storage.accessShare(id: g.link.id, now: .now, audit: testAudit)
         case "vaults": _ = try await f.storage.vault(id: f.vault.id)
+        case "user_mfa": _ = try await f.storage.mfaEnrollment(userID: f.owner.id)
         default: Issue.record("no reader for \(table)")
         }
     }
@@ -106,6 +113,8 @@ extension StorageConformanceTests {
             let g = try await plantGrants(f)
             let set = edit.set.replacingOccurrences(of: "{otherOrg}", with: g.otherOrg.id.wire)
                 .replacingOccurrences(of: "{other}", with: g.other.id.wire)
+                // A well-formed blob of two digests (the attacker's own recovery codes, or a secret they chose).
+                .replacingOccurrences(of: "{digests}", with: (backend == .postgres ? "'\\x" : "X'") + String(repeating: "ab", count: 64) + "'")
             let row = switch edit.table {
                 case "users": "id = '\(f.owner.id.wire)'"
                 case "vaults": "id = '\(f.vault.id.wire)'"

@@ -124,11 +124,13 @@ public struct AuthService: Sendable {
     // MARK: sessions
 
     /// After a password login or sign-up: an access token and a refresh token starting a new family.
-    public func session(for user: User, ip: IPAddress?, action: String = "auth.success") async throws -> Session {
+    public func session(for user: User, ip: IPAddress?, action: String = "auth.success", method: String = "password")
+        async throws -> Session
+    {
         let principal = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
         return try await session(
             for: principal, family: UUID(), lifetime: nil, keyVersion: nil,
-            audit: audit.record(org: user.orgID, actor: principal, ip: ip, action, "user", user.id.wire, ["method": "password"]))
+            audit: audit.record(org: user.orgID, actor: principal, ip: ip, action, "user", user.id.wire, ["method": .string(method)]))
     }
 
     private func session(

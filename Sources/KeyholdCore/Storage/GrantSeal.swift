@@ -54,6 +54,11 @@ public final class GrantSeal: Sendable {
                 "ip_allowlist", "status", "revoked_at", "version", "claim_digest", "reference",
             ]),
         Table(name: "vaults", key: "id", columns: ["id", "org_id"]),
+        // TOTP enrolments (schema migration 10): whether a login needs a second factor, the secret, the last step
+        // accepted and the unspent recovery codes.
+        Table(
+            name: "user_mfa", key: "user_id",
+            columns: ["user_id", "org_id", "secret", "enabled_at", "last_step", "recovery_digests"]),
     ]
 
     public static func table(_ name: String) -> Table {

@@ -162,6 +162,31 @@ public protocol ShareStore: Sendable {
     func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion)
 }
 
+/// TOTP enrolments (`MFAEnrollment`). A step or recovery code is accepted in the transaction that records it, with
+/// the row locked, so of two concurrent uses of one code only one succeeds.
+public protocol MFAStore: Sendable {
+    func mfaEnrollment(userID: UUID) async throws -> MFAEnrollment?
+    /// Stores a pending enrolment, replacing a pending one; `false` (nothing changes) when MFA is already enabled.
+    func beginMFAEnrollment(_ enrollment: MFAEnrollment, audit: AuditRecord) async throws -> Bool
+    /// Enables the pending enrolment whose secret is still `sealedSecret` (a setup started again meanwhile is not
+    /// enabled by a code of the old secret), recording `step` as used and storing the recovery digests. `false`
+    /// when there is no such pending enrolment.
+    func enableMFA(
+        userID: UUID, sealedSecret: Data, step: Int64, recoveryDigests: [Data], at: Timestamp, audit: AuditRecord
+    ) async throws -> Bool
+    /// Accepts a second factor of the enabled enrolment whose secret is still `sealedSecret`: a TOTP step later
+    /// than the last one accepted (recorded), or an unspent recovery code (spent). With `spendingToken`, records
+    /// that MFA challenge token as used (until it expires) in the same transaction, so one challenge opens one
+    /// session. Returns the recovery codes left, or nil when refused (a replayed step, a spent or unknown code, a
+    /// challenge already used, MFA not enabled); nothing changes then.
+    func acceptMFA(
+        userID: UUID, proof: MFAProof, sealedSecret: Data, spendingToken: (id: String, expiresAt: Timestamp)?,
+        audit: AuditRecord
+    ) async throws -> Int?
+    /// Accepts the proof as `acceptMFA` does and deletes the enrolment in the same transaction; `false` when refused.
+    func disableMFA(userID: UUID, proof: MFAProof, sealedSecret: Data, audit: AuditRecord) async throws -> Bool
+}
+
 /// A data key wrapped by a KEK that is no longer its vault's current one.
 public struct StaleWrappedKey: Sendable, Hashable {
     public let secretID: UUID
@@ -202,7 +227,7 @@ public protocol KeyRotationStore: Sendable {
 /// Everything one backend provides.
 public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
-    ShareStore, KeyRotationStore
+    ShareStore, KeyRotationStore, MFAStore
 {
     /// Installs the key that seals the rows granting access (see `GrantSeal`), sealing the rows stored before seals
     /// existed the first time; until it is called, every such row is refused.

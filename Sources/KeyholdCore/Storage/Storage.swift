@@ -20,6 +20,12 @@ public protocol IdentityStore: Sendable {
     func updateRole(userID: UUID, orgID: UUID, role: OrgRole, audit: AuditRecord) async throws -> Bool
     /// Removes a member (and their keys and policies) unless they are the org's last owner.
     func removeUser(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
+    /// The caller's own profile: a new display name (`.some(nil)` clears it) and, with `passwordHash`, a new
+    /// password, which ends every refresh family of the user except `keepingFamily` in the same transaction.
+    /// Returns the updated user; nil when there is no such user.
+    func updateProfile(
+        userID: UUID, orgID: UUID, displayName: String??, passwordHash: String?, keepingFamily: UUID?, audit: AuditRecord
+    ) async throws -> User?
 
     func createInvite(_ invite: Invite, audit: AuditRecord) async throws
     /// The invite with this digest, spent or not.

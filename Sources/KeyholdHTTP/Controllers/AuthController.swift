@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import KeyholdCore
 
@@ -55,6 +56,20 @@ struct AuthController {
             let caller = try context.requireCaller()
             let user = try await accounts.user(for: caller.principal)
             return try JSONResponse.make(UserProfileResponse(user, totpEnabled: try await mfa.isEnabled(userID: user.id)))
+        }
+        authenticated.patch("/v1/auth/me") { request, context in
+            let caller = try context.requireCaller()
+            let body = try await RequestBody.decode(UpdateProfileRequest.self, from: request)
+            let user = try await accounts.updateProfile(
+                caller, displayName: body.display_name, currentPassword: body.current_password, newPassword: body.new_password)
+            return try JSONResponse.make(UserProfileResponse(user, totpEnabled: try await mfa.isEnabled(userID: user.id)))
+        }
+        authenticated.delete("/v1/auth/me") { request, context in
+            let caller = try context.requireCaller()
+            let body = try await RequestBody.decode(DeleteAccountRequest.self, from: request, emptyAsObject: true)
+            try await accounts.deleteAccount(
+                caller, password: request.headers[HTTPField.Name("X-Auth-Confirm")!], confirmation: body.confirmation)
+            return JSONResponse.noContent()
         }
         authenticated.post("/v1/auth/api-keys") { request, context in
             let caller = try context.requireCaller()

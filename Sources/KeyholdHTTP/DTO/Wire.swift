@@ -96,6 +96,28 @@ struct MFADisableRequest: Decodable {
     let password: String?
 }
 
+/// `PATCH /v1/auth/me`: 1Claw's fields, plus a password change (both passwords). `display_name: null` clears it.
+struct UpdateProfileRequest: Decodable {
+    let display_name: String??
+    let marketing_emails: Bool?
+    let current_password: String?
+    let new_password: String?
+
+    enum CodingKeys: String, CodingKey { case display_name, marketing_emails, current_password, new_password }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        display_name = container.contains(.display_name) ? .some(try container.decodeIfPresent(String.self, forKey: .display_name)) : nil
+        marketing_emails = try container.decodeIfPresent(Bool.self, forKey: .marketing_emails)
+        current_password = try container.decodeIfPresent(String.self, forKey: .current_password)
+        new_password = try container.decodeIfPresent(String.self, forKey: .new_password)
+    }
+}
+
+struct DeleteAccountRequest: Decodable {
+    let confirmation: String?
+}
+
 struct CreateVaultRequest: Decodable {
     let name: String
     let description: String?

@@ -56,7 +56,7 @@ public func buildApplication(
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(rate: configuration.rateLimit, burst: configuration.rateBurst)))
     }
     // Every route registered on `authenticated` runs after the bearer check; the rest are public (health, the
-    // documents, sign-up and the token endpoints, a link share, and /mcp, whose tool calls come back through here).
+    // documents, sign-up and the token endpoints (MFA's verify among them), a link share, and /mcp, whose tool calls come back through here).
     let authenticated = router.group().add(middleware: authentication)
     let throttle = LoginThrottle()
     router.get("/v1/health") { _, _ in try JSONResponse.make(HealthResponse(status: "ok", version: Keyhold.version)) }
@@ -67,11 +67,15 @@ public func buildApplication(
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: openAPI)))
     }
+    let mfa = MFAService(
+        store: storage, identities: storage, hasher: credentialHasher, audit: audit, throttle: throttle,
+        failures: failures, secretKey: try await MFAService.loadSecretKey(system: storage, keystore: keystore))
+    MFAController(mfa: mfa, auth: auth).register(on: router, authenticated: authenticated)
     AuthController(
         accounts: AccountService(
             store: storage, hasher: passwords, credentials: credentialHasher, audit: audit, throttle: throttle,
             failures: failures),
-        auth: auth, tokens: tokens, authentication: authentication, signupOpen: configuration.signup == .open,
+        auth: auth, mfa: mfa, tokens: tokens, authentication: authentication, signupOpen: configuration.signup == .open,
         issuer: configuration.publicURL
     ).register(on: router, authenticated: authenticated)
     VaultController(vaults: vaults).register(on: authenticated)

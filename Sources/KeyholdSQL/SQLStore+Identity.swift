@@ -73,6 +73,33 @@ extension SQLStore {
         }
     }
 
+    public func updateProfile(
+        userID: UUID, orgID: UUID, displayName: String??, passwordHash: String?, keepingFamily: UUID?, audit: AuditRecord
+    ) async throws -> User? {
+        let seal = try self.seal
+        return try await database.inTransaction { db -> User? in
+            guard let (row, _) = try await db.lockedRow(
+                Self.users, where: "id = ? AND org_id = ?", [.uuid(userID), .uuid(orgID)], seal: seal, as: StoredRecords.user)
+            else { return nil }
+            if let displayName {
+                try await db.query("UPDATE users SET display_name = ? WHERE id = ?", [.optional(displayName), .uuid(userID)])
+            }
+            if let passwordHash {
+                try await db.update(Self.users, row: row, set: ["password_hash": .text(passwordHash)], seal: seal)
+                // Every other session ends: its refresh tokens go and its family can never be joined again.
+                let families = try await db.query(
+                    "SELECT DISTINCT family FROM refresh_tokens WHERE principal_type = 'user' AND principal_id = ?",
+                    [.uuid(userID)])
+                for family in try families.map({ try StoredFields($0, table: "refresh_tokens").uuid("family") })
+                where family != keepingFamily {
+                    try await db.endFamily(family, at: .now)
+                }
+            }
+            try await db.append(audit)
+            return try await db.first("SELECT * FROM users WHERE id = ?", [.uuid(userID)]).map(self.user(_:))
+        }
+    }
+
     /// The last-owner rule: an org keeps at least one owner.
     static func requireAnotherOwner(_ owners: [UUID], besides userID: UUID) throws {
         if !owners.contains(where: { $0 != userID }) { throw StorageError.lastOwner }

@@ -41,6 +41,16 @@ public enum Schema {
             created_by {uuid} NOT NULL, created_at {int} NOT NULL, seal {blob});
         CREATE INDEX ip_rules_org ON ip_rules(org_id, created_at)
         """,
+        // TOTP MFA (issue 17): one enrolment per user, a sealed row (`GrantSeal`, table `user_mfa`). `secret` is the
+        // TOTP secret sealed by the keystore; `enabled_at` NULL while the setup waits for its first code; `last_step`
+        // the last time step accepted (replay refused); `recovery_digests` the unspent recovery codes' keyed digests,
+        // 32 bytes each. It goes with its user.
+        """
+        CREATE TABLE user_mfa (
+            user_id {uuid} PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE, org_id {uuid} NOT NULL,
+            secret {blob} NOT NULL, enabled_at {int}, last_step {int}, recovery_digests {blob} NOT NULL,
+            created_at {int} NOT NULL, seal {blob})
+        """,
     ]
 
     /// A migration in a backend's spelling.

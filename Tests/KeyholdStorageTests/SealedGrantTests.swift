@@ -45,6 +45,11 @@ extension StorageConformanceTests {
         GrantEdit(table: "ip_rules", set: "rule_type = 'allow'"),
         GrantEdit(table: "ip_rules", set: "cidr = '192.0.2.0/32'"),
         GrantEdit(table: "ip_rules", set: "applies_to = 'agents'"),
+        GrantEdit(table: "user_mfa", set: "enabled_at = NULL"),
+        GrantEdit(table: "user_mfa", set: "last_step = 0"),
+        GrantEdit(table: "user_mfa", set: "recovery_digests = {digests}"),
+        GrantEdit(table: "user_mfa", set: "secret = {digests}"),
+        GrantEdit(table: "user_mfa", set: "org_id = '{otherOrg}'"),
     ]
 
     static var grantEditCases: [(Backend, GrantEdit)] {
@@ -86,6 +91,7 @@ extension StorageConformanceTests {
         let link = share(f, secret: try await write(f, "shared/key"), max: 1)
         try await f.storage.createShare(link, audit: testAudit)
         try await f.storage.createIPRule(ipRule(f, .deny, "192.0.2.0/24"), audit: testAudit)
+        try await enableMFA(f)
         return Grants(agent: bot, key: key, link: link, other: other, otherOrg: otherOrg)
     }
 
@@ -101,6 +107,7 @@ extension StorageConformanceTests {
         case "shares": _ = try await f.storage.accessShare(id: g.link.id, now: .now, audit: testAudit)
         case "vaults": _ = try await f.storage.vault(id: f.vault.id)
         case "ip_rules": _ = try await f.storage.ipRules(orgID: f.org.id)
+        case "user_mfa": _ = try await f.storage.mfaEnrollment(userID: f.owner.id)
         default: Issue.record("no reader for \(table)")
         }
     }
@@ -111,6 +118,8 @@ extension StorageConformanceTests {
             let g = try await plantGrants(f)
             let set = edit.set.replacingOccurrences(of: "{otherOrg}", with: g.otherOrg.id.wire)
                 .replacingOccurrences(of: "{other}", with: g.other.id.wire)
+                // A well-formed blob of two digests (the attacker's own recovery codes, or a secret they chose).
+                .replacingOccurrences(of: "{digests}", with: (backend == .postgres ? "'\\x" : "X'") + String(repeating: "ab", count: 64) + "'")
             let row = switch edit.table {
                 case "users": "id = '\(f.owner.id.wire)'"
                 case "vaults": "id = '\(f.vault.id.wire)'"

@@ -217,7 +217,7 @@ class Agent:
 
 #: Response fields that carry a bearer credential (JWT or opaque) the server hands out.
 _JWT_FIELDS = ("access_token",)
-_OPAQUE_FIELDS = ("refresh_token", "api_key", "invite_token", "claim_token")
+_OPAQUE_FIELDS = ("refresh_token", "api_key", "invite_token", "claim_token", "mfa_token")
 
 
 @dataclass

@@ -132,6 +132,80 @@ public struct AccountService: Sendable {
         return user
     }
 
+    /// `PATCH /v1/auth/me`: the display name and, with the current password, a new one. A new password ends every
+    /// other session's refresh tokens (their access tokens expire within 15 minutes); the caller's session goes on.
+    public func updateProfile(
+        _ caller: Caller, displayName: String??, currentPassword: String?, newPassword: String?
+    ) async throws -> User {
+        let principal = caller.principal
+        try principal.requireHuman()
+        if case .some(.some(let name)) = displayName, name.count > 255 {
+            throw KeyholdError.badRequest("display_name is too long")
+        }
+        var newHash: String?
+        if currentPassword != nil || newPassword != nil {
+            try await audit.recordingDenial(caller, "user.password_change", "user", principal.id.wire) {
+                try principal.requireManager()
+            }
+            guard let currentPassword, let newPassword else {
+                throw KeyholdError.badRequest("A password change needs current_password and new_password")
+            }
+            try PasswordPolicy.validate(newPassword)
+            let user = try await self.user(for: principal)
+            let account = user.email, address = caller.context.clientIP?.description
+            try throttle.attempt(account: account, address: address)
+            guard try await hasher.verify(currentPassword, hash: user.passwordHash) else {
+                try await audit.append(
+                    audit.record(
+                        caller, "user.password_change", "user", user.id.wire,
+                        ["outcome": "denied", "reason": "invalid_credentials"]))
+                throw KeyholdError.badRequest("current_password is not the account's password")
+            }
+            throttle.succeeded(account: account, address: address)
+            newHash = try await hasher.hash(newPassword)
+        }
+        var details: [String: JSONValue] = [:]
+        if displayName != nil { details["display_name_changed"] = true }
+        if newHash != nil { details["password_changed"] = true }
+        guard let updated = try await store.updateProfile(
+            userID: principal.id, orgID: principal.orgID, displayName: displayName, passwordHash: newHash,
+            keepingFamily: principal.refreshFamily,
+            audit: audit.record(caller, newHash == nil ? "user.update" : "user.password_change", "user", principal.id.wire, details))
+        else { throw KeyholdError.unauthenticated }
+        return updated
+    }
+
+    /// `DELETE /v1/auth/me`: removes the caller's account, with its keys, refresh tokens, policies and MFA (every
+    /// token of the user stops working at once: each request looks the user up), unless they are their org's last
+    /// owner. Needs the password (`X-Auth-Confirm`) and the confirmation phrase.
+    public func deleteAccount(_ caller: Caller, password: String?, confirmation: String?) async throws {
+        let principal = caller.principal
+        try await audit.recordingDenial(caller, "user.delete", "user", principal.id.wire) { try principal.requireManager() }
+        guard confirmation == "DELETE MY ACCOUNT" else {
+            throw KeyholdError.badRequest(#"confirmation must be "DELETE MY ACCOUNT""#)
+        }
+        guard let password, !password.isEmpty else {
+            throw KeyholdError.badRequest("X-Auth-Confirm must carry the account's password")
+        }
+        let user = try await self.user(for: principal)
+        let address = caller.context.clientIP?.description
+        try throttle.attempt(account: user.email, address: address)
+        guard try await hasher.verify(password, hash: user.passwordHash) else {
+            try await audit.append(
+                audit.record(caller, "user.delete", "user", user.id.wire, ["outcome": "denied", "reason": "invalid_credentials"]))
+            throw KeyholdError.badRequest("X-Auth-Confirm must carry the account's password")
+        }
+        throttle.succeeded(account: user.email, address: address)
+        do {
+            guard try await store.removeUser(
+                id: user.id, orgID: user.orgID,
+                audit: audit.record(caller, "user.delete", "user", user.id.wire, ["email": .string(user.email)]))
+            else { throw KeyholdError.unauthenticated }
+        } catch StorageError.lastOwner {
+            throw KeyholdError(.conflict, "The org's last owner cannot delete their account; make another member owner first")
+        }
+    }
+
     public func user(for principal: Principal) async throws -> User {
         guard principal.kind == .user else {
             throw KeyholdError.forbidden("This profile is for people; an agent reads its own at /v1/agents/me")

@@ -130,15 +130,16 @@ public struct AuthService: Sendable {
 
     // MARK: sessions
 
-    /// After a password login or an invited sign-up (`method` `invite`): the org's IP rules, then an access token
-    /// and a refresh token starting a new family.
-    public func session(for user: User, ip: IPAddress?, method: String = "password") async throws -> Session {
+    /// After a password login, an MFA verification or an invited sign-up (`method` `invite`): the org's IP rules,
+    /// then an access token and a refresh token starting a new family.
+    public func session(for user: User, ip: IPAddress?, action: String = "auth.success", method: String = "password")
+        async throws -> Session
+    {
         let principal = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
         try await ipRules.enforce(principal, ip: ip, method: method)
         return try await session(
             for: principal, family: UUID(), lifetime: nil, keyVersion: nil,
-            audit: audit.record(
-                org: user.orgID, actor: principal, ip: ip, "auth.success", "user", user.id.wire, ["method": .string(method)]))
+            audit: audit.record(org: user.orgID, actor: principal, ip: ip, action, "user", user.id.wire, ["method": .string(method)]))
     }
 
     private func session(

@@ -56,6 +56,11 @@ public final class GrantSeal: Sendable {
             ]),
         Table(name: "vaults", key: "id", columns: ["id", "org_id"]),
         Table(name: "ip_rules", key: "id", columns: ["id", "org_id", "rule_type", "cidr", "applies_to"]),
+        // TOTP enrolments (schema migration 11): whether a login needs a second factor, the secret, the last step
+        // accepted and the unspent recovery codes.
+        Table(
+            name: "user_mfa", key: "user_id",
+            columns: ["user_id", "org_id", "secret", "enabled_at", "last_step", "recovery_digests"]),
     ]
 
     public static func table(_ name: String) -> Table {

@@ -20,6 +20,12 @@ public protocol IdentityStore: Sendable {
     func updateRole(userID: UUID, orgID: UUID, role: OrgRole, audit: AuditRecord) async throws -> Bool
     /// Removes a member (and their keys and policies) unless they are the org's last owner.
     func removeUser(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
+    /// The caller's own profile: a new display name (`.some(nil)` clears it) and, with `passwordHash`, a new
+    /// password, which ends every refresh family of the user except `keepingFamily` in the same transaction.
+    /// Returns the updated user; nil when there is no such user.
+    func updateProfile(
+        userID: UUID, orgID: UUID, displayName: String??, passwordHash: String?, keepingFamily: UUID?, audit: AuditRecord
+    ) async throws -> User?
 
     func createInvite(_ invite: Invite, audit: AuditRecord) async throws
     /// The invite with this digest, spent or not.
@@ -173,6 +179,31 @@ public protocol IPRuleStore: Sendable {
     func deleteIPRule(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
 }
 
+/// TOTP enrolments (`MFAEnrollment`). A step or recovery code is accepted in the transaction that records it, with
+/// the row locked, so of two concurrent uses of one code only one succeeds.
+public protocol MFAStore: Sendable {
+    func mfaEnrollment(userID: UUID) async throws -> MFAEnrollment?
+    /// Stores a pending enrolment, replacing a pending one; `false` (nothing changes) when MFA is already enabled.
+    func beginMFAEnrollment(_ enrollment: MFAEnrollment, audit: AuditRecord) async throws -> Bool
+    /// Enables the pending enrolment whose secret is still `sealedSecret` (a setup started again meanwhile is not
+    /// enabled by a code of the old secret), recording `step` as used and storing the recovery digests. `false`
+    /// when there is no such pending enrolment.
+    func enableMFA(
+        userID: UUID, sealedSecret: Data, step: Int64, recoveryDigests: [Data], at: Timestamp, audit: AuditRecord
+    ) async throws -> Bool
+    /// Accepts a second factor of the enabled enrolment whose secret is still `sealedSecret`: a TOTP step later
+    /// than the last one accepted (recorded), or an unspent recovery code (spent). With `spendingToken`, records
+    /// that MFA challenge token as used (until it expires) in the same transaction, so one challenge opens one
+    /// session. Returns the recovery codes left, or nil when refused (a replayed step, a spent or unknown code, a
+    /// challenge already used, MFA not enabled); nothing changes then.
+    func acceptMFA(
+        userID: UUID, proof: MFAProof, sealedSecret: Data, spendingToken: (id: String, expiresAt: Timestamp)?,
+        audit: AuditRecord
+    ) async throws -> Int?
+    /// Accepts the proof as `acceptMFA` does and deletes the enrolment in the same transaction; `false` when refused.
+    func disableMFA(userID: UUID, proof: MFAProof, sealedSecret: Data, audit: AuditRecord) async throws -> Bool
+}
+
 /// A data key wrapped by a KEK that is no longer its vault's current one.
 public struct StaleWrappedKey: Sendable, Hashable {
     public let secretID: UUID
@@ -213,7 +244,7 @@ public protocol KeyRotationStore: Sendable {
 /// Everything one backend provides.
 public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
-    ShareStore, KeyRotationStore, IPRuleStore
+    ShareStore, KeyRotationStore, IPRuleStore, MFAStore
 {
     /// Installs the key that seals the rows granting access (see `GrantSeal`), sealing the rows stored before seals
     /// existed the first time; until it is called, every such row is refused.

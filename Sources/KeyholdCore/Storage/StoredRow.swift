@@ -202,6 +202,24 @@ public enum StoredJSON {
 /// The decoding of every stored record, written once for every backend. Column names are the schema's, which both
 /// backends share.
 public enum StoredRecords {
+    public static func mfa(_ row: StoredRow) throws -> MFAEnrollment {
+        let fields = StoredFields(row, table: "user_mfa")
+        let digests = try fields.bytes("recovery_digests")
+        guard digests.count % MFAEnrollment.digestLength == 0 else {
+            throw fields.failure("recovery_digests", "not a list of digests")
+        }
+        let lastStep = try fields.optionalInt("last_step")
+        if let lastStep, lastStep < 0 { throw fields.failure("last_step", "out of range") }
+        return MFAEnrollment(
+            userID: try fields.uuid("user_id"), orgID: try fields.uuid("org_id"),
+            sealedSecret: try fields.bytes("secret"), enabledAt: try fields.optionalTimestamp("enabled_at"),
+            lastStep: lastStep,
+            recoveryDigests: stride(from: 0, to: digests.count, by: MFAEnrollment.digestLength).map {
+                Data(digests[digests.startIndex + $0..<digests.startIndex + $0 + MFAEnrollment.digestLength])
+            },
+            createdAt: try fields.timestamp("created_at"))
+    }
+
     public static func user(_ row: StoredRow) throws -> User {
         let fields = StoredFields(row, table: "users")
         return User(

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import KeyholdCore
 
@@ -7,6 +8,7 @@ import KeyholdCore
 struct AuthController {
     let accounts: AccountService
     let auth: AuthService
+    let mfa: MFAService
     let tokens: TokenService
     let authentication: AuthenticationMiddleware
     let signupOpen: Bool
@@ -17,6 +19,9 @@ struct AuthController {
         router.post("/v1/auth/token") { request, context in
             let body = try await RequestBody.decode(LoginRequest.self, from: request)
             let user = try await accounts.authenticate(email: body.email, password: body.password, ip: context.clientIP)
+            if let challenge = try await mfa.challenge(for: user, ip: context.clientIP) {
+                return try JSONResponse.make(MFAChallengeResponse(mfa_token: challenge))
+            }
             return try JSONResponse.make(SessionResponse(try await auth.session(for: user, ip: context.clientIP)))
         }
         authenticated.delete("/v1/auth/token") { request, context in
@@ -49,7 +54,22 @@ struct AuthController {
         }
         authenticated.get("/v1/auth/me") { request, context in
             let caller = try context.requireCaller()
-            return try JSONResponse.make(UserProfileResponse(try await accounts.user(for: caller.principal)))
+            let user = try await accounts.user(for: caller.principal)
+            return try JSONResponse.make(UserProfileResponse(user, totpEnabled: try await mfa.isEnabled(userID: user.id)))
+        }
+        authenticated.patch("/v1/auth/me") { request, context in
+            let caller = try context.requireCaller()
+            let body = try await RequestBody.decode(UpdateProfileRequest.self, from: request)
+            let user = try await accounts.updateProfile(
+                caller, displayName: body.display_name, currentPassword: body.current_password, newPassword: body.new_password)
+            return try JSONResponse.make(UserProfileResponse(user, totpEnabled: try await mfa.isEnabled(userID: user.id)))
+        }
+        authenticated.delete("/v1/auth/me") { request, context in
+            let caller = try context.requireCaller()
+            let body = try await RequestBody.decode(DeleteAccountRequest.self, from: request, emptyAsObject: true)
+            try await accounts.deleteAccount(
+                caller, password: request.headers[HTTPField.Name("X-Auth-Confirm")!], confirmation: body.confirmation)
+            return JSONResponse.noContent()
         }
         authenticated.post("/v1/auth/api-keys") { request, context in
             let caller = try context.requireCaller()

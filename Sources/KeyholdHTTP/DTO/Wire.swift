@@ -44,10 +44,11 @@ struct UserProfileResponse: Encodable {
     let auth_method = "password"
     let email_verified = false
     let marketing_emails = false
-    let totp_enabled = false
+    let totp_enabled: Bool
     let created_at: Timestamp
 
-    init(_ user: User) {
+    init(_ user: User, totpEnabled: Bool) {
+        totp_enabled = totpEnabled
         id = user.id.wire
         email = user.email
         display_name = user.displayName
@@ -55,6 +56,66 @@ struct UserProfileResponse: Encodable {
         role = user.role.rawValue
         created_at = user.createdAt
     }
+}
+
+/// A password login of a user with MFA on: no session yet, a challenge for `POST /v1/auth/mfa/verify` (1Claw's
+/// shape: an empty `access_token`, `expires_in` the challenge's lifetime).
+struct MFAChallengeResponse: Encodable {
+    let mfa_required = true
+    let mfa_token: String
+    let access_token = ""
+    let token_type = "Bearer"
+    let expires_in = MFAService.challengeLifetime
+}
+
+struct MFAStatusResponse: Encodable {
+    let enabled: Bool
+}
+
+struct MFASetupResponse: Encodable {
+    let secret: String
+    let otpauth_uri: String
+}
+
+struct MFACodeRequest: Decodable {
+    let code: String
+}
+
+struct MFAVerifySetupResponse: Encodable {
+    let recovery_codes: [String]
+}
+
+struct MFAVerifyRequest: Decodable {
+    let mfa_token: String
+    let code: String
+}
+
+/// `DELETE /v1/auth/mfa`: a code is required; the deprecated `password` is accepted in the body and ignored.
+struct MFADisableRequest: Decodable {
+    let code: String?
+    let password: String?
+}
+
+/// `PATCH /v1/auth/me`: 1Claw's fields, plus a password change (both passwords). `display_name: null` clears it.
+struct UpdateProfileRequest: Decodable {
+    let display_name: String??
+    let marketing_emails: Bool?
+    let current_password: String?
+    let new_password: String?
+
+    enum CodingKeys: String, CodingKey { case display_name, marketing_emails, current_password, new_password }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        display_name = container.contains(.display_name) ? .some(try container.decodeIfPresent(String.self, forKey: .display_name)) : nil
+        marketing_emails = try container.decodeIfPresent(Bool.self, forKey: .marketing_emails)
+        current_password = try container.decodeIfPresent(String.self, forKey: .current_password)
+        new_password = try container.decodeIfPresent(String.self, forKey: .new_password)
+    }
+}
+
+struct DeleteAccountRequest: Decodable {
+    let confirmation: String?
 }
 
 struct CreateVaultRequest: Decodable {

@@ -44,12 +44,13 @@ import Testing
         #expect(throws: KeyholdError.badRequest("")) { try PathPattern(validating: raw) }
     }
 
-    @Test func manyDoubleStarsStayFast() throws {
+    /// 30 double stars against 32 segments: a backtracking matcher would try on the order of 2^30 splits and not
+    /// finish; the matcher answers at once. (No clock: a wall-clock bound fails on a busy machine.)
+    @Test func manyDoubleStarsNeedNoBacktracking() throws {
         let pattern = try PathPattern(validating: Array(repeating: "**/a", count: 30).joined(separator: "/") + "/b")
         let path = try SecretPath(validating: Array(repeating: "a", count: 32).joined(separator: "/"))
-        let start = ContinuousClock.now
         #expect(!pattern.matches(path))
-        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(pattern.matches(try SecretPath(validating: Array(repeating: "a", count: 31).joined(separator: "/") + "/b")))
     }
 }
 

@@ -80,25 +80,4 @@ extension StorageConformanceTests {
             }
         }
     }
-
-    /// The read every authenticated request of an org makes: measured here so the choice (no cache) stays honest.
-    @Test(arguments: Backend.enabled)
-    func readingAnOrgsIPRulesIsCheap(_ backend: Backend) async throws {
-        try await withFixture(backend) { (f: Fixture) async throws in
-            let other = try await otherOrg(f)
-            for n in 0..<5 { try await f.storage.createIPRule(ipRule(f, .allow, "10.0.\(n).0/24"), audit: testAudit) }
-            let clock = ContinuousClock()
-            let reads = 2_000
-            for (org, expected) in [(other.org.id, 0), (f.org.id, 5)] {
-                let start = clock.now
-                for _ in 0..<reads {
-                    let count = try await f.storage.ipRules(orgID: org).count
-                    #expect(count == expected)
-                }
-                let elapsed = clock.now - start
-                let micros = Double(elapsed.components.attoseconds) / 1e12 + Double(elapsed.components.seconds) * 1e6
-                print("ip_rules read on \(backend.rawValue), \(expected) rules: \(Int(micros / Double(reads))) µs per read")
-            }
-        }
-    }
 }

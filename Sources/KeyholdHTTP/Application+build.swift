@@ -100,6 +100,11 @@ public func buildApplication(
     OrgController(org: OrgService(identities: storage, hasher: credentialHasher, audit: audit)).register(on: authenticated)
     AuditController(audit: audit, publicURL: configuration.publicURL).register(on: authenticated)
     IPRuleController(rules: ipRules).register(on: authenticated)
+    EnvVarController(
+        envVars: EnvVarService(
+            store: storage, agents: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit,
+            sharedKey: try await EnvVarService.loadSharedKey(system: storage, keystore: keystore))
+    ).register(on: authenticated)
     authenticated.post("/v1/vaults/:vault_id/rotate-key") { _, context in
         let kek = try await runtime.keys.rotate(vaultID: try context.vaultID(), by: try context.requireCaller())
         return try JSONResponse.make(["vault_id": try context.vaultID().wire, "kek_id": kek.id])

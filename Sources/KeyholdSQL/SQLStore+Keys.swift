@@ -17,8 +17,8 @@ extension SQLStore {
     }
 
     public func staleWrappedKeys(limit: Int) async throws -> [StaleWrappedKey] {
-        try await database.reading {
-            try await $0.query(
+        try await database.reading { db in
+            let versions = try await db.query(
                 """
                 SELECT v.secret_id, v.version, v.kek_id, v.wrapped_dek, vt.kek_id AS target
                 FROM secret_versions v JOIN secrets s ON s.id = v.secret_id JOIN vaults vt ON vt.id = s.vault_id
@@ -27,10 +27,23 @@ extension SQLStore {
             ).map {
                 let fields = StoredFields($0, table: "secret_versions")
                 return StaleWrappedKey(
-                    secretID: try fields.uuid("secret_id"), version: try fields.count("version"),
+                    holder: .secretVersion(secretID: try fields.uuid("secret_id"), version: try fields.count("version")),
                     currentKEKID: try fields.text("kek_id"), wrappedDataKey: try fields.bytes("wrapped_dek"),
                     targetKEKID: try fields.text("target"))
             }
+            guard versions.count < limit else { return versions }
+            return versions
+                + (try await db.query(
+                    """
+                    SELECT e.id, e.kek_id, e.wrapped_dek, vt.kek_id AS target FROM env_vars e JOIN vaults vt ON vt.id = e.vault_id
+                    WHERE e.kek_id <> vt.kek_id ORDER BY e.id LIMIT ?
+                    """, [.int(limit - versions.count)]
+                ).map {
+                    let fields = StoredFields($0, table: "env_vars")
+                    return StaleWrappedKey(
+                        holder: .envVar(id: try fields.uuid("id")), currentKEKID: try fields.text("kek_id"),
+                        wrappedDataKey: try fields.bytes("wrapped_dek"), targetKEKID: try fields.text("target"))
+                })
         }
     }
 
@@ -39,12 +52,20 @@ extension SQLStore {
         try await database.inTransaction { db in
             var changed = 0
             for (key, wrapped) in keys {
-                changed += try await db.query(
-                    """
-                    UPDATE secret_versions SET kek_id = ?, wrapped_dek = ?
-                    WHERE secret_id = ? AND version = ? AND kek_id = ? RETURNING version
-                    """, [.text(key.targetKEKID), .bytes(wrapped), .uuid(key.secretID), .int(key.version), .text(key.currentKEKID)]
-                ).count
+                switch key.holder {
+                case .secretVersion(let secretID, let version):
+                    changed += try await db.query(
+                        """
+                        UPDATE secret_versions SET kek_id = ?, wrapped_dek = ?
+                        WHERE secret_id = ? AND version = ? AND kek_id = ? RETURNING version
+                        """, [.text(key.targetKEKID), .bytes(wrapped), .uuid(secretID), .int(version), .text(key.currentKEKID)]
+                    ).count
+                case .envVar(let id):
+                    changed += try await db.query(
+                        "UPDATE env_vars SET kek_id = ?, wrapped_dek = ? WHERE id = ? AND kek_id = ? RETURNING id",
+                        [.text(key.targetKEKID), .bytes(wrapped), .uuid(id), .text(key.currentKEKID)]
+                    ).count
+                }
             }
             return changed
         }
@@ -57,6 +78,7 @@ extension SQLStore {
                 SELECT k.id, k.material FROM keks k
                 WHERE NOT EXISTS (SELECT 1 FROM vaults v WHERE v.kek_id = k.id)
                   AND NOT EXISTS (SELECT 1 FROM secret_versions sv WHERE sv.kek_id = k.id)
+                  AND NOT EXISTS (SELECT 1 FROM env_vars e WHERE e.kek_id = k.id)
                 ORDER BY k.id
                 """, []
             ).map(StoredRecords.kek)
@@ -73,6 +95,7 @@ extension SQLStore {
                 DELETE FROM keks WHERE id = ?
                   AND NOT EXISTS (SELECT 1 FROM vaults v WHERE v.kek_id = keks.id)
                   AND NOT EXISTS (SELECT 1 FROM secret_versions sv WHERE sv.kek_id = keks.id)
+                  AND NOT EXISTS (SELECT 1 FROM env_vars e WHERE e.kek_id = keks.id)
                 RETURNING id
                 """, [.text(id)]
             ) != nil

@@ -51,6 +51,37 @@ public enum Schema {
             secret {blob} NOT NULL, enabled_at {int}, last_step {int}, recovery_digests {blob} NOT NULL,
             created_at {int} NOT NULL, seal {blob})
         """,
+        // Environment variables (issue 17, contract §1.5). A vault's custom environments (the built-in production,
+        // preview and development are not stored); its variables, each value sealed under a data key wrapped by the
+        // vault's KEK (`kek_id`, rewrapped on rotation like a secret version's); an org's shared variables, their
+        // data keys wrapped by the server's shared-variable key; the links that make a shared variable apply in a
+        // vault. `environments` is a sorted JSON list of slugs. Sealed (`GrantSeal`): env_vars, org_env_vars,
+        // org_env_var_links.
+        """
+        CREATE TABLE vault_environments (
+            id {uuid} PRIMARY KEY, vault_id {uuid} NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+            slug TEXT NOT NULL, description TEXT, copied_from TEXT, created_by {uuid} NOT NULL,
+            created_at {int} NOT NULL, UNIQUE (vault_id, slug));
+        CREATE TABLE env_vars (
+            id {uuid} PRIMARY KEY, vault_id {uuid} NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+            key {path} NOT NULL, environments TEXT NOT NULL, git_branch TEXT, sensitive {bool} NOT NULL, comment TEXT,
+            version {int} NOT NULL, kek_id TEXT NOT NULL, wrapped_dek {blob} NOT NULL, ciphertext {blob} NOT NULL,
+            created_by {uuid} NOT NULL, created_at {int} NOT NULL, updated_at {int} NOT NULL, seal {blob});
+        CREATE INDEX env_vars_vault ON env_vars(vault_id, key);
+        CREATE INDEX env_vars_kek ON env_vars(kek_id);
+        CREATE TABLE org_env_vars (
+            id {uuid} PRIMARY KEY, org_id {uuid} NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+            key {path} NOT NULL, environments TEXT NOT NULL, sensitive {bool} NOT NULL, comment TEXT,
+            version {int} NOT NULL, wrapped_dek {blob} NOT NULL, ciphertext {blob} NOT NULL,
+            created_by {uuid} NOT NULL, created_at {int} NOT NULL, updated_at {int} NOT NULL, seal {blob},
+            UNIQUE (org_id, key));
+        CREATE TABLE org_env_var_links (
+            id {uuid} PRIMARY KEY, env_var_id {uuid} NOT NULL REFERENCES org_env_vars(id) ON DELETE CASCADE,
+            vault_id {uuid} NOT NULL REFERENCES vaults(id) ON DELETE CASCADE, org_id {uuid} NOT NULL, seal {blob},
+            UNIQUE (env_var_id, vault_id));
+        CREATE INDEX org_env_var_links_vault ON org_env_var_links(vault_id);
+        CREATE INDEX org_env_var_links_org ON org_env_var_links(org_id)
+        """,
     ]
 
     /// A migration in a backend's spelling.

@@ -15,17 +15,20 @@ public enum EnvelopeCipher {
         public let vaultID: UUID
         public let path: String
         public let version: Int
+        /// What kind of value this is: a secret's, a vault's env var's (`path` = its id), an org's shared variable's.
+        public let domain: String
 
-        public init(orgID: UUID, vaultID: UUID, path: String, version: Int) {
+        public init(orgID: UUID, vaultID: UUID, path: String, version: Int, domain: String = "keyhold.secret.v1") {
             self.orgID = orgID
             self.vaultID = vaultID
             self.path = path
             self.version = version
+            self.domain = domain
         }
 
         /// Length-prefixed fields, so no two bindings share an encoding.
         public var associatedData: Data {
-            var data = Data("keyhold.secret.v1".utf8)
+            var data = Data(domain.utf8)
             for field in [orgID.wire, vaultID.wire, path, String(version)] {
                 let bytes = Array(field.utf8)
                 withUnsafeBytes(of: UInt32(bytes.count).bigEndian) { data.append(contentsOf: $0) }

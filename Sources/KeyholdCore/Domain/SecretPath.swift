@@ -39,6 +39,9 @@ public struct SecretPath: Sendable, Hashable, CustomStringConvertible {
         self.rawValue = raw
     }
 
+    /// A path built by the server for matching only (an env var's `env-vars/KEY`), never stored as a secret's.
+    init(unvalidated raw: String) { rawValue = raw }
+
     /// Parses the path as it appears in a request URL: `%2F` (either case) stands for `/`; any other
     /// percent-escape cannot form a valid path character and is refused.
     public init(urlEncoded raw: Substring) throws {

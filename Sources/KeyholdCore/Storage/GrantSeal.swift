@@ -61,6 +61,14 @@ public final class GrantSeal: Sendable {
         Table(
             name: "user_mfa", key: "user_id",
             columns: ["user_id", "org_id", "secret", "enabled_at", "last_step", "recovery_digests"]),
+        // Environment variables (migration 12): where a value applies (its environments, a branch override, whether
+        // lists may show it) and which vaults an org's shared variable reaches. The values themselves are sealed by
+        // their data keys, bound to the row's id and version.
+        Table(
+            name: "env_vars", key: "id",
+            columns: ["id", "vault_id", "key", "environments", "git_branch", "sensitive", "version"]),
+        Table(name: "org_env_vars", key: "id", columns: ["id", "org_id", "key", "environments", "sensitive", "version"]),
+        Table(name: "org_env_var_links", key: "id", columns: ["id", "env_var_id", "vault_id", "org_id"]),
     ]
 
     public static func table(_ name: String) -> Table {

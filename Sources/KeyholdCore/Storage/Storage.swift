@@ -204,17 +204,53 @@ public protocol MFAStore: Sendable {
     func disableMFA(userID: UUID, proof: MFAProof, sealedSecret: Data, audit: AuditRecord) async throws -> Bool
 }
 
-/// A data key wrapped by a KEK that is no longer its vault's current one.
+/// Environment variables (`EnvVarRecord`, `OrgEnvVarRecord`, `VaultEnvironment`). The rules that span a vault's
+/// variables (no two of one key answer for the same environment and branch; a variable names only environments its
+/// vault has; the bounds on counts) are checked in the writing transaction, under a lock on that vault's variables,
+/// so they hold under concurrency and across nodes.
+public protocol EnvVarStore: Sendable {
+    /// A vault's custom environments, by slug.
+    func vaultEnvironments(vaultID: UUID) async throws -> [VaultEnvironment]
+    /// Creates a custom environment and `copies` (variables copied into it) in one transaction; 409 when the vault
+    /// already has the slug or a copy would overlap a variable.
+    func createVaultEnvironment(_ environment: VaultEnvironment, copies: [EnvVarRecord], audit: AuditRecord) async throws
+    /// Deletes a custom environment: its slug leaves every variable that named it, and a variable left with no
+    /// environment is deleted, in the same transaction. `false` when the vault has no such environment.
+    func deleteVaultEnvironment(vaultID: UUID, slug: String, audit: AuditRecord) async throws -> Bool
+    /// Every variable of the vault, by key, then branch.
+    func envVars(vaultID: UUID) async throws -> [EnvVarRecord]
+    /// Stores a new variable (`replacing` nil) or replaces the one with its id whose stored version is `replacing`
+    /// (409 when it changed meanwhile or is gone). 409 when it would overlap another variable of its key; 400 when it
+    /// names an environment the vault does not have.
+    func saveEnvVar(_ variable: EnvVarRecord, replacing: Int?, audit: AuditRecord) async throws
+    func deleteEnvVar(id: UUID, vaultID: UUID, audit: AuditRecord) async throws -> Bool
+    /// The org's shared variables with the vaults each is linked to, by key.
+    func orgEnvVars(orgID: UUID) async throws -> [OrgEnvVarRecord]
+    /// As `saveEnvVar`, for a shared variable; 409 when the org already has the key. Links are not touched.
+    func saveOrgEnvVar(_ variable: OrgEnvVarRecord, replacing: Int?, audit: AuditRecord) async throws
+    func deleteOrgEnvVar(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
+    /// Links a shared variable to a vault of its org (linking twice changes nothing); `false` when either is missing.
+    func linkOrgEnvVar(id: UUID, orgID: UUID, vaultID: UUID, audit: AuditRecord) async throws -> Bool
+    /// `false` when there was no such link.
+    func unlinkOrgEnvVar(id: UUID, orgID: UUID, vaultID: UUID, audit: AuditRecord) async throws -> Bool
+    /// The shared variables linked to the vault, by key.
+    func linkedOrgEnvVars(vaultID: UUID) async throws -> [OrgEnvVarRecord]
+}
+
+/// A data key wrapped by a KEK that is no longer its vault's current one: a secret version's or a vault env var's.
 public struct StaleWrappedKey: Sendable, Hashable {
-    public let secretID: UUID
-    public let version: Int
+    public enum Holder: Sendable, Hashable {
+        case secretVersion(secretID: UUID, version: Int)
+        case envVar(id: UUID)
+    }
+
+    public let holder: Holder
     public let currentKEKID: String
     public let wrappedDataKey: Data
     public let targetKEKID: String
 
-    public init(secretID: UUID, version: Int, currentKEKID: String, wrappedDataKey: Data, targetKEKID: String) {
-        self.secretID = secretID
-        self.version = version
+    public init(holder: Holder, currentKEKID: String, wrappedDataKey: Data, targetKEKID: String) {
+        self.holder = holder
         self.currentKEKID = currentKEKID
         self.wrappedDataKey = wrappedDataKey
         self.targetKEKID = targetKEKID
@@ -226,12 +262,12 @@ public struct StaleWrappedKey: Sendable, Hashable {
 public protocol KeyRotationStore: Sendable {
     /// Records a new KEK for the vault and makes it the one new versions are written under.
     func rotateVaultKEK(vaultID: UUID, orgID: UUID, kek: KEKHandle, audit: AuditRecord) async throws -> Bool
-    /// Up to `limit` versions whose data key is wrapped by another KEK than their vault's current one.
+    /// Up to `limit` secret versions and env vars whose data key is wrapped by another KEK than their vault's current one.
     func staleWrappedKeys(limit: Int) async throws -> [StaleWrappedKey]
     /// Replaces wrapped data keys in one transaction, each only if still wrapped by the KEK it was read under
     /// (so a concurrent run cannot undo another); returns how many changed. Ciphertexts are not touched.
     func rewrap(_ keys: [(StaleWrappedKey, Data)]) async throws -> Int
-    /// KEKs that no vault and no version uses any more.
+    /// KEKs that no vault, no version and no env var uses any more.
     func unusedKEKs() async throws -> [KEKHandle]
     /// Deletes a KEK record if it is still unused.
     func deleteKEK(id: String) async throws -> Bool
@@ -244,7 +280,7 @@ public protocol KeyRotationStore: Sendable {
 /// Everything one backend provides.
 public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
-    ShareStore, KeyRotationStore, IPRuleStore, MFAStore
+    ShareStore, KeyRotationStore, IPRuleStore, MFAStore, EnvVarStore
 {
     /// Installs the key that seals the rows granting access (see `GrantSeal`), sealing the rows stored before seals
     /// existed the first time; until it is called, every such row is refused.

@@ -319,6 +319,47 @@ public enum StoredRecords {
             createdBy: try fields.uuid("created_by"), createdAt: try fields.timestamp("created_at"))
     }
 
+    public static func vaultEnvironment(_ row: StoredRow) throws -> VaultEnvironment {
+        let fields = StoredFields(row, table: "vault_environments")
+        return VaultEnvironment(
+            id: try fields.uuid("id"), vaultID: try fields.uuid("vault_id"),
+            slug: try fields.parsed("slug") { try EnvVarRules.slug(try fields.text("slug")) },
+            description: try fields.optionalText("description"), copiedFrom: try fields.optionalText("copied_from"),
+            createdBy: try fields.uuid("created_by"), createdAt: try fields.timestamp("created_at"))
+    }
+
+    public static func envVar(_ row: StoredRow) throws -> EnvVarRecord {
+        let fields = StoredFields(row, table: "env_vars")
+        return EnvVarRecord(
+            id: try fields.uuid("id"), vaultID: try fields.uuid("vault_id"),
+            key: try fields.parsed("key") { try EnvVarRules.key(try fields.text("key")) },
+            environments: try fields.parsed("environments") { try EnvVarRules.environments(try fields.strings("environments")) },
+            gitBranch: try fields.parsed("git_branch") { try fields.optionalText("git_branch").map(EnvVarRules.branch) },
+            sensitive: try fields.bool("sensitive"), comment: try fields.optionalText("comment"),
+            version: try fields.count("version"), kekID: try fields.text("kek_id"),
+            wrappedDataKey: try fields.bytes("wrapped_dek"), ciphertext: try fields.bytes("ciphertext"),
+            createdBy: try fields.uuid("created_by"), createdAt: try fields.timestamp("created_at"),
+            updatedAt: try fields.timestamp("updated_at"))
+    }
+
+    public static func orgEnvVar(_ row: StoredRow) throws -> OrgEnvVarRecord {
+        let fields = StoredFields(row, table: "org_env_vars")
+        return OrgEnvVarRecord(
+            id: try fields.uuid("id"), orgID: try fields.uuid("org_id"),
+            key: try fields.parsed("key") { try EnvVarRules.key(try fields.text("key")) },
+            environments: try fields.parsed("environments") { try EnvVarRules.environments(try fields.strings("environments")) },
+            sensitive: try fields.bool("sensitive"), comment: try fields.optionalText("comment"),
+            version: try fields.count("version"), wrappedDataKey: try fields.bytes("wrapped_dek"),
+            ciphertext: try fields.bytes("ciphertext"), linkedVaults: [], createdBy: try fields.uuid("created_by"),
+            createdAt: try fields.timestamp("created_at"), updatedAt: try fields.timestamp("updated_at"))
+    }
+
+    public static func orgEnvVarLink(_ row: StoredRow) throws -> OrgEnvVarLink {
+        let fields = StoredFields(row, table: "org_env_var_links")
+        return OrgEnvVarLink(
+            envVarID: try fields.uuid("env_var_id"), vaultID: try fields.uuid("vault_id"), orgID: try fields.uuid("org_id"))
+    }
+
     public static func auditEvent(_ row: StoredRow) throws -> AuditEvent {
         let fields = StoredFields(row, table: "audit_events")
         guard case .object(let details)? = try fields.optionalJSON("details") else {

@@ -24,20 +24,20 @@ extension SQLStore {
             guard try await db.count("vault_environments", "vault_id", environment.vaultID) < EnvVarRules.maxEnvironments else {
                 throw KeyholdError(.conflict, "A vault keeps at most \(EnvVarRules.maxEnvironments) custom environments")
             }
-            do {
-                try await db.query(
-                    """
-                    INSERT INTO vault_environments (id, vault_id, slug, description, copied_from, created_by, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """,
-                    [
-                        .uuid(environment.id), .uuid(environment.vaultID), .text(environment.slug),
-                        .optional(environment.description), .optional(environment.copiedFrom),
-                        .uuid(environment.createdBy), .time(environment.createdAt),
-                    ])
-            } catch StorageError.conflict {
-                throw KeyholdError(.conflict, "The vault already has an environment '\(environment.slug)'")
-            }
+            // Checked under the lock (the unique index stays as a backstop), so the refusal is the same on every backend.
+            guard try await db.first(
+                "SELECT id FROM vault_environments WHERE vault_id = ? AND slug = ?", [.uuid(environment.vaultID), .text(environment.slug)]
+            ) == nil else { throw KeyholdError(.conflict, "The vault already has an environment '\(environment.slug)'") }
+            try await db.query(
+                """
+                INSERT INTO vault_environments (id, vault_id, slug, description, copied_from, created_by, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .uuid(environment.id), .uuid(environment.vaultID), .text(environment.slug),
+                    .optional(environment.description), .optional(environment.copiedFrom),
+                    .uuid(environment.createdBy), .time(environment.createdAt),
+                ])
             let existing = try await db.query("SELECT * FROM env_vars WHERE vault_id = ?", [.uuid(environment.vaultID)])
                 .map(self.envVar(_:))
             guard existing.count + copies.count <= EnvVarRules.maxVariables else { throw Self.tooManyVariables }
@@ -174,20 +174,19 @@ extension SQLStore {
                 guard try await db.count("org_env_vars", "org_id", variable.orgID) < EnvVarRules.maxVariables else {
                     throw Self.tooManyVariables
                 }
-                do {
-                    try await db.insert(
-                        Self.orgEnvVars,
-                        [
-                            "id": .uuid(variable.id), "org_id": .uuid(variable.orgID), "key": .text(variable.key),
-                            "environments": .text(StoredJSON.encode(variable.environments)),
-                            "sensitive": .boolean(variable.sensitive), "comment": .optional(variable.comment),
-                            "version": .int(variable.version), "wrapped_dek": .bytes(variable.wrappedDataKey),
-                            "ciphertext": .bytes(variable.ciphertext), "created_by": .uuid(variable.createdBy),
-                            "created_at": .time(variable.createdAt), "updated_at": .time(variable.updatedAt),
-                        ], seal: seal)
-                } catch StorageError.conflict {
-                    throw KeyholdError(.conflict, "The organization already has a shared variable \(variable.key)")
-                }
+                guard try await db.first(
+                    "SELECT id FROM org_env_vars WHERE org_id = ? AND key = ?", [.uuid(variable.orgID), .text(variable.key)]
+                ) == nil else { throw KeyholdError(.conflict, "The organization already has a shared variable \(variable.key)") }
+                try await db.insert(
+                    Self.orgEnvVars,
+                    [
+                        "id": .uuid(variable.id), "org_id": .uuid(variable.orgID), "key": .text(variable.key),
+                        "environments": .text(StoredJSON.encode(variable.environments)),
+                        "sensitive": .boolean(variable.sensitive), "comment": .optional(variable.comment),
+                        "version": .int(variable.version), "wrapped_dek": .bytes(variable.wrappedDataKey),
+                        "ciphertext": .bytes(variable.ciphertext), "created_by": .uuid(variable.createdBy),
+                        "created_at": .time(variable.createdAt), "updated_at": .time(variable.updatedAt),
+                    ], seal: seal)
             }
             try await db.append(audit)
         }

@@ -50,6 +50,14 @@ extension StorageConformanceTests {
         GrantEdit(table: "user_mfa", set: "recovery_digests = {digests}"),
         GrantEdit(table: "user_mfa", set: "secret = {digests}"),
         GrantEdit(table: "user_mfa", set: "org_id = '{otherOrg}'"),
+        GrantEdit(table: "env_vars", set: #"environments = '["development", "production"]'"#),
+        GrantEdit(table: "env_vars", set: "sensitive = NOT sensitive"),
+        GrantEdit(table: "env_vars", set: "key = 'OTHER_KEY'"),
+        GrantEdit(table: "env_vars", set: "version = version + 1"),
+        GrantEdit(table: "org_env_vars", set: #"environments = '["development", "production"]'"#),
+        GrantEdit(table: "org_env_vars", set: "sensitive = NOT sensitive"),
+        GrantEdit(table: "org_env_vars", set: "org_id = '{otherOrg}'"),
+        GrantEdit(table: "org_env_var_links", set: "org_id = '{otherOrg}'"),
     ]
 
     static var grantEditCases: [(Backend, GrantEdit)] {
@@ -92,6 +100,10 @@ extension StorageConformanceTests {
         try await f.storage.createShare(link, audit: testAudit)
         try await f.storage.createIPRule(ipRule(f, .deny, "192.0.2.0/24"), audit: testAudit)
         try await enableMFA(f)
+        try await f.storage.saveEnvVar(envVar(f, "API_URL", ["production"]), replacing: nil, audit: testAudit)
+        let shared = sharedVar(f, "REGION")
+        try await f.storage.saveOrgEnvVar(shared, replacing: nil, audit: testAudit)
+        #expect(try await f.storage.linkOrgEnvVar(id: shared.id, orgID: f.org.id, vaultID: f.vault.id, audit: testAudit))
         return Grants(agent: bot, key: key, link: link, other: other, otherOrg: otherOrg)
     }
 
@@ -108,6 +120,11 @@ extension StorageConformanceTests {
         case "vaults": _ = try await f.storage.vault(id: f.vault.id)
         case "ip_rules": _ = try await f.storage.ipRules(orgID: f.org.id)
         case "user_mfa": _ = try await f.storage.mfaEnrollment(userID: f.owner.id)
+        case "env_vars": _ = try await f.storage.envVars(vaultID: f.vault.id)
+        case "org_env_vars":
+            _ = try await f.storage.orgEnvVars(orgID: f.org.id)
+            _ = try await f.storage.linkedOrgEnvVars(vaultID: f.vault.id)
+        case "org_env_var_links": _ = try await f.storage.linkedOrgEnvVars(vaultID: f.vault.id)
         default: Issue.record("no reader for \(table)")
         }
     }

@@ -20,10 +20,24 @@ public struct Injection: Sendable {
     public let fileLines: [(String, String)]
     /// The parent's environment, searched for `keyhold://` references.
     public let environment: [String: String]
+    /// `--environment`: the vault's environment variables resolved for this environment (and branch) are injected
+    /// instead of its secrets.
+    public let envVars: EnvVarChoice?
+
+    public struct EnvVarChoice: Sendable {
+        /// nil: an agent's own environment.
+        public let environment: String?
+        public let gitBranch: String?
+
+        public init(environment: String?, gitBranch: String?) {
+            self.environment = environment
+            self.gitBranch = gitBranch
+        }
+    }
 
     public init(
         api: KeyholdAPI, vault: String?, prefix: String?, only: Set<String>?, fileLines: [(String, String)],
-        environment: [String: String]
+        environment: [String: String], envVars: EnvVarChoice? = nil
     ) {
         self.api = api
         self.vault = vault
@@ -31,6 +45,7 @@ public struct Injection: Sendable {
         self.only = only
         self.fileLines = fileLines
         self.environment = environment
+        self.envVars = envVars
     }
 
     /// The variables and the version each secret was read at (`vault|path` → version).
@@ -42,7 +57,13 @@ public struct Injection: Sendable {
     /// Reads every secret the program gets (each read counted and audited by the server).
     public func resolve() async throws -> Resolved {
         var resolved = Resolved(assignments: [], versions: [:])
-        if let vault {
+        if let vault, let envVars {
+            let vars = try await api.resolveEnvironment(vault: vault, environment: envVars.environment, gitBranch: envVars.gitBranch)
+            for (name, value) in vars.sorted(by: { $0.key < $1.key }) where only?.contains(name) ?? true {
+                resolved.assignments.append(Assignment(name: name, value: value, secret: true))
+            }
+            resolved.versions[envVarsKey(vault)] = Self.fingerprint(vars)
+        } else if let vault {
             for item in try await api.listSecrets(vault: vault, prefix: prefix) {
                 guard let path = item["path"] as? String else { continue }
                 let secret = try await read(vault: vault, path: path, into: &resolved)
@@ -63,6 +84,17 @@ public struct Injection: Sendable {
         return resolved
     }
 
+    private func envVarsKey(_ vault: String) -> String { "env|\(vault)|\(envVars?.environment ?? "")|\(envVars?.gitBranch ?? "")" }
+
+    /// A digest of the variables, as an Int, to tell a change from none.
+    static func fingerprint(_ vars: [String: String]) -> Int {
+        var hash = SHA256()
+        for (name, value) in vars.sorted(by: { $0.key < $1.key }) {
+            hash.update(data: Data("\(name.utf8.count):\(name)\(value.utf8.count):\(value)".utf8))
+        }
+        return Array(hash.finalize()).prefix(7).reduce(0) { $0 << 8 | Int($1) }
+    }
+
     private func read(vault: String, path: String, into resolved: inout Resolved) async throws -> JSONObject {
         let secret = try await api.secret(vault: vault, path: path)
         resolved.versions["\(vault)|\(path)"] = secret["version"] as? Int ?? 0
@@ -73,13 +105,18 @@ public struct Injection: Sendable {
     /// listing, and each referenced secret's version list.
     public func currentVersions(like known: [String: Int]) async throws -> [String: Int] {
         var versions: [String: Int] = [:]
-        if let vault {
+        if let vault, let envVars {
+            // Variables carry no listing of versions across shared and vault values: a resolve (one audit event)
+            // tells whether anything changed.
+            versions[envVarsKey(vault)] = Self.fingerprint(
+                try await api.resolveEnvironment(vault: vault, environment: envVars.environment, gitBranch: envVars.gitBranch))
+        } else if let vault {
             for item in try await api.listSecrets(vault: vault, prefix: prefix) {
                 guard let path = item["path"] as? String else { continue }
                 versions["\(vault)|\(path)"] = item["version"] as? Int ?? 0
             }
         }
-        for key in known.keys where versions[key] == nil {
+        for key in known.keys where versions[key] == nil && !key.hasPrefix("env|") {
             let parts = key.split(separator: "|", maxSplits: 1).map(String.init)
             guard parts.count == 2, parts[0] != vault else { continue }
             let reply = try await api.call(

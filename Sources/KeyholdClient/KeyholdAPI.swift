@@ -162,4 +162,19 @@ public struct KeyholdAPI: Sendable {
     public func secret(vault: String, path: String, version: Int? = nil) async throws -> JSONObject {
         try await call("GET", Self.secretRoute(vault: vault, path: path, version: version)).object
     }
+
+    // MARK: environment variables
+
+    /// `GET /v1/vaults/{vault}/env-vars/resolve`: the variables of one environment (an agent may pass nil for the one
+    /// it is tagged with), shared < vault < branch override.
+    public func resolveEnvironment(vault: String, environment: String?, gitBranch: String?) async throws -> [String: String] {
+        var components = URLComponents()
+        components.queryItems = [("environment", environment), ("git_branch", gitBranch)].compactMap { name, value in
+            value.map { URLQueryItem(name: name, value: $0) }
+        }
+        let query = components.queryItems!.isEmpty ? "" : components.percentEncodedQuery.map { "?" + $0 } ?? ""
+        let reply = try await call("GET", "/v1/vaults/\(Self.escape(vault))/env-vars/resolve" + query).object
+        guard let vars = reply["vars"] as? [String: String] else { throw ClientError("the server's resolve reply has no vars") }
+        return vars
+    }
 }

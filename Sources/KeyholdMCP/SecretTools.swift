@@ -91,6 +91,17 @@ public struct SecretTools: Sendable {
                     : "Disabled in value-free mode: no tool returns secret values.",
                 inputSchema: Self.schema(["path": Self.path], required: ["path"]), annotations: .init(readOnlyHint: true)),
             Tool(
+                name: "resolve_env",
+                description: reveal
+                    ? "The vault's environment variables for one environment (org shared < vault < branch override), with where each came from. Omit environment to get the one this agent is tagged with. Audited (keys, never values)."
+                    : "The names of the vault's environment variables for one environment and where each came from; value-free mode returns no values.",
+                inputSchema: Self.schema(
+                    [
+                        "environment": Self.string("production, preview, development or a custom environment"),
+                        "git_branch": Self.string("With preview: the branch whose overrides apply"),
+                    ]),
+                annotations: .init(readOnlyHint: true)),
+            Tool(
                 name: "create_vault", description: "Create a vault, owned by you.",
                 inputSchema: Self.schema(
                     ["name": Self.string("1 to 255 characters"), "description": Self.string("A description")],
@@ -221,6 +232,18 @@ public struct SecretTools: Sendable {
             var object: [String: String] = [:]
             for (key, value) in SecretEnvironment.parseLines(secret["value"] as? String ?? "") { object[key] = value }
             return try json(object)
+        case "resolve_env":
+            var components = URLComponents()
+            components.queryItems = ["environment", "git_branch"].compactMap { name in
+                arguments[name]?.stringValue.map { URLQueryItem(name: name, value: $0) }
+            }
+            let query = components.percentEncodedQuery.map { $0.isEmpty ? "" : "?" + $0 } ?? ""
+            var reply = try await api.call("GET", "/v1/vaults/\(KeyholdAPI.escape(vault))/env-vars/resolve" + query).object
+            if !reveal {
+                reply["keys"] = (reply["vars"] as? [String: Any]).map { $0.keys.sorted() } ?? []
+                reply.removeValue(forKey: "vars")
+            }
+            return try json(reply)
         case "create_vault":
             var body: [String: Any] = ["name": try required(arguments, "name")]
             if let description = arguments["description"]?.stringValue { body["description"] = description }

@@ -523,7 +523,7 @@ struct EnvCommand: AsyncParsableCommand {
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run a command with the vault's secrets in its environment, masked in its output.",
+        abstract: "Run a command with the vault's secrets (or, with --environment, its environment variables) in its environment, masked in its output.",
         discussion: """
             Secrets become variables as 1Claw's CLI names them (an env_bundle expands to its KEY=VALUE lines; a \
             secret at a/b-c becomes A_B_C). Variables whose value is keyhold://VAULT/PATH are resolved. The parent \
@@ -536,6 +536,12 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @OptionGroup var vault: VaultOption
     @Option(help: "Only secrets whose path starts with this.") var prefix: String?
+    @Option(
+        help: ArgumentHelp(
+            "Inject the vault's environment variables resolved for this environment (shared < vault < branch override) instead of its secrets.",
+            discussion: "An agent may pass `-` for the environment it is tagged with."))
+    var environment: String?
+    @Option(help: "With --environment preview: the branch whose overrides apply.") var gitBranch: String?
     @Option(help: "Only these variables (comma-separated names).") var only: String?
     @Option(help: "A dotenv file whose variables are added (keyhold:// references resolved).") var envFile: String?
     @Flag(help: "Do not mask values in the command's output.") var noMasking = false
@@ -564,7 +570,9 @@ struct RunCommand: AsyncParsableCommand {
             // Without a vault, run only resolves keyhold:// references (from the environment or --env-file).
             let defaultVault = try? context.vault(vault.vault)
             let referencesOnly = envFile != nil || context.environment.values.contains { SecretEnvironment.reference($0) != nil }
-            if defaultVault == nil, vault.vault != nil || prefix != nil || !referencesOnly {
+            if environment != nil, prefix != nil { throw ClientError("--prefix is for secrets; --environment injects variables") }
+            if gitBranch != nil, environment == nil { throw ClientError("--git-branch needs --environment") }
+            if defaultVault == nil, vault.vault != nil || prefix != nil || environment != nil || !referencesOnly {
                 throw ClientError("no vault: pass --vault, set KEYHOLD_VAULT, or run `keyhold vault use ID`")
             }
             var fileLines: [(String, String)] = []
@@ -579,7 +587,8 @@ struct RunCommand: AsyncParsableCommand {
                 let api = try await context.api()
                 injection = Injection(
                     api: api, vault: defaultVault, prefix: prefix, only: wanted, fileLines: fileLines,
-                    environment: context.environment)
+                    environment: context.environment,
+                    envVars: environment.map { .init(environment: $0 == "-" ? nil : $0, gitBranch: gitBranch) })
                 resolved = try await injection!.resolve()
                 if let fallback { try FallbackCache.write(resolved, to: fallback, secret: try context.credentialSecret()) }
             } catch let error as ClientError where error.unreachable && fallback != nil {

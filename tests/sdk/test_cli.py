@@ -1109,6 +1109,34 @@ def test_run_prefix_limits_the_paths(as_owner: Cli, run_secrets: dict) -> None:
     assert not {"BAR", "FOO", "X_Y_Z", "MIXED_CASE_1"} & set(child)
 
 
+def test_run_environment_injects_the_resolved_variables_instead_of_secrets(
+    as_owner: Cli, owner, box: str, put, canary
+) -> None:
+    secret, prod, dev, branch, shared = (canary(p) for p in ("secret-", "prod-", "dev-", "branch-", "shared-"))
+    put("not/injected", secret)
+    env = owner.client.env_vars
+    assert_sdk_ok(env.create(box, "API_URL", prod, environments=["production"]), 201)
+    assert_sdk_ok(env.create(box, "API_URL", dev, environments=["development", "preview"]), 201)
+    assert_sdk_ok(env.create(box, "API_URL", branch, git_branch="feature/x"), 201)
+    made = owner.http.post("/v1/org/env-vars", json={"key": "REGION", "value": shared})
+    assert made.status_code == 201, made.text
+    assert owner.http.post(f"/v1/org/env-vars/{made.json()['id']}/link", json={"vault_id": box}).status_code == 201
+
+    child = run_env(as_owner, "--environment", "production")
+    assert (child.get("API_URL"), child.get("REGION")) == (prod, shared)
+    assert "NOT_INJECTED" not in child, "--environment injects variables, not the vault's secrets"
+    assert run_env(as_owner, "--environment", "development")["API_URL"] == dev
+    assert run_env(as_owner, "--environment", "preview", "--git-branch", "feature/x")["API_URL"] == branch
+    assert set(run_env(as_owner, "--environment", "production", "--only", "REGION")) & {"API_URL", "REGION"} == {"REGION"}
+    # Injected values are masked in the child's output like secrets.
+    shown = ok(as_owner("run", "--environment", "production", "--", "sh", "-c", "echo $API_URL"))
+    assert prod not in shown.out and "<redacted:API_URL>" in shown.out
+    # A person must name a known environment; nothing starts otherwise.
+    failed(as_owner("run", "--environment", "staging", "--", "true"))
+    failed(as_owner("run", "--environment", "production", "--prefix", "a/", "--", "true"))
+    failed(as_owner("run", "--git-branch", "main", "--", "true"))
+
+
 def test_run_vault_option(cli: Cli, owner, box: str, put, canary) -> None:
     value = canary()
     put("only/here", value)

@@ -34,7 +34,8 @@ SESSION_TIMEOUT = 120.0
 #: Per request inside a session.
 CALL_TIMEOUT = 60.0
 
-#: 1Claw's 13 core tools (v0.6.0 plus rotate_generate and list_versions): name -> (properties, required).
+#: 1Claw's 13 core tools (v0.6.0 plus rotate_generate and list_versions) and resolve_env: name -> (properties,
+#: required).
 TOOLS: dict[str, tuple[set[str], set[str]]] = {
     "list_secrets": ({"prefix"}, set()),
     "get_secret": ({"path"}, {"path"}),
@@ -45,6 +46,7 @@ TOOLS: dict[str, tuple[set[str], set[str]]] = {
     "rotate_generate": ({"path", "length", "charset"}, {"path"}),
     "list_versions": ({"path"}, {"path"}),
     "get_env_bundle": ({"path"}, {"path"}),
+    "resolve_env": ({"environment", "git_branch"}, set()),
     "create_vault": ({"name", "description"}, {"name"}),
     "list_vaults": (set(), set()),
     "grant_access": (
@@ -512,6 +514,37 @@ def test_get_env_bundle_parses_key_value_lines(mcp_server, user, vault, make_age
     assert bundle == {"A": "1", "TOKEN": token, "URL": "https://x.example/?a=b"}
     assert refused == not_a_bundle("api/plain", "generic")
     assert not any(plain in text for text in texts)
+
+
+def test_resolve_env_returns_one_environments_variables(mcp_server, user, vault, make_agent, canary) -> None:
+    prod, preview, branch = canary("PROD-"), canary("PREVIEW-"), canary("BRANCH-")
+    for key, value, extra in [("API_URL", prod, {"environments": ["production"]}),
+                              ("API_URL", preview, {"environments": ["preview"]}),
+                              ("API_URL", branch, {"git_branch": "feature/x"}),
+                              ("LOG_LEVEL", "debug", {})]:
+        resp = user.http.post(f"/v1/vaults/{vault}/env-vars", json={"key": key, "value": value, **extra})
+        assert resp.status_code == 201, resp.text
+    agent = make_agent(user)
+    grant(user, vault, agent.id, "env-vars/*", ["read"])
+
+    async def body(s: Session) -> tuple:
+        return (await s.json("resolve_env", environment="production"),
+                await s.json("resolve_env", environment="preview", git_branch="feature/x"),
+                await s.error("resolve_env"))
+
+    production, overridden, untagged = mcp_server.run(mcp_server.agent(agent, vault), body)
+    assert production["vars"] == {"API_URL": prod, "LOG_LEVEL": "debug"}
+    assert production["sources"] == {"API_URL": "vault", "LOG_LEVEL": "vault"} and production["environment"] == "production"
+    assert overridden["vars"] == {"API_URL": branch, "LOG_LEVEL": "debug"}
+    assert overridden["sources"]["API_URL"] == "branch_override" and overridden["git_branch"] == "feature/x"
+    assert "environment is required" in untagged, "an agent without an environment tag must name one"
+
+    async def value_free(s: Session) -> tuple:
+        return await s.json("resolve_env", environment="production"), s.texts
+
+    keys_only, texts = mcp_server.run(mcp_server.agent(agent, vault), value_free, "--no-reveal")
+    assert keys_only["keys"] == ["API_URL", "LOG_LEVEL"] and "vars" not in keys_only
+    assert not any(prod in text for text in texts)
 
 
 def test_list_vaults_shows_the_vaults_the_agent_may_use(mcp_server, user, vault, make_agent) -> None:

@@ -336,6 +336,9 @@ def test_an_agent_reads_the_variables_a_policy_lets_it(
     assert_sdk_error(bot.env_vars.delete(vault_id, "PUBLIC_URL"), 403)
     assert_sdk_error(bot.env_vars.create_environment(vault_id, "qa"), 403)
     assert assert_sdk_ok(owner.client.env_vars.get(vault_id, "PUBLIC_URL"), 200)["version"] == 1
+    refused = [e for e in events(owner, "env_var.update") + events(owner, "env_var.create")
+               if e["details"].get("outcome") == "denied"]
+    assert sorted(e["resource_id"] for e in refused) == ["NEW", "PUBLIC_URL"], "an agent's refused change is recorded"
     denied = [e for e in events(owner, "env_var.read") if e["details"].get("outcome") == "denied"]
     assert [e["resource_id"] for e in denied] == ["ROOT_PASSWORD"]
     # An agent with no environment tag must name one.

@@ -164,7 +164,7 @@ public struct EnvVarService: Sendable {
         let value = try changes.value.map(EnvVarRules.value)
         let comment = try EnvVarRules.comment(changes.comment)
         let environments = try changes.environments.map(EnvVarRules.environments)
-        try Self.refuseAgent(caller)
+        try await refuseAgent(caller, "env_var.update", selector.key)
         let (access, current) = try await select(vaultID, selector, .write, "env_var.update", by: caller)
         var record = current
         if let environments {
@@ -190,7 +190,7 @@ public struct EnvVarService: Sendable {
     }
 
     public func delete(vaultID: UUID, _ selector: Selector, by caller: Caller) async throws {
-        try Self.refuseAgent(caller)
+        try await refuseAgent(caller, "env_var.delete", selector.key)
         let (access, record) = try await select(vaultID, selector, .delete, "env_var.delete", by: caller)
         guard try await store.deleteEnvVar(
             id: record.id, vaultID: vaultID,
@@ -454,7 +454,7 @@ public struct EnvVarService: Sendable {
     private func authorizeChange(
         _ vaultID: UUID, _ key: String, _ permission: Permission, _ action: String, by caller: Caller
     ) async throws -> VaultAccess {
-        try Self.refuseAgent(caller)
+        try await refuseAgent(caller, action, key)
         return try await authorize(vaultID, key, permission, action, by: caller)
     }
 
@@ -493,8 +493,13 @@ public struct EnvVarService: Sendable {
         return access
     }
 
-    static func refuseAgent(_ caller: Caller) throws {
-        guard caller.principal.kind == .user else { throw KeyholdError.forbidden("Agents may read environment variables, not change them") }
+    /// Agents read variables; a change by one is refused (403) and recorded.
+    private func refuseAgent(_ caller: Caller, _ action: String, _ key: String) async throws {
+        try await audit.recordingDenial(caller, action, "env_var", key) {
+            guard caller.principal.kind == .user else {
+                throw KeyholdError.forbidden("Agents may read environment variables, not change them")
+            }
+        }
     }
 
     static func requireAdmin(_ caller: Caller) throws {

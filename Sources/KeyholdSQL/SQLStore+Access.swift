@@ -16,7 +16,10 @@ extension SQLStore {
                     "vault_ids": .text(StoredJSON.encode(agent.vaultIDs.map(\.wire))),
                     "token_ttl_seconds": .optional(agent.tokenTTLSeconds), "expires_at": .optional(agent.expiresAt),
                     "key_prefix": .text(agent.keyPrefix), "key_digest": .bytes(agent.keyDigest),
-                    "key_version": .int(agent.keyVersion), "created_by": .uuid(agent.createdBy),
+                    "key_version": .int(agent.keyVersion), "environment": .optional(agent.environment),
+                    "environment_locked": .boolean(agent.environmentLocked),
+                    "env_auto_resolve": .boolean(agent.envAutoResolve),
+                    "api_key_expires_at": .optional(agent.apiKeyExpiresAt), "created_by": .uuid(agent.createdBy),
                     "created_at": .time(agent.createdAt),
                 ], seal: seal)
             try await db.append(audit)
@@ -58,7 +61,10 @@ extension SQLStore {
                     "vault_ids": .text(StoredJSON.encode(agent.vaultIDs.map(\.wire))),
                     "token_ttl_seconds": .optional(agent.tokenTTLSeconds), "expires_at": .optional(agent.expiresAt),
                     "key_prefix": .text(agent.keyPrefix), "key_digest": .bytes(agent.keyDigest),
-                    "key_version": .int(agent.keyVersion),
+                    "key_version": .int(agent.keyVersion), "environment": .optional(agent.environment),
+                    "environment_locked": .boolean(agent.environmentLocked),
+                    "env_auto_resolve": .boolean(agent.envAutoResolve),
+                    "api_key_expires_at": .optional(agent.apiKeyExpiresAt),
                 ], seal: seal)
             try await db.append(audit)
             return true

@@ -17,20 +17,46 @@ extension SQLStore {
     /// Installs the seal key and, the first time a database meets it, seals the rows it already holds (in one
     /// transaction that also records it was done, so a row without a seal is never sealed later: it is refused).
     /// Until then, every sealed row is refused.
+    ///
+    /// The record also holds the seal version the rows were sealed under (`GrantSeal.version`; NULL, from before
+    /// versions, is 1). When it is older than this build's, each row of a table whose column list grew since is
+    /// checked under the list it was sealed with and, only if that seal verifies, re-sealed under the current one; a
+    /// row that does not verify keeps its old seal and stays refused. A version newer than this build knows refuses
+    /// the start-up: this build would refuse every row sealed since, and must not downgrade them.
     public func sealGrants(with seal: GrantSeal) async throws {
         try await database.inTransaction { db in
             // `grant_seals` gets its one row in the transaction that sealed the rows stored before seals existed; from
             // then on a row without a seal is refused like a row with a wrong one.
             try await db.lock("keyhold.grant_seals")
-            guard try await db.first("SELECT sealed_at FROM grant_seals", []) == nil else { return }
-            for table in GrantSeal.tables {
-                for row in try await db.query("SELECT * FROM \(table.name) WHERE seal IS NULL", []) {
+            guard let marker = try await db.first("SELECT version FROM grant_seals", []) else {
+                for table in GrantSeal.tables {
+                    for row in try await db.query("SELECT * FROM \(table.name) WHERE seal IS NULL", []) {
+                        try await db.query(
+                            "UPDATE \(table.name) SET seal = ? WHERE \(table.key) = ?",
+                            [.bytes(seal.seal(table, row: row)), row[table.key] ?? .null])
+                    }
+                }
+                try await db.query("INSERT INTO grant_seals (sealed_at, version) VALUES (?, ?)", [.time(.now), .int(seal.version)])
+                return
+            }
+            let recorded = Int(try StoredFields(marker, table: "grant_seals").optionalInt("version") ?? 1)
+            guard recorded <= seal.version else {
+                throw StoredDataError(
+                    table: "grant_seals", column: "version",
+                    problem: "sealed by a newer Keyhold (seal version \(recorded); this one knows up to \(seal.version))")
+            }
+            guard recorded < seal.version else { return }
+            for table in GrantSeal.tables where table.columns(at: recorded) != table.columns(at: seal.version) {
+                for row in try await db.query("SELECT * FROM \(table.name) WHERE seal IS NOT NULL", []) {
+                    guard case .bytes(let stored)? = row[GrantSeal.column],
+                        CredentialHasher.constantTimeEqual(stored, seal.seal(table, row: row, version: recorded))
+                    else { continue }
                     try await db.query(
                         "UPDATE \(table.name) SET seal = ? WHERE \(table.key) = ?",
                         [.bytes(seal.seal(table, row: row)), row[table.key] ?? .null])
                 }
             }
-            try await db.query("INSERT INTO grant_seals (sealed_at) VALUES (?)", [.time(.now)])
+            try await db.query("UPDATE grant_seals SET version = ?", [.int(seal.version)])
         }
         grantSeal.withLock { $0 = seal }
     }

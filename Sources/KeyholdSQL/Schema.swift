@@ -51,6 +51,16 @@ public enum Schema {
             secret {blob} NOT NULL, enabled_at {int}, last_step {int}, recovery_digests {blob} NOT NULL,
             created_at {int} NOT NULL, seal {blob})
         """,
+        // Agents' environment tag and key expiry (issue 17), sealed from seal version 2 on: `grant_seals.version`
+        // records the version the rows were sealed under (NULL: 1), and the start-up that meets an older one
+        // re-seals the rows that verify under their old column list (`Storage.sealGrants`).
+        """
+        ALTER TABLE grant_seals ADD COLUMN version {int};
+        ALTER TABLE agents ADD COLUMN environment TEXT;
+        ALTER TABLE agents ADD COLUMN environment_locked {bool} NOT NULL DEFAULT FALSE;
+        ALTER TABLE agents ADD COLUMN env_auto_resolve {bool} NOT NULL DEFAULT TRUE;
+        ALTER TABLE agents ADD COLUMN api_key_expires_at {int}
+        """,
         // Environment variables (issue 17, contract §1.5). A vault's custom environments (the built-in production,
         // preview and development are not stored); its variables, each value sealed under a data key wrapped by the
         // vault's KEK (`kek_id`, rewrapped on rotation like a secret version's); an org's shared variables, their

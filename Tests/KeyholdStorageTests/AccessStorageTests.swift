@@ -8,7 +8,8 @@ extension StorageConformanceTests {
         Agent(
             id: UUID(), orgID: f.org.id, name: "bot", description: nil, isActive: true, scopes: ["prod/**"],
             vaultIDs: [f.vault.id], tokenTTLSeconds: 300, expiresAt: nil, createdBy: f.owner.id, createdAt: .now,
-            keyPrefix: prefix, keyDigest: Data([1, 2, 3]), keyVersion: 1)
+            keyPrefix: prefix, keyDigest: Data([1, 2, 3]), keyVersion: 1, environment: "staging",
+            environmentLocked: true, envAutoResolve: false, apiKeyExpiresAt: Timestamp(milliseconds: 1_900_000_000_000))
     }
 
     func policy(_ f: Fixture, kind: PrincipalKind, id: UUID) throws -> Policy {
@@ -33,6 +34,10 @@ extension StorageConformanceTests {
             agent.scopes = nil
             agent.keyVersion = 2
             agent.keyPrefix = "ocv_newnewne"
+            agent.environment = "preview-2"
+            agent.environmentLocked = false
+            agent.envAutoResolve = true
+            agent.apiKeyExpiresAt = nil
             #expect(try await f.storage.updateAgent(agent, audit: testAudit))
             #expect(try await f.storage.agent(id: agent.id) == agent)
             #expect(try await f.storage.agents(keyPrefix: "ocv_abcdefgh").isEmpty)

@@ -25,6 +25,10 @@ extension StorageConformanceTests {
         GrantEdit(table: "agents", set: "is_active = NOT is_active"),
         GrantEdit(table: "agents", set: "token_ttl_seconds = 86400"),
         GrantEdit(table: "agents", set: "key_prefix = 'ocv_attacker'"),
+        GrantEdit(table: "agents", set: "environment = 'production'"),
+        GrantEdit(table: "agents", set: "environment_locked = NOT environment_locked"),
+        GrantEdit(table: "agents", set: "env_auto_resolve = NOT env_auto_resolve"),
+        GrantEdit(table: "agents", set: "api_key_expires_at = NULL"),
         GrantEdit(table: "user_api_keys", set: "scopes = NULL"),
         GrantEdit(table: "user_api_keys", set: "user_id = '{other}'"),
         GrantEdit(table: "refresh_tokens", set: "expires_at = expires_at + 86400000"),
@@ -225,5 +229,94 @@ extension StorageConformanceTests {
                     audit: testAudit)
         }
         await cleanup()
+    }
+}
+
+/// Versioned seals: a column that joins the seal of a table (`GrantSeal.Table.since`) raises `GrantSeal.version`;
+/// the first start-up of the newer build re-seals the rows sealed under the older column list, but only those whose
+/// old seal verifies. Each case seals its rows with a `GrantSeal` standing for the version-1 build (same key).
+extension StorageConformanceTests {
+    /// An agent as the version-1 build stored it: the columns migration 12 added hold their defaults.
+    func versionOneAgent(_ f: Fixture) -> Agent {
+        var bot = agent(f, prefix: "ocv_\(UUID().uuidString.prefix(8))")
+        bot.environment = nil
+        bot.environmentLocked = false
+        bot.envAutoResolve = true
+        bot.apiKeyExpiresAt = nil
+        return bot
+    }
+
+    @Test(arguments: Backend.enabled)
+    func rowsSealedUnderAnOlderVersionAreResealed(_ backend: Backend) async throws {
+        let key = SymmetricKey(size: .bits256)
+        try await withFixture(backend, seal: GrantSeal(key: key, version: 1)) { (f: Fixture) async throws in
+            let g = try await plantGrants(f)
+            let bot = versionOneAgent(f)
+            try await f.storage.createAgent(bot, audit: testAudit)
+            // A database from before seal versions: the marker's version is NULL, which reads as 1.
+            try await backend.execute(f.storage, "UPDATE grant_seals SET version = NULL")
+            // Under version 2 the agents' column list is longer, so a version-1 seal no longer verifies as it is.
+            #expect(GrantSeal.table("agents").columns(at: 1) != GrantSeal.table("agents").columns(at: 2))
+
+            try await f.storage.sealGrants(with: GrantSeal(key: key))
+            #expect(try await f.storage.agent(id: bot.id) == bot)
+            #expect(try await f.storage.agent(id: g.agent.id) == g.agent)
+            for table in GrantSeal.tables.map(\.name) { try await readGrant(table, f, g) }
+            // The new seal covers the new columns: editing one with SQL is refused.
+            try await backend.execute(f.storage, "UPDATE agents SET environment = 'production' WHERE key_prefix = '\(bot.keyPrefix)'")
+            await #expect(throws: StoredDataError(table: "agents", column: "seal", problem: "does not verify")) {
+                _ = try await f.storage.agent(id: bot.id)
+            }
+            // The new version is recorded: the version-1 build now refuses to start, and a restart of this one
+            // re-seals nothing (the edited row stays refused).
+            await #expect(throws: StoredDataError.self) { try await f.storage.sealGrants(with: GrantSeal(key: key, version: 1)) }
+            try await f.storage.sealGrants(with: GrantSeal(key: key))
+            await #expect(throws: StoredDataError(table: "agents", column: "seal", problem: "does not verify")) {
+                _ = try await f.storage.agent(id: bot.id)
+            }
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func aRowTamperedBeforeTheUpgradeStaysRefused(_ backend: Backend) async throws {
+        let key = SymmetricKey(size: .bits256)
+        try await withFixture(backend, seal: GrantSeal(key: key, version: 1)) { (f: Fixture) async throws in
+            let (tampered, unsealed, intact) = (versionOneAgent(f), versionOneAgent(f), versionOneAgent(f))
+            for bot in [tampered, unsealed, intact] { try await f.storage.createAgent(bot, audit: testAudit) }
+            try await backend.execute(f.storage, "UPDATE agents SET vault_ids = '[]' WHERE key_prefix = '\(tampered.keyPrefix)'")
+            try await backend.execute(f.storage, "UPDATE agents SET seal = NULL WHERE key_prefix = '\(unsealed.keyPrefix)'")
+
+            try await f.storage.sealGrants(with: GrantSeal(key: key))
+            #expect(try await f.storage.agent(id: intact.id) == intact)
+            await #expect(throws: StoredDataError(table: "agents", column: "seal", problem: "does not verify")) {
+                _ = try await f.storage.agent(id: tampered.id)
+            }
+            await #expect(throws: StoredDataError(table: "agents", column: "seal", problem: "missing")) {
+                _ = try await f.storage.agent(id: unsealed.id)
+            }
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func aNewerSealVersionRefusesStartUp(_ backend: Backend) async throws {
+        let key = SymmetricKey(size: .bits256)
+        try await withFixture(backend, seal: GrantSeal(key: key)) { (f: Fixture) async throws in
+            let bot = versionOneAgent(f)
+            try await f.storage.createAgent(bot, audit: testAudit)
+            try await backend.execute(f.storage, "UPDATE grant_seals SET version = \(GrantSeal.version + 1)")
+            let refused = StoredDataError(
+                table: "grant_seals", column: "version",
+                problem: "sealed by a newer Keyhold (seal version \(GrantSeal.version + 1); this one knows up to \(GrantSeal.version))")
+            await #expect(throws: refused) { try await f.storage.sealGrants(with: GrantSeal(key: key)) }
+            // The same from a fresh start (a restarted server), and an older build refuses too.
+            try await f.storage.close()
+            let restarted = try await backend.reopen(f.storage)
+            await #expect(throws: refused) { try await restarted.sealGrants(with: GrantSeal(key: key)) }
+            await #expect(throws: StoredDataError(table: "system_values", column: "grant-seal-key", problem: "not loaded")) {
+                _ = try await restarted.agent(id: bot.id)
+            }
+            await #expect(throws: StoredDataError.self) { try await restarted.sealGrants(with: GrantSeal(key: key, version: 1)) }
+            try await restarted.close()
+        }
     }
 }

@@ -38,8 +38,10 @@ AGENT_FIELDS = (
     "created_at",
     "key_prefix",
 )
+#: Always present, null when unset (contract §1.6; issue 17).
+AGENT_ENV_FIELDS = ("environment", "environment_locked", "env_auto_resolve", "api_key_expires_at")
 #: Nullable in the spec (S#AgentResponse): either null or absent when unset.
-AGENT_OPTIONAL_FIELDS = ("description", "scopes", "token_ttl_seconds", "expires_at")
+AGENT_OPTIONAL_FIELDS = ("description", "scopes", "token_ttl_seconds", "expires_at") + AGENT_ENV_FIELDS
 ALL_AGENT_FIELDS = AGENT_FIELDS + AGENT_OPTIONAL_FIELDS
 
 
@@ -683,3 +685,194 @@ def test_owner_and_admin_see_and_manage_members_agents(team, make_agent, role: s
     assert_sdk_ok(manager.client.agents.update(members_agent.id, description=f"checked by {role}"), 200)
     leak_watch.track(assert_sdk_ok(manager.client.agents.rotate_key(members_agent.id), 200))
     assert manager.client.agents.delete(members_agent.id).meta.status == 204
+
+
+# --- environment tag and api_key_expires_at (issue 17) --------------------------------------
+
+
+def test_new_agent_has_no_environment_and_no_key_expiry(user, agent) -> None:
+    for name in AGENT_ENV_FIELDS:
+        assert name in agent.record, (name, agent.record)
+    assert agent.record["environment"] is None
+    assert agent.record["environment_locked"] is False
+    assert agent.record["env_auto_resolve"] is True
+    assert agent.record["api_key_expires_at"] is None
+
+
+def test_sdk_create_with_key_expiry(user, make_agent) -> None:
+    expires = rfc3339(now_utc() + dt.timedelta(days=30))
+    created = make_agent(user, api_key_expires_at=expires)
+    assert parse_ts(created.record["api_key_expires_at"]) == parse_ts(expires)
+    assert parse_ts(assert_sdk_ok(user.client.agents.get(created.id), 200)["api_key_expires_at"]) == parse_ts(expires)
+
+
+def test_create_with_environment_fields(user, leak_watch) -> None:
+    expires = rfc3339(now_utc() + dt.timedelta(days=7))
+    body = {
+        "name": "prod-bot",
+        "environment": "production",
+        "environment_locked": True,
+        "env_auto_resolve": False,
+        "api_key_expires_at": expires,
+    }
+    resp = user.http.post("/v1/agents", json=body)
+    assert resp.status_code == 201, resp.text
+    record = leak_watch.track(resp.json())["agent"]
+    assert record["environment"] == "production"
+    assert record["environment_locked"] is True
+    assert record["env_auto_resolve"] is False
+    assert parse_ts(record["api_key_expires_at"]) == parse_ts(expires)
+    listed = {a["id"]: a for a in assert_sdk_ok(user.client.agents.list(), 200)["agents"]}
+    assert {name: listed[record["id"]][name] for name in AGENT_ENV_FIELDS} == {name: record[name] for name in AGENT_ENV_FIELDS}
+
+
+def test_agent_sees_its_environment_in_me(user, make_agent, agent_sdk) -> None:
+    created = make_agent(user)
+    assert_sdk_ok(user.client.agents.update(created.id, environment="staging", environment_locked=True), 200)
+    data = assert_sdk_ok(agent_sdk(created.key).agents.me(), 200)
+    assert data["environment"] == "staging"
+    assert data["environment_locked"] is True
+    assert data["env_auto_resolve"] is True
+
+
+def test_update_environment_fields_and_clear_with_null(user, agent) -> None:
+    expires = rfc3339(now_utc() + dt.timedelta(days=1))
+    data = assert_sdk_ok(
+        user.client.agents.update(
+            agent.id, environment="preview-2", environment_locked=True, env_auto_resolve=False, api_key_expires_at=expires
+        ),
+        200,
+    )
+    assert (data["environment"], data["environment_locked"], data["env_auto_resolve"]) == ("preview-2", True, False)
+    assert parse_ts(data["api_key_expires_at"]) == parse_ts(expires)
+    # Absent fields are kept.
+    kept = assert_sdk_ok(user.client.agents.update(agent.id, name="renamed"), 200)
+    assert {name: kept[name] for name in AGENT_ENV_FIELDS} == {name: data[name] for name in AGENT_ENV_FIELDS}
+    # Explicit null clears environment and api_key_expires_at (the SDK drops None, so raw HTTP).
+    cleared = user.http.patch(f"/v1/agents/{agent.id}", json={"environment": None, "api_key_expires_at": None})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["environment"] is None
+    assert cleared.json()["api_key_expires_at"] is None
+    assert cleared.json()["environment_locked"] is True
+    assert cleared.json()["env_auto_resolve"] is False
+    after = assert_sdk_ok(user.client.agents.get(agent.id), 200)
+    assert after["environment"] is None and after["api_key_expires_at"] is None
+
+
+def _past() -> str:
+    return rfc3339(now_utc() - dt.timedelta(minutes=5))
+
+
+INVALID_ENV_BODIES: dict[str, Any] = {
+    "environment_upper_case": {"environment": "Production"},
+    "environment_too_short": {"environment": "p"},
+    "environment_too_long": {"environment": "a" * 31},
+    "environment_underscore": {"environment": "prod_eu"},
+    "environment_space": {"environment": "prod eu"},
+    "environment_not_string": {"environment": 7},
+    "environment_locked_string": {"environment_locked": "yes"},
+    "env_auto_resolve_number": {"env_auto_resolve": 1},
+    "api_key_expires_at_garbage": {"api_key_expires_at": "next week"},
+    "api_key_expires_at_number": {"api_key_expires_at": 1893456000},
+    "api_key_expires_at_past": {"api_key_expires_at": _past},
+}
+
+
+def _body(case: str) -> dict[str, Any]:
+    return {k: v() if callable(v) else v for k, v in INVALID_ENV_BODIES[case].items()}
+
+
+@pytest.mark.parametrize("case", list(INVALID_ENV_BODIES), ids=list(INVALID_ENV_BODIES))
+def test_invalid_environment_or_key_expiry_on_create_is_400(user, case: str) -> None:
+    before = {a["id"] for a in assert_sdk_ok(user.client.agents.list(), 200)["agents"]}
+    resp = user.http.post("/v1/agents", json={"name": "bad-env", **_body(case)})
+    assert_problem(resp, 400)
+    assert "ocv_" not in resp.text
+    assert {a["id"] for a in assert_sdk_ok(user.client.agents.list(), 200)["agents"]} == before
+
+
+@pytest.mark.parametrize("case", list(INVALID_ENV_BODIES), ids=list(INVALID_ENV_BODIES))
+def test_invalid_environment_or_key_expiry_on_update_is_400_and_changes_nothing(user, agent, case: str) -> None:
+    assert_problem(user.http.patch(f"/v1/agents/{agent.id}", json=_body(case)), 400)
+    after = assert_sdk_ok(user.client.agents.get(agent.id), 200)
+    for name in ALL_AGENT_FIELDS:
+        assert after.get(name) == agent.record.get(name), name
+
+
+def test_key_expiry_caps_tokens_and_then_refuses_the_key(user, make_agent, anon, leak_watch) -> None:
+    created = make_agent(user)  # default token lifetime: an hour
+    before = _agent_token(anon, leak_watch, created.key)
+    # The key expires a few seconds from now (whole seconds, as the wire format has them): the next two requests
+    # come well before it, and the test then waits past it (no timing is asserted).
+    expiry = now_utc().replace(microsecond=0) + dt.timedelta(seconds=8)
+    resp = user.http.patch(f"/v1/agents/{created.id}", json={"api_key_expires_at": rfc3339(expiry)})
+    assert resp.status_code == 200, resp.text
+    assert parse_ts(resp.json()["api_key_expires_at"]) == expiry
+
+    capped = _exchange(anon, leak_watch, created.key)
+    assert capped.status_code == 200, capped.text
+    _, claims, _, _ = decode_jwt(capped.json()["access_token"])
+    assert claims["exp"] <= expiry.timestamp()
+    assert capped.json()["expires_in"] == claims["exp"] - claims["iat"]
+    assert anon.get("/v1/agents/me", headers=bearer(capped.json()["access_token"])).status_code == 200
+
+    time.sleep(max(0.0, (expiry - now_utc()).total_seconds()) + 0.5)
+    assert now_utc() > expiry
+    # Past its expiry the key answers exactly as a wrong key does.
+    expired = assert_problem(_exchange(anon, leak_watch, created.key), 401)
+    wrong = assert_problem(_exchange(anon, leak_watch, random_like(created.key)), 401)
+    for name in ("type", "title", "detail"):
+        assert expired[name] == wrong[name], (name, expired, wrong)
+    assert "access_token" not in expired
+    # A token minted before the expiry was set (an hour long) ends with the key.
+    assert_problem(anon.get("/v1/agents/me", headers=bearer(before)), 401)
+    # The refusal is audited as a failed authentication of the agent.
+    deadline = time.monotonic() + 30
+    while True:
+        events = user.http.get("/v1/audit/events", params={"action": "auth.failure", "limit": 1000})
+        assert events.status_code == 200, events.text
+        mine = [e for e in events.json()["events"] if e.get("resource_id") == created.id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert [e["details"].get("reason") for e in mine] == ["key_expired"], mine
+    assert created.key not in json.dumps(events.json())
+
+    # Rotation keeps the expiry, so rotating an expired key alone is refused; with a new expiry (or none) it works.
+    assert_problem(user.http.post(f"/v1/agents/{created.id}/rotate-key"), 400)
+    rotated = user.http.post(f"/v1/agents/{created.id}/rotate-key", json={"api_key_expires_at": None})
+    assert rotated.status_code == 200, rotated.text
+    body = leak_watch.track(rotated.json())
+    assert body["agent"]["api_key_expires_at"] is None
+    assert _exchange(anon, leak_watch, body["api_key"]).status_code == 200
+
+
+def test_rotation_keeps_the_key_expiry(user, make_agent, anon, leak_watch) -> None:
+    expires = rfc3339(now_utc() + dt.timedelta(days=2))
+    created = make_agent(user, api_key_expires_at=expires)
+    data = leak_watch.track(assert_sdk_ok(user.client.agents.rotate_key(created.id), 200))
+    assert parse_ts(data["agent"]["api_key_expires_at"]) == parse_ts(expires)
+    token = _exchange(anon, leak_watch, data["api_key"])
+    assert token.status_code == 200, token.text
+    _, claims, _, _ = decode_jwt(token.json()["access_token"])
+    assert claims["exp"] <= parse_ts(expires).timestamp()
+
+
+def test_rotation_may_set_a_new_key_expiry(user, make_agent, leak_watch) -> None:
+    created = make_agent(user, api_key_expires_at=rfc3339(now_utc() + dt.timedelta(days=2)))
+    later = rfc3339(now_utc() + dt.timedelta(days=90))
+    resp = user.http.post(f"/v1/agents/{created.id}/rotate-key", json={"api_key_expires_at": later})
+    assert resp.status_code == 200, resp.text
+    assert parse_ts(leak_watch.track(resp.json())["agent"]["api_key_expires_at"]) == parse_ts(later)
+    assert parse_ts(assert_sdk_ok(user.client.agents.get(created.id), 200)["api_key_expires_at"]) == parse_ts(later)
+
+
+@pytest.mark.parametrize("body", [{"api_key_expires_at": "soon"}, {"api_key_expires_at": "past"}, [1]], ids=["garbage", "past", "array"])
+def test_rotation_with_a_bad_expiry_is_400_and_keeps_the_key(user, agent, anon, leak_watch, body) -> None:
+    if isinstance(body, dict) and body["api_key_expires_at"] == "past":
+        body = {"api_key_expires_at": _past()}
+    resp = user.http.post(f"/v1/agents/{agent.id}/rotate-key", json=body)
+    assert_problem(resp, 400)
+    assert "ocv_" not in resp.text
+    assert _exchange(anon, leak_watch, agent.key).status_code == 200
+    assert assert_sdk_ok(user.client.agents.get(agent.id), 200)["key_prefix"] == agent.record["key_prefix"]

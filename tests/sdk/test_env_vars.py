@@ -363,3 +363,46 @@ def test_variables_survive_a_vault_key_rotation(owner: User, vault_id: str, cana
     assert assert_sdk_ok(owner.client.env_vars.get(vault_id, "ROTATED"), 200)["value"] == value
     assert_sdk_ok(owner.client.env_vars.update(vault_id, "ROTATED", comment="after rotation"), 200)
     assert assert_sdk_ok(owner.client.env_vars.get(vault_id, "ROTATED"), 200)["value"] == value
+
+
+def test_an_agent_resolves_the_environment_it_is_tagged_with(
+    owner: User, vault_id: str, agent_sdk: Callable[..., Any], canary: Callable[[str], str], leak_watch: Any
+) -> None:
+    dev, prod = canary("DEV-"), canary("PROD-")
+    assert_sdk_ok(owner.client.env_vars.create(vault_id, "DB_URL", dev, environments=["development"]), 201)
+    assert_sdk_ok(owner.client.env_vars.create(vault_id, "DB_URL", prod, environments=["production"]), 201)
+
+    def agent(**fields: Any) -> Any:
+        resp = owner.http.post("/v1/agents", json={"name": f"env-{uuid.uuid4().hex[:8]}", **fields})
+        assert resp.status_code == 201, resp.text
+        body = leak_watch.track(resp.json())
+        assert_sdk_ok(
+            owner.client.policies.create(
+                vault_id, principal_type="agent", principal_id=body["agent"]["id"], secret_path_pattern="env-vars/*",
+                permissions=["read"],
+            ),
+            201,
+        )
+        return agent_sdk(body["api_key"])
+
+    def resolve(bot: Any, environment: str | None = None) -> Any:
+        query = {"environment": environment} if environment else None
+        return bot._http.request("GET", f"/v1/vaults/{vault_id}/env-vars/resolve", query=query)
+
+    tagged = agent(environment="development")
+    resolved = assert_sdk_ok(resolve(tagged), 200)
+    assert resolved["environment"] == "development" and resolved["vars"] == {"DB_URL": dev}
+    assert assert_sdk_ok(resolve(tagged, "production"), 200)["vars"] == {"DB_URL": prod}, "not locked: may name another"
+
+    assert_sdk_error(resolve(agent(environment="development", env_auto_resolve=False)), 400)
+
+    locked = agent(environment="development", environment_locked=True)
+    assert assert_sdk_ok(resolve(locked), 200)["vars"] == {"DB_URL": dev}
+    assert assert_sdk_ok(resolve(locked, "development"), 200)["vars"] == {"DB_URL": dev}
+    assert_sdk_error(resolve(locked, "production"), 403)
+    # Locked to no environment resolves none (fail closed).
+    untagged_locked = agent(environment_locked=True)
+    assert_sdk_error(resolve(untagged_locked, "development"), 403)
+    assert_sdk_error(resolve(untagged_locked), 403)
+    denied = [e for e in events(owner, "env_var.resolve") if e["details"].get("outcome") == "denied"]
+    assert len(denied) == 3 and all(prod not in json.dumps(e) for e in denied)

@@ -234,11 +234,20 @@ public struct Agent: Sendable, Hashable {
     public var keyDigest: Data
     /// Bumped on every key rotation; tokens minted under an older key stop working.
     public var keyVersion: Int
+    /// The environment the agent belongs to (a slug, `Agent.validateEnvironment`), or none.
+    public var environment: String?
+    /// The agent may resolve env vars only for its own `environment`.
+    public var environmentLocked: Bool
+    /// The agent may omit `environment` when it resolves env vars, and gets its own.
+    public var envAutoResolve: Bool
+    /// When the `ocv_` key stops exchanging for tokens; a token minted from it never outlives it.
+    public var apiKeyExpiresAt: Timestamp?
 
     public init(
         id: UUID, orgID: UUID, name: String, description: String?, isActive: Bool, scopes: [String]?,
         vaultIDs: [UUID], tokenTTLSeconds: Int?, expiresAt: Timestamp?, createdBy: UUID, createdAt: Timestamp,
-        keyPrefix: String, keyDigest: Data, keyVersion: Int
+        keyPrefix: String, keyDigest: Data, keyVersion: Int, environment: String? = nil,
+        environmentLocked: Bool = false, envAutoResolve: Bool = true, apiKeyExpiresAt: Timestamp? = nil
     ) {
         self.id = id
         self.orgID = orgID
@@ -254,9 +263,32 @@ public struct Agent: Sendable, Hashable {
         self.keyPrefix = keyPrefix
         self.keyDigest = keyDigest
         self.keyVersion = keyVersion
+        self.environment = environment
+        self.environmentLocked = environmentLocked
+        self.envAutoResolve = envAutoResolve
+        self.apiKeyExpiresAt = apiKeyExpiresAt
     }
 
-    public func isUsable(at now: Timestamp) -> Bool { isActive && (expiresAt.map { now < $0 } ?? true) }
+    /// Active, not expired, and its key not expired: what every exchange, refresh and request of the agent needs.
+    public func isUsable(at now: Timestamp) -> Bool {
+        isActive && (expiresAt.map { now < $0 } ?? true) && (apiKeyExpiresAt.map { now < $0 } ?? true)
+    }
+
+    /// The lifetime of a token minted at `now` from the agent's key: its `token_ttl_seconds` (or `defaultLifetime`),
+    /// cut short so that it never outlives `api_key_expires_at`.
+    public func tokenLifetime(at now: Timestamp, default defaultLifetime: Int64) -> Int64 {
+        let lifetime = tokenTTLSeconds.map(Int64.init) ?? defaultLifetime
+        guard let apiKeyExpiresAt else { return lifetime }
+        // Whole seconds, rounded down (tokens are issued on a whole second; `exp` never passes the key's expiry).
+        let left = (apiKeyExpiresAt.milliseconds - now.milliseconds + now.milliseconds % 1000) / 1000
+        return max(0, min(lifetime, left))
+    }
+
+    /// An environment slug: 2 to 30 lower-case letters, digits and `-` (1Claw's vault environment slugs).
+    public static func isEnvironmentSlug(_ text: String) -> Bool {
+        (2...30).contains(text.utf8.count)
+            && text.utf8.allSatisfy { (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2D }
+    }
 }
 
 /// A personal API key (`1ck_…`): acts as its user, capped by its scopes when it has any.

@@ -25,10 +25,16 @@ public struct AgentService: Sendable {
         public var vaultIDs: [UUID]?
         public var tokenTTLSeconds: Int??
         public var expiresAt: Timestamp??
+        public var environment: String??
+        public var environmentLocked: Bool?
+        public var envAutoResolve: Bool?
+        public var apiKeyExpiresAt: Timestamp??
 
         public init(
             name: String? = nil, description: String?? = nil, isActive: Bool? = nil, scopes: [String]?? = nil,
-            vaultIDs: [UUID]? = nil, tokenTTLSeconds: Int?? = nil, expiresAt: Timestamp?? = nil
+            vaultIDs: [UUID]? = nil, tokenTTLSeconds: Int?? = nil, expiresAt: Timestamp?? = nil,
+            environment: String?? = nil, environmentLocked: Bool? = nil, envAutoResolve: Bool? = nil,
+            apiKeyExpiresAt: Timestamp?? = nil
         ) {
             self.name = name
             self.description = description
@@ -37,6 +43,10 @@ public struct AgentService: Sendable {
             self.vaultIDs = vaultIDs
             self.tokenTTLSeconds = tokenTTLSeconds
             self.expiresAt = expiresAt
+            self.environment = environment
+            self.environmentLocked = environmentLocked
+            self.envAutoResolve = envAutoResolve
+            self.apiKeyExpiresAt = apiKeyExpiresAt
         }
     }
 
@@ -100,10 +110,17 @@ public struct AgentService: Sendable {
         else { throw Self.notFound }
     }
 
-    /// A new key; the old one, and every token minted under it, stop working at once.
-    public func rotateKey(_ id: UUID, by caller: Caller) async throws -> (Agent, String) {
+    /// A new key; the old one, and every token minted under it, stop working at once. The key's expiry is the
+    /// agent's, and rotating does not move it (a rotation after a leak must not lengthen access): the new key
+    /// expires when the old one would have, unless `apiKeyExpiresAt` sets a new expiry (`.some(nil)`: none). A
+    /// rotation that would hand out a key already expired is refused.
+    public func rotateKey(_ id: UUID, by caller: Caller, apiKeyExpiresAt: Timestamp?? = nil) async throws -> (Agent, String) {
         var agent = try await audit.recordingDenial(caller, "agent.rotate_key", "agent", id.wire) {
             try await self.agent(id, by: caller.principal)
+        }
+        if let apiKeyExpiresAt { agent.apiKeyExpiresAt = try Self.futureKeyExpiry(apiKeyExpiresAt) }
+        if let expiry = agent.apiKeyExpiresAt, expiry <= .now {
+            throw KeyholdError.badRequest("api_key_expires_at has passed: send a new one (or null) with the rotation")
         }
         let key = CredentialKind.agentKey.generate()
         agent.keyPrefix = CredentialKind.agentKey.lookupPrefix(of: key)
@@ -155,5 +172,20 @@ public struct AgentService: Sendable {
             agent.tokenTTLSeconds = ttl
         }
         if let expiresAt = changes.expiresAt { agent.expiresAt = expiresAt }
+        if let environment = changes.environment {
+            if let environment, !Agent.isEnvironmentSlug(environment) {
+                throw KeyholdError.badRequest("environment must be 2 to 30 lower-case letters, digits or '-'")
+            }
+            agent.environment = environment
+        }
+        if let locked = changes.environmentLocked { agent.environmentLocked = locked }
+        if let autoResolve = changes.envAutoResolve { agent.envAutoResolve = autoResolve }
+        if let apiKeyExpiresAt = changes.apiKeyExpiresAt { agent.apiKeyExpiresAt = try Self.futureKeyExpiry(apiKeyExpiresAt) }
+    }
+
+    /// A key expiry a request sets: none, or an instant still to come.
+    static func futureKeyExpiry(_ expiry: Timestamp?) throws -> Timestamp? {
+        if let expiry, expiry <= .now { throw KeyholdError.badRequest("api_key_expires_at must be in the future") }
+        return expiry
     }
 }

@@ -143,10 +143,11 @@ public struct AuthService: Sendable {
     }
 
     private func session(
-        for principal: Principal, family: UUID, lifetime: Int64?, keyVersion: Int?, audit record: AuditRecord
+        for principal: Principal, family: UUID, lifetime: Int64?, keyVersion: Int?, now: Timestamp = .now,
+        audit record: AuditRecord
     ) async throws -> Session {
         let access = try await tokens.issue(
-            for: principal, lifetime: lifetime, keyVersion: keyVersion, refreshFamily: family)
+            for: principal, lifetime: lifetime, keyVersion: keyVersion, refreshFamily: family, now: now.date)
         let refresh = CredentialKind.refreshToken.generate()
         try await credentials.createRefreshToken(
             RefreshTokenRecord(
@@ -167,23 +168,26 @@ public struct AuthService: Sendable {
             kind.matchesShape(apiKey) ? try await agents.agents(keyPrefix: kind.lookupPrefix(of: apiKey)) : []
         let digest = hasher.digest(apiKey)
         let match = candidates.first { CredentialHasher.constantTimeEqual($0.keyDigest, digest) }
-        guard let agent = match, agentID == nil || agentID == agent.id, agent.isUsable(at: now) else {
-            let reason = match == nil || agentID != nil && agentID != match?.id ? "invalid_key" : "agent_inactive"
+        let lifetime = match.map { $0.tokenLifetime(at: now, default: Self.defaultAgentTokenLifetime) } ?? 0
+        guard let agent = match, agentID == nil || agentID == agent.id, agent.isUsable(at: now), lifetime > 0 else {
+            let reason =
+                if let match, agentID == nil || agentID == match.id {
+                    match.isActive && match.expiresAt.map({ now < $0 }) ?? true ? "key_expired" : "agent_inactive"
+                } else { "invalid_key" }
             // Counted, not written one by one: whoever holds a deactivated agent's key could flood with it.
             failures.record(
                 org: match?.orgID ?? AuditEntry.systemOrg, method: "agent_key", resourceType: "agent",
                 resourceID: match?.id.wire, reason: match == nil ? nil : reason, ip: ip)
-            throw reason == "invalid_key"
-                ? KeyholdError(.unauthorized, "Invalid agent_id or api_key")
-                : KeyholdError(.unauthorized, "Agent is deactivated or expired")
+            // An expired key answers as a wrong one: the answer does not tell that the key was ever good.
+            throw reason == "agent_inactive"
+                ? KeyholdError(.unauthorized, "Agent is deactivated or expired")
+                : KeyholdError(.unauthorized, "Invalid agent_id or api_key")
         }
         let principal = Self.principal(for: agent)
         try await ipRules.enforce(principal, ip: ip, method: "agent_key")
         try await audit.append(
             audit.record(org: agent.orgID, actor: principal, ip: ip, "auth.success", "agent", agent.id.wire, ["method": "agent_key"]))
-        let access = try await tokens.issue(
-            for: principal, lifetime: agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime,
-            keyVersion: agent.keyVersion)
+        let access = try await tokens.issue(for: principal, lifetime: lifetime, keyVersion: agent.keyVersion, now: now.date)
         return (Session(access: access, refreshToken: nil, principal: principal), agent)
     }
 
@@ -225,10 +229,11 @@ public struct AuthService: Sendable {
                 }
             case .agent:
                 if let agent = try await agents.agent(id: record.principalID), agent.isUsable(at: now),
-                    record.keyVersion == agent.keyVersion
+                    record.keyVersion == agent.keyVersion,
+                    case let left = agent.tokenLifetime(at: now, default: Self.defaultAgentTokenLifetime), left > 0
                 {
                     principal = Self.principal(for: agent)
-                    lifetime = agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime
+                    lifetime = left
                     keyVersion = agent.keyVersion
                 }
             }
@@ -241,7 +246,7 @@ public struct AuthService: Sendable {
         // address; presenting the spent token again ends its family).
         try await ipRules.enforce(principal, ip: ip, method: "refresh_token")
         return try await session(
-            for: principal, family: family, lifetime: lifetime, keyVersion: keyVersion,
+            for: principal, family: family, lifetime: lifetime, keyVersion: keyVersion, now: now,
             audit: audit.record(org: principal.orgID, actor: principal, ip: ip, "auth.refresh", principal.kind.rawValue, principal.id.wire))
     }
 
@@ -252,15 +257,18 @@ public struct AuthService: Sendable {
         guard principal.tokenID != nil else {
             throw KeyholdError(.badRequest, "An API key cannot be refreshed; exchange it at /v1/auth/api-key-token")
         }
-        try await revoke(caller, endingRefreshFamily: false)
+        let now = Timestamp.now
         var lifetime: Int64?
         var keyVersion: Int?
         if principal.kind == .agent, let agent = try await agents.agent(id: principal.id) {
-            lifetime = agent.tokenTTLSeconds.map(Int64.init) ?? Self.defaultAgentTokenLifetime
+            // Never past the key's expiry; under a second before it, there is nothing left to hand out.
+            lifetime = agent.tokenLifetime(at: now, default: Self.defaultAgentTokenLifetime)
+            guard lifetime ?? 0 > 0 else { throw KeyholdError.unauthenticated }
             keyVersion = agent.keyVersion
         }
+        try await revoke(caller, endingRefreshFamily: false)
         return try await session(
-            for: principal, family: principal.refreshFamily ?? UUID(), lifetime: lifetime, keyVersion: keyVersion,
+            for: principal, family: principal.refreshFamily ?? UUID(), lifetime: lifetime, keyVersion: keyVersion, now: now,
             audit: audit.record(caller, "auth.refresh", principal.kind.rawValue, principal.id.wire))
     }
 

@@ -318,15 +318,16 @@ public struct EnvVarService: Sendable {
         }
         guard let agent = try await agents.agent(id: caller.principal.id) else { throw KeyholdError.unauthenticated }
         let tag = agent.environment
-        if let tag, agent.environmentLocked, requested.map({ $0 != tag }) ?? false {
-            try await audit.append(
-                audit.record(
-                    caller, "env_var.resolve", "env_var", nil,
-                    [
-                        "vault_id": .string(vaultID.wire), "environment": .string(requested ?? tag), "outcome": "denied",
-                        "reason": "agent is locked to its environment",
-                    ]))
-            throw KeyholdError.forbidden("This agent may only resolve the '\(tag)' environment")
+        // Locked: its own environment only; locked without one (fail closed): none.
+        if agent.environmentLocked, tag == nil || (requested.map { $0 != tag } ?? false) {
+            var details: [String: JSONValue] = [
+                "vault_id": .string(vaultID.wire), "outcome": "denied", "reason": "agent is locked to its environment",
+            ]
+            if let environment = requested ?? tag { details["environment"] = .string(environment) }
+            try await audit.append(audit.record(caller, "env_var.resolve", "env_var", nil, details))
+            throw KeyholdError.forbidden(
+                tag.map { "This agent may only resolve the '\($0)' environment" }
+                    ?? "This agent is locked to an environment but has none")
         }
         if let requested { return requested }
         guard let tag, agent.envAutoResolve else {

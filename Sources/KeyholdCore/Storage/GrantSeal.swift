@@ -14,11 +14,28 @@ public final class GrantSeal: Sendable {
     /// The column that holds a row's seal, in every sealed table.
     public static let column = "seal"
 
+    /// The seal version this build writes: the column lists of `tables` as they stand. A column that joins the seal
+    /// of an existing table raises it (and names the version in its table's `since`), so that the start-up that
+    /// meets rows sealed under an older list re-seals them (`Storage.sealGrants`).
+    public static let version = 2
+
     /// A sealed table: the column that identifies a row and the columns the seal covers (the key among them).
     public struct Table: Sendable {
         public let name: String
         public let key: String
         public let columns: [String]
+        /// The seal version at which a column joined the seal; a column not named here is covered since version 1.
+        public let since: [String: Int]
+
+        public init(name: String, key: String, columns: [String], since: [String: Int] = [:]) {
+            self.name = name
+            self.key = key
+            self.columns = columns
+            self.since = since
+        }
+
+        /// The columns the seal covered at seal version `version`.
+        public func columns(at version: Int) -> [String] { columns.filter { since[$0, default: 1] <= version } }
     }
 
     /// Every sealed table. Columns that decide nothing about access (names, descriptions, creation times) are left
@@ -29,8 +46,11 @@ public final class GrantSeal: Sendable {
             name: "agents", key: "id",
             columns: [
                 "id", "org_id", "is_active", "scopes", "vault_ids", "token_ttl_seconds", "expires_at", "key_prefix",
-                "key_digest", "key_version",
-            ]),
+                "key_digest", "key_version", "environment", "environment_locked", "env_auto_resolve",
+                "api_key_expires_at",
+            ],
+            // The environment tag and the key's expiry (schema migration 12).
+            since: ["environment": 2, "environment_locked": 2, "env_auto_resolve": 2, "api_key_expires_at": 2]),
         Table(
             name: "user_api_keys", key: "id",
             columns: ["id", "user_id", "org_id", "key_prefix", "key_digest", "scopes", "is_active", "expires_at"]),
@@ -61,7 +81,7 @@ public final class GrantSeal: Sendable {
         Table(
             name: "user_mfa", key: "user_id",
             columns: ["user_id", "org_id", "secret", "enabled_at", "last_step", "recovery_digests"]),
-        // Environment variables (migration 12): where a value applies (its environments, a branch override, whether
+        // Environment variables (migration 13): where a value applies (its environments, a branch override, whether
         // lists may show it) and which vaults an org's shared variable reaches. The values themselves are sealed by
         // their data keys, bound to the row's id and version.
         Table(
@@ -91,15 +111,23 @@ public final class GrantSeal: Sendable {
         let values: [SQLValue]
     }
 
-    public init(key: SymmetricKey) { keyed = HMAC<SHA256>(key: key) }
+    /// The seal version this seal writes and verifies: `GrantSeal.version`, or an older one to stand for an earlier
+    /// build (tests of the upgrade).
+    public let version: Int
+
+    public init(key: SymmetricKey, version: Int = GrantSeal.version) {
+        keyed = HMAC<SHA256>(key: key)
+        self.version = version
+    }
 
     /// Loads the seal key from storage (sealed by the keystore), creating it on first start.
     public static func load(system: any SystemStore, keystore: any Keystore) async throws -> GrantSeal {
         GrantSeal(key: try await keystore.serverKey("grant-seal-key", in: system))
     }
 
-    /// The seal of a row of `table` whose columns hold `value(column)`.
-    public func seal(_ table: Table, _ value: (String) -> SQLValue) -> Data {
+    /// The seal of a row of `table` whose columns hold `value(column)`, over the columns the seal covers at
+    /// `version` (this seal's own unless given).
+    public func seal(_ table: Table, version: Int? = nil, _ value: (String) -> SQLValue) -> Data {
         var message: [UInt8] = []
         message.reserveCapacity(256)
         func append(_ bytes: some Collection<UInt8>) {
@@ -109,7 +137,7 @@ public final class GrantSeal: Sendable {
         }
         append("keyhold.grant.v1".utf8)
         append(table.name.utf8)
-        for column in table.columns {
+        for column in table.columns(at: version ?? self.version) {
             append(column.utf8)
             // One spelling per value whichever backend stored it: an id as its canonical text (SQLite keeps text,
             // PostgreSQL a uuid), a flag as the integer 0 or 1 (SQLite's spelling of PostgreSQL's boolean).
@@ -137,8 +165,10 @@ public final class GrantSeal: Sendable {
         return Data(mac.finalize())
     }
 
-    /// The seal a stored row of `table` must carry.
-    public func seal(_ table: Table, row: StoredRow) -> Data { seal(table) { row[$0] ?? .null } }
+    /// The seal a stored row of `table` must carry (at `version`, this seal's own unless given).
+    public func seal(_ table: Table, row: StoredRow, version: Int? = nil) -> Data {
+        seal(table, version: version) { row[$0] ?? .null }
+    }
 
     /// The row decoded by `decode`, when its seal verifies; otherwise `StoredDataError` for the table's `seal`
     /// column. The row is decoded first, so a value that does not decode is named by its own column.
@@ -147,7 +177,7 @@ public final class GrantSeal: Sendable {
         guard case .bytes(let stored)? = row[Self.column] else {
             throw StoredDataError(table: table.name, column: Self.column, problem: "missing")
         }
-        let verified = VerifiedRow(table: table.name, values: table.columns.map { row[$0] ?? .null })
+        let verified = VerifiedRow(table: table.name, values: table.columns(at: version).map { row[$0] ?? .null })
         if verifiedRows.withLock({ $0[stored] }) == verified { return record }
         guard CredentialHasher.constantTimeEqual(stored, seal(table, row: row)) else {
             throw StoredDataError(table: table.name, column: Self.column, problem: "does not verify")

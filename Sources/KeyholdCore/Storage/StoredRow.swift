@@ -255,7 +255,13 @@ public enum StoredRecords {
             tokenTTLSeconds: try fields.optionalCount("token_ttl_seconds"),
             expiresAt: try fields.optionalTimestamp("expires_at"), createdBy: try fields.uuid("created_by"),
             createdAt: try fields.timestamp("created_at"), keyPrefix: try fields.text("key_prefix"),
-            keyDigest: try fields.bytes("key_digest"), keyVersion: try fields.count("key_version"))
+            keyDigest: try fields.bytes("key_digest"), keyVersion: try fields.count("key_version"),
+            environment: try fields.optionalText("environment").map {
+                guard Agent.isEnvironmentSlug($0) else { throw fields.failure("environment", "not an environment slug") }
+                return $0
+            },
+            environmentLocked: try fields.bool("environment_locked"), envAutoResolve: try fields.bool("env_auto_resolve"),
+            apiKeyExpiresAt: try fields.optionalTimestamp("api_key_expires_at"))
     }
 
     public static func apiKey(_ row: StoredRow) throws -> UserAPIKey {

@@ -37,7 +37,9 @@ struct AgentController {
         }
         router.post("/v1/agents/:agent_id/rotate-key") { request, context in
             let caller = try context.requireCaller()
-            let (agent, key) = try await agents.rotateKey(try Self.agentID(context), by: caller)
+            let body = try await RequestBody.decode(RotateAgentKeyRequest.self, from: request, emptyAsObject: true)
+            let (agent, key) = try await agents.rotateKey(
+                try Self.agentID(context), by: caller, apiKeyExpiresAt: body.apiKeyExpiresAt)
             return try JSONResponse.make(AgentWithKeyResponse(agent: AgentResponse(agent), api_key: key))
         }
     }

@@ -121,6 +121,10 @@ struct CreateAgentRequest: Decodable {
     let token_ttl_seconds: Int?
     let expires_at: Timestamp?
     let is_active: Bool?
+    let environment: String?
+    let environment_locked: Bool?
+    let env_auto_resolve: Bool?
+    let api_key_expires_at: Timestamp?
 
     func changes() throws -> AgentService.Changes {
         if let auth_method, auth_method != "api_key" {
@@ -129,7 +133,9 @@ struct CreateAgentRequest: Decodable {
         return AgentService.Changes(
             description: description.map { .some($0) }, isActive: is_active, scopes: scopes.map { .some($0) },
             vaultIDs: try vault_ids.map { try parseUUIDs($0, field: "vault_ids") },
-            tokenTTLSeconds: token_ttl_seconds.map { .some($0) }, expiresAt: expires_at.map { .some($0) })
+            tokenTTLSeconds: token_ttl_seconds.map { .some($0) }, expiresAt: expires_at.map { .some($0) },
+            environment: environment.map { .some($0) }, environmentLocked: environment_locked,
+            envAutoResolve: env_auto_resolve, apiKeyExpiresAt: api_key_expires_at.map { .some($0) })
     }
 }
 
@@ -137,7 +143,8 @@ struct UpdateAgentRequest: Decodable {
     let changes: AgentService.Changes
 
     enum CodingKeys: String, CodingKey {
-        case name, description, is_active, scopes, vault_ids, token_ttl_seconds, expires_at
+        case name, description, is_active, scopes, vault_ids, token_ttl_seconds, expires_at, environment
+        case environment_locked, env_auto_resolve, api_key_expires_at
     }
 
     init(from decoder: any Decoder) throws {
@@ -151,7 +158,24 @@ struct UpdateAgentRequest: Decodable {
                 try parseUUIDs($0, field: "vault_ids")
             },
             tokenTTLSeconds: try container.decodeNullable(Int.self, forKey: .token_ttl_seconds),
-            expiresAt: try container.decodeNullable(Timestamp.self, forKey: .expires_at))
+            expiresAt: try container.decodeNullable(Timestamp.self, forKey: .expires_at),
+            environment: try container.decodeNullable(String.self, forKey: .environment),
+            environmentLocked: try container.decodeIfPresent(Bool.self, forKey: .environment_locked),
+            envAutoResolve: try container.decodeIfPresent(Bool.self, forKey: .env_auto_resolve),
+            apiKeyExpiresAt: try container.decodeNullable(Timestamp.self, forKey: .api_key_expires_at))
+    }
+}
+
+/// The optional body of `POST /v1/agents/{id}/rotate-key`: `api_key_expires_at` absent keeps the key's expiry,
+/// `null` clears it, an instant sets it.
+struct RotateAgentKeyRequest: Decodable {
+    let apiKeyExpiresAt: Timestamp??
+
+    enum CodingKeys: String, CodingKey { case api_key_expires_at }
+
+    init(from decoder: any Decoder) throws {
+        apiKeyExpiresAt = try decoder.container(keyedBy: CodingKeys.self)
+            .decodeNullable(Timestamp.self, forKey: .api_key_expires_at)
     }
 }
 
@@ -171,6 +195,10 @@ struct AgentResponse: Encodable {
     let created_by: String
     let created_at: Timestamp
     let key_prefix: String
+    let environment: WireNullable<String>
+    let environment_locked: Bool
+    let env_auto_resolve: Bool
+    let api_key_expires_at: WireNullable<Timestamp>
 
     init(_ agent: Agent) {
         id = agent.id.wire
@@ -185,6 +213,10 @@ struct AgentResponse: Encodable {
         created_by = agent.createdBy.wire
         created_at = agent.createdAt
         key_prefix = agent.keyPrefix
+        environment = WireNullable(agent.environment)
+        environment_locked = agent.environmentLocked
+        env_auto_resolve = agent.envAutoResolve
+        api_key_expires_at = WireNullable(agent.apiKeyExpiresAt)
     }
 }
 

@@ -205,6 +205,7 @@ extension SQLStore {
     public func linkOrgEnvVar(id: UUID, orgID: UUID, vaultID: UUID, audit: AuditRecord) async throws -> Bool {
         let seal = try self.seal
         return try await database.inTransaction { db in
+            try await db.lock("keyhold.org_env_vars.\(orgID.wire)")
             guard try await db.lockedRow(
                 Self.orgEnvVars, where: "id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)], seal: seal, as: StoredRecords.orgEnvVar)
                 != nil,

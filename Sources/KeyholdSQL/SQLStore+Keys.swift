@@ -35,13 +35,13 @@ extension SQLStore {
             return versions
                 + (try await db.query(
                     """
-                    SELECT e.id, e.kek_id, e.wrapped_dek, vt.kek_id AS target FROM env_vars e JOIN vaults vt ON vt.id = e.vault_id
+                    SELECT e.id, e.version, e.kek_id, e.wrapped_dek, vt.kek_id AS target FROM env_vars e JOIN vaults vt ON vt.id = e.vault_id
                     WHERE e.kek_id <> vt.kek_id ORDER BY e.id LIMIT ?
                     """, [.int(limit - versions.count)]
                 ).map {
                     let fields = StoredFields($0, table: "env_vars")
                     return StaleWrappedKey(
-                        holder: .envVar(id: try fields.uuid("id")), currentKEKID: try fields.text("kek_id"),
+                        holder: .envVar(id: try fields.uuid("id"), version: try fields.count("version")), currentKEKID: try fields.text("kek_id"),
                         wrappedDataKey: try fields.bytes("wrapped_dek"), targetKEKID: try fields.text("target"))
                 })
         }
@@ -60,10 +60,12 @@ extension SQLStore {
                         WHERE secret_id = ? AND version = ? AND kek_id = ? RETURNING version
                         """, [.text(key.targetKEKID), .bytes(wrapped), .uuid(secretID), .int(version), .text(key.currentKEKID)]
                     ).count
-                case .envVar(let id):
+                case .envVar(let id, let version):
+                    // A variable changes in place: a new version (a new data key and ciphertext) written meanwhile must
+                    // not get the old version's key.
                     changed += try await db.query(
-                        "UPDATE env_vars SET kek_id = ?, wrapped_dek = ? WHERE id = ? AND kek_id = ? RETURNING id",
-                        [.text(key.targetKEKID), .bytes(wrapped), .uuid(id), .text(key.currentKEKID)]
+                        "UPDATE env_vars SET kek_id = ?, wrapped_dek = ? WHERE id = ? AND version = ? AND kek_id = ? RETURNING id",
+                        [.text(key.targetKEKID), .bytes(wrapped), .uuid(id), .int(version), .text(key.currentKEKID)]
                     ).count
                 }
             }

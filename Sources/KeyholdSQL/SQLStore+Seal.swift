@@ -47,13 +47,15 @@ extension SQLStore {
             }
             guard recorded < seal.version else { return }
             for table in GrantSeal.tables where table.columns(at: recorded) != table.columns(at: seal.version) {
-                for row in try await db.query("SELECT * FROM \(table.name) WHERE seal IS NOT NULL", []) {
+                // Locked, and replaced only if unchanged since it was read: a row another node changes meanwhile keeps
+                // the seal that node wrote (the upgrade is meant to run with every older node stopped; see the README).
+                for row in try await db.query("SELECT * FROM \(table.name) WHERE seal IS NOT NULL" + db.forUpdate, []) {
                     guard case .bytes(let stored)? = row[GrantSeal.column],
                         CredentialHasher.constantTimeEqual(stored, seal.seal(table, row: row, version: recorded))
                     else { continue }
                     try await db.query(
-                        "UPDATE \(table.name) SET seal = ? WHERE \(table.key) = ?",
-                        [.bytes(seal.seal(table, row: row)), row[table.key] ?? .null])
+                        "UPDATE \(table.name) SET seal = ? WHERE \(table.key) = ? AND seal = ?",
+                        [.bytes(seal.seal(table, row: row)), row[table.key] ?? .null, .bytes(stored)])
                 }
             }
             try await db.query("UPDATE grant_seals SET version = ?", [.int(seal.version)])

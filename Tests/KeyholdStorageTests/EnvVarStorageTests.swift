@@ -67,16 +67,23 @@ extension StorageConformanceTests {
     @Test(arguments: Backend.enabled)
     func concurrentWritesOfOneKeyAndEnvironmentStoreOne(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
-            let outcomes = await withTaskGroup(of: Bool.self) { group in
+            let outcomes = await withTaskGroup(of: KeyholdError.Code?.self) { group in
                 for _ in 0..<6 {
                     group.addTask {
-                        (try? await f.storage.saveEnvVar(self.envVar(f, "RACE", ["production"]), replacing: nil, audit: testAudit))
-                            != nil
+                        do {
+                            try await f.storage.saveEnvVar(self.envVar(f, "RACE", ["production"]), replacing: nil, audit: testAudit)
+                            return nil
+                        } catch let error as KeyholdError {
+                            return error.code
+                        } catch {
+                            return .internalError
+                        }
                     }
                 }
-                return await group.reduce(into: [Bool]()) { $0.append($1) }
+                return await group.reduce(into: [KeyholdError.Code?]()) { $0.append($1) }
             }
-            #expect(outcomes.filter { $0 }.count == 1)
+            #expect(outcomes.filter { $0 == nil }.count == 1, "one is stored")
+            #expect(outcomes.compactMap { $0 } == Array(repeating: .conflict, count: 5), "the others are refused with 409")
             #expect(try await f.storage.envVars(vaultID: f.vault.id).count == 1)
         }
     }
@@ -155,11 +162,19 @@ extension StorageConformanceTests {
             #expect(try await f.storage.unusedKEKs().isEmpty, "the old key still wraps the variable's")
             #expect(try await !f.storage.deleteKEK(id: old))
             let stale = try await f.storage.staleWrappedKeys(limit: 10)
-            #expect(stale.map(\.holder) == [.envVar(id: variable.id)])
-            #expect(try await f.storage.rewrap(stale.map { ($0, Data([7])) }) == 1)
-            #expect(try await f.storage.rewrap(stale.map { ($0, Data([8])) }) == 0, "already moved")
+            #expect(stale.map(\.holder) == [.envVar(id: variable.id, version: 1)])
+            // A new version written under the old KEK after the listing keeps its own key: the rewrap was for version 1.
+            var changed = variable
+            (changed.version, changed.wrappedDataKey, changed.ciphertext) = (2, Data([9, 9]), Data([8, 8]))
+            try await f.storage.saveEnvVar(changed, replacing: 1, audit: testAudit)
+            #expect(try await f.storage.rewrap(stale.map { ($0, Data([7])) }) == 0, "version 1 is gone")
+            #expect(try await f.storage.envVars(vaultID: f.vault.id).first?.wrappedDataKey == Data([9, 9]))
+            let fresh = try await f.storage.staleWrappedKeys(limit: 10)
+            #expect(fresh.map(\.holder) == [.envVar(id: variable.id, version: 2)])
+            #expect(try await f.storage.rewrap(fresh.map { ($0, Data([7])) }) == 1)
+            #expect(try await f.storage.rewrap(fresh.map { ($0, Data([8])) }) == 0, "already moved")
             let stored = try #require(try await f.storage.envVars(vaultID: f.vault.id).first)
-            #expect(stored.kekID == new.id && stored.wrappedDataKey == Data([7]) && stored.version == 1)
+            #expect(stored.kekID == new.id && stored.wrappedDataKey == Data([7]) && stored.version == 2)
             #expect(try await f.storage.unusedKEKs().map(\.id) == [old])
             // A write under a KEK that is gone is refused rather than stored without its key.
             #expect(try await f.storage.deleteKEK(id: old))

@@ -1132,9 +1132,9 @@ def test_run_environment_injects_the_resolved_variables_instead_of_secrets(
     shown = ok(as_owner("run", "--environment", "production", "--", "sh", "-c", "echo $API_URL"))
     assert prod not in shown.out and "<redacted:API_URL>" in shown.out
     # A person must name a known environment; nothing starts otherwise.
-    failed(as_owner("run", "--environment", "staging", "--", "true"))
-    failed(as_owner("run", "--environment", "production", "--prefix", "a/", "--", "true"))
-    failed(as_owner("run", "--git-branch", "main", "--", "true"))
+    failed(as_owner("run", "--environment", "staging", "--", "true"), "The vault has no environment 'staging' (HTTP 400)")
+    failed(as_owner("run", "--environment", "production", "--prefix", "a/", "--", "true"), "--prefix is for secrets")
+    failed(as_owner("run", "--git-branch", "main", "--", "true"), "--git-branch needs --environment")
 
 
 def test_run_vault_option(cli: Cli, owner, box: str, put, canary) -> None:

@@ -400,9 +400,69 @@ def test_an_agent_resolves_the_environment_it_is_tagged_with(
     assert assert_sdk_ok(resolve(locked), 200)["vars"] == {"DB_URL": dev}
     assert assert_sdk_ok(resolve(locked, "development"), 200)["vars"] == {"DB_URL": dev}
     assert_sdk_error(resolve(locked, "production"), 403)
+    # A locked agent sees its own environment through list and get too, and no other.
+    listing = assert_sdk_ok(locked.env_vars.list(vault_id), 200)["env_vars"]
+    assert [(v["environments"], v["value"]) for v in listing] == [(["development"], dev)]
+    assert assert_sdk_ok(locked.env_vars.get(vault_id, "DB_URL"), 200)["value"] == dev
+    assert_sdk_error(locked.env_vars.get(vault_id, "DB_URL", environment="production"), 403)
+    assert_sdk_error(locked.env_vars.list(vault_id, environment="production"), 403)
     # Locked to no environment resolves none (fail closed).
     untagged_locked = agent(environment_locked=True)
     assert_sdk_error(resolve(untagged_locked, "development"), 403)
     assert_sdk_error(resolve(untagged_locked), 403)
     denied = [e for e in events(owner, "env_var.resolve") if e["details"].get("outcome") == "denied"]
     assert len(denied) == 3 and all(prod not in json.dumps(e) for e in denied)
+    assert [e["details"]["environment"] for e in events(owner, "env_var.read") if e["details"].get("outcome")] == [
+        "production"
+    ]
+
+
+def test_a_change_answers_with_the_value_only_to_who_may_read_it(
+    owner: User, vault_id: str, join_org: Callable[..., User], canary: Callable[[str], str]
+) -> None:
+    hidden = canary("HIDDEN-")
+    assert_sdk_ok(owner.client.env_vars.create(vault_id, "CI_TOKEN", hidden, sensitive=True), 201)
+    writer = join_org(owner, "member")
+    assert_sdk_ok(
+        owner.client.policies.create(
+            vault_id, principal_type="user", principal_id=writer.user_id, secret_path_pattern="env-vars/*",
+            permissions=["write"],
+        ),
+        201,
+    )
+    assert_sdk_error(writer.client.env_vars.get(vault_id, "CI_TOKEN"), 403)
+    changed = assert_sdk_ok(writer.client.env_vars.update(vault_id, "CI_TOKEN", comment="rotated monthly"), 200)
+    assert changed["value"] is None and changed["version"] == 2 and changed["comment"] == "rotated monthly"
+    sent = canary("SENT-")
+    assert assert_sdk_ok(writer.client.env_vars.update(vault_id, "CI_TOKEN", value=sent), 200)["value"] == sent
+    assert assert_sdk_ok(owner.client.env_vars.get(vault_id, "CI_TOKEN"), 200)["value"] == sent
+
+    shared_value = canary("SHARED-")
+    assert owner.http.post("/v1/org/env-vars", json={"key": "SHARED", "value": shared_value, "sensitive": True}).status_code == 201
+    patched = owner.http.patch("/v1/org/env-vars/SHARED", json={"comment": "x"})
+    assert patched.status_code == 200 and patched.json()["value"] is None and shared_value not in patched.text
+
+
+def test_scoped_keys_and_deny_policies_hold_for_environments_and_shared_variables(
+    owner: User, vault_id: str, base_url: str, canary: Callable[[str], str], leak_watch: Any
+) -> None:
+    import httpx
+
+    made = owner.http.post("/v1/auth/api-keys", json={"name": "ci", "scopes": ["ci/**"]})
+    assert made.status_code == 201, made.text
+    key = leak_watch.track(made.json())["api_key"]
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30.0) as scoped:
+        assert_problem(scoped.get("/v1/org/env-vars"), 403)
+        assert_problem(scoped.post("/v1/org/env-vars", json={"key": "NODE_OPTIONS", "value": "--require evil"}), 403)
+        assert_problem(scoped.post(f"/v1/vaults/{vault_id}/environments", json={"slug": "qa"}), 403)
+    assert owner.http.get("/v1/org/env-vars").json()["env_vars"] == []
+
+    # A deny policy holds for the vault's owner too: copy_from does not read around it.
+    assert_sdk_ok(owner.client.env_vars.create(vault_id, "ROOT_KEY", canary("ROOT-"), environments=["production"]), 201)
+    deny = owner.http.post(f"/v1/vaults/{vault_id}/policies", json={
+        "principal_type": "user", "principal_id": owner.user_id, "secret_path_pattern": "env-vars/ROOT_KEY",
+        "permissions": ["read"], "effect": "deny"})
+    assert deny.status_code == 201, deny.text
+    assert_sdk_error(owner.client.env_vars.create_environment(vault_id, "qa", copy_from="production"), 403)
+    slugs = [e["slug"] for e in assert_sdk_ok(owner.client.env_vars.list_environments(vault_id), 200)["environments"]]
+    assert "qa" not in slugs

@@ -60,10 +60,10 @@ public enum EnvVarRules {
         return raw
     }
 
-    public static func comment(_ raw: String?) throws -> String? {
+    public static func comment(_ raw: String?, field: String = "comment") throws -> String? {
         guard let raw else { return nil }
         guard raw.utf8.count <= maxCommentBytes else {
-            throw KeyholdError.badRequest("comment must be at most \(maxCommentBytes) bytes")
+            throw KeyholdError.badRequest("\(field) must be at most \(maxCommentBytes) bytes")
         }
         return raw
     }

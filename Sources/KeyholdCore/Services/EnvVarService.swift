@@ -114,8 +114,9 @@ public struct EnvVarService: Sendable {
     // MARK: a vault's variables
 
     public func list(vaultID: UUID, environment: String?, by caller: Caller) async throws -> [Revealed] {
-        let environment = try environment.map { try EnvVarRules.slug($0, field: "environment") }
+        let requested = try environment.map { try EnvVarRules.slug($0, field: "environment") }
         let access = try await vaults.access(vaultID, for: caller)
+        let environment = try await confined(requested, vaultID: vaultID, "env_var.list", by: caller)
         let visible = try await store.envVars(vaultID: vaultID).filter {
             (environment.map($0.environments.contains) ?? true) && permits(caller, access, $0.key, .read)
         }
@@ -186,7 +187,8 @@ public struct EnvVarService: Sendable {
         details["changed"] = .array(changed.filter(\.1).map { .string($0.0) })
         try await store.saveEnvVar(
             record, replacing: current.version, audit: audit.record(caller, "env_var.update", "env_var", record.key, details))
-        return Revealed(record: record, value: newValue)
+        // The answer carries the value only when the caller sent it or may read it (write does not imply read).
+        return Revealed(record: record, value: value ?? (permits(caller, access, record.key, .read) ? newValue : nil))
     }
 
     public func delete(vaultID: UUID, _ selector: Selector, by caller: Caller) async throws {
@@ -220,7 +222,7 @@ public struct EnvVarService: Sendable {
     ) async throws -> VaultEnvironment {
         let slug = try EnvVarRules.slug(slug)
         let copyFrom = try copyFrom.map { try EnvVarRules.slug($0, field: "copy_from") }
-        let description = try EnvVarRules.comment(description)
+        let description = try EnvVarRules.comment(description, field: "description")
         let access = try await authorizeEnvironments(vaultID, "environment.create", slug, by: caller)
         let existing = try await store.vaultEnvironments(vaultID: vaultID).map(\.slug)
         guard !EnvVarRules.builtins.contains(slug), !existing.contains(slug) else {
@@ -234,6 +236,14 @@ public struct EnvVarService: Sendable {
             let now = Timestamp.now
             for source in try await store.envVars(vaultID: vaultID)
             where source.gitBranch == nil && source.environments.contains(copyFrom) {
+                // Copying reads the source and writes the copy: both decided per key (a deny policy holds for owners).
+                guard permits(caller, access, source.key, .read), permits(caller, access, source.key, .write) else {
+                    try await audit.append(
+                        audit.record(
+                            caller, "environment.create", "environment", slug,
+                            ["vault_id": .string(vaultID.wire), "outcome": "denied", "reason": .string("no read and write on \(source.key)")]))
+                    throw KeyholdError.forbidden("Access denied to \(source.key)")
+                }
                 var copy = source
                 (copy.id, copy.environments, copy.version, copy.createdBy, copy.createdAt, copy.updatedAt) =
                     (UUID(), [slug], 1, caller.principal.id, now, now)
@@ -256,9 +266,19 @@ public struct EnvVarService: Sendable {
 
     public func deleteEnvironment(vaultID: UUID, slug: String, by caller: Caller) async throws {
         guard (try? EnvVarRules.slug(slug)) != nil else { throw Self.environmentNotFound }
-        _ = try await authorizeEnvironments(vaultID, "environment.delete", slug, by: caller)
+        let access = try await authorizeEnvironments(vaultID, "environment.delete", slug, by: caller)
         guard !EnvVarRules.builtins.contains(slug) else {
             throw KeyholdError(.conflict, "The built-in environments cannot be deleted")
+        }
+        // The slug leaves (or deletes) every variable naming it: each such key needs write (which covers delete).
+        if let denied = try await store.envVars(vaultID: vaultID).first(where: {
+            $0.environments.contains(slug) && !permits(caller, access, $0.key, .write)
+        }) {
+            try await audit.append(
+                audit.record(
+                    caller, "environment.delete", "environment", slug,
+                    ["vault_id": .string(vaultID.wire), "outcome": "denied", "reason": .string("no write on \(denied.key)")]))
+            throw KeyholdError.forbidden("Access denied to \(denied.key)")
         }
         guard try await store.deleteVaultEnvironment(
             vaultID: vaultID, slug: slug,
@@ -278,7 +298,9 @@ public struct EnvVarService: Sendable {
         let requested = try environment.map { try EnvVarRules.slug($0, field: "environment") }
         let gitBranch = try gitBranch.map(EnvVarRules.branch)
         let access = try await vaults.access(vaultID, for: caller)
-        let environment = try await environmentToResolve(requested, vaultID: vaultID, by: caller)
+        var environment = try await confined(requested, vaultID: vaultID, "env_var.resolve", by: caller)
+        if environment == nil { environment = try await environmentToResolve(nil, by: caller) }
+        guard let environment else { throw KeyholdError.badRequest("environment is required") }
         let custom = try await store.vaultEnvironments(vaultID: vaultID).map(\.slug)
         guard EnvVarRules.builtins.contains(environment) || custom.contains(environment) else {
             throw KeyholdError.badRequest("The vault has no environment '\(environment)'")
@@ -310,30 +332,33 @@ public struct EnvVarService: Sendable {
         return Resolution(vars: vars, sources: sources, environment: environment, gitBranch: gitBranch, resolvedAt: .now)
     }
 
-    /// The environment a resolve means, or 400/403.
-    private func environmentToResolve(_ requested: String?, vaultID: UUID, by caller: Caller) async throws -> String {
-        guard caller.principal.kind == .agent else {
-            guard let requested else { throw KeyholdError.badRequest("environment is required") }
-            return requested
-        }
-        guard let agent = try await agents.agent(id: caller.principal.id) else { throw KeyholdError.unauthenticated }
-        let tag = agent.environment
-        // Locked: its own environment only; locked without one (fail closed): none.
-        if agent.environmentLocked, tag == nil || (requested.map { $0 != tag } ?? false) {
-            var details: [String: JSONValue] = [
-                "vault_id": .string(vaultID.wire), "outcome": "denied", "reason": "agent is locked to its environment",
-            ]
-            if let environment = requested ?? tag { details["environment"] = .string(environment) }
-            try await audit.append(audit.record(caller, "env_var.resolve", "env_var", nil, details))
-            throw KeyholdError.forbidden(
-                tag.map { "This agent may only resolve the '\($0)' environment" }
-                    ?? "This agent is locked to an environment but has none")
-        }
+    /// The environment a resolve means: the one named, or an agent's own tag (unless its `env_auto_resolve` is off).
+    private func environmentToResolve(_ requested: String?, by caller: Caller) async throws -> String {
         if let requested { return requested }
-        guard let tag, agent.envAutoResolve else {
+        guard caller.principal.kind == .agent else { throw KeyholdError.badRequest("environment is required") }
+        guard let agent = try await agents.agent(id: caller.principal.id) else { throw KeyholdError.unauthenticated }
+        guard let tag = agent.environment, agent.envAutoResolve else {
             throw KeyholdError.badRequest("environment is required: this agent has no environment to resolve by default")
         }
         return tag
+    }
+
+    /// The environment a request may see: for an agent locked to its environment (`environment_locked`), its own
+    /// tag, whatever it asked for (another one is 403, recorded; locked without a tag sees none: fail closed); for
+    /// everyone else, what was asked (nil: every environment).
+    private func confined(_ requested: String?, vaultID: UUID, _ action: String, by caller: Caller) async throws -> String? {
+        guard caller.principal.kind == .agent else { return requested }
+        guard let agent = try await agents.agent(id: caller.principal.id) else { throw KeyholdError.unauthenticated }
+        guard agent.environmentLocked else { return requested }
+        if let tag = agent.environment, requested.map({ $0 == tag }) ?? true { return tag }
+        var details: [String: JSONValue] = [
+            "vault_id": .string(vaultID.wire), "outcome": "denied", "reason": "agent is locked to its environment",
+        ]
+        if let environment = requested ?? agent.environment { details["environment"] = .string(environment) }
+        try await audit.append(audit.record(caller, action, "env_var", nil, details))
+        throw KeyholdError.forbidden(
+            agent.environment.map { "This agent may only use the '\($0)' environment" }
+                ?? "This agent is locked to an environment but has none")
     }
 
     // MARK: the org's shared variables
@@ -391,7 +416,8 @@ public struct EnvVarService: Sendable {
             try await store.saveOrgEnvVar(
                 record, replacing: current.version,
                 audit: audit.record(caller, "org_env_var.update", "org_env_var", key, Self.details(record)))
-            return RevealedShared(record: record, value: newValue)
+            // As in lists: a sensitive value is never shown unless the caller just sent it.
+            return RevealedShared(record: record, value: value ?? (record.sensitive ? nil : newValue))
         }
     }
 
@@ -465,9 +491,10 @@ public struct EnvVarService: Sendable {
         _ vaultID: UUID, _ selector: Selector, _ permission: Permission, _ action: String, by caller: Caller
     ) async throws -> (VaultAccess, EnvVarRecord) {
         guard (try? EnvVarRules.key(selector.key)) != nil else { throw Self.notFound }
-        let environment = try selector.environment.map { try EnvVarRules.slug($0, field: "environment") }
+        let requested = try selector.environment.map { try EnvVarRules.slug($0, field: "environment") }
         let gitBranch = try selector.gitBranch.map(EnvVarRules.branch)
         let access = try await authorize(vaultID, selector.key, permission, action, by: caller)
+        let environment = try await confined(requested, vaultID: vaultID, action, by: caller)
         let matching = try await store.envVars(vaultID: vaultID).filter {
             $0.key == selector.key && $0.gitBranch == gitBranch && (environment.map($0.environments.contains) ?? true)
         }
@@ -484,7 +511,8 @@ public struct EnvVarService: Sendable {
         -> VaultAccess
     {
         let access = try await vaults.access(vaultID, for: caller)
-        guard caller.principal.kind == .user, authorizer.isOwner(caller.principal, of: access.vault) else {
+        guard caller.principal.kind == .user, !caller.principal.isScoped, authorizer.isOwner(caller.principal, of: access.vault)
+        else {
             try await audit.append(
                 audit.record(
                     caller, action, "environment", slug,
@@ -503,9 +531,11 @@ public struct EnvVarService: Sendable {
         }
     }
 
+    /// Owners and admins with an unscoped credential: a shared variable reaches every vault it is linked to, beyond
+    /// any path a scoped key is capped to.
     static func requireAdmin(_ caller: Caller) throws {
-        guard caller.principal.isOrgAdmin else {
-            throw KeyholdError.forbidden("Only the organization's owners and admins manage shared variables")
+        guard caller.principal.isOrgAdmin, !caller.principal.isScoped else {
+            throw KeyholdError.forbidden("Only the organization's owners and admins, with an unscoped credential, manage shared variables")
         }
     }
 

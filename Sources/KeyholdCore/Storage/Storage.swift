@@ -241,7 +241,8 @@ public protocol EnvVarStore: Sendable {
 public struct StaleWrappedKey: Sendable, Hashable {
     public enum Holder: Sendable, Hashable {
         case secretVersion(secretID: UUID, version: Int)
-        case envVar(id: UUID)
+        /// The version the key was read at: a variable changes in place, so a rewrap applies only to that version.
+        case envVar(id: UUID, version: Int)
     }
 
     public let holder: Holder

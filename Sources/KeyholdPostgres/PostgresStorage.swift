@@ -20,13 +20,17 @@ public final class PostgresStorage: SQLStore, @unchecked Sendable {
     /// fails here within seconds, with an error that names the problem (never the password).
     ///
     /// The pool runs in a task of its own until `close()`.
-    public static func open(url: String, logger: Logger, maximumConnections: Int = 20) async throws -> PostgresStorage {
+    /// `connectTimeout` bounds each connection attempt (start-up's first one fails after it plus 2 s); a test
+    /// suite that opens many databases at once on a busy machine passes a longer one.
+    public static func open(
+        url: String, logger: Logger, maximumConnections: Int = 20, connectTimeout: Int = connectTimeoutSeconds
+    ) async throws -> PostgresStorage {
         let location = try DatabaseURL(parsing: url)
         var logger = logger
         if logger.logLevel < .debug { logger.logLevel = .debug }
         // One connection first, outside the pool (which would retry a bad password or host silently for a long
         // time); the migrations run on it, before any node serves a request.
-        let connection = try await connect(location, logger: logger)
+        let connection = try await connect(location, logger: logger, timeout: connectTimeout)
         do {
             try await migrate(connection, logger: logger)
         } catch {
@@ -38,7 +42,7 @@ public final class PostgresStorage: SQLStore, @unchecked Sendable {
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: .disable)
-        configuration.options.connectTimeout = .seconds(Int64(connectTimeoutSeconds))
+        configuration.options.connectTimeout = .seconds(Int64(connectTimeout))
         configuration.options.maximumConnections = max(1, maximumConnections)
         configuration.options.additionalStartupParameters = startupParameters
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -67,7 +71,7 @@ public final class PostgresStorage: SQLStore, @unchecked Sendable {
         await runTask.value
     }
 
-    static let connectTimeoutSeconds = 5
+    public static let connectTimeoutSeconds = 5
     /// Every session runs READ COMMITTED whatever the server's default: the locking below is written for it.
     static let startupParameters = [
         ("application_name", "keyhold"), ("default_transaction_isolation", "read committed"),
@@ -75,11 +79,13 @@ public final class PostgresStorage: SQLStore, @unchecked Sendable {
 
     /// One connection, made before the pool exists: the pool retries failed connections silently for a long
     /// time, so a bad password or host would otherwise only show as requests that hang.
-    static func connect(_ location: DatabaseURL, logger: Logger) async throws -> PostgresConnection {
+    static func connect(_ location: DatabaseURL, logger: Logger, timeout: Int = connectTimeoutSeconds) async throws
+        -> PostgresConnection
+    {
         var options = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.username, password: location.password,
             database: location.database, tls: .disable)
-        options.options.connectTimeout = .seconds(Int64(connectTimeoutSeconds))
+        options.options.connectTimeout = .seconds(Int64(timeout))
         options.options.additionalStartupParameters = startupParameters
         let configuration = options
         let target = "PostgreSQL at \(location.redacted)"
@@ -95,7 +101,7 @@ public final class PostgresStorage: SQLStore, @unchecked Sendable {
                 }
             }
             group.addTask {
-                try? await Task.sleep(for: .seconds(connectTimeoutSeconds + 2))
+                try? await Task.sleep(for: .seconds(timeout + 2))
                 return nil
             }
             let first = await group.next() ?? nil
@@ -107,7 +113,7 @@ public final class PostgresStorage: SQLStore, @unchecked Sendable {
         switch outcome {
         case nil:
             throw PostgresStorageError(
-                "Cannot connect to \(target): no answer within \(connectTimeoutSeconds + 2) seconds")
+                "Cannot connect to \(target): no answer within \(timeout + 2) seconds")
         case .failure(let error)?:
             throw PostgresStorageError("Cannot connect to \(target): \(describeConnectFailure(error))")
         case .success(let connection)?:

@@ -95,9 +95,12 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             }
             var components = try #require(URLComponents(string: url))
             components.path = "/" + name
-            // A small pool: every test opens its own store, and the test cluster allows 200 connections in all.
+            // A small pool: every test opens its own store, and the test cluster allows 200 connections in all. The
+            // tests run in parallel on a machine that may have two cores: a connection may wait its turn for longer
+            // than a server's start-up would.
             let storage = try await PostgresStorage.open(
-                url: try #require(components.string), logger: Logger(label: "test"), maximumConnections: 4)
+                url: try #require(components.string), logger: Logger(label: "test"), maximumConnections: 4,
+                connectTimeout: 60)
             return (storage, {
                 try? await storage.close()
                 try? await Self.postgresAdmin(url, database: "postgres") { connection in

@@ -128,7 +128,8 @@ extension Backend {
             let name = try #require((storage as? PostgresStorage)?.databaseName)
             var components = try #require(URLComponents(string: url))
             components.path = "/" + name
-            return try await PostgresStorage.open(url: try #require(components.string), logger: Logger(label: "test"))
+            return try await PostgresStorage.open(
+                url: try #require(components.string), logger: Logger(label: "test"), maximumConnections: 4, connectTimeout: 60)
         }
     }
 }

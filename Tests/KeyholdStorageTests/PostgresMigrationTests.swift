@@ -68,7 +68,8 @@ import Testing
         }
         var components = try #require(URLComponents(string: url))
         components.path = "/" + name
-        let storage = try await PostgresStorage.open(url: try #require(components.string), logger: logger)
+        let storage = try await PostgresStorage.open(
+            url: try #require(components.string), logger: logger, maximumConnections: 4, connectTimeout: 60)
         do {
             try await SQLiteMigrationTests.expectMovedReadCounts(storage, org: org, vault: vault)
         } catch {

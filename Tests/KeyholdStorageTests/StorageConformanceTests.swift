@@ -88,26 +88,59 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
                 try? FileManager.default.removeItem(atPath: dir)
             })
         case .postgres:
-            let url = try #require(Self.databaseURL)
-            let name = "kh_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-            try await Self.postgresAdmin(url, database: "postgres") { connection in
-                _ = try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: Logger(label: "test"))
-            }
-            var components = try #require(URLComponents(string: url))
-            components.path = "/" + name
-            // A small pool: every test opens its own store, and the test cluster allows 200 connections in all. The
-            // tests run in parallel on a machine that may have two cores: a connection may wait its turn for longer
-            // than a server's start-up would.
-            let storage = try await PostgresStorage.open(
-                url: try #require(components.string), logger: Logger(label: "test"), maximumConnections: 4,
-                connectTimeout: 60)
-            return (storage, {
-                try? await storage.close()
-                try? await Self.postgresAdmin(url, database: "postgres") { connection in
-                    _ = try await connection.query(
-                        PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: Logger(label: "test"))
+            // Swift Testing starts every test at once; at most `PostgresSlots.count` stores are open together, so
+            // the connections (a pool of 4, a reopened store's 4, an admin connection) stay under the test
+            // cluster's 200.
+            await PostgresSlots.shared.acquire()
+            do {
+                let url = try #require(Self.databaseURL)
+                let name = "kh_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+                try await Self.postgresAdmin(url, database: "postgres") { connection in
+                    _ = try await connection.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: Logger(label: "test"))
                 }
-            })
+                var components = try #require(URLComponents(string: url))
+                components.path = "/" + name
+                // The tests run in parallel on a machine that may have two cores: a connection may wait its turn
+                // for longer than a server's start-up would.
+                let storage = try await PostgresStorage.open(
+                    url: try #require(components.string), logger: Logger(label: "test"), maximumConnections: 4,
+                    connectTimeout: 60)
+                return (storage, {
+                    try? await storage.close()
+                    try? await Self.postgresAdmin(url, database: "postgres") { connection in
+                        _ = try await connection.query(
+                            PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: Logger(label: "test"))
+                    }
+                    await PostgresSlots.shared.release()
+                })
+            } catch {
+                await PostgresSlots.shared.release()
+                throw error
+            }
+        }
+    }
+}
+
+/// A counting semaphore for the PostgreSQL stores the tests hold open at once.
+actor PostgresSlots {
+    static let shared = PostgresSlots()
+    static let count = 16
+    private var free = count
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            free += 1
+        } else {
+            waiting.removeFirst().resume()
         }
     }
 }

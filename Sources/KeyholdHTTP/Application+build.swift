@@ -79,6 +79,9 @@ public func buildApplication(
         issuer: configuration.publicURL
     ).register(on: router, authenticated: authenticated)
     VaultController(vaults: vaults).register(on: authenticated)
+    CMEKController(
+        cmek: CMEKService(store: storage, vaults: vaults, keystore: keystore, authorizer: Authorizer(), audit: audit)
+    ).register(on: authenticated)
     let secrets = SecretService(
         store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit,
         cursors: ListCursor(key: credentialHasher.derivedKey(for: "list cursor")))

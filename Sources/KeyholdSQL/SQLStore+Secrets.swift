@@ -5,7 +5,7 @@ import KeyholdCore
 let versionColumns = """
     s.id AS secret_id, s.path, s.deleted_at, v.version, v.type, v.metadata, v.rotation_policy, v.expires_at,
     v.max_access_count, COALESCE((SELECT count FROM version_reads WHERE slot = v.read_slot), 0) AS access_count,
-    v.is_disabled, v.is_deleted, v.created_by, v.created_at
+    v.is_disabled, v.is_deleted, v.created_by, v.created_at, v.cmek_fingerprint
     """
 
 extension SQLStore {
@@ -18,7 +18,15 @@ extension SQLStore {
     public func writeVersion(
         _ new: NewSecretVersion, audit: AuditRecord, seal: @escaping @Sendable (Int) throws -> Data
     ) async throws -> SecretVersionInfo {
-        try await database.inTransaction { db in
+        let grants = try self.seal
+        return try await database.inTransaction { db in
+            // The vault's CMEK setting must still be the one the value was checked against: enabling, disabling or
+            // finishing a rotation locks the vault's row, so a write that read the old setting waits and fails here.
+            guard let vaultRow = try await db.first("SELECT * FROM vaults WHERE id = ?" + db.forKeyShare, [.uuid(new.vaultID)])
+            else { throw KeyholdError.notFound("Vault not found") }
+            guard try grants.verified(vaultRow, Self.vaults, StoredRecords.vault).cmekFingerprint == new.cmekFingerprint else {
+                throw KeyholdError(.conflict, "The vault's customer-managed key setting changed during the write; retry the request")
+            }
             // The KEK must still exist when the version commits: a concurrent retirement waits for this write and
             // then sees the version (or, if it went first, this write fails instead of losing its key).
             guard try await db.first("SELECT id FROM keks WHERE id = ?" + db.forKeyShare, [.text(new.kekID)]) != nil else {
@@ -58,22 +66,22 @@ extension SQLStore {
                 secretID: secretID, path: new.path, version: version, type: type ?? .generic,
                 metadata: new.metadata, rotationPolicy: new.rotationPolicy, expiresAt: new.expiresAt,
                 maxAccessCount: new.maxAccessCount, accessCount: 0, isDisabled: false, isDeleted: false,
-                createdBy: new.createdBy, createdAt: new.createdAt)
+                createdBy: new.createdBy, createdAt: new.createdAt, cmekFingerprint: new.cmekFingerprint)
             guard let counter = try await db.first("INSERT INTO version_reads (count) VALUES (0) RETURNING slot", []) else {
                 throw StorageError.backend("no read counter for the new version")
             }
             try await db.query(
                 """
                 INSERT INTO secret_versions (read_slot, secret_id, version, type, metadata, rotation_policy, expires_at,
-                    max_access_count, created_by, created_at, kek_id, wrapped_dek, ciphertext)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    max_access_count, created_by, created_at, kek_id, wrapped_dek, ciphertext, cmek_fingerprint)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .integer(try StoredFields(counter, table: "version_reads").int("slot")), .uuid(secretID),
                     .int(version), .text(info.type.rawValue), .optional(new.metadata?.jsonString()),
                     .optional(new.rotationPolicy?.jsonString()), .optional(new.expiresAt), .optional(new.maxAccessCount),
                     .uuid(new.createdBy), .time(new.createdAt), .text(new.kekID), .bytes(new.wrappedDataKey),
-                    .bytes(try seal(version)),
+                    .bytes(try seal(version)), .optional(new.cmekFingerprint),
                 ])
             try await db.append(audit.adding(["version": .number(Double(version))]))
             return info

@@ -11,7 +11,7 @@ extension SQLStore {
                     "id": .uuid(vault.id), "org_id": .uuid(vault.orgID), "name": .text(vault.name),
                     "description": .optional(vault.description), "created_by": .uuid(vault.createdBy),
                     "created_by_type": .text(vault.createdByType.rawValue), "kek_id": .text(vault.kekID),
-                    "created_at": .time(vault.createdAt),
+                    "created_at": .time(vault.createdAt), "cmek_fingerprint": .optional(vault.cmekFingerprint),
                 ], seal: seal)
             try await db.query(
                 "INSERT INTO keks (id, vault_id, material, created_at) VALUES (?, ?, ?, ?)",

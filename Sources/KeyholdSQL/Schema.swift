@@ -92,6 +92,20 @@ public enum Schema {
         CREATE INDEX org_env_var_links_vault ON org_env_var_links(vault_id);
         CREATE INDEX org_env_var_links_org ON org_env_var_links(org_id)
         """,
+        // Customer-managed keys (issue 18, contract §1.2): a vault's CMEK fingerprint (NULL: off), sealed from seal
+        // version 3 on (`GrantSeal`, table `vaults`); the fingerprint of the key each version's value is encrypted
+        // with (NULL: not a CMEK value); rotation jobs, progress only (the keys are never stored).
+        """
+        ALTER TABLE vaults ADD COLUMN cmek_fingerprint TEXT;
+        ALTER TABLE secret_versions ADD COLUMN cmek_fingerprint TEXT;
+        CREATE INDEX secret_versions_cmek ON secret_versions(cmek_fingerprint) WHERE cmek_fingerprint IS NOT NULL;
+        CREATE TABLE cmek_rotation_jobs (
+            id {uuid} PRIMARY KEY, vault_id {uuid} NOT NULL REFERENCES vaults(id) ON DELETE CASCADE,
+            org_id {uuid} NOT NULL, old_fingerprint TEXT NOT NULL, new_fingerprint TEXT NOT NULL, status TEXT NOT NULL,
+            total_secrets {int} NOT NULL, processed {int} NOT NULL, error TEXT, started_at {int}, completed_at {int},
+            created_by {uuid} NOT NULL, created_at {int} NOT NULL);
+        CREATE INDEX cmek_rotation_jobs_vault ON cmek_rotation_jobs(vault_id, created_at)
+        """,
     ]
 
     /// A migration in a backend's spelling.

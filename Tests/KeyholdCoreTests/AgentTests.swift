@@ -73,13 +73,20 @@ import Testing
         ])
 
     @Test func theAgentsColumnsOfIssue17JoinedAtVersion2() {
-        #expect(GrantSeal.version == 2)
+        #expect(GrantSeal.version == 3)
         let added = ["environment", "environment_locked", "env_auto_resolve", "api_key_expires_at"]
         #expect(agents.columns(at: 2) == agents.columns)
         #expect(agents.columns(at: 1) == agents.columns.filter { !added.contains($0) })
-        for table in GrantSeal.tables where table.name != "agents" {
+        for table in GrantSeal.tables where !["agents", "vaults"].contains(table.name) {
             #expect(table.columns(at: 1) == table.columns, "\(table.name) unchanged since version 1")
         }
+    }
+
+    @Test func theVaultsCMEKColumnJoinedAtVersion3() {
+        let vaults = GrantSeal.table("vaults")
+        #expect(vaults.columns(at: 3) == ["id", "org_id", "cmek_fingerprint"])
+        #expect(vaults.columns(at: 2) == ["id", "org_id"])
+        #expect(vaults.columns(at: 1) == ["id", "org_id"])
     }
 
     /// A row's version-1 seal verifies only for a seal of version 1; the same key at version 2 refuses it, and

@@ -46,6 +46,7 @@ extension StorageConformanceTests {
         GrantEdit(table: "shares", set: "passphrase_hash = NULL"),
         GrantEdit(table: "shares", set: "expires_at = expires_at + 86400000"),
         GrantEdit(table: "vaults", set: "org_id = '{otherOrg}'"),
+        GrantEdit(table: "vaults", set: "cmek_fingerprint = '\(String(repeating: "ab", count: 32))'"),
         GrantEdit(table: "ip_rules", set: "rule_type = 'allow'"),
         GrantEdit(table: "ip_rules", set: "cidr = '192.0.2.0/32'"),
         GrantEdit(table: "ip_rules", set: "applies_to = 'agents'"),

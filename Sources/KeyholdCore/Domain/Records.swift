@@ -106,10 +106,13 @@ public struct Vault: Sendable, Hashable {
     /// The KEK that new versions are written under.
     public let kekID: String
     public let createdAt: Timestamp
+    /// With customer-managed keys on (`CMEK`), the SHA-256 fingerprint (64 lower-case hex) of the client's key: every
+    /// value written must then be a CMEK ciphertext, and the version records this fingerprint. Nil: CMEK is off.
+    public let cmekFingerprint: String?
 
     public init(
         id: UUID, orgID: UUID, name: String, description: String?, createdBy: UUID, createdByType: PrincipalKind,
-        kekID: String, createdAt: Timestamp
+        kekID: String, createdAt: Timestamp, cmekFingerprint: String? = nil
     ) {
         self.id = id
         self.orgID = orgID
@@ -119,6 +122,14 @@ public struct Vault: Sendable, Hashable {
         self.createdByType = createdByType
         self.kekID = kekID
         self.createdAt = createdAt
+        self.cmekFingerprint = cmekFingerprint
+    }
+
+    /// The same vault with CMEK on under `fingerprint`, or off (nil).
+    public func with(cmekFingerprint: String?) -> Vault {
+        Vault(
+            id: id, orgID: orgID, name: name, description: description, createdBy: createdBy,
+            createdByType: createdByType, kekID: kekID, createdAt: createdAt, cmekFingerprint: cmekFingerprint)
     }
 }
 
@@ -138,12 +149,15 @@ public struct SecretVersionInfo: Sendable, Hashable {
     public let isDeleted: Bool
     public let createdBy: UUID
     public let createdAt: Timestamp
+    /// The fingerprint of the customer-managed key the value is encrypted with (a CMEK ciphertext), or nil.
+    public let cmekFingerprint: String?
 
     public init(
         secretID: UUID, path: String, version: Int, type: SecretType, metadata: JSONValue?,
         rotationPolicy: JSONValue?, expiresAt: Timestamp?, maxAccessCount: Int?, accessCount: Int,
-        isDisabled: Bool, isDeleted: Bool, createdBy: UUID, createdAt: Timestamp
+        isDisabled: Bool, isDeleted: Bool, createdBy: UUID, createdAt: Timestamp, cmekFingerprint: String? = nil
     ) {
+        self.cmekFingerprint = cmekFingerprint
         self.secretID = secretID
         self.path = path
         self.version = version
@@ -197,12 +211,16 @@ public struct NewSecretVersion: Sendable {
     public let createdAt: Timestamp
     public let kekID: String
     public let wrappedDataKey: Data
+    /// The vault's CMEK fingerprint the value was checked against (nil: CMEK off); the write commits only while the
+    /// vault still says the same.
+    public let cmekFingerprint: String?
 
     public init(
         vaultID: UUID, path: String, type: SecretType?, metadata: JSONValue?, rotationPolicy: JSONValue?,
         expiresAt: Timestamp?, maxAccessCount: Int?, createdBy: UUID, createdAt: Timestamp, kekID: String,
-        wrappedDataKey: Data
+        wrappedDataKey: Data, cmekFingerprint: String? = nil
     ) {
+        self.cmekFingerprint = cmekFingerprint
         self.vaultID = vaultID
         self.path = path
         self.type = type
@@ -380,6 +398,6 @@ extension SecretVersionInfo {
             secretID: secretID, path: path, version: version, type: type, metadata: metadata,
             rotationPolicy: rotationPolicy, expiresAt: expiresAt, maxAccessCount: maxAccessCount,
             accessCount: accessCount, isDisabled: isDisabled, isDeleted: isDeleted, createdBy: createdBy,
-            createdAt: createdAt)
+            createdAt: createdAt, cmekFingerprint: cmekFingerprint)
     }
 }

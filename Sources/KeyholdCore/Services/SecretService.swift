@@ -80,6 +80,12 @@ public struct SecretService: Sendable {
     private func sealAndStore(
         _ request: WriteRequest, in vault: Vault, path: SecretPath, by caller: Caller, action: String
     ) async throws -> SecretVersionInfo {
+        // A vault under customer-managed keys takes only values the client encrypted (CMEK format); nothing else is
+        // stored, and the version records whose key it is.
+        if vault.cmekFingerprint != nil, !CMEK.isCiphertext(request.value) {
+            throw KeyholdError.badRequest(
+                "This vault requires customer-managed encryption: value must be base64([0x01][12-byte IV][ciphertext][16-byte GCM tag])")
+        }
         let kek = try await vaults.kek(vault.kekID)
         let dataKey = KeyMaterial.randomKey()
         let wrapped = try await keystore.wrap(dataKey: dataKey, with: kek)
@@ -88,7 +94,7 @@ public struct SecretService: Sendable {
             vaultID: vault.id, path: path.rawValue, type: request.type, metadata: request.metadata,
             rotationPolicy: request.rotationPolicy, expiresAt: request.expiresAt,
             maxAccessCount: request.maxAccessCount, createdBy: caller.principal.id, createdAt: .now, kekID: kek.id,
-            wrappedDataKey: wrapped)
+            wrappedDataKey: wrapped, cmekFingerprint: vault.cmekFingerprint)
         let (orgID, vaultID) = (vault.orgID, vault.id)
         let record = audit.record(caller, action, "secret", path.rawValue, ["vault_id": .string(vault.id.wire)])
         return try await store.writeVersion(newVersion, audit: record) { version in
@@ -239,6 +245,10 @@ public struct SecretService: Sendable {
     ) async throws -> SecretVersionInfo {
         guard (8...1024).contains(length) else { throw KeyholdError.badRequest("length must be between 8 and 1024") }
         let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .rotate)
+        if vault.cmekFingerprint != nil {
+            throw KeyholdError.badRequest(
+                "This vault requires customer-managed encryption: the server cannot generate a value encrypted with your key; write the new value with PUT")
+        }
         let current = try await recordingRefusal(caller, "secret.rotate", path, ["vault_id": .string(vault.id.wire)]) {
             guard let current = try await store.latestVersions(
                 vaultID: vault.id, prefix: path.rawValue, after: nil, limit: 1

@@ -17,7 +17,7 @@ public final class GrantSeal: Sendable {
     /// The seal version this build writes: the column lists of `tables` as they stand. A column that joins the seal
     /// of an existing table raises it (and names the version in its table's `since`), so that the start-up that
     /// meets rows sealed under an older list re-seals them (`Storage.sealGrants`).
-    public static let version = 2
+    public static let version = 3
 
     /// A sealed table: the column that identifies a row and the columns the seal covers (the key among them).
     public struct Table: Sendable {
@@ -74,7 +74,9 @@ public final class GrantSeal: Sendable {
                 "recipient_id", "recipient_email", "expires_at", "max_access_count", "access_count", "passphrase_hash",
                 "ip_allowlist", "status", "revoked_at", "version", "claim_digest", "reference",
             ]),
-        Table(name: "vaults", key: "id", columns: ["id", "org_id"]),
+        // Whether the vault requires customer-managed keys, and whose (schema migration 14, seal version 3): a
+        // database writer who cleared it would let the server accept values the client never encrypted.
+        Table(name: "vaults", key: "id", columns: ["id", "org_id", "cmek_fingerprint"], since: ["cmek_fingerprint": 3]),
         Table(name: "ip_rules", key: "id", columns: ["id", "org_id", "rule_type", "cidr", "applies_to"]),
         // TOTP enrolments (schema migration 11): whether a login needs a second factor, the secret, the last step
         // accepted and the unspent recovery codes.

@@ -237,6 +237,32 @@ public protocol EnvVarStore: Sendable {
     func linkedOrgEnvVars(vaultID: UUID) async throws -> [OrgEnvVarRecord]
 }
 
+/// Customer-managed keys (`CMEK`): whether a vault requires CMEK values lives in its sealed row (`vaults.
+/// cmek_fingerprint`), and rotation jobs re-encrypt the versions under the old key in batches, each batch one
+/// transaction.
+public protocol CMEKStore: Sendable {
+    /// Turns CMEK on under `fingerprint`, or off (nil), re-sealing the vault's row; returns the vault as it is now,
+    /// nil when the org has no such vault. A secret write in flight that checked the old setting fails instead of
+    /// committing (`writeVersion` compares it under a lock on the vault's row).
+    func setVaultCMEK(vaultID: UUID, orgID: UUID, fingerprint: String?, audit: AuditRecord) async throws -> Vault?
+    /// Versions of the vault's secrets (deleted and disabled ones too) whose value is under the key with this
+    /// fingerprint: how many, and the first `limit` of them by secret and version.
+    func cmekVersionCount(vaultID: UUID, fingerprint: String) async throws -> Int
+    func cmekVersions(vaultID: UUID, fingerprint: String, limit: Int) async throws -> [CMEKVersion]
+    /// Replaces the versions in one transaction, each only while it still holds what was read (its fingerprint `from`
+    /// and its wrapped data key), setting its fingerprint to `to`, and saves the job's progress with them. Throws
+    /// `KeyholdError` 409 and changes nothing when any version changed meanwhile.
+    func replaceCMEKVersions(_ replacements: [CMEKReplacement], from: String, to: String, job: CMEKRotationJob) async throws
+    /// Ends a rotation: under a lock on the vault's row, when no version of the vault is left under `job`'s old key,
+    /// moves the vault to the new fingerprint (if it still has the old one) and saves the job, with the audit event.
+    /// `false` (nothing changes) when versions under the old key remain (written meanwhile).
+    func finishCMEKRotation(_ job: CMEKRotationJob, audit: AuditRecord) async throws -> Bool
+    func createCMEKJob(_ job: CMEKRotationJob, audit: AuditRecord) async throws
+    /// Saves a job's status, counts, error and times.
+    func saveCMEKJob(_ job: CMEKRotationJob) async throws
+    func cmekJob(id: UUID, vaultID: UUID) async throws -> CMEKRotationJob?
+}
+
 /// A data key wrapped by a KEK that is no longer its vault's current one: a secret version's or a vault env var's.
 public struct StaleWrappedKey: Sendable, Hashable {
     public enum Holder: Sendable, Hashable {
@@ -281,7 +307,7 @@ public protocol KeyRotationStore: Sendable {
 /// Everything one backend provides.
 public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
-    ShareStore, KeyRotationStore, IPRuleStore, MFAStore, EnvVarStore
+    ShareStore, KeyRotationStore, IPRuleStore, MFAStore, EnvVarStore, CMEKStore
 {
     /// Installs the key that seals the rows granting access (see `GrantSeal`), sealing the rows stored before seals
     /// existed the first time; until it is called, every such row is refused.

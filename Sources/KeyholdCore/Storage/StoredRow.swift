@@ -242,7 +242,26 @@ public enum StoredRecords {
             id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), name: try fields.text("name"),
             description: try fields.optionalText("description"), createdBy: try fields.uuid("created_by"),
             createdByType: try fields.value("created_by_type"), kekID: try fields.text("kek_id"),
-            createdAt: try fields.timestamp("created_at"))
+            createdAt: try fields.timestamp("created_at"), cmekFingerprint: try cmekFingerprint(fields))
+    }
+
+    /// A stored CMEK fingerprint: NULL, or 64 lower-case hex digits.
+    static func cmekFingerprint(_ fields: StoredFields) throws -> String? {
+        try fields.optionalText("cmek_fingerprint").map {
+            guard CMEK.fingerprint(parsing: $0) == $0 else { throw fields.failure("cmek_fingerprint", "not a fingerprint") }
+            return $0
+        }
+    }
+
+    public static func cmekJob(_ row: StoredRow) throws -> CMEKRotationJob {
+        let fields = StoredFields(row, table: "cmek_rotation_jobs")
+        return CMEKRotationJob(
+            id: try fields.uuid("id"), vaultID: try fields.uuid("vault_id"), orgID: try fields.uuid("org_id"),
+            oldFingerprint: try fields.text("old_fingerprint"), newFingerprint: try fields.text("new_fingerprint"),
+            status: try fields.value("status"), totalSecrets: try fields.count("total_secrets"),
+            processed: try fields.count("processed"), error: try fields.optionalText("error"),
+            startedAt: try fields.optionalTimestamp("started_at"), completedAt: try fields.optionalTimestamp("completed_at"),
+            createdBy: try fields.uuid("created_by"), createdAt: try fields.timestamp("created_at"))
     }
 
     public static func agent(_ row: StoredRow) throws -> Agent {
@@ -399,7 +418,8 @@ public enum StoredRecords {
             maxAccessCount: try fields.optionalCount("max_access_count"),
             accessCount: try fields.count("access_count"), isDisabled: try fields.bool("is_disabled"),
             isDeleted: try fields.bool("is_deleted") || secret.optionalInt("deleted_at") != nil,
-            createdBy: try fields.uuid("created_by"), createdAt: try fields.timestamp("created_at"))
+            createdBy: try fields.uuid("created_by"), createdAt: try fields.timestamp("created_at"),
+            cmekFingerprint: try cmekFingerprint(fields))
     }
 
     public static func kek(_ row: StoredRow) throws -> KEKHandle {

@@ -131,9 +131,13 @@ struct VaultResponse: Encodable {
     let created_by: String
     let created_by_type: String
     let created_at: Timestamp
-    let cmek_enabled = false
+    let cmek_enabled: Bool
+    /// Present while CMEK is on.
+    let cmek_fingerprint: String?
 
     init(_ vault: Vault) {
+        cmek_enabled = vault.cmekFingerprint != nil
+        cmek_fingerprint = vault.cmekFingerprint
         id = vault.id.wire
         org_id = vault.orgID.wire
         name = vault.name
@@ -146,6 +150,45 @@ struct VaultResponse: Encodable {
 
 struct VaultListResponse: Encodable {
     let vaults: [VaultResponse]
+}
+
+struct EnableCmekRequest: Decodable {
+    let fingerprint: String
+}
+
+struct CmekRotateRequest: Decodable {
+    let new_fingerprint: String
+}
+
+/// `CmekRotationJobResponse`; the id also as `job_id`, the SDK's name for it.
+struct CmekRotationJobResponse: Encodable {
+    let id: String
+    let job_id: String
+    let vault_id: String
+    let old_fingerprint: String
+    let new_fingerprint: String
+    let status: String
+    let total_secrets: Int
+    let processed: Int
+    let error: String?
+    let started_at: Timestamp?
+    let completed_at: Timestamp?
+    let created_at: Timestamp
+
+    init(_ job: CMEKRotationJob) {
+        id = job.id.wire
+        job_id = id
+        vault_id = job.vaultID.wire
+        old_fingerprint = job.oldFingerprint
+        new_fingerprint = job.newFingerprint
+        status = job.status.rawValue
+        total_secrets = job.totalSecrets
+        processed = job.processed
+        error = job.error
+        started_at = job.startedAt
+        completed_at = job.completedAt
+        created_at = job.createdAt
+    }
 }
 
 struct PutSecretRequest: Decodable {
@@ -193,8 +236,11 @@ struct SecretMetadataResponse: Encodable {
     /// after it is written, so the version's creation).
     let secret_type: String
     let updated_at: Timestamp
+    /// The value is a CMEK ciphertext (the client decrypts it with its key).
+    let cmek_encrypted: Bool
 
     init(_ info: SecretVersionInfo) {
+        cmek_encrypted = info.cmekFingerprint != nil
         id = info.secretID.wire
         path = info.path
         type = info.type.rawValue
@@ -228,6 +274,7 @@ extension SecretMetadataResponse {
         json.field("is_disabled", is_disabled)
         json.field("secret_type", secret_type)
         json.field("updated_at", updated_at.iso8601)
+        json.field("cmek_encrypted", cmek_encrypted)
     }
 
     /// The same object as `Encodable` gives (lists use that), written directly (see `JSONObjectWriter`);
@@ -249,11 +296,10 @@ struct SecretResponse {
         value = revealed.value
     }
 
-    /// The metadata object with `value` and `cmek_encrypted` after it.
+    /// The metadata object (`cmek_encrypted` among its fields) with `value` after it.
     var json: JSONObjectWriter {
         var json = info.json
         json.field("value", value)
-        json.field("cmek_encrypted", false)
         return json
     }
 }

@@ -30,6 +30,22 @@ extension SQLStore {
         }
     }
 
+    public func cmekFingerprints(vaultID: UUID) async throws -> [String: Int] {
+        try await database.reading {
+            var counts: [String: Int] = [:]
+            for row in try await $0.query(
+                """
+                SELECT v.cmek_fingerprint AS fingerprint, COUNT(*) AS n FROM secret_versions v JOIN secrets s ON s.id = v.secret_id
+                WHERE s.vault_id = ? AND v.cmek_fingerprint IS NOT NULL GROUP BY v.cmek_fingerprint
+                """, [.uuid(vaultID)])
+            {
+                let fields = StoredFields(row, table: "secret_versions")
+                counts[try fields.text("fingerprint")] = try fields.count("n")
+            }
+            return counts
+        }
+    }
+
     public func cmekVersions(vaultID: UUID, fingerprint: String, limit: Int) async throws -> [CMEKVersion] {
         try await database.reading {
             try await $0.query(
@@ -86,6 +102,12 @@ extension SQLStore {
             ) == nil else { return false }
             if vault.cmekFingerprint == job.oldFingerprint {
                 try await db.update(Self.vaults, row: row, set: ["cmek_fingerprint": .text(job.newFingerprint)], seal: seal)
+            } else if vault.cmekFingerprint != job.newFingerprint {
+                // Another rotation (to another key) finished first: this job's versions must not be left under a key
+                // the vault does not name without saying so.
+                throw KeyholdError(
+                    .conflict,
+                    "The vault moved to another key during this rotation; rotate from that key to \(job.newFingerprint) to bring every version under one key")
             }
             try await db.saveCMEKJob(job)
             try await db.append(audit)

@@ -91,6 +91,15 @@ public final class CMEKService: Sendable {
         guard newFingerprint != oldFingerprint else {
             throw KeyholdError.badRequest("The new key must differ from the old one")
         }
+        // Versions under a third key are what an unfinished rotation to that key left: rotating to yet another key
+        // would leave them under a key the vault no longer names. Finish that one first.
+        if let (stranded, count) = try await store.cmekFingerprints(vaultID: vault.id)
+            .first(where: { $0.key != oldFingerprint && $0.key != newFingerprint })
+        {
+            throw KeyholdError(
+                .conflict,
+                "\(count) versions are under another key (\(stranded)), left by an unfinished rotation to it: post that rotation again to finish it first")
+        }
         guard running.withLock({ $0.insert(vault.id).inserted }) else {
             throw KeyholdError(.conflict, "A rotation of this vault's key is already running")
         }

@@ -248,6 +248,8 @@ public protocol CMEKStore: Sendable {
     /// Versions of the vault's secrets (deleted and disabled ones too) whose value is under the key with this
     /// fingerprint: how many, and the first `limit` of them by secret and version.
     func cmekVersionCount(vaultID: UUID, fingerprint: String) async throws -> Int
+    /// How many versions of the vault's secrets are under each client key, by fingerprint.
+    func cmekFingerprints(vaultID: UUID) async throws -> [String: Int]
     func cmekVersions(vaultID: UUID, fingerprint: String, limit: Int) async throws -> [CMEKVersion]
     /// Replaces the versions in one transaction, each only while it still holds what was read (its fingerprint `from`
     /// and its wrapped data key), setting its fingerprint to `to`, and saves the job's progress with them. Throws
@@ -255,7 +257,8 @@ public protocol CMEKStore: Sendable {
     func replaceCMEKVersions(_ replacements: [CMEKReplacement], from: String, to: String, job: CMEKRotationJob) async throws
     /// Ends a rotation: under a lock on the vault's row, when no version of the vault is left under `job`'s old key,
     /// moves the vault to the new fingerprint (if it still has the old one) and saves the job, with the audit event.
-    /// `false` (nothing changes) when versions under the old key remain (written meanwhile).
+    /// `false` (nothing changes) when versions under the old key remain (written meanwhile); 409 when the vault has
+    /// moved to a third key meanwhile (another rotation finished first).
     func finishCMEKRotation(_ job: CMEKRotationJob, audit: AuditRecord) async throws -> Bool
     func createCMEKJob(_ job: CMEKRotationJob, audit: AuditRecord) async throws
     /// Saves a job's status, counts, error and times.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -383,3 +384,34 @@ def test_only_the_vaults_owners_manage_its_keys(user, other_user, join_org, make
     text = str(cmek_events)
     for key in (cmek, target, after):
         assert key.b64 not in text
+
+
+@pytest.mark.skipif(os.environ.get("KEYHOLD_SDK_BACKEND", "sqlite") != "sqlite", reason="edits the SQLite database directly")
+def test_versions_left_under_a_third_key_must_be_finished_first(server, user, vault: str, cmek: Key, new_key) -> None:
+    """An unfinished rotation to K9 left a version under K9 (planted with SQL: a version's fingerprint is not sealed):
+    rotating to yet another key is refused, naming K9, and rotating to K9 brings every version under it."""
+    third, other = new_key(), new_key()
+    kept = encrypt(cmek, b"under the vault's key")
+    moved = encrypt(third, b"moved by an unfinished rotation")
+    assert_sdk_ok(user.client.secrets.set(vault, "kept", kept), 201)
+    assert_sdk_ok(user.client.secrets.set(vault, "moved", moved), 201)
+    conn = sqlite3.connect(server.data_dir / "keyhold.sqlite", timeout=30, isolation_level=None)
+    try:
+        changed = conn.execute(
+            "UPDATE secret_versions SET cmek_fingerprint = ? WHERE secret_id = "
+            "(SELECT id FROM secrets WHERE vault_id = ? AND path = 'moved')", (third.fingerprint, vault)).rowcount
+        assert changed == 1
+    finally:
+        conn.close()
+
+    refused = assert_problem(user.http.post(
+        f"/v1/vaults/{vault}/cmek-rotate", json={"new_fingerprint": other.fingerprint},
+        headers={"x-cmek-old-key": cmek.b64, "x-cmek-new-key": other.b64}), 409)
+    assert third.fingerprint in refused["detail"] and other.b64 not in refused["detail"]
+
+    job = assert_sdk_ok(user.client.vaults.rotate_cmek(vault, cmek.b64, third.b64, third.fingerprint), 202)
+    done = wait_for(user, vault, job.get("id") or job["job_id"])
+    assert done["status"] == "completed", done
+    assert assert_sdk_ok(user.client.vaults.get(vault), 200)["cmek_fingerprint"] == third.fingerprint
+    assert decrypt(third, assert_sdk_ok(user.client.secrets.get(vault, "kept"), 200)["value"]) == b"under the vault's key"
+    assert decrypt(third, assert_sdk_ok(user.client.secrets.get(vault, "moved"), 200)["value"]) == b"moved by an unfinished rotation"

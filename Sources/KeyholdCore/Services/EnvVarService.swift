@@ -116,7 +116,7 @@ public struct EnvVarService: Sendable {
     public func list(vaultID: UUID, environment: String?, by caller: Caller) async throws -> [Revealed] {
         let requested = try environment.map { try EnvVarRules.slug($0, field: "environment") }
         let access = try await vaults.access(vaultID, for: caller)
-        let environment = try await confined(requested, vaultID: vaultID, "env_var.list", by: caller)
+        let environment = try await confined(requested, vaultID: vaultID, "env_var.list", by: caller).environment
         let visible = try await store.envVars(vaultID: vaultID).filter {
             (environment.map($0.environments.contains) ?? true) && permits(caller, access, $0.key, .read)
         }
@@ -298,9 +298,13 @@ public struct EnvVarService: Sendable {
         let requested = try environment.map { try EnvVarRules.slug($0, field: "environment") }
         let gitBranch = try gitBranch.map(EnvVarRules.branch)
         let access = try await vaults.access(vaultID, for: caller)
-        var environment = try await confined(requested, vaultID: vaultID, "env_var.resolve", by: caller)
-        if environment == nil { environment = try await environmentToResolve(nil, by: caller) }
-        guard let environment else { throw KeyholdError.badRequest("environment is required") }
+        // Named, or an agent's own tag (unless its `env_auto_resolve` is off); the agent's row is read once.
+        let (confinedTo, agent) = try await confined(requested, vaultID: vaultID, "env_var.resolve", by: caller)
+        guard let environment = confinedTo ?? agent.flatMap({ $0.envAutoResolve ? $0.environment : nil }) else {
+            throw KeyholdError.badRequest(
+                agent == nil
+                    ? "environment is required" : "environment is required: this agent has no environment to resolve by default")
+        }
         let custom = try await store.vaultEnvironments(vaultID: vaultID).map(\.slug)
         guard EnvVarRules.builtins.contains(environment) || custom.contains(environment) else {
             throw KeyholdError.badRequest("The vault has no environment '\(environment)'")
@@ -332,25 +336,16 @@ public struct EnvVarService: Sendable {
         return Resolution(vars: vars, sources: sources, environment: environment, gitBranch: gitBranch, resolvedAt: .now)
     }
 
-    /// The environment a resolve means: the one named, or an agent's own tag (unless its `env_auto_resolve` is off).
-    private func environmentToResolve(_ requested: String?, by caller: Caller) async throws -> String {
-        if let requested { return requested }
-        guard caller.principal.kind == .agent else { throw KeyholdError.badRequest("environment is required") }
-        guard let agent = try await agents.agent(id: caller.principal.id) else { throw KeyholdError.unauthenticated }
-        guard let tag = agent.environment, agent.envAutoResolve else {
-            throw KeyholdError.badRequest("environment is required: this agent has no environment to resolve by default")
-        }
-        return tag
-    }
-
     /// The environment a request may see: for an agent locked to its environment (`environment_locked`), its own
     /// tag, whatever it asked for (another one is 403, recorded; locked without a tag sees none: fail closed); for
-    /// everyone else, what was asked (nil: every environment).
-    private func confined(_ requested: String?, vaultID: UUID, _ action: String, by caller: Caller) async throws -> String? {
-        guard caller.principal.kind == .agent else { return requested }
+    /// everyone else, what was asked (nil: every environment). Also the agent's row, for an agent.
+    private func confined(_ requested: String?, vaultID: UUID, _ action: String, by caller: Caller) async throws
+        -> (environment: String?, agent: Agent?)
+    {
+        guard caller.principal.kind == .agent else { return (requested, nil) }
         guard let agent = try await agents.agent(id: caller.principal.id) else { throw KeyholdError.unauthenticated }
-        guard agent.environmentLocked else { return requested }
-        if let tag = agent.environment, requested.map({ $0 == tag }) ?? true { return tag }
+        guard agent.environmentLocked else { return (requested, agent) }
+        if let tag = agent.environment, requested.map({ $0 == tag }) ?? true { return (tag, agent) }
         var details: [String: JSONValue] = [
             "vault_id": .string(vaultID.wire), "outcome": "denied", "reason": "agent is locked to its environment",
         ]
@@ -494,7 +489,7 @@ public struct EnvVarService: Sendable {
         let requested = try selector.environment.map { try EnvVarRules.slug($0, field: "environment") }
         let gitBranch = try selector.gitBranch.map(EnvVarRules.branch)
         let access = try await authorize(vaultID, selector.key, permission, action, by: caller)
-        let environment = try await confined(requested, vaultID: vaultID, action, by: caller)
+        let environment = try await confined(requested, vaultID: vaultID, action, by: caller).environment
         let matching = try await store.envVars(vaultID: vaultID).filter {
             $0.key == selector.key && $0.gitBranch == gitBranch && (environment.map($0.environments.contains) ?? true)
         }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The one error type of Keyhold's core. Every layer translates its own failures into it; the HTTP layer maps
 /// `code` to a status in one table (`ProblemDetails`). `detail` is safe to show a client: it never carries a
 /// secret value, key, password or token.
@@ -24,12 +26,18 @@ public struct KeyholdError: Error, Sendable, Equatable, CustomStringConvertible 
     public let type: String
     /// For 429: seconds until a retry can succeed (`Retry-After`).
     public let retryAfter: Int?
+    /// For `approval_required`: the request a person must approve (`approval_request_id`).
+    public let approvalRequestID: UUID?
 
-    public init(_ code: Code, _ detail: String, type: String = "about:blank", retryAfter: Int? = nil) {
+    public init(
+        _ code: Code, _ detail: String, type: String = "about:blank", retryAfter: Int? = nil,
+        approvalRequestID: UUID? = nil
+    ) {
         self.code = code
         self.detail = detail
         self.type = type
         self.retryAfter = retryAfter
+        self.approvalRequestID = approvalRequestID
     }
 
     public var description: String { "\(code.rawValue): \(detail)" }
@@ -45,6 +53,15 @@ public struct KeyholdError: Error, Sendable, Equatable, CustomStringConvertible 
     /// The audit event could not be stored: the request fails closed and changes nothing.
     public static let auditUnavailable = Self(
         .unavailable, "The audit log could not be written, so the request was not carried out")
+    /// A read that needs a person's approval first (the SDK's `ApprovalRequiredError`).
+    public static func approvalRequired(_ id: UUID) -> Self {
+        .init(
+            .forbidden, "Human approval is required to access this secret; retry once approval request \(id.wire) is approved",
+            type: "approval_required", approvalRequestID: id)
+    }
+    /// Storage's answer to a gated read without an unspent lease (the service turns it into `approvalRequired`).
+    public static let noLease = Self(.forbidden, "Human approval is required to access this secret", type: "approval_required")
+
     public static func internalError(_ detail: String = "An unexpected error occurred") -> Self {
         .init(.internalError, detail)
     }

@@ -82,9 +82,15 @@ public func buildApplication(
     CMEKController(
         cmek: CMEKService(store: storage, vaults: vaults, keystore: keystore, authorizer: Authorizer(), audit: audit)
     ).register(on: authenticated)
+    let policies = PolicyService(
+        policies: storage, identities: storage, agents: storage, vaults: vaults, authorizer: authorizer, audit: audit)
+    let approvals = ApprovalService(
+        store: storage, agents: storage, identities: storage, vaults: vaults, policies: policies, audit: audit,
+        passwords: passwords, mfa: mfa, throttle: throttle, quickKey: credentialHasher.derivedKey(for: "quick decide"))
+    ApprovalController(approvals: approvals, publicURL: configuration.publicURL).register(on: router, authenticated: authenticated)
     let secrets = SecretService(
         store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit,
-        cursors: ListCursor(key: credentialHasher.derivedKey(for: "list cursor")))
+        cursors: ListCursor(key: credentialHasher.derivedKey(for: "list cursor")), approvals: approvals)
     SecretController(secrets: secrets).register(on: authenticated)
     ShareController(
         shares: ShareService(
@@ -92,11 +98,7 @@ public func buildApplication(
             credentials: credentialHasher, audit: audit, failures: failures, throttle: throttle),
         authentication: authentication, publicURL: configuration.publicURL
     ).register(on: router, authenticated: authenticated)
-    PolicyController(
-        policies: PolicyService(
-            policies: storage, identities: storage, agents: storage, vaults: vaults, authorizer: authorizer,
-            audit: audit)
-    ).register(on: authenticated)
+    PolicyController(policies: policies).register(on: authenticated)
     AgentController(
         agents: AgentService(agents: storage, vaults: vaults, hasher: credentialHasher, audit: audit)
     ).register(on: authenticated)
@@ -129,7 +131,7 @@ public func buildApplication(
                 ])
         },
         logger: logger)
-    app.addServices(StorageService(storage: storage, failures: failures))
+    app.addServices(StorageService(storage: storage, failures: failures, approvals: approvals))
     return app
 }
 
@@ -165,14 +167,20 @@ struct HSMHealthResponse: Encodable {
     }
 }
 
-/// Writes the counted failed authentications every interval and, on graceful shutdown (SIGTERM), once more after
-/// the HTTP server has drained, then closes the database.
+/// Writes the counted failed authentications every interval and records expired approvals every 5 seconds; on
+/// graceful shutdown (SIGTERM), writes the failures once more after the HTTP server has drained, then closes the
+/// database.
 struct StorageService: Service {
     let storage: any Storage
     let failures: FailedAuthentications
+    let approvals: ApprovalService
 
     func run() async throws {
-        await cancelWhenGracefulShutdown { await failures.run() }
+        await cancelWhenGracefulShutdown {
+            async let sweeps: Void = approvals.runSweeps(every: .seconds(5))
+            await failures.run()
+            await sweeps
+        }
         await failures.flush()
         try await storage.close()
     }

@@ -231,17 +231,7 @@ extension SQLStore {
     public func createPolicy(_ policy: Policy, audit: AuditRecord) async throws {
         let seal = try self.seal
         try await database.inTransaction { db in
-            try await db.insert(
-                Self.policies,
-                [
-                    "id": .uuid(policy.id), "vault_id": .uuid(policy.vaultID), "pattern": .text(policy.pattern.rawValue),
-                    "principal_type": .text(policy.principalKind.rawValue), "principal_id": .uuid(policy.principalID),
-                    "permissions": .text(StoredJSON.encode(policy.permissions.map(\.rawValue))),
-                    "conditions": .optional(policy.conditions.json?.jsonString()), "expires_at": .optional(policy.expiresAt),
-                    "effect": .text(policy.effect.rawValue), "priority": .int(policy.priority),
-                    "created_by": .uuid(policy.createdBy), "created_by_type": .text(policy.createdByType.rawValue),
-                    "created_at": .time(policy.createdAt),
-                ], seal: seal)
+            try await db.insertPolicy(policy, seal: seal)
             try await db.append(audit)
         }
     }
@@ -308,5 +298,21 @@ extension SQLStore {
             try await db.append(audit)
             return true
         }
+    }
+}
+
+extension SQLConnection {
+    func insertPolicy(_ policy: Policy, seal: GrantSeal) async throws {
+        try await insert(
+            GrantSeal.table("policies"),
+            [
+                "id": .uuid(policy.id), "vault_id": .uuid(policy.vaultID), "pattern": .text(policy.pattern.rawValue),
+                "principal_type": .text(policy.principalKind.rawValue), "principal_id": .uuid(policy.principalID),
+                "permissions": .text(StoredJSON.encode(policy.permissions.map(\.rawValue))),
+                "conditions": .optional(policy.conditions.json?.jsonString()), "expires_at": .optional(policy.expiresAt),
+                "effect": .text(policy.effect.rawValue), "priority": .int(policy.priority),
+                "created_by": .uuid(policy.createdBy), "created_by_type": .text(policy.createdByType.rawValue),
+                "created_at": .time(policy.createdAt),
+            ], seal: seal)
     }
 }

@@ -88,10 +88,13 @@ extension SQLStore {
         }
     }
 
-    public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
-        -> SealedSecretVersion
-    {
-        try await database.inTransaction { db in
+    public func readVersion(
+        vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord,
+        lease: (claim: LeaseClaim, audit: @Sendable (Approval) -> AuditRecord)?
+    ) async throws -> SealedSecretVersion {
+        let seal = lease == nil ? nil : try self.seal
+        return try await database.inTransaction { db in
+            if let lease, let seal { try await db.spendLease(lease.claim, now: now, seal: seal, audit: lease.audit) }
             let sealed = try await db.countedRead(
                 where: "s.vault_id = ? AND s.path = ? AND v.version = " + (version == nil ? "s.current_version" : "?"),
                 [.uuid(vaultID), .text(path)] + (version.map { [.int($0)] } ?? []), now: now,

@@ -106,6 +106,24 @@ public enum Schema {
             created_by {uuid} NOT NULL, created_at {int} NOT NULL);
         CREATE INDEX cmek_rotation_jobs_vault ON cmek_rotation_jobs(vault_id, created_at)
         """,
+        // Approvals (issue 18, contract §1.12): requests for a person's approval and, once approved, the lease they
+        // grant (`uses_left` reads until `lease_expires_at`). Sealed (`GrantSeal`, table `approvals`). At most one
+        // pending request per requester, action, vault and target; a request goes with its vault.
+        """
+        CREATE TABLE approvals (
+            id {uuid} PRIMARY KEY, org_id {uuid} NOT NULL REFERENCES orgs(id) ON DELETE CASCADE, user_id {uuid},
+            requester_type TEXT NOT NULL, requester_id {uuid} NOT NULL, action TEXT NOT NULL, target_type TEXT NOT NULL,
+            target_id TEXT NOT NULL, vault_id {uuid} REFERENCES vaults(id) ON DELETE CASCADE, risk_tier {int} NOT NULL,
+            status TEXT NOT NULL, summary TEXT NOT NULL, reason TEXT, payload TEXT, decision_reason TEXT,
+            decided_by {uuid}, decided_at {int}, expires_at {int} NOT NULL, ttl_seconds {int} NOT NULL,
+            max_uses {int} NOT NULL, uses_left {int} NOT NULL, lease_expires_at {int}, created_at {int} NOT NULL,
+            seal {blob});
+        CREATE INDEX approvals_org ON approvals(org_id, created_at);
+        CREATE INDEX approvals_requester ON approvals(requester_id, vault_id, target_id);
+        CREATE INDEX approvals_open ON approvals(status, expires_at);
+        CREATE UNIQUE INDEX approvals_pending ON approvals(requester_id, action, target_type, target_id, vault_id)
+            WHERE status = 'pending'
+        """,
     ]
 
     /// A migration in a backend's spelling.

@@ -184,6 +184,38 @@ import Testing
         #expect(try !allowed(other, "prod/db", .read, grants), "a policy is for its principal")
     }
 
+    @Test func anAllowThatRequiresApprovalGatesTheReadWithTheStrictestRule() throws {
+        let agent = Self.agent()
+        let path = try SecretPath(validating: "prod/db")
+        func decide(_ policies: [Policy], _ principal: Principal = agent) -> Authorizer.Decision {
+            authorizer.decide(principal, vault: Self.vault, path: path, permission: .read, policies: policies, context: Self.local)
+        }
+        let gated = try Self.policy(for: agent, "prod/**", [.read], conditions: #"{"require_approval": true, "approval_max_uses": 3}"#)
+        let tighter = try Self.policy(
+            for: agent, "prod/*", [.read], conditions: #"{"require_approval": true, "approval_ttl_seconds": 60, "approval_max_uses": 5}"#)
+        let plain = try Self.policy(for: agent, "prod/**", [.read])
+        #expect(decide([gated]) == .approvalRequired(ApprovalRule(ttlSeconds: 900, maxUses: 3)))
+        // The stricter grant wins: a plain allow beside a gated one does not lift the gate; two gates combine.
+        #expect(decide([gated, plain]) == .approvalRequired(ApprovalRule(ttlSeconds: 900, maxUses: 3)))
+        #expect(decide([gated, tighter]) == .approvalRequired(ApprovalRule(ttlSeconds: 60, maxUses: 3)))
+        #expect(!decide([gated]).isAllowed && decide([gated]).isVisible && decide([gated]).refusal != nil)
+        // A deny still wins; a gate on another path does not apply; an owner under a gated policy is gated too.
+        #expect(decide([gated, try Self.policy(for: agent, "prod/db", [.read], effect: .deny)]) == .deny(reason: "denied by policy"))
+        #expect(decide([try Self.policy(for: agent, "staging/**", [.read], conditions: #"{"require_approval": true}"#)]).isVisible == false)
+        let owners = try Self.policy(for: Self.owner, "**", [.read], conditions: #"{"require_approval": true}"#)
+        #expect(decide([owners], Self.owner) == .approvalRequired(ApprovalRule()))
+    }
+
+    @Test(arguments: [
+        #"{"require_approval": 1}"#, #"{"approval_max_uses": 2}"#, #"{"require_approval": false, "approval_ttl_seconds": 60}"#,
+        #"{"require_approval": true, "approval_max_uses": 0}"#, #"{"require_approval": true, "approval_max_uses": 1001}"#,
+        #"{"require_approval": true, "approval_ttl_seconds": 59}"#, #"{"require_approval": true, "approval_ttl_seconds": 90.5}"#,
+        #"{"require_approval": true, "approval_ttl_seconds": "900"}"#, #"{"require_aproval": true}"#,
+    ])
+    func malformedApprovalConditionsAreRefused(_ json: String) {
+        #expect(throws: KeyholdError.badRequest("")) { try PolicyConditions(json: try JSONValue(jsonString: json)) }
+    }
+
     @Test func writeImpliesDeleteAndRotateButNotRead() throws {
         let agent = Self.agent()
         let grants = [try Self.policy(for: agent, "**", [.write])]

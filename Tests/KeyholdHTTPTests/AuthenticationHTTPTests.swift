@@ -57,7 +57,7 @@ extension HTTPTests {
         // Some 300 requests from one address: more than the default rate limit's burst.
         try await withApp(environment: ["KEYHOLD_RATE_LIMIT": "0"]) { client in
             let protected = try await operations(client).filter { $0.security == nil }
-            #expect(protected.count == 71)
+            #expect(protected.count == 76)
             for operation in protected {
                 for authorization in Self.badAuthorizations {
                     // A body that does not parse: the 401 comes first, as it did when each handler authenticated.
@@ -77,6 +77,8 @@ extension HTTPTests {
             "POST /v1/auth/signup": .badRequest, "POST /v1/auth/token": .badRequest,
             "POST /v1/auth/agent-token": .badRequest, "POST /v1/auth/api-key-token": .badRequest,
             "POST /v1/auth/mfa/verify": .badRequest,
+            // Without its token and decision: the link's token is its credential.
+            "GET /v1/approvals/quick-decide": .badRequest,
         ]
         try await withApp { client in
             let open = try await operations(client).filter { $0.security?.isEmpty == true }

@@ -12,7 +12,9 @@ public enum Permission: String, Sendable, Codable, CaseIterable {
 ///    matches (`*` alone means any path; an empty list matches none);
 /// 4. **policies** of this caller on this vault that are in force (not expired, conditions hold), whose pattern
 ///    matches the path and that cover the permission (`write` implies `delete` and `rotate`): any deny wins,
-///    even over the owner bypass; otherwise any allow grants;
+///    even over the owner bypass; otherwise any allow grants, unless one of the allows requires approval
+///    (`require_approval`): then the caller needs an approved lease first (`approvalRequired`, the strictest of
+///    those allows' rules; the stricter grant wins, as a deny does);
 /// 5. **owner bypass**: the vault's creator and the org's owners and admins are allowed;
 /// 6. otherwise **deny** (default deny).
 ///
@@ -22,8 +24,26 @@ public struct Authorizer: Sendable {
     public enum Decision: Sendable, Equatable {
         case allow
         case deny(reason: String)
+        /// Allowed once a person approves: the access needs an unspent lease (`Approval`) under this rule.
+        case approvalRequired(ApprovalRule)
 
         public var isAllowed: Bool { self == .allow }
+        /// Why the access is not allowed now; nil when it is.
+        public var refusal: String? {
+            switch self {
+            case .allow: nil
+            case .deny(let reason): reason
+            case .approvalRequired: "a person's approval is required"
+            }
+        }
+
+        /// Allowed now or after an approval: what a metadata listing may show.
+        public var isVisible: Bool {
+            switch self {
+            case .allow, .approvalRequired: true
+            case .deny: false
+            }
+        }
     }
 
     public init() {}
@@ -38,7 +58,9 @@ public struct Authorizer: Sendable {
             $0.covers(permission) && $0.pattern.matches(path)
         }
         if matching.contains(where: { $0.effect == .deny }) { return .deny(reason: "denied by policy") }
-        if matching.contains(where: { $0.effect == .allow }) { return .allow }
+        let allows = matching.filter { $0.effect == .allow }
+        if let rule = ApprovalRule.strictest(allows.compactMap(\.conditions.approval)) { return .approvalRequired(rule) }
+        if !allows.isEmpty { return .allow }
         if isOwner(principal, of: vault) { return .allow }
         return .deny(reason: "no policy grants \(permission.rawValue)")
     }

@@ -80,18 +80,25 @@ public struct AccessContext: Sendable {
 }
 
 /// `conditions`: `{"ip_allowlist": ["10.0.0.0/8", …], "time_window": {"after": "08:00", "before": "20:00",
-/// "timezone": "UTC", "days": ["mon", …]}}`. Unknown keys are refused so a typo cannot silently widen a grant.
+/// "timezone": "UTC", "days": ["mon", …]}, "require_approval": true, "approval_ttl_seconds": 900,
+/// "approval_max_uses": 1}`. Unknown keys are refused so a typo cannot silently widen a grant.
 public struct PolicyConditions: Sendable, Hashable {
     public let ipAllowlist: [CIDR]?
     public let timeWindow: TimeWindow?
+    /// A read this allow covers needs a person's approval first (`ApprovalRule`); nil when it does not.
+    public let approval: ApprovalRule?
     /// The conditions as given, returned on reads.
     public let json: JSONValue?
 
-    public static let none = PolicyConditions(ipAllowlist: nil, timeWindow: nil, json: nil)
+    public static let none = PolicyConditions(ipAllowlist: nil, timeWindow: nil, approval: nil, json: nil)
+    static let keys: Set<String> = [
+        "ip_allowlist", "time_window", "require_approval", "approval_ttl_seconds", "approval_max_uses",
+    ]
 
-    init(ipAllowlist: [CIDR]?, timeWindow: TimeWindow?, json: JSONValue?) {
+    init(ipAllowlist: [CIDR]?, timeWindow: TimeWindow?, approval: ApprovalRule?, json: JSONValue?) {
         self.ipAllowlist = ipAllowlist
         self.timeWindow = timeWindow
+        self.approval = approval
         self.json = json
     }
 
@@ -101,8 +108,9 @@ public struct PolicyConditions: Sendable, Hashable {
             return
         }
         guard case .object(let fields) = json else { throw KeyholdError.badRequest("conditions must be a JSON object") }
-        for key in fields.keys where key != "ip_allowlist" && key != "time_window" {
-            throw KeyholdError.badRequest("conditions: unknown condition '\(key.prefix(64))' (supported: ip_allowlist, time_window)")
+        for key in fields.keys where !Self.keys.contains(key) {
+            throw KeyholdError.badRequest(
+                "conditions: unknown condition '\(key.prefix(64))' (supported: \(Self.keys.sorted().joined(separator: ", ")))")
         }
         var allowlist: [CIDR]?
         if let value = fields["ip_allowlist"], value != .null {
@@ -118,7 +126,7 @@ public struct PolicyConditions: Sendable, Hashable {
         }
         var window: TimeWindow?
         if let value = fields["time_window"], value != .null { window = try TimeWindow(json: value) }
-        self.init(ipAllowlist: allowlist, timeWindow: window, json: json)
+        self.init(ipAllowlist: allowlist, timeWindow: window, approval: try ApprovalRule(conditions: fields), json: json)
     }
 
     public func hold(at context: AccessContext) -> Bool {

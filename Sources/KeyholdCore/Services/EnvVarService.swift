@@ -463,7 +463,8 @@ public struct EnvVarService: Sendable {
         let decision = authorizer.decide(
             caller.principal, vault: access.vault, path: EnvVarRules.policyPath(key), permission: permission,
             policies: access.policies, context: caller.context)
-        if case .deny(let reason) = decision {
+        // Environment variables are not served under approval leases: a gated policy refuses them (fail closed).
+        if let reason = decision.refusal {
             try await audit.append(
                 audit.record(
                     caller, action, "env_var", key,

@@ -119,6 +119,22 @@ public struct MFAService: Sendable {
         throttle.succeeded(account: account, address: nil)
     }
 
+    /// A current TOTP code of the caller's enabled enrolment, accepted once (its step is recorded, so it cannot be
+    /// replayed), for `X-Auth-Confirm`; false for anything else. Throttled like a login's code.
+    public func confirm(_ caller: Caller, code: String, now: Timestamp = .now) async throws -> Bool {
+        let principal = caller.principal
+        let account = Self.throttleAccount(principal.id)
+        try throttle.attempt(account: account, address: nil)
+        guard let enrollment = try await store.mfaEnrollment(userID: principal.id), enrollment.isEnabled,
+            let proof = try self.proof(code, for: enrollment, now: now), case .totp = proof,
+            try await store.acceptMFA(
+                userID: principal.id, proof: proof, sealedSecret: enrollment.sealedSecret, spendingToken: nil,
+                audit: audit.record(caller, "mfa.confirm", "user", principal.id.wire, ["factor": "totp"])) != nil
+        else { return false }
+        throttle.succeeded(account: account, address: nil)
+        return true
+    }
+
     // MARK: login
 
     /// After a correct password: nil when the user has no MFA; otherwise a challenge token for

@@ -70,6 +70,14 @@ public struct PolicyService: Sendable {
     }
 
     public func create(vaultID: UUID, draft: Draft, by caller: Caller) async throws -> Policy {
+        let policy = try await prepare(vaultID: vaultID, draft: draft, by: caller)
+        try await policies.createPolicy(policy, audit: record(caller, "policy.create", policy))
+        return policy
+    }
+
+    /// The policy `draft` describes, checked (the caller manages the vault, the principal is of its org, every
+    /// field parses), not yet stored.
+    func prepare(vaultID: UUID, draft: Draft, by caller: Caller) async throws -> Policy {
         let vault = try await managedVault(vaultID, caller)
         guard let kind = PrincipalKind(rawValue: draft.principalKind) else {
             throw KeyholdError.badRequest("principal_type must be user or agent")
@@ -93,8 +101,33 @@ public struct PolicyService: Sendable {
             conditions: try PolicyConditions(json: draft.conditions), expiresAt: draft.expiresAt,
             effect: try Self.effect(draft.effect ?? "allow"), priority: try Self.priority(draft.priority ?? 0),
             createdBy: caller.principal.id, createdByType: caller.principal.kind, createdAt: .now)
-        try await policies.createPolicy(policy, audit: record(caller, "policy.create", policy))
+        try Self.checkApproval(policy)
         return policy
+    }
+
+    /// The fields of `draft` that parse without the store (a policy change's payload, checked when it is asked for).
+    static func validate(_ draft: Draft) throws {
+        guard PrincipalKind(rawValue: draft.principalKind) != nil else {
+            throw KeyholdError.badRequest("principal_type must be user or agent")
+        }
+        guard let principalID = UUID(uuidString: draft.principalID) else {
+            throw KeyholdError.badRequest("principal_id must be a UUID")
+        }
+        try checkApproval(
+            Policy(
+                id: UUID(), vaultID: UUID(), pattern: try PathPattern(validating: draft.pattern), principalKind: .agent,
+                principalID: principalID, permissions: try Policy.permissions(draft.permissions),
+                conditions: try PolicyConditions(json: draft.conditions), expiresAt: draft.expiresAt,
+                effect: try effect(draft.effect ?? "allow"), priority: try priority(draft.priority ?? 0), createdBy: UUID(),
+                createdByType: .user, createdAt: .now))
+    }
+
+    /// `require_approval` gates reads: it belongs on an allow that grants `read` and nothing else.
+    static func checkApproval(_ policy: Policy) throws {
+        guard policy.conditions.approval != nil else { return }
+        guard policy.effect == .allow, policy.permissions == [.read] else {
+            throw KeyholdError.badRequest("conditions.require_approval applies to an allow policy whose permissions are [\"read\"]")
+        }
     }
 
     public func list(vaultID: UUID, by caller: Caller) async throws -> [Policy] {
@@ -114,6 +147,7 @@ public struct PolicyService: Sendable {
             effect: try changes.effect.map(Self.effect) ?? old.effect,
             priority: try changes.priority.map(Self.priority) ?? old.priority,
             createdBy: old.createdBy, createdByType: old.createdByType, createdAt: old.createdAt)
+        try Self.checkApproval(policy)
         guard try await policies.updatePolicy(policy, audit: record(caller, "policy.update", policy)) else {
             throw Self.notFound
         }
@@ -128,7 +162,7 @@ public struct PolicyService: Sendable {
         }
     }
 
-    private func record(_ caller: Caller, _ action: String, _ policy: Policy) -> AuditRecord {
+    func record(_ caller: Caller, _ action: String, _ policy: Policy, _ extra: [String: JSONValue] = [:]) -> AuditRecord {
         audit.record(
             caller, action, "policy", policy.id.wire,
             [
@@ -136,7 +170,7 @@ public struct PolicyService: Sendable {
                 "principal_type": .string(policy.principalKind.rawValue), "principal_id": .string(policy.principalID.wire),
                 "permissions": .array(policy.permissions.map { .string($0.rawValue) }),
                 "effect": .string(policy.effect.rawValue),
-            ])
+            ].merging(extra) { first, _ in first })
     }
 
     private func managedVault(_ vaultID: UUID, _ caller: Caller) async throws -> Vault {

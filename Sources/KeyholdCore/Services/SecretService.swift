@@ -9,15 +9,18 @@ public struct SecretService: Sendable {
     let authorizer: Authorizer
     let audit: AuditLog
     let cursors: ListCursor
+    /// Reads under a policy that requires approval spend a lease, or ask for one; without this service they are refused.
+    let approvals: ApprovalService?
 
     public static let maxValueBytes = 256 * 1024
     public static let maxMetadataBytes = 16 * 1024
 
     public init(
         store: any SecretStore, vaults: VaultService, keystore: any Keystore, authorizer: Authorizer, audit: AuditLog,
-        cursors: ListCursor
+        cursors: ListCursor, approvals: ApprovalService? = nil
     ) {
         self.cursors = cursors
+        self.approvals = approvals
         self.store = store
         self.vaults = vaults
         self.keystore = keystore
@@ -105,14 +108,29 @@ public struct SecretService: Sendable {
     }
 
     /// Reads the latest version, or `version`, with its value. Counts the access.
+    ///
+    /// Under a policy that requires approval, the read spends a use of the caller's approved lease in its own
+    /// transaction; without one it is refused with `approval_required`, naming the pending request (one per caller
+    /// and path: asking again names the same one).
     public func read(vaultID: UUID, path: SecretPath, version: Int? = nil, by caller: Caller) async throws -> Revealed {
-        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read)
+        let (vault, rule) = try await authorizeGated(caller, vaultID: vaultID, path: path)
         var details: [String: JSONValue] = ["vault_id": .string(vault.id.wire)]
         if let version { details["version"] = .number(Double(version)) }
-        let sealed = try await recordingRefusal(caller, "secret.read", path, details) {
-            try await store.readVersion(
-                vaultID: vault.id, path: path.rawValue, version: version, now: .now,
-                audit: audit.record(caller, "secret.read", "secret", path.rawValue, details))
+        let lease = rule == nil ? nil : approvals?.lease(for: caller, vault: vault, path: path)
+        let sealed: SealedSecretVersion
+        do {
+            sealed = try await recordingRefusal(caller, "secret.read", path, details) {
+                try await store.readVersion(
+                    vaultID: vault.id, path: path.rawValue, version: version, now: .now,
+                    audit: audit.record(caller, "secret.read", "secret", path.rawValue, details), lease: lease)
+            }
+        } catch let error as KeyholdError where error.type == KeyholdError.noLease.type && error.approvalRequestID == nil {
+            guard let rule, let approvals else { throw KeyholdError.forbidden("Access denied") }
+            let request = try await approvals.requestRead(caller, vault: vault, path: path, rule: rule)
+            details["outcome"] = "approval_required"
+            details["approval_id"] = .string(request.id.wire)
+            try await audit.append(audit.record(caller, "secret.read", "secret", path.rawValue, details))
+            throw KeyholdError.approvalRequired(request.id)
         }
         return try await reveal(sealed, orgID: vault.orgID, vaultID: vault.id)
     }
@@ -181,10 +199,11 @@ public struct SecretService: Sendable {
                 scanned += 1
                 position = info.path
                 if let path = try? SecretPath(validating: info.path),
+                    // Listing shows metadata: a path a read of which needs approval is listed.
                     authorizer.decide(
                         caller.principal, vault: access.vault, path: path, permission: .read,
                         policies: access.policies, context: caller.context
-                    ).isAllowed
+                    ).isVisible
                 {
                     items.append(info)
                     if items.count == limit { break scan }
@@ -204,7 +223,8 @@ public struct SecretService: Sendable {
     }
 
     public func versions(vaultID: UUID, path: SecretPath, by caller: Caller) async throws -> [SecretVersionInfo] {
-        let vault = try await authorize(caller, vaultID: vaultID, path: path, permission: .read, action: "secret.versions")
+        // Metadata only: a path whose reads need approval shows its versions.
+        let vault = try await authorizeGated(caller, vaultID: vaultID, path: path, action: "secret.versions").vault
         return try await recordingRefusal(caller, "secret.versions", path, ["vault_id": .string(vault.id.wire)]) {
             let versions = try await store.versions(vaultID: vault.id, path: path.rawValue)
             guard let latest = versions.last else { throw KeyholdError.notFound("Secret not found") }
@@ -267,18 +287,42 @@ public struct SecretService: Sendable {
     func authorize(
         _ caller: Caller, vaultID: UUID, path: SecretPath, permission: Permission, action: String? = nil
     ) async throws -> Vault {
+        let (vault, rule) = try await decide(caller, vaultID: vaultID, path: path, permission: permission, action: action)
+        guard rule == nil else { throw try await refuse(caller, vaultID, path, action ?? Self.action(permission), "a person's approval is required") }
+        return vault
+    }
+
+    /// The vault for a read, and the approval rule the read is under when a policy requires approval.
+    func authorizeGated(_ caller: Caller, vaultID: UUID, path: SecretPath, action: String? = nil) async throws
+        -> (vault: Vault, rule: ApprovalRule?)
+    {
+        try await decide(caller, vaultID: vaultID, path: path, permission: .read, action: action)
+    }
+
+    private func decide(
+        _ caller: Caller, vaultID: UUID, path: SecretPath, permission: Permission, action: String?
+    ) async throws -> (vault: Vault, rule: ApprovalRule?) {
         let access = try await vaults.access(vaultID, for: caller)
-        let decision = authorizer.decide(
+        switch authorizer.decide(
             caller.principal, vault: access.vault, path: path, permission: permission, policies: access.policies,
             context: caller.context)
-        if case .deny(let reason) = decision {
-            try await audit.append(
-                audit.record(
-                    caller, action ?? Self.action(permission), "secret", path.rawValue,
-                    ["vault_id": .string(vaultID.wire), "outcome": "denied", "reason": .string(reason)]))
-            throw KeyholdError.forbidden("Access denied")
+        {
+        case .allow: return (access.vault, nil)
+        // Only reads are gated (a policy requiring approval grants read alone); anything else is refused.
+        case .approvalRequired(let rule) where permission == .read: return (access.vault, rule)
+        case let decision:
+            throw try await refuse(caller, vaultID, path, action ?? Self.action(permission), decision.refusal ?? "denied")
         }
-        return access.vault
+    }
+
+    private func refuse(_ caller: Caller, _ vaultID: UUID, _ path: SecretPath, _ action: String, _ reason: String) async throws
+        -> KeyholdError
+    {
+        try await audit.append(
+            audit.record(
+                caller, action, "secret", path.rawValue,
+                ["vault_id": .string(vaultID.wire), "outcome": "denied", "reason": .string(reason)]))
+        return KeyholdError.forbidden("Access denied")
     }
 
     /// Whether `caller` may read `path` in the vault now, deciding without recording anything (for a share, which

@@ -111,8 +111,13 @@ public protocol SecretStore: Sendable {
 
     /// Reads the latest version (or the given one) for its value: checks that it can be read and counts the
     /// access in the same transaction. Throws `KeyholdError` 404 when missing and 410 when gone.
-    func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
-        -> SealedSecretVersion
+    /// With `lease`, the read also spends one use of the requester's approved lease on that vault and path, in the
+    /// same transaction, recording `lease`'s audit event: the read fails with `KeyholdError.noLease` (nothing
+    /// changes) when there is no unspent, unexpired one, and a read that fails otherwise spends none.
+    func readVersion(
+        vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord,
+        lease: (claim: LeaseClaim, audit: @Sendable (Approval) -> AuditRecord)?
+    ) async throws -> SealedSecretVersion
 
     /// Metadata of the latest version of live paths under `prefix`, in byte order of path, after the path `after`,
     /// at most `limit` of them: keyset pagination, so a page costs the same whatever the vault's size.
@@ -124,6 +129,45 @@ public protocol SecretStore: Sendable {
     /// Soft-deletes all versions of a live path and revokes the secret's shares. `false` when there is no live
     /// secret at the path.
     func deleteSecret(vaultID: UUID, path: String, at: Timestamp, audit: AuditRecord) async throws -> Bool
+}
+
+extension SecretStore {
+    public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
+        -> SealedSecretVersion
+    {
+        try await readVersion(vaultID: vaultID, path: path, version: version, now: now, audit: audit, lease: nil)
+    }
+}
+
+/// Approval requests and their leases (`Approval`). Every rule that changes a request locks its row, checks its
+/// seal and re-seals it in the transaction that records the change's audit event.
+public protocol ApprovalStore: Sendable {
+    /// Stores `approval` (pending) unless its requester already has a pending, unexpired request for the same
+    /// action, vault and target: then returns that one (`created` false) and records nothing. A pending one past
+    /// its expiry is marked expired first (`expired`'s event).
+    func requestApproval(
+        _ approval: Approval, audit: AuditRecord, expired: @escaping @Sendable (Approval) -> AuditRecord
+    ) async throws -> (approval: Approval, created: Bool)
+    /// The request, in `orgID` when given.
+    func approval(id: UUID, orgID: UUID?) async throws -> Approval?
+    /// Newest first. `requesterID` or `userID` narrow it; `status` is matched as of `now` (a pending request past
+    /// its expiry counts as expired).
+    func approvals(
+        orgID: UUID, status: ApprovalStatus?, requesterID: UUID?, userID: UUID?, now: Timestamp, limit: Int,
+        offset: Int
+    ) async throws -> [Approval]
+    /// Moves a pending, unexpired request to `status` (approved: with its lease from `now`; rejected; cancelled),
+    /// creating `policy` in the same transaction when given (an approved policy change). Returns the request as
+    /// it ends up and whether this call changed it (false: it was not pending, nothing changed); nil when there is
+    /// no such request.
+    func decideApproval(
+        id: UUID, orgID: UUID, status: ApprovalStatus, by decider: UUID?, reason: String?, now: Timestamp,
+        policy: (Policy, AuditRecord)?, audit: @escaping @Sendable (Approval) -> AuditRecord
+    ) async throws -> (approval: Approval, changed: Bool)?
+    /// Marks pending requests past their expiry expired, and ends leases past theirs (no uses left), at most
+    /// `limit` of them, each with its audit event; returns how many. Rows another node is sweeping are skipped.
+    func expireApprovals(now: Timestamp, limit: Int, audit: @escaping @Sendable (Approval, _ lease: Bool) -> AuditRecord)
+        async throws -> Int
 }
 
 /// Small named values the server keeps for itself (sealed signing keys, schema facts).
@@ -310,7 +354,7 @@ public protocol KeyRotationStore: Sendable {
 /// Everything one backend provides.
 public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
-    ShareStore, KeyRotationStore, IPRuleStore, MFAStore, EnvVarStore, CMEKStore
+    ShareStore, KeyRotationStore, IPRuleStore, MFAStore, EnvVarStore, CMEKStore, ApprovalStore
 {
     /// Installs the key that seals the rows granting access (see `GrantSeal`), sealing the rows stored before seals
     /// existed the first time; until it is called, every such row is refused.

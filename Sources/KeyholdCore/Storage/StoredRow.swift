@@ -334,6 +334,30 @@ public enum StoredRecords {
             reference: try fields.uuid("reference"))
     }
 
+    public static func approval(_ row: StoredRow) throws -> Approval {
+        let fields = StoredFields(row, table: "approvals")
+        let tier = try fields.count("risk_tier")
+        guard (1...3).contains(tier) else { throw fields.failure("risk_tier", "out of range") }
+        let ttl = try fields.count("ttl_seconds")
+        let maxUses = try fields.count("max_uses")
+        guard ApprovalRule.ttlRange.contains(ttl) else { throw fields.failure("ttl_seconds", "out of range") }
+        guard ApprovalRule.maxUsesRange.contains(maxUses) else { throw fields.failure("max_uses", "out of range") }
+        let usesLeft = try fields.count("uses_left")
+        guard usesLeft <= maxUses else { throw fields.failure("uses_left", "out of range") }
+        guard let summary = try fields.optionalJSON("summary") else { throw fields.failure("summary", "missing") }
+        return Approval(
+            id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), userID: try fields.optionalUUID("user_id"),
+            requesterKind: try fields.value("requester_type"), requesterID: try fields.uuid("requester_id"),
+            action: try fields.text("action"), targetType: try fields.text("target_type"),
+            targetID: try fields.text("target_id"), vaultID: try fields.optionalUUID("vault_id"), riskTier: tier,
+            status: try fields.value("status"), summary: summary, reason: try fields.optionalText("reason"),
+            payload: try fields.optionalJSON("payload"), decisionReason: try fields.optionalText("decision_reason"),
+            decidedBy: try fields.optionalUUID("decided_by"), decidedAt: try fields.optionalTimestamp("decided_at"),
+            expiresAt: try fields.timestamp("expires_at"), rule: ApprovalRule(ttlSeconds: ttl, maxUses: maxUses),
+            usesLeft: usesLeft, leaseExpiresAt: try fields.optionalTimestamp("lease_expires_at"),
+            createdAt: try fields.timestamp("created_at"))
+    }
+
     public static func ipRule(_ row: StoredRow) throws -> IPRule {
         let fields = StoredFields(row, table: "ip_rules")
         let text = try fields.text("cidr")

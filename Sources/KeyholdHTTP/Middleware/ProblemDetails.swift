@@ -9,6 +9,8 @@ public struct ProblemDetails: Encodable, Sendable {
     public let title: String
     public let status: Int
     public let detail: String
+    /// `approval_required`: the approval request to wait for (the SDK reads it into `ApprovalRequiredError`).
+    public var approval_request_id: String? = nil
 
     static func status(for code: KeyholdError.Code) -> HTTPResponse.Status {
         switch code {
@@ -64,10 +66,10 @@ public struct ProblemDetails: Encodable, Sendable {
             logger.error("Request failed", metadata: ["keyhold.error": "\(keyholdError.detail)"])
         }
         let status = Self.status(for: keyholdError.code)
-        return (
-            status,
-            ProblemDetails(type: keyholdError.type, title: status.reasonPhrase, status: status.code, detail: keyholdError.detail)
-        )
+        var problem = ProblemDetails(
+            type: keyholdError.type, title: status.reasonPhrase, status: status.code, detail: keyholdError.detail)
+        problem.approval_request_id = keyholdError.approvalRequestID?.wire
+        return (status, problem)
     }
 
     func response() -> Response {

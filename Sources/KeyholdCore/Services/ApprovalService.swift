@@ -1,0 +1,454 @@
+import Crypto
+import Foundation
+
+/// Human approval before an agent acts (contract §1.12). A read covered by an allow policy with
+/// `conditions.require_approval` is refused with `approval_required` and a pending request (one per requester,
+/// vault and path); a person approves it, which mints a lease of the policy's `approval_max_uses` reads for its
+/// `approval_ttl_seconds`, spent in the transaction of each read. Agents also ask for other actions
+/// (`POST /v1/approvals/request`); an approved `policy_change` creates the policy in its payload, in the decision's
+/// transaction. Decisions of risk tier 2 and 3 need `X-Auth-Confirm`: the decider's TOTP code when they use MFA
+/// (tier 3 accepts nothing else then), their password otherwise. Every request, decision, cancellation, lease use
+/// and expiry is an audit event.
+public struct ApprovalService: Sendable {
+    let store: any ApprovalStore
+    let agents: any AgentStore
+    let identities: any IdentityStore
+    let vaults: VaultService
+    let policies: PolicyService
+    let audit: AuditLog
+    let passwords: PasswordHasher
+    let mfa: MFAService
+    let throttle: LoginThrottle
+    let quickKey: SymmetricKey
+
+    public init(
+        store: any ApprovalStore, agents: any AgentStore, identities: any IdentityStore, vaults: VaultService,
+        policies: PolicyService, audit: AuditLog, passwords: PasswordHasher, mfa: MFAService, throttle: LoginThrottle,
+        quickKey: SymmetricKey
+    ) {
+        self.store = store
+        self.agents = agents
+        self.identities = identities
+        self.vaults = vaults
+        self.policies = policies
+        self.audit = audit
+        self.passwords = passwords
+        self.mfa = mfa
+        self.throttle = throttle
+        self.quickKey = quickKey
+    }
+
+    static let notFound = KeyholdError.notFound("Approval request not found")
+
+    // MARK: gated reads
+
+    /// What a gated read hands storage: the lease to spend and the event that records its use.
+    func lease(for caller: Caller, vault: Vault, path: SecretPath) -> (claim: LeaseClaim, audit: @Sendable (Approval) -> AuditRecord) {
+        let (audit, caller) = (self.audit, caller)
+        return (
+            LeaseClaim(requesterKind: caller.principal.kind, requesterID: caller.principal.id, vaultID: vault.id, path: path.rawValue),
+            { lease in
+                audit.record(
+                    caller, "approval.lease_use", "approval", lease.id.wire,
+                    [
+                        "vault_id": .string(vault.id.wire), "path": .string(path.rawValue),
+                        "uses_left": .number(Double(lease.usesLeft)),
+                    ])
+            }
+        )
+    }
+
+    /// The pending request for a gated read the caller had no lease for: the one already pending, or a new one.
+    func requestRead(_ caller: Caller, vault: Vault, path: SecretPath, rule: ApprovalRule) async throws -> Approval {
+        let now = Timestamp.now
+        let addressee: UUID? =
+            vault.createdByType == .user ? vault.createdBy : try await creator(of: caller.principal)
+        let approval = Approval(
+            id: UUID(), orgID: vault.orgID, userID: addressee, requesterKind: caller.principal.kind,
+            requesterID: caller.principal.id, action: Approval.secretRead, targetType: "secret", targetID: path.rawValue,
+            vaultID: vault.id, riskTier: Approval.riskTier(action: Approval.secretRead, target: path.rawValue, payload: nil, declared: nil),
+            status: .pending,
+            summary: .object([
+                "vault_id": .string(vault.id.wire), "path": .string(path.rawValue), "permission": "read",
+                "max_uses": .number(Double(rule.maxUses)), "ttl_seconds": .number(Double(rule.ttlSeconds)),
+            ]),
+            reason: nil, payload: nil, decisionReason: nil, decidedBy: nil, decidedAt: nil,
+            expiresAt: Timestamp(milliseconds: now.milliseconds + Approval.pendingLifetimeSeconds * 1000), rule: rule,
+            usesLeft: 0, leaseExpiresAt: nil, createdAt: now)
+        return try await store(approval, by: caller).approval
+    }
+
+    private func store(_ approval: Approval, by caller: Caller) async throws -> (approval: Approval, created: Bool) {
+        let audit = self.audit
+        return try await store.requestApproval(
+            approval, audit: record(caller, "approval.request", approval),
+            expired: { audit.record(org: $0.orgID, actor: nil, ip: nil, "approval.expire", "approval", $0.id.wire, Self.details($0)) })
+    }
+
+    // MARK: requests by agents
+
+    public struct Draft: Sendable {
+        public var action: String
+        public var targetType: String
+        public var targetID: String
+        public var summary: JSONValue?
+        public var reason: String?
+        public var riskTier: Int?
+        public var payload: JSONValue?
+
+        public init(
+            action: String, targetType: String, targetID: String, summary: JSONValue?, reason: String?, riskTier: Int?,
+            payload: JSONValue?
+        ) {
+            self.action = action
+            self.targetType = targetType
+            self.targetID = targetID
+            self.summary = summary
+            self.reason = reason
+            self.riskTier = riskTier
+            self.payload = payload
+        }
+    }
+
+    /// `POST /v1/approvals/request`: agents only. A `policy_change` must carry the policy (`payload`, as
+    /// `POST /v1/vaults/{vault_id}/policies` takes it plus `vault_id`); its vault must be one of the org's.
+    public func request(_ draft: Draft, by caller: Caller) async throws -> Approval {
+        guard caller.principal.kind == .agent else {
+            throw KeyholdError.forbidden("Approval requests are made by agents; people decide them")
+        }
+        func text(_ value: String, _ name: String, _ limit: Int) throws -> String {
+            guard (1...limit).contains(value.count), !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+            else { throw KeyholdError.badRequest("\(name) must be 1 to \(limit) characters without control characters") }
+            return value
+        }
+        let action = try text(draft.action, "action", 64)
+        guard action.unicodeScalars.allSatisfy({ "abcdefghijklmnopqrstuvwxyz0123456789_.:-".unicodeScalars.contains($0) })
+        else { throw KeyholdError.badRequest("action must be lower-case letters, digits and _ . : -") }
+        guard action != Approval.secretRead else {
+            throw KeyholdError.badRequest("secret_read requests are made by the server when a read needs approval; read the secret")
+        }
+        let targetType = try text(draft.targetType, "target_type", 64)
+        let targetID = try text(draft.targetID, "target_id", 512)
+        let reason = try draft.reason.map { try text($0, "reason", 2000) }
+        if let tier = draft.riskTier, !(1...5).contains(tier) {
+            throw KeyholdError.badRequest("risk_tier must be between 1 and 5")
+        }
+        let summary: JSONValue
+        switch draft.summary {
+        case .string(let text)?: summary = .object(["text": .string(try Self.bounded(text, "summary"))])
+        case .object?: summary = draft.summary!
+        case nil, .null?: summary = .object([:])
+        default: throw KeyholdError.badRequest("summary must be a string or an object")
+        }
+        guard summary.depth <= 8, summary.jsonString().utf8.count <= 16 * 1024 else {
+            throw KeyholdError.badRequest("summary must be at most 16 KiB and 8 levels deep")
+        }
+        if let payload = draft.payload, payload != .null {
+            guard payload.isObject, payload.depth <= 8, payload.jsonString().utf8.count <= 16 * 1024 else {
+                throw KeyholdError.badRequest("payload must be a JSON object of at most 16 KiB")
+            }
+        }
+        var vaultID: UUID?
+        var addressee = try await creator(of: caller.principal)
+        let payload = draft.payload == .null ? nil : draft.payload
+        if action == Approval.policyChange {
+            let (id, policyDraft) = try Self.policyDraft(payload)
+            guard let vault = try await vaults.store.vault(id: id, orgID: caller.principal.orgID) else {
+                throw KeyholdError.badRequest("payload.vault_id names no vault of this org")
+            }
+            try PolicyService.validate(policyDraft)
+            vaultID = vault.id
+            if vault.createdByType == .user { addressee = vault.createdBy }
+        }
+        let now = Timestamp.now
+        let approval = Approval(
+            id: UUID(), orgID: caller.principal.orgID, userID: addressee, requesterKind: .agent,
+            requesterID: caller.principal.id, action: action, targetType: targetType, targetID: targetID,
+            vaultID: vaultID,
+            riskTier: Approval.riskTier(action: action, target: targetID, payload: payload, declared: draft.riskTier),
+            status: .pending, summary: summary, reason: reason, payload: payload, decisionReason: nil, decidedBy: nil,
+            decidedAt: nil, expiresAt: Timestamp(milliseconds: now.milliseconds + Approval.pendingLifetimeSeconds * 1000),
+            rule: ApprovalRule(), usesLeft: 0, leaseExpiresAt: nil, createdAt: now)
+        return try await store(approval, by: caller).approval
+    }
+
+    static func bounded(_ text: String, _ name: String) throws -> String {
+        guard text.utf8.count <= 4096 else { throw KeyholdError.badRequest("\(name) must be at most 4096 bytes") }
+        return text
+    }
+
+    /// A policy change's payload: `vault_id` and the fields of a policy.
+    static func policyDraft(_ payload: JSONValue?) throws -> (UUID, PolicyService.Draft) {
+        guard case .object(let fields)? = payload else {
+            throw KeyholdError.badRequest("a policy_change needs payload: the policy, with vault_id")
+        }
+        func string(_ key: String) throws -> String {
+            guard case .string(let value)? = fields[key] else { throw KeyholdError.badRequest("payload.\(key) must be a string") }
+            return value
+        }
+        guard let vaultID = UUID(uuidString: try string("vault_id")) else {
+            throw KeyholdError.badRequest("payload.vault_id must be a UUID")
+        }
+        guard case .array(let names)? = fields["permissions"] else {
+            throw KeyholdError.badRequest("payload.permissions must be a list of strings")
+        }
+        let permissions = try names.map { (name: JSONValue) throws -> String in
+            guard case .string(let value) = name else { throw KeyholdError.badRequest("payload.permissions must be a list of strings") }
+            return value
+        }
+        var expiresAt: Timestamp?
+        if let value = fields["expires_at"], value != .null {
+            guard case .string(let text) = value, let instant = Timestamp(iso8601: text) else {
+                throw KeyholdError.badRequest("payload.expires_at must be an RFC 3339 time")
+            }
+            expiresAt = instant
+        }
+        var effect: String?
+        if let value = fields["effect"], value != .null { effect = try string("effect") }
+        var priority: Int?
+        if let value = fields["priority"], value != .null {
+            guard case .number(let number) = value, let integer = Int(exactly: number) else {
+                throw KeyholdError.badRequest("payload.priority must be an integer")
+            }
+            priority = integer
+        }
+        let known: Set<String> = [
+            "vault_id", "secret_path_pattern", "principal_type", "principal_id", "permissions", "conditions",
+            "expires_at", "effect", "priority",
+        ]
+        for key in fields.keys where !known.contains(key) {
+            throw KeyholdError.badRequest("payload: unknown field '\(key.prefix(64))'")
+        }
+        return (
+            vaultID,
+            PolicyService.Draft(
+                pattern: try string("secret_path_pattern"), principalKind: try string("principal_type"),
+                principalID: try string("principal_id"), permissions: permissions, conditions: fields["conditions"],
+                expiresAt: expiresAt, effect: effect, priority: priority)
+        )
+    }
+
+    // MARK: reading
+
+    public func list(status: String?, limit: Int, offset: Int, by caller: Caller) async throws -> [Approval] {
+        try caller.principal.requireHuman()
+        guard (1...1000).contains(limit), (0...10_000).contains(offset) else {
+            throw KeyholdError.badRequest("limit must be between 1 and 1000 and offset between 0 and 10000")
+        }
+        var wanted: ApprovalStatus?
+        if let status {
+            guard let parsed = ApprovalStatus(rawValue: status) else {
+                throw KeyholdError.badRequest("status must be one of pending, approved, rejected, expired, cancelled")
+            }
+            wanted = parsed
+        }
+        // Owners and admins see the org's requests; another member those addressed to them.
+        return try await store.approvals(
+            orgID: caller.principal.orgID, status: wanted, requesterID: nil,
+            userID: caller.principal.isOrgAdmin ? nil : caller.principal.id, now: .now, limit: limit, offset: offset)
+    }
+
+    /// The request, for its requester, the person it is addressed to, and the org's owners and admins.
+    public func get(_ id: UUID, by caller: Caller) async throws -> Approval {
+        guard var approval = try await store.approval(id: id, orgID: caller.principal.orgID) else { throw Self.notFound }
+        let principal = caller.principal
+        let mine = approval.requesterID == principal.id && approval.requesterKind == principal.kind
+        guard mine || principal.isOrgAdmin || (principal.kind == .user && approval.userID == principal.id) else {
+            throw Self.notFound
+        }
+        approval.status = approval.status(at: .now)
+        return approval
+    }
+
+    // MARK: deciding
+
+    /// `decide` (`approve` or `reject`) by a person: the org's owners and admins, or the person it is addressed to,
+    /// never its requester, with an unscoped credential; 409 unless pending.
+    public func decide(_ id: UUID, decision: String, reason: String?, confirmation: String?, by caller: Caller) async throws
+        -> Approval
+    {
+        let status: ApprovalStatus
+        switch decision {
+        case "approve", "approved": status = .approved
+        case "reject", "rejected": status = .rejected
+        default: throw KeyholdError.badRequest("decision must be approve or reject")
+        }
+        let reason = try reason.map { try Self.bounded($0, "reason") }
+        let principal = caller.principal
+        try await audit.recordingDenial(caller, "approval.decide", "approval", id.wire) { try principal.requireManager() }
+        guard let approval = try await store.approval(id: id, orgID: principal.orgID) else { throw Self.notFound }
+        guard principal.isOrgAdmin || approval.userID == principal.id else {
+            if approval.requesterID == principal.id { throw KeyholdError.forbidden("A request cannot be decided by its requester") }
+            throw Self.notFound
+        }
+        guard !(approval.requesterID == principal.id && approval.requesterKind == principal.kind) else {
+            throw KeyholdError.forbidden("A request cannot be decided by its requester")
+        }
+        guard approval.status(at: .now) == .pending else { throw Self.notPending(approval) }
+        if approval.riskTier >= 2 { try await confirm(caller, confirmation, tier: approval.riskTier, approvalID: id) }
+        var policy: (Policy, AuditRecord)?
+        if status == .approved, approval.action == Approval.policyChange {
+            let (vaultID, draft) = try Self.policyDraft(approval.payload)
+            let created = try await policies.prepare(vaultID: vaultID, draft: draft, by: caller)
+            policy = (created, policies.record(caller, "policy.create", created, ["approval_id": .string(id.wire)]))
+        }
+        return try await finish(id, status: status, decider: principal.id, reason: reason, policy: policy, by: caller)
+    }
+
+    /// `cancel`: the requester withdraws it (or the person it is addressed to, or an owner or admin). A request
+    /// already decided is returned as it is (the first answer wins).
+    public func cancel(_ id: UUID, reason: String?, by caller: Caller) async throws -> Approval {
+        let reason = try reason.map { try Self.bounded($0, "reason") }
+        let principal = caller.principal
+        guard let approval = try await store.approval(id: id, orgID: principal.orgID) else { throw Self.notFound }
+        let mine = approval.requesterID == principal.id && approval.requesterKind == principal.kind
+        guard mine || (!principal.isScoped && (principal.isOrgAdmin || approval.userID == principal.id)) else {
+            throw Self.notFound
+        }
+        return try await finish(id, status: .cancelled, decider: principal.kind == .user ? principal.id : nil, reason: reason, policy: nil, by: caller, settled: true)
+    }
+
+    private func finish(
+        _ id: UUID, status: ApprovalStatus, decider: UUID?, reason: String?, policy: (Policy, AuditRecord)?,
+        by caller: Caller, settled: Bool = false
+    ) async throws -> Approval {
+        let (audit, caller) = (self.audit, caller)
+        let action = status == .cancelled ? "approval.cancel" : "approval.decide"
+        guard let (approval, changed) = try await store.decideApproval(
+            id: id, orgID: caller.principal.orgID, status: status, by: decider, reason: reason, now: .now, policy: policy,
+            audit: { audit.record(caller, action, "approval", $0.id.wire, Self.details($0)) })
+        else { throw Self.notFound }
+        guard changed || settled else { throw Self.notPending(approval) }
+        return approval
+    }
+
+    static func notPending(_ approval: Approval) -> KeyholdError {
+        KeyholdError(.conflict, "The request is \(approval.status(at: .now).rawValue), not pending")
+    }
+
+    /// `X-Auth-Confirm` for a tier 2 or 3 decision: a TOTP code of the decider's enrolment when they use MFA (for
+    /// tier 3 nothing else), otherwise their password. A wrong one is 403, throttled like a login.
+    func confirm(_ caller: Caller, _ value: String?, tier: Int, approvalID: UUID) async throws {
+        guard let value, !value.isEmpty, value.utf8.count <= 1024 else {
+            throw KeyholdError.forbidden(
+                "A risk tier \(tier) decision needs X-Auth-Confirm: your TOTP code if you use MFA, otherwise your password")
+        }
+        let principal = caller.principal
+        guard let user = try await identities.user(id: principal.id), user.orgID == principal.orgID else {
+            throw KeyholdError.unauthenticated
+        }
+        let usesMFA = try await mfa.isEnabled(userID: user.id)
+        var confirmed = false
+        if usesMFA, TOTP.isCodeShaped(value.trimmingCharacters(in: .whitespaces)) {
+            confirmed = try await mfa.confirm(caller, code: value)
+        } else if !(usesMFA && tier >= 3) {
+            try throttle.attempt(account: user.email, address: caller.context.clientIP?.description)
+            confirmed = try await passwords.verify(value, hash: user.passwordHash)
+            if confirmed { throttle.succeeded(account: user.email, address: caller.context.clientIP?.description) }
+        }
+        guard confirmed else {
+            try await audit.append(
+                audit.record(
+                    caller, "approval.decide", "approval", approvalID.wire,
+                    ["outcome": "denied", "reason": "X-Auth-Confirm did not verify"]))
+            throw KeyholdError.forbidden(
+                usesMFA && tier >= 3
+                    ? "X-Auth-Confirm must carry a current TOTP code for a risk tier 3 decision"
+                    : "X-Auth-Confirm did not verify")
+        }
+    }
+
+    // MARK: quick decide
+
+    /// The single-use link token for a request: its id and a MAC under the server's quick-decide key (nothing to
+    /// store; spent when the request stops being pending, and good until the request expires, 7 days).
+    public func quickToken(for id: UUID) -> String { "qd_" + id.wire + "_" + quickMAC(id).base64URLEncodedString() }
+
+    private func quickMAC(_ id: UUID) -> Data {
+        Data(HMAC<SHA256>.authenticationCode(for: Data(("keyhold.quick-decide|" + id.wire).utf8), using: quickKey))
+    }
+
+    /// `GET /v1/approvals/quick-decide`: decides a tier 1 request from its link (a higher tier needs the console
+    /// and `X-Auth-Confirm`). The decider recorded is the person the request is addressed to.
+    public func quickDecide(token: String, decision: String, ip: IPAddress?) async throws -> Approval {
+        let status: ApprovalStatus
+        switch decision {
+        case "approved", "approve": status = .approved
+        case "rejected", "reject": status = .rejected
+        default: throw KeyholdError.badRequest("decision must be approved or rejected")
+        }
+        let parts = token.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
+        guard token.utf8.count < 128, parts.count == 3, parts[0] == "qd", let id = UUID(uuidString: String(parts[1])),
+            let mac = Data(base64URL: String(parts[2])), CredentialHasher.constantTimeEqual(mac, quickMAC(id)),
+            let approval = try await store.approval(id: id, orgID: nil)
+        else { throw KeyholdError.notFound("Unknown or expired link") }
+        guard approval.status(at: .now) == .pending else { throw Self.notPending(approval) }
+        guard approval.riskTier == 1 else {
+            throw KeyholdError(.conflict, "A risk tier \(approval.riskTier) request is decided in the console, with X-Auth-Confirm")
+        }
+        let (audit, linkIP) = (self.audit, ip)
+        guard let (decided, changed) = try await store.decideApproval(
+            id: id, orgID: approval.orgID, status: status, by: approval.userID, reason: "decided from the link", now: .now,
+            policy: nil,
+            audit: {
+                var details = Self.details($0)
+                details["via"] = "quick_decide"
+                return audit.record(org: $0.orgID, actor: nil, ip: linkIP, "approval.decide", "approval", $0.id.wire, details)
+            })
+        else { throw KeyholdError.notFound("Unknown or expired link") }
+        guard changed else { throw Self.notPending(decided) }
+        return decided
+    }
+
+    // MARK: expiry
+
+    /// Records the expiry of pending requests and of leases past their time; returns how many it recorded.
+    public func sweep(now: Timestamp = .now) async throws -> Int {
+        let audit = self.audit
+        var total = 0
+        while true {
+            let count = try await store.expireApprovals(now: now, limit: 100) { approval, lease in
+                audit.record(
+                    org: approval.orgID, actor: nil, ip: nil, lease ? "approval.lease_expire" : "approval.expire",
+                    "approval", approval.id.wire, Self.details(approval))
+            }
+            total += count
+            if count < 100 { return total }
+        }
+    }
+
+    /// Sweeps every `interval` until cancelled (a failed sweep is tried again at the next one).
+    public func runSweeps(every interval: Duration) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            _ = try? await sweep()
+        }
+    }
+
+    // MARK: pieces
+
+    /// The person an agent answers to (its creator); for a person, themself.
+    private func creator(of principal: Principal) async throws -> UUID? {
+        guard principal.kind == .agent else { return principal.id }
+        return try await agents.agent(id: principal.id)?.createdBy
+    }
+
+    private func record(_ caller: Caller, _ action: String, _ approval: Approval) -> AuditRecord {
+        audit.record(caller, action, "approval", approval.id.wire, Self.details(approval))
+    }
+
+    /// What the audit log says of a request: ids, action, target, tier and status; never a summary's text.
+    static func details(_ approval: Approval) -> [String: JSONValue] {
+        var details: [String: JSONValue] = [
+            "action": .string(approval.action), "target_type": .string(approval.targetType),
+            "target_id": .string(approval.targetID), "risk_tier": .number(Double(approval.riskTier)),
+            "status": .string(approval.status.rawValue), "requester_type": .string(approval.requesterKind.rawValue),
+            "requester_id": .string(approval.requesterID.wire),
+        ]
+        if let vaultID = approval.vaultID { details["vault_id"] = .string(vaultID.wire) }
+        if approval.status == .approved, approval.leaseExpiresAt != nil {
+            details["uses_left"] = .number(Double(approval.usesLeft))
+        }
+        return details
+    }
+}

@@ -14,9 +14,12 @@ extension SQLStore {
     ) async throws -> (approval: Approval, created: Bool) {
         let seal = try self.seal
         return try await database.inTransaction { db in
-            // One requester's requests for one target are decided one at a time, on every node.
-            try await db.lock("keyhold.approval|\(approval.requesterID.wire)|\(approval.action)|\(approval.targetID)")
-            if let (row, open) = try await db.lockedRow(
+            // A gated read's request is shared by the requester's reads of that path: they are handled one at a
+            // time, on every node. An agent's own requests are each their own.
+            if approval.action == Approval.secretRead {
+                try await db.lock("keyhold.approval|\(approval.requesterID.wire)|\(approval.targetID)")
+            }
+            if approval.action == Approval.secretRead, let (row, open) = try await db.lockedRow(
                 Self.approvalsTable,
                 where: """
                     requester_id = ? AND action = ? AND target_type = ? AND target_id = ? AND status = 'pending'

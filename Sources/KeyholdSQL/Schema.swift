@@ -108,7 +108,7 @@ public enum Schema {
         """,
         // Approvals (issue 18, contract §1.12): requests for a person's approval and, once approved, the lease they
         // grant (`uses_left` reads until `lease_expires_at`). Sealed (`GrantSeal`, table `approvals`). At most one
-        // pending request per requester, action, vault and target; a request goes with its vault.
+        // pending read request per requester, vault and path; a request goes with its vault.
         """
         CREATE TABLE approvals (
             id {uuid} PRIMARY KEY, org_id {uuid} NOT NULL REFERENCES orgs(id) ON DELETE CASCADE, user_id {uuid},
@@ -121,8 +121,8 @@ public enum Schema {
         CREATE INDEX approvals_org ON approvals(org_id, created_at);
         CREATE INDEX approvals_requester ON approvals(requester_id, vault_id, target_id);
         CREATE INDEX approvals_open ON approvals(status, expires_at);
-        CREATE UNIQUE INDEX approvals_pending ON approvals(requester_id, action, target_type, target_id, vault_id)
-            WHERE status = 'pending'
+        CREATE UNIQUE INDEX approvals_pending ON approvals(requester_id, target_id, vault_id)
+            WHERE status = 'pending' AND action = 'secret_read'
         """,
     ]
 

@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import oneclaw
+import pyotp
 import pytest
 
-from support import PASSWORD
+from support import PASSWORD, assert_sdk_ok
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / ".build" / "release" / "keyhold"
@@ -509,5 +510,24 @@ def passphrase(leak_watch: LeakWatch) -> Callable[[str], str]:
         value = f"{prefix}{uuid.uuid4().hex}"
         leak_watch.passphrases.add(value)
         return value
+
+    return make
+
+
+@pytest.fixture
+def mfa_user(signup_user: Callable[[], Any], leak_watch) -> Callable[[], tuple[Any, pyotp.TOTP, list[str]]]:
+    """Factory: a fresh user (own org) with MFA enabled through the SDK; returns (user, totp, recovery codes)."""
+
+    def make() -> tuple[Any, pyotp.TOTP, list[str]]:
+        user = signup_user()
+        setup = assert_sdk_ok(user.client.auth.mfa_setup(), 200)
+        leak_watch.values.add(setup["secret"])
+        assert setup["otpauth_uri"].startswith("otpauth://totp/Keyhold:")
+        assert f"secret={setup['secret']}" in setup["otpauth_uri"]
+        totp = pyotp.parse_uri(setup["otpauth_uri"])
+        assert totp.secret == setup["secret"] and totp.digits == 6 and totp.interval == 30
+        codes = assert_sdk_ok(user.client.auth.mfa_verify_setup(totp.now()), 200)["recovery_codes"]
+        leak_watch.values.update(codes)
+        return user, totp, codes
 
     return make

@@ -6,6 +6,7 @@ approved policy change creates its policy. Through the real ``oneclaw`` SDK (``a
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -242,3 +243,34 @@ def test_audit_records_the_request_decision_and_lease_use(user, vault: str, gate
     actions = sorted(e["action"] for e in events)
     assert actions == ["approval.decide", "approval.lease_use", "approval.request"], actions
     assert g["value"] not in str(events)
+
+
+def test_a_decider_with_mfa_confirms_tier_3_with_a_fresh_totp_code(mfa_user, make_agent, agent_sdk, base_url) -> None:
+    user, totp, recovery = mfa_user()
+    vault = assert_sdk_ok(user.client.vaults.create(f"mfa-{uuid.uuid4().hex[:8]}"), 201)["id"]
+    agent = make_agent(user)
+    headers = bearer(agent_sdk(agent.key)._http.get_token())
+
+    def policy_change(pattern: str) -> str:
+        payload = {"vault_id": vault, "secret_path_pattern": pattern, "principal_type": "agent", "principal_id": agent.id,
+                   "permissions": ["read"]}
+        resp = httpx.post(
+            f"{base_url}/v1/approvals/request", headers=headers,
+            json={"action": "policy_change", "target_type": "vault", "target_id": vault, "summary": {}, "payload": payload},
+        )
+        assert resp.status_code == 202 and resp.json()["risk_tier"] == 3, resp.text
+        return resp.json()["id"]
+
+    first, second = policy_change("a/*"), policy_change("b/*")
+    decide = lambda id, confirm: user.http.post(  # noqa: E731
+        f"/v1/approvals/{id}/decide", json={"decision": "approve"}, headers={"X-Auth-Confirm": confirm})
+    # With MFA on, tier 3 takes a TOTP code only: not the password, not a recovery code, not a wrong code.
+    for confirm in (user.password, recovery[0], "000000" if totp.now() != "000000" else "111111"):
+        assert_problem(decide(first, confirm), 403)
+    code = totp.at(time.time() + 30)
+    assert decide(first, code).status_code == 200
+    # The step is spent: the same code does not confirm a second decision, which stays pending.
+    assert_problem(decide(second, code), 403)
+    assert assert_sdk_ok(user.client.approvals.get(second), 200)["status"] == "pending"
+    patterns = [p["secret_path_pattern"] for p in assert_sdk_ok(user.client.policies.list(vault), 200)["policies"]]
+    assert patterns == ["a/*"]

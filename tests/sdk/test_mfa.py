@@ -19,25 +19,6 @@ def _code_after(totp: pyotp.TOTP, steps: int = 1) -> str:
     return totp.at(time.time() + 30 * steps)
 
 
-@pytest.fixture
-def mfa_user(signup_user: Callable[[], Any], leak_watch) -> Callable[[], tuple[Any, pyotp.TOTP, list[str]]]:
-    """Factory: a fresh user (own org) with MFA enabled through the SDK; returns (user, totp, recovery codes)."""
-
-    def make() -> tuple[Any, pyotp.TOTP, list[str]]:
-        user = signup_user()
-        setup = assert_sdk_ok(user.client.auth.mfa_setup(), 200)
-        leak_watch.values.add(setup["secret"])
-        assert setup["otpauth_uri"].startswith("otpauth://totp/Keyhold:")
-        assert f"secret={setup['secret']}" in setup["otpauth_uri"]
-        totp = pyotp.parse_uri(setup["otpauth_uri"])
-        assert totp.secret == setup["secret"] and totp.digits == 6 and totp.interval == 30
-        codes = assert_sdk_ok(user.client.auth.mfa_verify_setup(totp.now()), 200)["recovery_codes"]
-        leak_watch.values.update(codes)
-        return user, totp, codes
-
-    return make
-
-
 def _login(base_url: str, user: Any) -> tuple[Any, dict[str, Any]]:
     client = oneclaw.create_client(base_url=base_url)
     resp = client.auth.login(user.email, user.password)

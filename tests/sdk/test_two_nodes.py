@@ -37,6 +37,7 @@ if not CLUSTER_URL:
 WRITERS = 24
 READERS = 30
 READ_LIMIT = 7
+LEASE_USES = 5
 
 
 def _free_port() -> int:
@@ -161,6 +162,39 @@ def test_access_counts_are_exact_across_nodes(nodes, owner, leak_watch) -> None:
     assert statuses == Counter({200: READ_LIMIT, 410: READERS - READ_LIMIT}), statuses
     print(f"\n[two-node] {READERS} concurrent reads of a max_access_count={READ_LIMIT} secret over 2 nodes: "
           f"{statuses[200]} answered 200, {statuses[410]} answered 410")
+
+
+def test_an_approval_lease_is_spent_exactly_across_nodes(nodes, owner, leak_watch) -> None:
+    """An approved lease of LEASE_USES reads, raced by READERS reads through both nodes: exactly LEASE_USES 200s."""
+    a, b = nodes
+    people = a.client(owner)
+    vault = assert_sdk_ok(people.vaults.create("two-nodes-approval"), 201)["id"]
+    value = f"TWO-NODE-GATED-{uuid.uuid4().hex}"
+    leak_watch.values.add(value)
+    assert_sdk_ok(people.secrets.set(vault, "gated/db", value), 201)
+    created = assert_sdk_ok(people.agents.create(f"two-node-agent-{uuid.uuid4().hex[:8]}"), 201)
+    leak_watch.track(created)
+    agent_id = created["agent"]["id"]
+    assert_sdk_ok(
+        people.policies.create(
+            vault, principal_type="agent", principal_id=agent_id, secret_path_pattern="gated/*", permissions=["read"],
+            conditions={"require_approval": True, "approval_max_uses": LEASE_USES}),
+        201)
+    agents = [a.client(api_key=created["api_key"]), b.client(api_key=created["api_key"])]
+    for agent in agents:
+        assert_sdk_ok(agent.agents.me(), 200)
+        leak_watch.tokens.add(agent._http.get_token())
+    refused = agents[1].secrets.get(vault, "gated/db")
+    assert refused.meta.status == 403 and refused.error.type == "approval_required", refused
+    request_id = assert_sdk_ok(b.client(owner).approvals.list(status="pending"), 200)["approvals"][0]["id"]
+    assert_sdk_ok(b.client(owner).approvals.decide(request_id, "approve"), 200)
+    responses = run_together(READERS, lambda i: agents[i % 2].secrets.get(vault, "gated/db"))
+    statuses = Counter(r.meta.status for r in responses)
+    assert statuses == Counter({200: LEASE_USES, 403: READERS - LEASE_USES}), statuses
+    assert {r.data["value"] for r in responses if r.meta.status == 200} == {value}
+    assert assert_sdk_ok(a.client(owner).approvals.get(request_id), 200)["uses_left"] == 0
+    print(f"\n[two-node] {READERS} concurrent reads under a {LEASE_USES}-use approval lease over 2 nodes: "
+          f"{statuses[200]} answered 200, {statuses[403]} answered 403")
 
 
 def test_revocations_on_one_node_hold_on_the_other(nodes, owner, leak_watch) -> None:

@@ -142,9 +142,9 @@ extension SecretStore {
 /// Approval requests and their leases (`Approval`). Every rule that changes a request locks its row, checks its
 /// seal and re-seals it in the transaction that records the change's audit event.
 public protocol ApprovalStore: Sendable {
-    /// Stores `approval` (pending) unless its requester already has a pending, unexpired request for the same
-    /// action, vault and target: then returns that one (`created` false) and records nothing. A pending one past
-    /// its expiry is marked expired first (`expired`'s event).
+    /// Stores `approval` (pending). A gated read's request (`secret_read`) is not stored when its requester already
+    /// has a pending, unexpired one for that vault and path: that one is returned (`created` false) and nothing is
+    /// recorded; a pending one past its expiry is marked expired first (`expired`'s event).
     func requestApproval(
         _ approval: Approval, audit: AuditRecord, expired: @escaping @Sendable (Approval) -> AuditRecord
     ) async throws -> (approval: Approval, created: Bool)

@@ -4,6 +4,7 @@ import KeyholdSQL
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 
 /// The shared backend: one PostgreSQL database that any number of Keyhold nodes use at once. Every change runs in
 /// one READ COMMITTED transaction whose row locks give the same guarantees as the SQLite adapter's single writer:
@@ -65,10 +66,31 @@ public final class PostgresStorage: SQLStore, @unchecked Sendable {
     }
 
     /// Shuts the pool down and closes its connections (queries still running fail): call it once requests have
-    /// drained. Calling it again does nothing.
+    /// drained. Calling it again does nothing. Bounded: a pool that has not wound down after `closeTimeout` (a
+    /// connection attempt or a query that does not answer) is left to the process's exit, which closes its sockets,
+    /// so a SIGTERM always ends the server.
     public override func close() async throws {
         runTask.cancel()
-        await runTask.value
+        let runTask = self.runTask
+        let closed = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let first = FirstAnswer(continuation)
+            Task { await runTask.value; first.resume(true) }
+            Task { try? await Task.sleep(for: Self.closeTimeout); first.resume(false) }
+        }
+        if !closed, let logger = (database as? PostgresDatabase)?.logger {
+            logger.warning(
+                "The database pool did not close in time; its connections end with the process",
+                metadata: ["keyhold.database": .string(url)])
+        }
+    }
+
+    static let closeTimeout = Duration.seconds(10)
+
+    /// Resumes a continuation with the first answer it is given and ignores the rest.
+    final class FirstAnswer: Sendable {
+        let continuation: Mutex<CheckedContinuation<Bool, Never>?>
+        init(_ continuation: CheckedContinuation<Bool, Never>) { self.continuation = Mutex(continuation) }
+        func resume(_ value: Bool) { continuation.withLock { $0?.resume(returning: value); $0 = nil } }
     }
 
     public static let connectTimeoutSeconds = 5

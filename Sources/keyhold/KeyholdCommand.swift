@@ -80,6 +80,7 @@ struct Serve: AsyncParsableCommand {
         logger.info("Starting Keyhold", metadata: ["keyhold.config": .string(configuration.description)])
         let app = try await buildServer(configuration: configuration, logger: logger)
         try await app.runService()
+        logger.notice("Keyhold stopped")
     }
 }
 

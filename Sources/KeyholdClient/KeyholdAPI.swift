@@ -10,11 +10,14 @@ public struct ClientError: Error, CustomStringConvertible, Sendable {
     public let status: Int?
     /// The server could not be reached at all (as opposed to answering with an error).
     public let unreachable: Bool
+    /// A read that needs a person's approval first (`approval_required`): the request to wait for.
+    public let approvalRequestID: String?
 
-    public init(_ message: String, status: Int? = nil, unreachable: Bool = false) {
+    public init(_ message: String, status: Int? = nil, unreachable: Bool = false, approvalRequestID: String? = nil) {
         self.message = message
         self.status = status
         self.unreachable = unreachable
+        self.approvalRequestID = approvalRequestID
     }
 
     public var description: String { status.map { "\(message) (HTTP \($0))" } ?? message }
@@ -95,8 +98,11 @@ public struct KeyholdAPI: Sendable {
     public func call(_ method: String, _ path: String, json: Any? = nil) async throws -> Reply {
         let reply = try await send(method, path, json: json)
         guard (200..<300).contains(reply.status) else {
-            let detail = reply.object["detail"] as? String ?? reply.object["title"] as? String ?? "request failed"
-            throw ClientError(detail, status: reply.status)
+            let object = reply.object
+            let detail = object["detail"] as? String ?? object["title"] as? String ?? "request failed"
+            throw ClientError(
+                detail, status: reply.status,
+                approvalRequestID: object["type"] as? String == "approval_required" ? object["approval_request_id"] as? String : nil)
         }
         return reply
     }

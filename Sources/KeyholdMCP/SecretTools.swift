@@ -158,6 +158,9 @@ public struct SecretTools: Sendable {
         switch (error.status, path) {
         case (404?, let path?): "No secret found at path '\(path)'."
         case (410?, let path?): "Secret at path '\(path)' is expired or has exceeded its maximum access count."
+        case (403?, let path) where error.approvalRequestID != nil:
+            "Human approval is required to read '\(path ?? "")'. Approval request \(error.approvalRequestID!) is pending: "
+                + "retry once a person approves it."
         case (403?, _): "Access denied"
         default: "Error: \(error)"
         }

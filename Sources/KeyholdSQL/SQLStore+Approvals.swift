@@ -10,15 +10,13 @@ extension SQLStore {
     func approval(_ row: StoredRow) throws -> Approval { try seal.verified(row, Self.approvalsTable, StoredRecords.approval) }
 
     public func requestApproval(
-        _ approval: Approval, audit: AuditRecord, expired: @escaping @Sendable (Approval) -> AuditRecord
+        _ approval: Approval, maxPending: Int, audit: AuditRecord, expired: @escaping @Sendable (Approval) -> AuditRecord
     ) async throws -> (approval: Approval, created: Bool) {
         let seal = try self.seal
         return try await database.inTransaction { db in
-            // A gated read's request is shared by the requester's reads of that path: they are handled one at a
-            // time, on every node. An agent's own requests are each their own.
-            if approval.action == Approval.secretRead {
-                try await db.lock("keyhold.approval|\(approval.requesterID.wire)|\(approval.targetID)")
-            }
+            // One requester's requests are stored one at a time, on every node. A gated read's request is shared by
+            // the requester's reads of that path; an agent's own requests are each their own.
+            try await db.lock("keyhold.approval|\(approval.requesterID.wire)")
             if approval.action == Approval.secretRead, let (row, open) = try await db.lockedRow(
                 Self.approvalsTable,
                 where: """
@@ -34,6 +32,14 @@ extension SQLStore {
                 var ended = open
                 ended.status = .expired
                 try await db.append(expired(ended))
+            }
+            let open = try await db.first(
+                "SELECT COUNT(*) AS n FROM approvals WHERE requester_id = ? AND status = 'pending' AND expires_at > ?",
+                [.uuid(approval.requesterID), .time(approval.createdAt)])
+            guard try open.map({ try StoredFields($0, table: "approvals").count("n") }) ?? 0 < maxPending else {
+                throw KeyholdError(
+                    .tooManyRequests, "Too many approval requests are pending for this requester; wait for decisions",
+                    retryAfter: 60)
             }
             try await db.insert(Self.approvalsTable, Self.columns(of: approval), seal: seal)
             try await db.append(audit)
@@ -98,7 +104,7 @@ extension SQLStore {
 
     public func decideApproval(
         id: UUID, orgID: UUID, status: ApprovalStatus, by decider: UUID?, reason: String?, now: Timestamp,
-        policy: (Policy, AuditRecord)?, audit: @escaping @Sendable (Approval) -> AuditRecord
+        policy: (Policy, AuditRecord)?, revokingLease: Bool, audit: @escaping @Sendable (Approval) -> AuditRecord
     ) async throws -> (approval: Approval, changed: Bool)? {
         let seal = try self.seal
         return try await database.inTransaction { db in
@@ -106,6 +112,16 @@ extension SQLStore {
                 Self.approvalsTable, where: "id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)], seal: seal,
                 as: StoredRecords.approval)
             else { return nil }
+            if revokingLease, current.status == .approved, current.usesLeft > 0 {
+                var revoked = current
+                revoked.status = .cancelled
+                revoked.usesLeft = 0
+                try await db.update(
+                    Self.approvalsTable, row: row,
+                    set: ["status": .text(ApprovalStatus.cancelled.rawValue), "uses_left": .int(0)], seal: seal)
+                try await db.append(audit(revoked))
+                return (revoked, true)
+            }
             guard current.status(at: now) == .pending else {
                 var shown = current
                 shown.status = current.status(at: now)
@@ -149,8 +165,10 @@ extension SQLStore {
                     OR (status = 'approved' AND uses_left > 0 AND lease_expires_at <= ?)
                 ORDER BY expires_at LIMIT ?
                 """ + db.forUpdate, [.time(now), .time(now), .int(limit)])
+            var swept = 0
             for row in rows {
-                var approval = try seal.verified(row, Self.approvalsTable, StoredRecords.approval)
+                // A row that does not verify grants nothing and is left as it is; the others are still swept.
+                guard var approval = try? seal.verified(row, Self.approvalsTable, StoredRecords.approval) else { continue }
                 let lease = approval.status == .approved
                 if lease {
                     approval.usesLeft = 0
@@ -161,17 +179,20 @@ extension SQLStore {
                         Self.approvalsTable, row: row, set: ["status": .text(ApprovalStatus.expired.rawValue)], seal: seal)
                 }
                 try await db.append(audit(approval, lease))
+                swept += 1
             }
-            return rows.count
+            return swept
         }
     }
 }
 
 extension SQLConnection {
     /// Spends one use of the requester's approved lease on the vault and path (the one expiring first), re-sealing
-    /// it; `KeyholdError.noLease` when there is none left. Runs inside the read's transaction, so a read that fails
-    /// spends nothing, and two readers of a one-use lease cannot both pass (the row is locked until commit).
-    func spendLease(_ claim: LeaseClaim, now: Timestamp, seal: GrantSeal, audit: (Approval) -> AuditRecord) async throws {
+    /// it, and returns it as spent; `KeyholdError.noLease` when there is none left. Runs inside the read's
+    /// transaction, so a read that fails spends nothing, and two readers of a one-use lease cannot both pass (the row
+    /// is locked until commit). Its audit event is the caller's to append, after the version's row lock: every
+    /// reader takes the version row before the audit head.
+    func spendLease(_ claim: LeaseClaim, now: Timestamp, seal: GrantSeal) async throws -> Approval {
         guard let (row, lease) = try await lockedRow(
             GrantSeal.table("approvals"),
             where: """
@@ -191,6 +212,6 @@ extension SQLConnection {
         var spent = lease
         spent.usesLeft -= 1
         try await update(GrantSeal.table("approvals"), row: row, set: ["uses_left": .int(spent.usesLeft)], seal: seal)
-        try await append(audit(spent))
+        return spent
     }
 }

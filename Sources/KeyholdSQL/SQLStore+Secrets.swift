@@ -94,13 +94,15 @@ extension SQLStore {
     ) async throws -> SealedSecretVersion {
         let seal = lease == nil ? nil : try self.seal
         return try await database.inTransaction { db in
-            if let lease, let seal { try await db.spendLease(lease.claim, now: now, seal: seal, audit: lease.audit) }
+            var spent: (Approval, @Sendable (Approval) -> AuditRecord)?
+            if let lease, let seal { spent = (try await db.spendLease(lease.claim, now: now, seal: seal), lease.audit) }
             let sealed = try await db.countedRead(
                 where: "s.vault_id = ? AND s.path = ? AND v.version = " + (version == nil ? "s.current_version" : "?"),
                 [.uuid(vaultID), .text(path)] + (version.map { [.int($0)] } ?? []), now: now,
                 missing: version == nil
                     ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found"))
             try await db.append(audit.adding(["version": .number(Double(sealed.info.version))]))
+            if let (lease, record) = spent { try await db.append(record(lease)) }
             return sealed
         }
     }

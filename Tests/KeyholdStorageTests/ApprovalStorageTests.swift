@@ -25,7 +25,7 @@ extension StorageConformanceTests {
 
     func approve(_ f: Fixture, _ id: UUID, now: Timestamp = .now) async throws -> Approval? {
         try await f.storage.decideApproval(
-            id: id, orgID: f.org.id, status: .approved, by: f.owner.id, reason: nil, now: now, policy: nil,
+            id: id, orgID: f.org.id, status: .approved, by: f.owner.id, reason: nil, now: now, policy: nil, revokingLease: false,
             audit: { _ in testAudit }
         )?.approval
     }
@@ -35,16 +35,16 @@ extension StorageConformanceTests {
         try await withFixture(backend) { (f: Fixture) async throws in
             try await writeCMEK(f, "db/password", fingerprint: nil)
             let agent = UUID()
-            let first = try await f.storage.requestApproval(pendingRead(f, requester: agent), audit: testAudit) { _ in testAudit }
+            let first = try await f.storage.requestApproval(pendingRead(f, requester: agent), maxPending: 100, audit: testAudit) { _ in testAudit }
             #expect(first.created)
-            let again = try await f.storage.requestApproval(pendingRead(f, requester: agent), audit: testAudit) { _ in testAudit }
+            let again = try await f.storage.requestApproval(pendingRead(f, requester: agent), maxPending: 100, audit: testAudit) { _ in testAudit }
             #expect(!again.created && again.approval.id == first.approval.id)
             // Another org sees nothing; a wrong org cannot decide it.
             let other = try await otherOrg(f)
             #expect(try await f.storage.approval(id: first.approval.id, orgID: other.org.id) == nil)
             #expect(try await f.storage.decideApproval(
                 id: first.approval.id, orgID: other.org.id, status: .approved, by: other.owner.id, reason: nil, now: .now,
-                policy: nil, audit: { _ in testAudit }) == nil)
+                policy: nil, revokingLease: false, audit: { _ in testAudit }) == nil)
 
             // No lease yet: the read fails and counts nothing.
             await #expect(throws: KeyholdError.noLease) { try await gatedRead(f, requester: agent) }
@@ -55,7 +55,7 @@ extension StorageConformanceTests {
             // Decided once: a second decision changes nothing.
             let second = try await f.storage.decideApproval(
                 id: first.approval.id, orgID: f.org.id, status: .rejected, by: f.owner.id, reason: nil, now: .now,
-                policy: nil, audit: { _ in testAudit })
+                policy: nil, revokingLease: false, audit: { _ in testAudit })
             #expect(second?.changed == false && second?.approval.status == .approved)
 
             // Another requester's read and a read of another path do not use it; a missing version spends nothing.
@@ -81,7 +81,7 @@ extension StorageConformanceTests {
             try await writeCMEK(f, "db/password", fingerprint: nil)
             let agent = UUID()
             let request = try await f.storage.requestApproval(
-                pendingRead(f, requester: agent, rule: ApprovalRule(maxUses: 3)), audit: testAudit) { _ in testAudit }
+                pendingRead(f, requester: agent, rule: ApprovalRule(maxUses: 3)), maxPending: 100, audit: testAudit) { _ in testAudit }
             _ = try await approve(f, request.approval.id)
             let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
                 for _ in 0..<12 {
@@ -109,12 +109,12 @@ extension StorageConformanceTests {
             let past = Timestamp(milliseconds: Timestamp.now.milliseconds - 10_000)
             // A pending request past its expiry: not decidable, and a new request replaces it.
             let stale = try await f.storage.requestApproval(
-                pendingRead(f, requester: agent, createdAt: past, expiresIn: 1_000), audit: testAudit) { _ in testAudit }
+                pendingRead(f, requester: agent, createdAt: past, expiresIn: 1_000), maxPending: 100, audit: testAudit) { _ in testAudit }
             let decided = try await f.storage.decideApproval(
                 id: stale.approval.id, orgID: f.org.id, status: .approved, by: f.owner.id, reason: nil, now: .now,
-                policy: nil, audit: { _ in testAudit })
+                policy: nil, revokingLease: false, audit: { _ in testAudit })
             #expect(decided?.changed == false && decided?.approval.status == .expired)
-            let fresh = try await f.storage.requestApproval(pendingRead(f, requester: agent), audit: testAudit) { _ in testAudit }
+            let fresh = try await f.storage.requestApproval(pendingRead(f, requester: agent), maxPending: 100, audit: testAudit) { _ in testAudit }
             #expect(fresh.created && fresh.approval.id != stale.approval.id)
             #expect(try await f.storage.approval(id: stale.approval.id, orgID: f.org.id)?.status == .expired)
 
@@ -136,7 +136,7 @@ extension StorageConformanceTests {
         try await withFixture(backend) { (f: Fixture) async throws in
             try await writeCMEK(f, "db/password", fingerprint: nil)
             let agent = UUID()
-            let request = try await f.storage.requestApproval(pendingRead(f, requester: agent), audit: testAudit) { _ in testAudit }
+            let request = try await f.storage.requestApproval(pendingRead(f, requester: agent), maxPending: 100, audit: testAudit) { _ in testAudit }
             _ = try await approve(f, request.approval.id)
             _ = try await gatedRead(f, requester: agent)
             // One use left; set back to two with SQL, the row no longer verifies and the read is refused.
@@ -145,6 +145,32 @@ extension StorageConformanceTests {
                 try await gatedRead(f, requester: agent)
             }
             #expect(try await f.storage.versions(vaultID: f.vault.id, path: "db/password").map(\.accessCount) == [1])
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func aRevokedLeaseGrantsNothingAndPendingRequestsAreCapped(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            try await writeCMEK(f, "db/password", fingerprint: nil)
+            let agent = UUID()
+            let request = try await f.storage.requestApproval(pendingRead(f, requester: agent), maxPending: 100, audit: testAudit) { _ in testAudit }
+            _ = try await approve(f, request.approval.id)
+            _ = try await gatedRead(f, requester: agent)
+            let revoked = try await f.storage.decideApproval(
+                id: request.approval.id, orgID: f.org.id, status: .cancelled, by: f.owner.id, reason: nil, now: .now,
+                policy: nil, revokingLease: true, audit: { _ in testAudit })
+            #expect(revoked?.changed == true && revoked?.approval.status == .cancelled && revoked?.approval.usesLeft == 0)
+            await #expect(throws: KeyholdError.noLease) { try await gatedRead(f, requester: agent) }
+
+            // Two pending requests at most for this requester: the third (another path) is 429 and stores nothing.
+            _ = try await f.storage.requestApproval(pendingRead(f, requester: agent, path: "a"), maxPending: 2, audit: testAudit) { _ in testAudit }
+            _ = try await f.storage.requestApproval(pendingRead(f, requester: agent, path: "b"), maxPending: 2, audit: testAudit) { _ in testAudit }
+            await #expect(throws: KeyholdError(.tooManyRequests, "")) {
+                try await f.storage.requestApproval(pendingRead(f, requester: agent, path: "c"), maxPending: 2, audit: testAudit) { _ in testAudit }
+            }
+            #expect(try await f.storage.approvals(
+                orgID: f.org.id, status: .pending, requesterID: agent, userID: nil, now: .now, limit: 10, offset: 0
+            ).map(\.targetID).sorted() == ["a", "b"])
         }
     }
 }

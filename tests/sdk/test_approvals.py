@@ -150,6 +150,7 @@ def test_policy_conditions_are_validated(user, vault: str, make_agent) -> None:
         (["read"], {"require_approval": True, "approval_max_uses": 0}),
         (["read"], {"require_approval": True, "approval_ttl_seconds": 10}),
         (["read"], {"require_approval": True, "approval_ttl_seconds": 1.5}),
+        (["read"], {"require_approval": True, "ip_allowlist": ["10.0.0.0/8"]}),
     ]:
         assert_problem(create(permissions, conditions), 400)
     assert [p for p in assert_sdk_ok(user.client.policies.list(vault), 200)["policies"]] == []
@@ -197,6 +198,10 @@ def test_agent_request_and_policy_change_need_confirmation(user, vault: str, mak
     assert resp.status_code == 202, resp.text
     change_id = resp.json()["id"]
     assert resp.json()["risk_tier"] == 3  # the server's own tier for a policy change wins over the declared one
+    # What the person approves is the server's account of the payload, not the agent's words.
+    summary = resp.json()["summary"]
+    assert (summary["change"], summary["secret_path_pattern"], summary["permissions"]) == ("create policy", "app/*", ["read"])
+    assert "why" not in summary and (resp.json()["target_type"], resp.json()["target_id"]) == ("policy", vault)
 
     decide = f"/v1/approvals/{change_id}/decide"
     assert_problem(user.http.post(decide, json={"decision": "approve"}), 403)
@@ -274,3 +279,44 @@ def test_a_decider_with_mfa_confirms_tier_3_with_a_fresh_totp_code(mfa_user, mak
     assert assert_sdk_ok(user.client.approvals.get(second), 200)["status"] == "pending"
     patterns = [p["secret_path_pattern"] for p in assert_sdk_ok(user.client.policies.list(vault), 200)["policies"]]
     assert patterns == ["a/*"]
+
+
+def test_a_gated_agent_cannot_lift_its_own_gate(user, make_agent, agent_sdk, canary) -> None:
+    agent = make_agent(user)
+    client = agent_sdk(agent.key)
+    vault = assert_sdk_ok(client.vaults.create(f"agent-made-{uuid.uuid4().hex[:8]}"), 201)["id"]
+    value = canary()
+    assert_sdk_ok(client.secrets.set(vault, "db/password", value), 201)
+    gate = assert_sdk_ok(
+        user.client.policies.create(
+            vault, principal_type="agent", principal_id=agent.id, secret_path_pattern="**", permissions=["read"],
+            conditions={"require_approval": True}),
+        201)
+    refused(client, vault, "db/password")
+    # The agent owns the vault, yet may neither remove nor loosen the policy that gates it.
+    assert_sdk_error(client.policies.delete(vault, gate["id"]), 403)
+    assert_sdk_error(client.policies.update(vault, gate["id"], conditions=None, permissions=["read"]), 403)
+    loosen = client._http.request("PUT", f"/v1/vaults/{vault}/policies/{gate['id']}", body={"conditions": {"require_approval": True, "approval_max_uses": 1000}})
+    assert loosen.meta.status == 403, loosen
+    refused(client, vault, "db/password")
+    # The request is addressed to no person (the vault's creator is an agent): the org's owners decide it.
+    request_id = refused(client, vault, "db/password")
+    assert assert_sdk_ok(client.approvals.get(request_id), 200).get("user_id") is None
+    # A person who manages the vault may remove it.
+    assert_sdk_ok(user.client.policies.delete(vault, gate["id"]), 204)
+    assert assert_sdk_ok(client.secrets.get(vault, "db/password"), 200)["value"] == value
+
+
+def test_a_person_may_end_an_approved_lease_early(user, vault: str, gated) -> None:
+    g = gated(max_uses=5)
+    request_id = refused(g["sdk"], vault, g["path"])
+    assert_sdk_ok(user.client.approvals.decide(request_id, "approve"), 200)
+    assert_sdk_ok(g["sdk"].secrets.get(vault, g["path"]), 200)
+    # The requester cancelling an approved request changes nothing (the first answer wins) ...
+    assert assert_sdk_ok(g["sdk"].approvals.cancel(request_id), 200)["uses_left"] == 4
+    # ... but a person who may decide it ends the lease.
+    ended = assert_sdk_ok(user.client.approvals.cancel(request_id, reason="approved by mistake"), 200)
+    assert (ended["status"], ended["uses_left"]) == ("cancelled", 0)
+    assert refused(g["sdk"], vault, g["path"]) != request_id
+    events = assert_sdk_ok(user.client.audit.list(resource_id=request_id, action="approval.revoke"), 200)["events"]
+    assert len(events) == 1

@@ -385,6 +385,37 @@ def test_get_secret_returns_path_type_version_value(mcp_server, user, vault, mak
     assert [v["access_count"] for v in versions(user, vault, "api/key")] == [0, 1]
 
 
+def test_get_secret_under_approval_names_the_request_then_reads_once_approved(
+    mcp_server, user, vault, make_agent, canary
+) -> None:
+    value = canary()
+    put(user, vault, "gated/key", value)
+    agent = make_agent(user)
+    assert_sdk_ok(
+        user.client.policies.create(vault, principal_type="agent", principal_id=agent.id,
+                                    secret_path_pattern="gated/*", permissions=["read"],
+                                    conditions={"require_approval": True}),
+        201,
+    )
+
+    async def ask(s: Session) -> str:
+        return await s.error("get_secret", path="gated/key")
+
+    message = mcp_server.run(mcp_server.agent(agent, vault), ask)
+    pending = assert_sdk_ok(user.client.approvals.list(status="pending"), 200)["approvals"]
+    request_id = next(a["id"] for a in pending if a["agent_id"] == agent.id)
+    assert message == (f"Human approval is required to read 'gated/key'. Approval request {request_id} is pending: "
+                       "retry once a person approves it.")
+    assert_sdk_ok(user.client.approvals.decide(request_id, "approve"), 200)
+
+    async def read_twice(s: Session) -> tuple[Any, str]:
+        return await s.json("get_secret", path="gated/key"), await s.error("get_secret", path="gated/key")
+
+    got, again = mcp_server.run(mcp_server.agent(agent, vault), read_twice)
+    assert got["value"] == value
+    assert again.startswith("Human approval is required to read 'gated/key'.") and request_id not in again
+
+
 def test_put_secret_creates_a_version_per_call(mcp_server, user, vault, make_agent, canary) -> None:
     first, second = canary(), canary()
     expires = rfc3339(now_utc() + dt.timedelta(days=30))

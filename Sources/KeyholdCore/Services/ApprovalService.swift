@@ -61,8 +61,10 @@ public struct ApprovalService: Sendable {
     /// The pending request for a gated read the caller had no lease for: the one already pending, or a new one.
     func requestRead(_ caller: Caller, vault: Vault, path: SecretPath, rule: ApprovalRule) async throws -> Approval {
         let now = Timestamp.now
-        let addressee: UUID? =
-            vault.createdByType == .user ? vault.createdBy : try await creator(of: caller.principal)
+        // Addressed to the vault's creator when a person created it (else to the org's owners and admins alone),
+        // never to its own requester.
+        var addressee: UUID? = vault.createdByType == .user ? vault.createdBy : nil
+        if addressee == caller.principal.id { addressee = nil }
         let approval = Approval(
             id: UUID(), orgID: vault.orgID, userID: addressee, requesterKind: caller.principal.kind,
             requesterID: caller.principal.id, action: Approval.secretRead, targetType: "secret", targetID: path.rawValue,
@@ -78,10 +80,13 @@ public struct ApprovalService: Sendable {
         return try await store(approval, by: caller).approval
     }
 
+    /// Pending requests one requester may have open at once; beyond it, 429 until some are decided or expire.
+    public static let maxPendingPerRequester = 100
+
     private func store(_ approval: Approval, by caller: Caller) async throws -> (approval: Approval, created: Bool) {
         let audit = self.audit
         return try await store.requestApproval(
-            approval, audit: record(caller, "approval.request", approval),
+            approval, maxPending: Self.maxPendingPerRequester, audit: record(caller, "approval.request", approval),
             expired: { audit.record(org: $0.orgID, actor: nil, ip: nil, "approval.expire", "approval", $0.id.wire, Self.details($0)) })
     }
 
@@ -117,8 +122,9 @@ public struct ApprovalService: Sendable {
             throw KeyholdError.forbidden("Approval requests are made by agents; people decide them")
         }
         func text(_ value: String, _ name: String, _ limit: Int) throws -> String {
-            guard (1...limit).contains(value.count), !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-            else { throw KeyholdError.badRequest("\(name) must be 1 to \(limit) characters without control characters") }
+            guard (1...limit).contains(value.utf8.count), !Self.hasHiddenCharacters(value) else {
+                throw KeyholdError.badRequest("\(name) must be 1 to \(limit) bytes without control or format characters")
+            }
             return value
         }
         let action = try text(draft.action, "action", 64)
@@ -127,13 +133,13 @@ public struct ApprovalService: Sendable {
         guard action != Approval.secretRead else {
             throw KeyholdError.badRequest("secret_read requests are made by the server when a read needs approval; read the secret")
         }
-        let targetType = try text(draft.targetType, "target_type", 64)
-        let targetID = try text(draft.targetID, "target_id", 512)
+        var targetType = try text(draft.targetType, "target_type", 64)
+        var targetID = try text(draft.targetID, "target_id", 512)
         let reason = try draft.reason.map { try text($0, "reason", 2000) }
         if let tier = draft.riskTier, !(1...5).contains(tier) {
             throw KeyholdError.badRequest("risk_tier must be between 1 and 5")
         }
-        let summary: JSONValue
+        var summary: JSONValue
         switch draft.summary {
         case .string(let text)?: summary = .object(["text": .string(try Self.bounded(text, "summary"))])
         case .object?: summary = draft.summary!
@@ -153,12 +159,17 @@ public struct ApprovalService: Sendable {
         let payload = draft.payload == .null ? nil : draft.payload
         if action == Approval.policyChange {
             let (id, policyDraft) = try Self.policyDraft(payload)
-            guard let vault = try await vaults.store.vault(id: id, orgID: caller.principal.orgID) else {
-                throw KeyholdError.badRequest("payload.vault_id names no vault of this org")
-            }
+            let principal = caller.principal
+            guard let vault = try await vaults.store.vault(id: id, orgID: principal.orgID),
+                principal.vaultIDs.isEmpty || principal.vaultIDs.contains(id)
+            else { throw KeyholdError.badRequest("payload.vault_id names no vault of this org that this agent may use") }
             try PolicyService.validate(policyDraft)
             vaultID = vault.id
-            if vault.createdByType == .user { addressee = vault.createdBy }
+            addressee = vault.createdByType == .user ? vault.createdBy : nil
+            // What the person approves is what will be applied: the summary is the server's account of the payload
+            // (the agent's own words stay in `reason`), the target the vault.
+            (targetType, targetID) = ("policy", vault.id.wire)
+            summary = Self.describe(policyDraft, vaultID: vault.id)
         }
         let now = Timestamp.now
         let approval = Approval(
@@ -173,8 +184,36 @@ public struct ApprovalService: Sendable {
     }
 
     static func bounded(_ text: String, _ name: String) throws -> String {
-        guard text.utf8.count <= 4096 else { throw KeyholdError.badRequest("\(name) must be at most 4096 bytes") }
+        guard text.utf8.count <= 4096, !hasHiddenCharacters(text) else {
+            throw KeyholdError.badRequest("\(name) must be at most 4096 bytes without control or format characters")
+        }
         return text
+    }
+
+    /// Control characters other than line breaks and tabs, and format characters (bidirectional overrides,
+    /// zero-width joiners): text a person reads before approving must show what it says.
+    static func hasHiddenCharacters(_ text: String) -> Bool {
+        text.unicodeScalars.contains {
+            switch $0.properties.generalCategory {
+            case .control: !["\n", "\t"].contains($0)
+            case .format: true
+            default: false
+            }
+        }
+    }
+
+    /// The server's account of a policy change, shown as its summary.
+    static func describe(_ draft: PolicyService.Draft, vaultID: UUID) -> JSONValue {
+        var fields: [String: JSONValue] = [
+            "change": "create policy", "vault_id": .string(vaultID.wire),
+            "secret_path_pattern": .string(draft.pattern), "principal_type": .string(draft.principalKind),
+            "principal_id": .string(draft.principalID), "permissions": .array(draft.permissions.map { .string($0) }),
+            "effect": .string(draft.effect ?? "allow"),
+        ]
+        if let conditions = draft.conditions, conditions != .null { fields["conditions"] = conditions }
+        if let expiresAt = draft.expiresAt { fields["expires_at"] = .string(expiresAt.iso8601) }
+        if let priority = draft.priority { fields["priority"] = .number(Double(priority)) }
+        return .object(fields)
     }
 
     /// A policy change's payload: `vault_id` and the fields of a policy.
@@ -231,7 +270,7 @@ public struct ApprovalService: Sendable {
     // MARK: reading
 
     public func list(status: String?, limit: Int, offset: Int, by caller: Caller) async throws -> [Approval] {
-        try caller.principal.requireHuman()
+        try caller.principal.requireManager()
         guard (1...1000).contains(limit), (0...10_000).contains(offset) else {
             throw KeyholdError.badRequest("limit must be between 1 and 1000 and offset between 0 and 10000")
         }
@@ -253,9 +292,8 @@ public struct ApprovalService: Sendable {
         guard var approval = try await store.approval(id: id, orgID: caller.principal.orgID) else { throw Self.notFound }
         let principal = caller.principal
         let mine = approval.requesterID == principal.id && approval.requesterKind == principal.kind
-        guard mine || principal.isOrgAdmin || (principal.kind == .user && approval.userID == principal.id) else {
-            throw Self.notFound
-        }
+        guard mine || (!principal.isScoped && (principal.isOrgAdmin || (principal.kind == .user && approval.userID == principal.id)))
+        else { throw Self.notFound }
         approval.status = approval.status(at: .now)
         return approval
     }
@@ -285,6 +323,7 @@ public struct ApprovalService: Sendable {
             throw KeyholdError.forbidden("A request cannot be decided by its requester")
         }
         guard approval.status(at: .now) == .pending else { throw Self.notPending(approval) }
+        try await requireDecider(principal, for: approval)
         if approval.riskTier >= 2 { try await confirm(caller, confirmation, tier: approval.riskTier, approvalID: id) }
         var policy: (Policy, AuditRecord)?
         if status == .approved, approval.action == Approval.policyChange {
@@ -296,7 +335,8 @@ public struct ApprovalService: Sendable {
     }
 
     /// `cancel`: the requester withdraws it (or the person it is addressed to, or an owner or admin). A request
-    /// already decided is returned as it is (the first answer wins).
+    /// already decided is returned as it is (the first answer wins), except that a person who may decide it ends an
+    /// approved lease that still has uses (status `cancelled`, no uses left).
     public func cancel(_ id: UUID, reason: String?, by caller: Caller) async throws -> Approval {
         let reason = try reason.map { try Self.bounded($0, "reason") }
         let principal = caller.principal
@@ -305,17 +345,37 @@ public struct ApprovalService: Sendable {
         guard mine || (!principal.isScoped && (principal.isOrgAdmin || approval.userID == principal.id)) else {
             throw Self.notFound
         }
-        return try await finish(id, status: .cancelled, decider: principal.kind == .user ? principal.id : nil, reason: reason, policy: nil, by: caller, settled: true)
+        var revoking = false
+        if !mine, approval.status == .approved, approval.usesLeft > 0 {
+            try await requireDecider(principal, for: approval)
+            revoking = true
+        }
+        return try await finish(
+            id, status: .cancelled, decider: principal.kind == .user ? principal.id : nil, reason: reason, policy: nil,
+            by: caller, settled: true, revoking: revoking)
+    }
+
+    /// Who may decide (or revoke) a request besides the org's owners and admins: the person it is addressed to,
+    /// who for a read or a policy change must still manage the vault.
+    private func requireDecider(_ principal: Principal, for approval: Approval) async throws {
+        guard !principal.isOrgAdmin else { return }
+        guard principal.kind == .user, approval.userID == principal.id else { throw Self.notFound }
+        if let vaultID = approval.vaultID {
+            guard let vault = try await vaults.store.vault(id: vaultID, orgID: principal.orgID),
+                Authorizer().isOwner(principal, of: vault)
+            else { throw KeyholdError.forbidden("Only the vault's owners decide requests about it") }
+        }
     }
 
     private func finish(
         _ id: UUID, status: ApprovalStatus, decider: UUID?, reason: String?, policy: (Policy, AuditRecord)?,
-        by caller: Caller, settled: Bool = false
+        by caller: Caller, settled: Bool = false, revoking: Bool = false
     ) async throws -> Approval {
         let (audit, caller) = (self.audit, caller)
-        let action = status == .cancelled ? "approval.cancel" : "approval.decide"
+        let action = revoking ? "approval.revoke" : status == .cancelled ? "approval.cancel" : "approval.decide"
         guard let (approval, changed) = try await store.decideApproval(
             id: id, orgID: caller.principal.orgID, status: status, by: decider, reason: reason, now: .now, policy: policy,
+            revokingLease: revoking,
             audit: { audit.record(caller, action, "approval", $0.id.wire, Self.details($0)) })
         else { throw Self.notFound }
         guard changed || settled else { throw Self.notPending(approval) }
@@ -386,10 +446,15 @@ public struct ApprovalService: Sendable {
         guard approval.riskTier == 1 else {
             throw KeyholdError(.conflict, "A risk tier \(approval.riskTier) request is decided in the console, with X-Auth-Confirm")
         }
+        // The link decides for the person it was sent to: they must still be a member who may decide it.
+        guard let userID = approval.userID, userID != approval.requesterID,
+            let user = try await identities.user(id: userID), user.orgID == approval.orgID
+        else { throw KeyholdError.notFound("Unknown or expired link") }
+        try await requireDecider(Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role), for: approval)
         let (audit, linkIP) = (self.audit, ip)
         guard let (decided, changed) = try await store.decideApproval(
-            id: id, orgID: approval.orgID, status: status, by: approval.userID, reason: "decided from the link", now: .now,
-            policy: nil,
+            id: id, orgID: approval.orgID, status: status, by: userID, reason: "decided from the link", now: .now,
+            policy: nil, revokingLease: false,
             audit: {
                 var details = Self.details($0)
                 details["via"] = "quick_decide"

@@ -122,11 +122,32 @@ public struct PolicyService: Sendable {
                 createdByType: .user, createdAt: .now))
     }
 
-    /// `require_approval` gates reads: it belongs on an allow that grants `read` and nothing else.
+    /// `require_approval` gates reads: it belongs on an allow that grants `read` and nothing else, and stands alone
+    /// (a gate that an IP list or a time window switched off would let another grant serve the read ungated).
     static func checkApproval(_ policy: Policy) throws {
         guard policy.conditions.approval != nil else { return }
         guard policy.effect == .allow, policy.permissions == [.read] else {
             throw KeyholdError.badRequest("conditions.require_approval applies to an allow policy whose permissions are [\"read\"]")
+        }
+        guard policy.conditions.ipAllowlist == nil, policy.conditions.timeWindow == nil else {
+            throw KeyholdError.badRequest("conditions.require_approval cannot be combined with ip_allowlist or time_window")
+        }
+    }
+
+    /// A policy that requires approval gates its principal: only a person without a scope cap who manages the vault
+    /// changes or removes it (or turns a policy into one), never an agent and never the principal it names, who could
+    /// otherwise lift its own gate.
+    private func checkGateChange(_ old: Policy, gated: Bool, by caller: Caller) async throws {
+        guard old.conditions.approval != nil || gated else { return }
+        let principal = caller.principal
+        guard principal.kind == .user, !principal.isScoped,
+            !(old.principalKind == principal.kind && old.principalID == principal.id)
+        else {
+            try await audit.append(
+                audit.record(
+                    caller, "policy.manage", "policy", old.id.wire,
+                    ["outcome": "denied", "reason": "a policy requiring approval is changed only by a person other than its principal"]))
+            throw KeyholdError.forbidden("A policy that requires approval is changed only by a person who manages the vault and is not its principal")
         }
     }
 
@@ -138,11 +159,13 @@ public struct PolicyService: Sendable {
     public func update(vaultID: UUID, policyID: UUID, changes: Changes, by caller: Caller) async throws -> Policy {
         let vault = try await managedVault(vaultID, caller)
         guard let old = try await policies.policy(id: policyID, vaultID: vault.id) else { throw Self.notFound }
+        let conditions = try changes.conditions.map { try PolicyConditions(json: $0) } ?? old.conditions
+        try await checkGateChange(old, gated: conditions.approval != nil, by: caller)
         let policy = Policy(
             id: old.id, vaultID: old.vaultID, pattern: old.pattern, principalKind: old.principalKind,
             principalID: old.principalID,
             permissions: try changes.permissions.map(Policy.permissions) ?? old.permissions,
-            conditions: try changes.conditions.map { try PolicyConditions(json: $0) } ?? old.conditions,
+            conditions: conditions,
             expiresAt: changes.expiresAt ?? old.expiresAt,
             effect: try changes.effect.map(Self.effect) ?? old.effect,
             priority: try changes.priority.map(Self.priority) ?? old.priority,
@@ -156,6 +179,8 @@ public struct PolicyService: Sendable {
 
     public func delete(vaultID: UUID, policyID: UUID, by caller: Caller) async throws {
         let vault = try await managedVault(vaultID, caller)
+        guard let old = try await policies.policy(id: policyID, vaultID: vault.id) else { throw Self.notFound }
+        try await checkGateChange(old, gated: false, by: caller)
         let record = audit.record(caller, "policy.delete", "policy", policyID.wire, ["vault_id": .string(vault.id.wire)])
         guard try await policies.deletePolicy(id: policyID, vaultID: vault.id, audit: record) else {
             throw Self.notFound

@@ -116,6 +116,8 @@ public struct SecretService: Sendable {
         let (vault, rule) = try await authorizeGated(caller, vaultID: vaultID, path: path)
         var details: [String: JSONValue] = ["vault_id": .string(vault.id.wire)]
         if let version { details["version"] = .number(Double(version)) }
+        // Fail closed: a gated read without the approval service is refused, never served without a lease.
+        if rule != nil, approvals == nil { throw KeyholdError.forbidden("Access denied") }
         let lease = rule == nil ? nil : approvals?.lease(for: caller, vault: vault, path: path)
         let sealed: SealedSecretVersion
         do {

@@ -91,14 +91,15 @@ public final class GrantSeal: Sendable {
             columns: ["id", "vault_id", "key", "environments", "git_branch", "sensitive", "version"]),
         Table(name: "org_env_vars", key: "id", columns: ["id", "org_id", "key", "environments", "sensitive", "version"]),
         Table(name: "org_env_var_links", key: "id", columns: ["id", "env_var_id", "vault_id", "org_id"]),
-        // Approvals and their leases (migration 15): who asked, for what, the decision, and the lease's uses and
-        // expiry. A row planted or edited with SQL would let a read through without a person's approval.
+        // Approvals and their leases (migration 15): who asked, for what (and what the person was shown), the
+        // decision, and the lease's uses and expiry. A row planted or edited with SQL would let a read through
+        // without a person's approval, or show them something else than what approving applies.
         Table(
             name: "approvals", key: "id",
             columns: [
                 "id", "org_id", "user_id", "requester_type", "requester_id", "action", "target_type", "target_id",
-                "vault_id", "risk_tier", "status", "payload", "decided_by", "decided_at", "expires_at", "ttl_seconds",
-                "max_uses", "uses_left", "lease_expires_at",
+                "vault_id", "risk_tier", "status", "summary", "reason", "payload", "decided_by", "decided_at", "expires_at",
+                "ttl_seconds", "max_uses", "uses_left", "lease_expires_at",
             ]),
     ]
 

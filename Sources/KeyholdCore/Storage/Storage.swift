@@ -145,8 +145,10 @@ public protocol ApprovalStore: Sendable {
     /// Stores `approval` (pending). A gated read's request (`secret_read`) is not stored when its requester already
     /// has a pending, unexpired one for that vault and path: that one is returned (`created` false) and nothing is
     /// recorded; a pending one past its expiry is marked expired first (`expired`'s event).
+    /// A requester with `maxPending` pending requests already gets 429 instead (one requester's requests are stored
+    /// one at a time, on every node).
     func requestApproval(
-        _ approval: Approval, audit: AuditRecord, expired: @escaping @Sendable (Approval) -> AuditRecord
+        _ approval: Approval, maxPending: Int, audit: AuditRecord, expired: @escaping @Sendable (Approval) -> AuditRecord
     ) async throws -> (approval: Approval, created: Bool)
     /// The request, in `orgID` when given.
     func approval(id: UUID, orgID: UUID?) async throws -> Approval?
@@ -157,12 +159,12 @@ public protocol ApprovalStore: Sendable {
         offset: Int
     ) async throws -> [Approval]
     /// Moves a pending, unexpired request to `status` (approved: with its lease from `now`; rejected; cancelled),
-    /// creating `policy` in the same transaction when given (an approved policy change). Returns the request as
-    /// it ends up and whether this call changed it (false: it was not pending, nothing changed); nil when there is
-    /// no such request.
+    /// creating `policy` in the same transaction when given (an approved policy change). With `revokingLease`, an
+    /// approved request whose lease has uses left is cancelled instead, its uses gone. Returns the request as it ends
+    /// up and whether this call changed it (false: nothing changed); nil when there is no such request.
     func decideApproval(
         id: UUID, orgID: UUID, status: ApprovalStatus, by decider: UUID?, reason: String?, now: Timestamp,
-        policy: (Policy, AuditRecord)?, audit: @escaping @Sendable (Approval) -> AuditRecord
+        policy: (Policy, AuditRecord)?, revokingLease: Bool, audit: @escaping @Sendable (Approval) -> AuditRecord
     ) async throws -> (approval: Approval, changed: Bool)?
     /// Marks pending requests past their expiry expired, and ends leases past theirs (no uses left), at most
     /// `limit` of them, each with its audit event; returns how many. Rows another node is sweeping are skipped.

@@ -99,7 +99,7 @@ struct ApprovalListResponse: Encodable {
 struct ApprovalResponse: Encodable {
     let id: String
     let org_id: String
-    let user_id: String
+    let user_id: String?
     let agent_id: String?
     let action: String
     let target_type: String
@@ -122,7 +122,7 @@ struct ApprovalResponse: Encodable {
     init(_ approval: Approval) {
         id = approval.id.wire
         org_id = approval.orgID.wire
-        user_id = (approval.userID ?? approval.requesterID).wire
+        user_id = approval.userID?.wire
         agent_id = approval.requesterKind == .agent ? approval.requesterID.wire : nil
         action = approval.action
         target_type = approval.targetType

@@ -117,6 +117,17 @@ extension SQLStore {
 
     public func createCMEKJob(_ job: CMEKRotationJob, audit: AuditRecord) async throws {
         try await database.inTransaction { db in
+            // The vault's jobs left pending or running by a server that stopped: this job takes over their work.
+            try await db.query(
+                """
+                UPDATE cmek_rotation_jobs SET status = 'failed', completed_at = ?, error = ?
+                WHERE vault_id = ? AND status IN ('pending', 'running') AND id <> ?
+                """,
+                [
+                    .time(job.createdAt),
+                    .text("Interrupted before it finished (its server stopped); job \(job.id.wire) resumed the rotation"),
+                    .uuid(job.vaultID), .uuid(job.id),
+                ])
             try await db.query(
                 """
                 INSERT INTO cmek_rotation_jobs (id, vault_id, org_id, old_fingerprint, new_fingerprint, status,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import signal
 import sqlite3
 import time
 import uuid
@@ -415,3 +416,39 @@ def test_versions_left_under_a_third_key_must_be_finished_first(server, user, va
     assert assert_sdk_ok(user.client.vaults.get(vault), 200)["cmek_fingerprint"] == third.fingerprint
     assert decrypt(third, assert_sdk_ok(user.client.secrets.get(vault, "kept"), 200)["value"]) == b"under the vault's key"
     assert decrypt(third, assert_sdk_ok(user.client.secrets.get(vault, "moved"), 200)["value"]) == b"moved by an unfinished rotation"
+
+
+def test_a_rotation_killed_midway_is_resumed_after_a_restart(server, user, vault: str, cmek: Key, new_key) -> None:
+    """SIGKILL once the job has committed its first batch of 1,500 versions; after the restart the job is left
+    unfinished, posting the rotation again finishes it, and every version ends under the new key exactly once."""
+    plaintexts = {f"bulk/{i:04d}": f"value-{i}-{uuid.uuid4().hex}".encode() for i in range(1500)}
+    for path, plaintext in plaintexts.items():
+        assert_sdk_ok(user.client.secrets.set(vault, path, encrypt(cmek, plaintext)), 201)
+    target = new_key()
+    first = assert_sdk_ok(user.client.vaults.rotate_cmek(vault, cmek.b64, target.b64, target.fingerprint), 202)
+    # Killed as soon as a batch has committed (15 batches of 100; polled without pause).
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while assert_sdk_ok(user.client.vaults.get_rotation_job_status(vault, first["id"]), 200)["processed"] == 0:
+        assert time.monotonic() < deadline, "the job committed no batch"
+    proc = server.proc
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    server.proc = None
+    server.start()
+
+    interrupted = assert_sdk_ok(user.client.vaults.get_rotation_job_status(vault, first["id"]), 200)
+    assert interrupted["status"] == "running" and 0 < interrupted["processed"] < len(plaintexts), interrupted
+    assert assert_sdk_ok(user.client.vaults.get(vault), 200)["cmek_fingerprint"] == cmek.fingerprint
+    second = assert_sdk_ok(user.client.vaults.rotate_cmek(vault, cmek.b64, target.b64, target.fingerprint), 202)
+    done = wait_for(user, vault, second["id"])
+    assert done["status"] == "completed", done
+    before = assert_sdk_ok(user.client.vaults.get_rotation_job_status(vault, first["id"]), 200)
+    assert before["status"] == "failed" and second["id"] in before["error"], before
+    # The batches committed before the kill are not done again: the two jobs together moved each version once.
+    assert before["processed"] + done["processed"] == len(plaintexts), (before, done)
+    assert assert_sdk_ok(user.client.vaults.get(vault), 200)["cmek_fingerprint"] == target.fingerprint
+    for path, plaintext in plaintexts.items():
+        got = assert_sdk_ok(user.client.secrets.get(vault, path), 200)
+        assert (got["version"], decrypt(target, got["value"])) == (1, plaintext)
+    print(f"\nCMEK rotation killed midway: {before['processed']} of {len(plaintexts)} versions moved before the "
+          f"kill, the rest by the resumed job")

@@ -306,6 +306,8 @@ public protocol CMEKStore: Sendable {
     /// `false` (nothing changes) when versions under the old key remain (written meanwhile); 409 when the vault has
     /// moved to a third key meanwhile (another rotation finished first).
     func finishCMEKRotation(_ job: CMEKRotationJob, audit: AuditRecord) async throws -> Bool
+    /// Stores a new job; the vault's jobs still pending or running (left by a server that stopped: a server runs
+    /// one rotation of a vault at a time) are marked failed in the same transaction, naming this one.
     func createCMEKJob(_ job: CMEKRotationJob, audit: AuditRecord) async throws
     /// Saves a job's status, counts, error and times.
     func saveCMEKJob(_ job: CMEKRotationJob) async throws

@@ -273,7 +273,7 @@ public enum WebhookDestination {
         ("0.0.0.0/8", "unspecified"), ("10.0.0.0/8", "private"), ("100.64.0.0/10", "shared (CGNAT)"),
         ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"), ("172.16.0.0/12", "private"),
         ("192.0.0.0/24", "IETF protocol assignments"), ("192.168.0.0/16", "private"), ("198.18.0.0/15", "benchmarking"),
-        ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved"), ("255.255.255.255/32", "broadcast"),
+        ("224.0.0.0/4", "multicast"), ("255.255.255.255/32", "broadcast"), ("240.0.0.0/4", "reserved"),
         ("::/128", "unspecified"), ("::1/128", "loopback"), ("fc00::/7", "private (unique local)"),
         ("fe80::/10", "link-local"), ("ff00::/8", "multicast"), ("64:ff9b::/96", "NAT64"),
         ("2001:db8::/32", "documentation"),
@@ -283,13 +283,14 @@ public enum WebhookDestination {
     /// Why `address` is not a public destination, or nil when it is one.
     public static func refusal(_ address: IPAddress) -> String? {
         if metadata.contains(address) { return "a cloud metadata address" }
+        if let (_, name) = forbidden.first(where: { $0.0.contains(address) }) { return "a \(name) address" }
         // An IPv6 address that embeds an IPv4 one (IPv4-compatible ::a.b.c.d) is judged by the IPv4 address too.
-        if !address.isIPv4, address.bytes[0..<12].allSatisfy({ $0 == 0 }), address.bytes[12...].contains(where: { $0 != 0 }),
-            let embedded = IPAddress(bytes: address.bytes[12...]), let reason = refusal(embedded)
+        if !address.isIPv4, address.bytes[0..<12].allSatisfy({ $0 == 0 }),
+            let embedded = IPAddress(bytes: address.bytes[12...])
         {
-            return reason
+            return refusal(embedded)
         }
-        return forbidden.first { $0.0.contains(address) }.map { "a \($0.1) address" }
+        return nil
     }
 
     /// A URL as given to create or PATCH: https (or http with `allowPrivate`), a host, no credentials, and a

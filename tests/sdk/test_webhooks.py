@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -500,3 +501,58 @@ def test_redelivery_after_a_crash(hooks: KeyholdServer, owner: Account, leak_wat
         assert delivered["attempts"] >= 2 and delivered["id"] == payload["id"]
     finally:
         down.stop()
+
+
+@pytest.mark.skipif(SDK_BACKEND != "postgres", reason="two nodes share one PostgreSQL database: the PostgreSQL pass")
+def test_two_nodes_send_each_delivery_once(server: KeyholdServer, tmp_path: Path, leak_watch, receiver: Receiver) -> None:
+    """Two nodes on one database, both running the dispatcher: writes on either node reach the receiver, each
+    delivery from one node only (claims are leased under FOR UPDATE SKIP LOCKED)."""
+    cluster = os.environ["KEYHOLD_TEST_DATABASE_URL"]
+    database = "kh_hooks2_" + uuid.uuid4().hex[:12]
+    _psql(cluster, f"CREATE DATABASE {database}")
+    parts = urlsplit(cluster)
+    url = urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
+    master_key = os.urandom(32).hex()
+    nodes = []
+    try:
+        for name in ("a", "b"):
+            node = KeyholdServer(server.binary, tmp_path / name, tmp_path / f"{name}.log", _free_port())
+            node.env = {"KEYHOLD_WEBHOOK_ALLOW_PRIVATE": "true", "KEYHOLD_MASTER_KEY": master_key}
+            node.backend, node.database_url = "postgres", url
+            node.options += ["--database-url", url]
+            node.start()
+            nodes.append(node)
+        account = sign_up(nodes[0], leak_watch)
+        on_b = oneclaw.create_client(base_url=nodes[1].url, token=account.token)
+        try:
+            hook = create(account, receiver.url, ["secret.created"], leak_watch)
+            vault = new_vault(account)
+            writes = 30
+            for index in range(writes):
+                client = account.client if index % 2 == 0 else on_b
+                assert client.secrets.set(vault, f"two/{index}", "v").meta.status in (200, 201)
+            got = receiver.wait_for(lambda rs: rs if len({r.headers["keyhold-delivery"] for r in rs}) >= writes else None,
+                                    f"{writes} deliveries")
+            ids = [r.headers["keyhold-delivery"] for r in got]
+            assert len(set(ids)) == writes
+            paths = set()
+            for received in got:
+                paths.add(verify_signature(hook["secret"], received)["data"]["path"])
+            assert paths == {f"two/{index}" for index in range(writes)}
+            # Wait until every row says delivered, then count: no delivery reached the receiver twice.
+            deadline = time.monotonic() + DEADLINE_S
+            while not all(d["status"] == "delivered" for d in deliveries(account, hook["id"])):
+                assert time.monotonic() < deadline, deliveries(account, hook["id"])
+                time.sleep(0.05)
+            assert len(deliveries(account, hook["id"])) == writes
+            with receiver.lock:
+                assert len(receiver.requests) == writes, [r.headers["keyhold-delivery"] for r in receiver.requests]
+            assert all(d["attempts"] == 1 for d in deliveries(account, hook["id"]))
+        finally:
+            on_b.close()
+            account.client.close()
+            account.http.close()
+    finally:
+        for node in nodes:
+            node.stop()
+        _psql(cluster, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

@@ -174,6 +174,17 @@ extension SQLStore {
     }
 }
 
+extension SQLStore {
+    public func purgeWebhookDeliveries(before: Timestamp) async throws -> Int {
+        try await database.inTransaction {
+            try await $0.query(
+                "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < ? RETURNING event_id",
+                [.time(before)]
+            ).count
+        }
+    }
+}
+
 extension SQLConnection {
     /// The webhook's subscriptions, one row per event (`*` alone when it has it).
     func saveWebhookEvents(_ webhook: Webhook) async throws {

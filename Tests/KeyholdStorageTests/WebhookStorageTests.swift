@@ -217,6 +217,10 @@ extension StorageConformanceTests {
             // An inactive webhook's pending deliveries are not claimed.
             let much = t0.adding(days: 2)
             #expect(try await f.storage.claimWebhookDeliveries(now: much, leaseUntil: much.adding(seconds: 60), limit: 10).isEmpty)
+            // Purging: the delivered and the failed one go, the pending one stays.
+            #expect(try await f.storage.purgeWebhookDeliveries(before: start.adding(seconds: -3600)) == 0)
+            #expect(try await f.storage.purgeWebhookDeliveries(before: much) == 2)
+            #expect(try await f.storage.webhookDeliveries(webhookID: hook.id, limit: 10).map(\.eventID) == [third.delivery.eventID])
         }
     }
 }

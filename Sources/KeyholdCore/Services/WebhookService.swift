@@ -55,7 +55,7 @@ public final class WebhookService: Sendable {
             webhook,
             audit: audit.record(
                 caller, "webhook.create", "webhook", id.wire,
-                ["url": .string(url), "events": .array(events.map(JSONValue.string)),
+                ["host": .string(Self.host(of: url)), "events": .array(events.map(JSONValue.string)),
                  "secret_source": secret == nil ? "generated" : "caller"]))
         return (webhook, signingSecret)
     }
@@ -65,8 +65,8 @@ public final class WebhookService: Sendable {
         return try await store.webhooks(orgID: caller.principal.orgID)
     }
 
-    public func get(_ id: UUID, by caller: Caller) async throws -> Webhook {
-        try await authorize(caller, "webhook.read", id)
+    public func get(_ id: UUID, by caller: Caller, action: String = "webhook.read") async throws -> Webhook {
+        try await authorize(caller, action, id)
         guard let webhook = try await store.webhook(id: id, orgID: caller.principal.orgID) else { throw Self.notFound }
         return webhook
     }
@@ -75,11 +75,11 @@ public final class WebhookService: Sendable {
     public func update(
         _ id: UUID, url: String?, events: [String]?, isActive: Bool?, description: String??, by caller: Caller
     ) async throws -> Webhook {
-        var webhook = try await get(id, by: caller)
+        var webhook = try await get(id, by: caller, action: "webhook.update")
         var changed: [String: JSONValue] = [:]
         if let url {
             webhook.url = try WebhookDestination.validate(url, allowPrivate: allowPrivate)
-            changed["url"] = .string(webhook.url)
+            changed["host"] = .string(Self.host(of: webhook.url))
         }
         if let events {
             webhook.events = try Self.normalize(events)
@@ -114,7 +114,7 @@ public final class WebhookService: Sendable {
 
     /// Queues a `webhook.test` delivery to the webhook; returns its delivery id. 409 when the webhook is inactive.
     public func test(_ id: UUID, by caller: Caller) async throws -> UUID {
-        let webhook = try await get(id, by: caller)
+        let webhook = try await get(id, by: caller, action: "webhook.test")
         guard webhook.isActive else { throw KeyholdError(.conflict, "The webhook is not active; activate it first") }
         return try await store.queueWebhookTest(audit: audit.record(caller, "webhook.test", "webhook", id.wire))
     }
@@ -144,6 +144,9 @@ public final class WebhookService: Sendable {
         }
         return events.contains("*") ? ["*"] : Set(events).sorted()
     }
+
+    /// The URL's host alone, for audit events: a receiver's path or query may hold a token of its own.
+    static func host(of url: String) -> String { URLComponents(string: url)?.host ?? "" }
 
     static func validate(description: String?) throws -> String? {
         guard let description else { return nil }
@@ -190,6 +193,9 @@ public final class WebhookDispatcher: Sendable {
     public static let pollInterval = Duration.seconds(1)
     /// Longer than a request's timeout: a node that dies mid-send leaves its claims to others after this.
     public static let lease: Int64 = 60
+    /// Delivered and failed deliveries are kept this long (for the deliveries list), then purged, once an hour.
+    public static let retention: Int64 = 7 * 24 * 3600
+    static let purgeEvery: Int64 = 3600
 
     public init(service: WebhookService, store: any WebhookStore, transport: any WebhookTransport, logger: Logger) {
         self.service = service
@@ -200,7 +206,16 @@ public final class WebhookDispatcher: Sendable {
 
     /// Runs until the task is cancelled.
     public func run() async {
+        var purged = Timestamp(milliseconds: 0)
         while !Task.isCancelled {
+            if Timestamp.now.seconds - purged.seconds >= Self.purgeEvery {
+                purged = .now
+                do {
+                    _ = try await store.purgeWebhookDeliveries(before: purged.adding(seconds: -Self.retention))
+                } catch {
+                    logger.error("Old webhook deliveries could not be purged", metadata: ["error": "\(error)"])
+                }
+            }
             let sent = await dispatchOnce()
             if sent < Self.batchSize { await store.webhookWakeup.wait(timeout: Self.pollInterval) }
         }

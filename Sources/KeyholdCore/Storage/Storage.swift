@@ -290,6 +290,8 @@ public protocol WebhookStore: Sendable {
     /// had no success for `WebhookBackoff.deactivateAfter` while failing deactivates it, with `deactivation`
     /// appended to the audit log. Returns whether the webhook was deactivated.
     func recordWebhookAttempt(_ outcome: WebhookAttemptOutcome, deactivation: AuditRecord) async throws -> Bool
+    /// Deletes delivered and failed deliveries created before `before`; returns how many. Pending ones stay.
+    func purgeWebhookDeliveries(before: Timestamp) async throws -> Int
     /// Signalled after a transaction that queued deliveries has committed (in this process).
     var webhookWakeup: WebhookWakeup { get }
 }

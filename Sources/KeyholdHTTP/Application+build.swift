@@ -110,6 +110,11 @@ public func buildApplication(
             store: storage, agents: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit,
             sharedKey: try await EnvVarService.loadSharedKey(system: storage, keystore: keystore))
     ).register(on: authenticated)
+    let webhooks = WebhookService(
+        store: storage, audit: audit,
+        secretKey: try await WebhookService.loadSecretKey(system: storage, keystore: keystore),
+        allowPrivate: configuration.webhookAllowPrivate)
+    WebhookController(webhooks: webhooks).register(on: authenticated)
     authenticated.post("/v1/vaults/:vault_id/rotate-key") { _, context in
         let kek = try await runtime.keys.rotate(vaultID: try context.vaultID(), by: try context.requireCaller())
         return try JSONResponse.make(["vault_id": try context.vaultID().wire, "kek_id": kek.id])
@@ -132,6 +137,12 @@ public func buildApplication(
         },
         logger: logger)
     app.addServices(StorageService(storage: storage, failures: failures, approvals: approvals))
+    // Added after the storage service, so graceful shutdown stops it first (services stop in reverse order).
+    app.addServices(
+        WebhookDeliveryService(
+            dispatcher: WebhookDispatcher(
+                service: webhooks, store: storage,
+                transport: HTTPWebhookTransport(allowPrivate: configuration.webhookAllowPrivate), logger: logger)))
     return app
 }
 
@@ -164,6 +175,16 @@ struct HSMHealthResponse: Encodable {
             token_label = nil
             secret_keys = nil
         }
+    }
+}
+
+/// Sends the webhook deliveries the outbox holds, until graceful shutdown (a send in flight is abandoned; its lease
+/// runs out and the delivery goes out again, from this node after a restart or from another one).
+struct WebhookDeliveryService: Service {
+    let dispatcher: WebhookDispatcher
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await dispatcher.run() }
     }
 }
 

@@ -36,6 +36,9 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     /// Reverse proxies whose `X-Forwarded-For` is believed (the client is the right-most address that is not one
     /// of them); empty: the header is ignored and the client is the socket's peer.
     public var trustedProxies: [CIDR]
+    /// Webhooks may reach loopback, private, link-local and metadata addresses, and use plain http to them (tests,
+    /// receivers on the operator's own network).
+    public var webhookAllowPrivate: Bool
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -52,13 +55,15 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         public var mcpNoReveal: Bool
         /// `--trusted-proxy CIDR`, repeatable; when given, replaces `KEYHOLD_TRUSTED_PROXIES`.
         public var trustedProxies: [String]
+        public var webhookAllowPrivate: Bool
 
         public init(
             host: String? = nil, port: Int? = nil, dataDirectory: String? = nil, signup: String? = nil,
             logLevel: String? = nil, publicURL: String? = nil, databaseURL: String? = nil, keystore: String? = nil,
             pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil, mcpNoReveal: Bool = false,
-            trustedProxies: [String] = []
+            trustedProxies: [String] = [], webhookAllowPrivate: Bool = false
         ) {
+            self.webhookAllowPrivate = webhookAllowPrivate
             self.trustedProxies = trustedProxies
             self.mcpNoReveal = mcpNoReveal
             self.databaseURL = databaseURL
@@ -132,6 +137,11 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         case "1", "true": mcpNoReveal = true
         default: throw KeyholdError.badRequest("KEYHOLD_MCP_NO_REVEAL must be true or false")
         }
+        switch env("WEBHOOK_ALLOW_PRIVATE") {
+        case nil, "0", "false": webhookAllowPrivate = flags.webhookAllowPrivate
+        case "1", "true": webhookAllowPrivate = true
+        default: throw KeyholdError.badRequest("KEYHOLD_WEBHOOK_ALLOW_PRIVATE must be true or false")
+        }
         let proxies = flags.trustedProxies.isEmpty
             ? (env("TRUSTED_PROXIES")?.split(separator: ",").map(String.init) ?? []) : flags.trustedProxies
         trustedProxies = try proxies.map { text in
@@ -177,6 +187,7 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             + "public_url=\(publicURL) master_key=\(masterKey == nil ? "file" : "<REDACTED>") "
             + "database=\(redactedDatabaseURL ?? "sqlite") keystore=\(keystore.rawValue)"
             + (keystore == .pkcs11 ? " pkcs11_module=\(pkcs11Module ?? "") pkcs11_token=\(pkcs11TokenLabel ?? "")" : "")
+            + (webhookAllowPrivate ? " webhook_allow_private=true" : "")
             + (trustedProxies.isEmpty ? "" : " trusted_proxies=\(trustedProxies.map(\.description).joined(separator: ","))")
     }
 }

@@ -67,6 +67,7 @@ extension DB: SQLConnection {
     var forUpdate: String { " FOR UPDATE" }
     func forUpdate(of alias: String) -> String { " FOR UPDATE OF \(alias)" }
     var forKeyShare: String { " FOR KEY SHARE" }
+    func forUpdateSkipLocked(of alias: String) -> String { " FOR UPDATE OF \(alias) SKIP LOCKED" }
 
     func lock(_ key: String) async throws {
         try await execute("SELECT pg_advisory_xact_lock(hashtext(\(key))::bigint)")

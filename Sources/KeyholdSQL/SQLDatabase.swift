@@ -15,6 +15,12 @@ public protocol SQLConnection {
     func forUpdate(of alias: String) -> String
     /// ` FOR KEY SHARE` on PostgreSQL (the row may not be deleted until the transaction ends), nothing on SQLite.
     var forKeyShare: String { get }
+    /// ` FOR UPDATE OF alias SKIP LOCKED` on PostgreSQL (rows another transaction holds are passed over, so concurrent
+    /// claimers on many nodes take disjoint rows), nothing on SQLite (its single writer already claims one at a time).
+    func forUpdateSkipLocked(of alias: String) -> String
+    /// Called by `append` when the transaction queued webhook deliveries, so that the store wakes its dispatcher once
+    /// the transaction has committed (`OutboxConnection`); a backend's own connection ignores it.
+    func queuedWebhookDeliveries()
 
     /// Takes a lock named by `key` until the transaction ends, for a rule that spans rows which may not exist yet
     /// (a refresh family): an advisory lock on PostgreSQL, nothing on SQLite (its single writer already serialises).
@@ -28,6 +34,8 @@ public protocol SQLConnection {
 }
 
 extension SQLConnection {
+    public func queuedWebhookDeliveries() {}
+
     public func first(_ sql: String, _ binds: [SQLValue] = []) async throws -> StoredRow? { try await query(sql, binds).first }
 }
 
@@ -47,9 +55,51 @@ open class SQLStore: Storage, @unchecked Sendable {
     /// Set once, by `sealGrants(with:)`, before the store serves anything.
     let grantSeal = Mutex<GrantSeal?>(nil)
 
+    /// Signalled after a transaction that queued webhook deliveries has committed.
+    public let webhookWakeup = WebhookWakeup()
+
     public init(database: any SQLDatabase) {
-        self.database = database
+        self.database = OutboxDatabase(base: database, wakeup: webhookWakeup)
     }
 
     open func close() async throws {}
+}
+
+/// The backend's database with one addition: a transaction whose audit events queued webhook deliveries wakes the
+/// dispatcher after it has committed (never before: a delivery must not be looked for before it is visible, nor
+/// sent for a change that rolled back).
+struct OutboxDatabase: SQLDatabase {
+    let base: any SQLDatabase
+    let wakeup: WebhookWakeup
+
+    func inTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
+        let queued = QueuedFlag()
+        let result = try await base.inTransaction { try await body(OutboxConnection(base: $0, queued: queued)) }
+        if queued.value.load(ordering: .acquiring) { wakeup.signal() }
+        return result
+    }
+
+    func reading<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
+        try await base.reading(body)
+    }
+}
+
+final class QueuedFlag: Sendable {
+    let value = Atomic<Bool>(false)
+}
+
+/// A transaction's connection that remembers whether the transaction queued webhook deliveries.
+struct OutboxConnection: SQLConnection {
+    let base: any SQLConnection
+    let queued: QueuedFlag
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [StoredRow] { try await base.query(sql, binds) }
+    var forUpdate: String { base.forUpdate }
+    func forUpdate(of alias: String) -> String { base.forUpdate(of: alias) }
+    var forKeyShare: String { base.forKeyShare }
+    func forUpdateSkipLocked(of alias: String) -> String { base.forUpdateSkipLocked(of: alias) }
+    func lock(_ key: String) async throws { try await base.lock(key) }
+    func lockAuditHead(orgID: UUID) async throws -> AuditHead? { try await base.lockAuditHead(orgID: orgID) }
+    func setAuditHead(orgID: UUID, to head: AuditHead) async throws { try await base.setAuditHead(orgID: orgID, to: head) }
+    func queuedWebhookDeliveries() { queued.value.store(true, ordering: .releasing) }
 }

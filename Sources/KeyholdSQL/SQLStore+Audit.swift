@@ -4,7 +4,8 @@ import KeyholdCore
 extension SQLConnection {
     /// Appends a record to its org's chain inside the caller's transaction. Any failure becomes a 503 and, since it
     /// is thrown inside the transaction, rolls back the change it was recording.
-    public func append(_ record: AuditRecord) async throws {
+    @discardableResult
+    public func append(_ record: AuditRecord) async throws -> UUID {
         do {
             let orgID = record.entry.orgID
             let event = record.chain.seal(record.entry, after: try await lockAuditHead(orgID: orgID))
@@ -23,9 +24,43 @@ extension SQLConnection {
                 ])
             try await setAuditHead(
                 orgID: orgID, to: AuditHead(eventID: event.id, sequence: event.sequence, hash: event.integrityHash))
+            if let webhookEvent = WebhookEvent(auditEntry: entry) { try await queueDeliveries(of: event, as: webhookEvent) }
+            return event.id
         } catch {
             throw KeyholdError.auditUnavailable
         }
+    }
+}
+
+extension SQLConnection {
+    /// The outbox: one delivery for each active webhook of the event's org subscribed to it (or to `*`), in one
+    /// statement (an org without webhooks costs one index probe). A test event goes to its webhook only.
+    func queueDeliveries(of event: AuditEvent, as webhookEvent: WebhookEvent) async throws {
+        let entry = event.entry
+        let queued: [StoredRow]
+        let values: [SQLValue] = [.uuid(event.id), .text(webhookEvent.rawValue), .time(event.createdAt)]
+        if webhookEvent == .test {
+            guard let webhookID = entry.resourceID.flatMap(UUID.init(uuidString:)) else { return }
+            queued = try await query(
+                """
+                INSERT INTO webhook_deliveries (webhook_id, org_id, event_id, event, status, attempts, next_attempt_at,
+                    created_at)
+                SELECT id, org_id, ?1, ?2, 'pending', 0, ?3, ?3 FROM webhooks WHERE id = ?4 AND org_id = ?5
+                RETURNING webhook_id
+                """,
+                values + [.uuid(webhookID), .uuid(entry.orgID)])
+        } else {
+            queued = try await query(
+                """
+                INSERT INTO webhook_deliveries (webhook_id, org_id, event_id, event, status, attempts, next_attempt_at,
+                    created_at)
+                SELECT e.webhook_id, e.org_id, ?1, ?2, 'pending', 0, ?3, ?3
+                FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id
+                WHERE e.org_id = ?4 AND e.event IN (?2, '*') AND w.is_active = ?5
+                RETURNING webhook_id
+                """, values + [.uuid(entry.orgID), .boolean(true)])
+        }
+        if !queued.isEmpty { queuedWebhookDeliveries() }
     }
 }
 

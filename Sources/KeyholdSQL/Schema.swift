@@ -124,6 +124,31 @@ public enum Schema {
         CREATE UNIQUE INDEX approvals_pending ON approvals(requester_id, target_id, vault_id)
             WHERE status = 'pending' AND action = 'secret_read'
         """,
+        // Webhooks (issue 18, contract §1.11): the webhook (its signing secret sealed under the server's webhook key,
+        // bound to its id), the events it subscribes to (one row each, `*` alone for all; what the outbox insert joins
+        // on), and the outbox: one delivery per audit event and webhook, written in the change's transaction.
+        // `locked_until` is a claimer's lease; `failing_since` the first failure since the webhook's last success.
+        """
+        CREATE TABLE webhooks (
+            id {uuid} PRIMARY KEY, org_id {uuid} NOT NULL REFERENCES orgs(id) ON DELETE CASCADE, url TEXT NOT NULL,
+            events TEXT NOT NULL, description TEXT, is_active {bool} NOT NULL, secret {blob} NOT NULL,
+            created_by {uuid} NOT NULL, created_at {int} NOT NULL, updated_at {int} NOT NULL, failing_since {int},
+            last_success_at {int});
+        CREATE INDEX webhooks_org ON webhooks(org_id, created_at);
+        CREATE TABLE webhook_events (
+            org_id {uuid} NOT NULL, event TEXT NOT NULL,
+            webhook_id {uuid} NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+            PRIMARY KEY (org_id, event, webhook_id));
+        CREATE INDEX webhook_events_webhook ON webhook_events(webhook_id);
+        CREATE TABLE webhook_deliveries (
+            webhook_id {uuid} NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE, event_id {uuid} NOT NULL,
+            org_id {uuid} NOT NULL, event TEXT NOT NULL, status TEXT NOT NULL, attempts {int} NOT NULL,
+            next_attempt_at {int} NOT NULL, locked_until {int}, first_attempt_at {int}, last_status_code {int},
+            last_error TEXT, created_at {int} NOT NULL, delivered_at {int},
+            PRIMARY KEY (webhook_id, event_id));
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
+        CREATE INDEX webhook_deliveries_recent ON webhook_deliveries(webhook_id, created_at)
+        """,
     ]
 
     /// A migration in a backend's spelling.

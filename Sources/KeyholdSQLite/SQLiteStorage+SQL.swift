@@ -43,6 +43,7 @@ extension SQLiteDB: SQLConnection {
     var forUpdate: String { "" }
     func forUpdate(of alias: String) -> String { "" }
     var forKeyShare: String { "" }
+    func forUpdateSkipLocked(of alias: String) -> String { "" }
 
     func lock(_ key: String) async throws {}
 

@@ -38,6 +38,10 @@ struct ServerOptions: ParsableArguments {
     ) var pkcs11TokenLabel: String?
     @Flag(name: .customLong("mcp-no-reveal"), help: "Serve /mcp in value-free mode: no tool returns a secret value (KEYHOLD_MCP_NO_REVEAL).")
     var mcpNoReveal = false
+    @Flag(
+        name: .customLong("webhook-allow-private"),
+        help: "Let webhooks reach loopback, private and link-local addresses, and plain http to them (KEYHOLD_WEBHOOK_ALLOW_PRIVATE).")
+    var webhookAllowPrivate = false
     @Option(
         name: .customLong("trusted-proxy"),
         help: "A reverse proxy (address or CIDR) whose X-Forwarded-For is believed; repeatable (KEYHOLD_TRUSTED_PROXIES, comma-separated).")
@@ -49,7 +53,8 @@ struct ServerOptions: ParsableArguments {
                 flags: .init(
                     host: host, port: port, dataDirectory: dataDir, signup: signup, logLevel: logLevel,
                     publicURL: publicURL, databaseURL: databaseURL, keystore: keystore, pkcs11Module: pkcs11Module,
-                    pkcs11TokenLabel: pkcs11TokenLabel, mcpNoReveal: mcpNoReveal, trustedProxies: trustedProxies))
+                    pkcs11TokenLabel: pkcs11TokenLabel, mcpNoReveal: mcpNoReveal, trustedProxies: trustedProxies,
+                    webhookAllowPrivate: webhookAllowPrivate))
         } catch {
             throw ValidationError("\(error)")
         }

@@ -63,6 +63,10 @@ extension StorageConformanceTests {
         GrantEdit(table: "org_env_vars", set: "sensitive = NOT sensitive"),
         GrantEdit(table: "org_env_vars", set: "org_id = '{otherOrg}'"),
         GrantEdit(table: "org_env_var_links", set: "org_id = '{otherOrg}'"),
+        GrantEdit(table: "approvals", set: "status = 'approved', uses_left = 2, lease_expires_at = created_at + 86400000"),
+        GrantEdit(table: "approvals", set: "requester_id = '{other}'"),
+        GrantEdit(table: "approvals", set: "target_id = '**'"),
+        GrantEdit(table: "approvals", set: #"summary = '{"path": "docs/readme"}'"#),
     ]
 
     static var grantEditCases: [(Backend, GrantEdit)] {
@@ -106,6 +110,7 @@ extension StorageConformanceTests {
         try await f.storage.createIPRule(ipRule(f, .deny, "192.0.2.0/24"), audit: testAudit)
         try await enableMFA(f)
         try await f.storage.saveEnvVar(envVar(f, "API_URL", ["production"]), replacing: nil, audit: testAudit)
+        _ = try await f.storage.requestApproval(pendingRead(f, requester: bot.id), maxPending: 100, audit: testAudit) { _ in testAudit }
         let shared = sharedVar(f, "REGION")
         try await f.storage.saveOrgEnvVar(shared, replacing: nil, audit: testAudit)
         #expect(try await f.storage.linkOrgEnvVar(id: shared.id, orgID: f.org.id, vaultID: f.vault.id, audit: testAudit))
@@ -130,6 +135,9 @@ extension StorageConformanceTests {
             _ = try await f.storage.orgEnvVars(orgID: f.org.id)
             _ = try await f.storage.linkedOrgEnvVars(vaultID: f.vault.id)
         case "org_env_var_links": _ = try await f.storage.linkedOrgEnvVars(vaultID: f.vault.id)
+        case "approvals":
+            _ = try await f.storage.approvals(
+                orgID: f.org.id, status: nil, requesterID: nil, userID: nil, now: .now, limit: 10, offset: 0)
         default: Issue.record("no reader for \(table)")
         }
     }

@@ -75,7 +75,21 @@ public struct AuditLog: Sendable {
         return try await store.auditEvents(orgID: caller.orgID, filter: filter)
     }
 
-    /// Verifies the caller's org chain from its first event, up to `limit` events.
+    /// `verify`, and a broken chain recorded as an `audit.verify_failed` event (which webhooks subscribed to it receive),
+    /// naming the first event found broken and why.
+    public func verifyRecordingFailure(by caller: Caller, limit: Int, from: Timestamp? = nil, to: Timestamp? = nil)
+        async throws -> ChainVerifier.Result
+    {
+        let result = try await verify(for: caller.principal, limit: limit, from: from, to: to)
+        if !result.valid {
+            try await append(
+                record(
+                    caller, "audit.verify_failed", "audit_event", result.brokenAt?.wire,
+                    ["reason": .string(result.reason ?? ""), "events_checked": .number(Double(result.eventsChecked))]))
+        }
+        return result
+    }
+
     /// Verifies up to `limit` events of the caller's org chain, from its first event, or (with `from`) from the first
     /// event written at or after `from`, anchored on the event before it; with `to`, the events written after `to` are
     /// left out, and so is the check that the chain ends at its recorded head.

@@ -314,6 +314,36 @@ public protocol CMEKStore: Sendable {
     func cmekJob(id: UUID, vaultID: UUID) async throws -> CMEKRotationJob?
 }
 
+/// Webhooks and their outbox. A change whose audit entry maps to a `WebhookEvent` queues one delivery per active
+/// webhook of its org subscribed to that event (or `*`), in the change's own transaction (inside the one function
+/// that appends audit events), so a change and its deliveries commit or roll back together. Deliveries are claimed
+/// in batches with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so with many nodes each goes out from one.
+public protocol WebhookStore: Sendable {
+    func createWebhook(_ webhook: Webhook, audit: AuditRecord) async throws
+    /// The webhook when it belongs to the org; another org's is nil, as a missing one.
+    func webhook(id: UUID, orgID: UUID) async throws -> Webhook?
+    func webhooks(orgID: UUID) async throws -> [Webhook]
+    /// Saves url, events, description and is_active; `false` when the org has no such webhook.
+    func updateWebhook(_ webhook: Webhook, audit: AuditRecord) async throws -> Bool
+    /// Deletes the webhook and its deliveries; `false` when the org has no such webhook.
+    func deleteWebhook(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool
+    /// Appends `audit` (a `webhook.test` event naming the webhook), which queues the test delivery; returns its id.
+    func queueWebhookTest(audit: AuditRecord) async throws -> UUID
+    /// The webhook's most recent deliveries, newest first.
+    func webhookDeliveries(webhookID: UUID, limit: Int) async throws -> [WebhookDelivery]
+    /// Claims up to `limit` pending deliveries due at `now` of active webhooks, none claimed by another claimer whose
+    /// lease runs: counts the attempt and leases them until `leaseUntil`, in one transaction.
+    func claimWebhookDeliveries(now: Timestamp, leaseUntil: Timestamp, limit: Int) async throws -> [ClaimedWebhookDelivery]
+    /// Records an attempt: delivered, retried at `nextAttemptAt`, or failed for good. A failure of a webhook that has
+    /// had no success for `WebhookBackoff.deactivateAfter` while failing deactivates it, with `deactivation`
+    /// appended to the audit log. Returns whether the webhook was deactivated.
+    func recordWebhookAttempt(_ outcome: WebhookAttemptOutcome, deactivation: AuditRecord) async throws -> Bool
+    /// Deletes delivered and failed deliveries created before `before`; returns how many. Pending ones stay.
+    func purgeWebhookDeliveries(before: Timestamp) async throws -> Int
+    /// Signalled after a transaction that queued deliveries has committed (in this process).
+    var webhookWakeup: WebhookWakeup { get }
+}
+
 /// A data key wrapped by a KEK that is no longer its vault's current one: a secret version's or a vault env var's.
 public struct StaleWrappedKey: Sendable, Hashable {
     public enum Holder: Sendable, Hashable {
@@ -358,7 +388,7 @@ public protocol KeyRotationStore: Sendable {
 /// Everything one backend provides.
 public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
-    ShareStore, KeyRotationStore, IPRuleStore, MFAStore, EnvVarStore, CMEKStore, ApprovalStore
+    ShareStore, KeyRotationStore, IPRuleStore, MFAStore, EnvVarStore, CMEKStore, ApprovalStore, WebhookStore
 {
     /// Installs the key that seals the rows granting access (see `GrantSeal`), sealing the rows stored before seals
     /// existed the first time; until it is called, every such row is refused.

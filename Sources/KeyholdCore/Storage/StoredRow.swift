@@ -409,7 +409,10 @@ public enum StoredRecords {
             envVarID: try fields.uuid("env_var_id"), vaultID: try fields.uuid("vault_id"), orgID: try fields.uuid("org_id"))
     }
 
-    public static func auditEvent(_ row: StoredRow) throws -> AuditEvent {
+    public static func auditEvent(_ row: StoredRow) throws -> AuditEvent { try auditEvent(row, createdAtColumn: "created_at") }
+
+    /// An event; `createdAtColumn` names its time where a join renamed it.
+    public static func auditEvent(_ row: StoredRow, createdAtColumn: String) throws -> AuditEvent {
         let fields = StoredFields(row, table: "audit_events")
         guard case .object(let details)? = try fields.optionalJSON("details") else {
             throw fields.failure("details", "not a JSON object")
@@ -421,7 +424,7 @@ public enum StoredRecords {
                 actorID: try fields.optionalText("actor_id"), action: try fields.text("action"),
                 resourceType: try fields.text("resource_type"), resourceID: try fields.optionalText("resource_id"),
                 details: details, ipAddress: try fields.optionalText("ip_address")),
-            createdAt: try fields.timestamp("created_at"), previousID: try fields.optionalUUID("prev_event_id"),
+            createdAt: try fields.timestamp(createdAtColumn), previousID: try fields.optionalUUID("prev_event_id"),
             integrityHash: try fields.text("integrity_hash"))
     }
 
@@ -449,5 +452,33 @@ public enum StoredRecords {
     public static func kek(_ row: StoredRow) throws -> KEKHandle {
         let fields = StoredFields(row, table: "keks")
         return KEKHandle(id: try fields.text("id"), material: try fields.bytes("material"))
+    }
+}
+
+extension StoredRecords {
+    /// A webhook; an event name it does not know fails the row.
+    public static func webhook(_ row: StoredRow) throws -> Webhook {
+        let fields = StoredFields(row, table: "webhooks")
+        return Webhook(
+            id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), url: try fields.text("url"),
+            events: try fields.list("events") { WebhookEvent.subscribable.contains($0) ? $0 : nil },
+            description: try fields.optionalText("description"), isActive: try fields.bool("is_active"),
+            sealedSecret: try fields.bytes("secret"), createdBy: try fields.uuid("created_by"),
+            createdAt: try fields.timestamp("created_at"), updatedAt: try fields.timestamp("updated_at"))
+    }
+
+    public static func webhookDelivery(_ row: StoredRow) throws -> WebhookDelivery {
+        let fields = StoredFields(row, table: "webhook_deliveries")
+        return WebhookDelivery(
+            webhookID: try fields.uuid("webhook_id"), eventID: try fields.uuid("event_id"),
+            event: try fields.parsed("event") {
+                let name = try fields.text("event")
+                guard WebhookEvent(rawValue: name) != nil else { throw fields.failure("event", "not an event") }
+                return name
+            },
+            status: try fields.value("status"), attempts: try fields.count("attempts"),
+            lastStatusCode: try fields.optionalCount("last_status_code"), lastError: try fields.optionalText("last_error"),
+            createdAt: try fields.timestamp("created_at"), deliveredAt: try fields.optionalTimestamp("delivered_at"),
+            nextAttemptAt: try fields.optionalTimestamp("next_attempt_at"))
     }
 }

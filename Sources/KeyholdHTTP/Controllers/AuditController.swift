@@ -36,8 +36,8 @@ struct AuditController {
             let query = request.uri.queryParameters
             let limitText = query.get("limit") ?? "1000"
             guard let limit = Int(limitText) else { throw KeyholdError.badRequest("limit must be an integer") }
-            let result = try await audit.verify(
-                for: caller.principal, limit: limit, from: try Self.time(query, "from"), to: try Self.time(query, "to"))
+            let result = try await audit.verifyRecordingFailure(
+                by: caller, limit: limit, from: try Self.time(query, "from"), to: try Self.time(query, "to"))
             return try JSONResponse.make(AuditVerifyResponse(result, documentation: publicURL + "/openapi.json"))
         }
     }

@@ -142,7 +142,8 @@ public func buildApplication(
         WebhookDeliveryService(
             dispatcher: WebhookDispatcher(
                 service: webhooks, store: storage,
-                transport: HTTPWebhookTransport(allowPrivate: configuration.webhookAllowPrivate), logger: logger)))
+                transport: HTTPWebhookTransport(allowPrivate: configuration.webhookAllowPrivate), logger: logger,
+                extras: { approvals.quickDecideLinks(event: $0, audit: $1, publicURL: configuration.publicURL) })))
     return app
 }
 

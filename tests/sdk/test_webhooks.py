@@ -410,6 +410,51 @@ def test_a_secret_change_reaches_the_receiver_signed_without_the_value(
     assert {d["status"] for d in deliveries(owner, hook["id"])} == {"delivered"}
 
 
+def test_an_approval_request_reaches_the_receiver_with_single_use_quick_decide_links(
+    owner: Account, receiver: Receiver, hooks: KeyholdServer, leak_watch
+) -> None:
+    hook = create(owner, receiver.url, ["approval.requested", "approval.decided"], leak_watch)
+    vault = new_vault(owner)
+    value = "canary-" + uuid.uuid4().hex
+    leak_watch.values.add(value)
+    assert owner.client.secrets.set(vault, "gated/db", value).meta.status == 201
+    created = assert_sdk_ok(owner.client.agents.create(f"hooked-{uuid.uuid4().hex[:8]}"), 201)
+    leak_watch.track(created)
+    agent_id = created["agent"]["id"]
+    assert_sdk_ok(owner.client.policies.create(
+        vault, principal_type="agent", principal_id=agent_id, secret_path_pattern="gated/*", permissions=["read"],
+        conditions={"require_approval": True}), 201)
+    agent = oneclaw.create_client(base_url=hooks.url, api_key=created["api_key"])
+    try:
+        refused = agent.secrets.get(vault, "gated/db")
+        assert refused.meta.status == 403 and refused.error.type == "approval_required", refused
+        requested = receiver.wait_for(lambda rs: [r for r in rs if r.headers.get("keyhold-event") == "approval.requested"],
+                                      "approval.requested")[0]
+        data = verify_signature(hook["secret"], requested)["data"]
+        assert (data["action"], data["target_id"], data["vault_id"], data["risk_tier"]) == ("secret_read", "gated/db", vault, 1)
+        links = data["quick_decide"]
+        approve = urlsplit(links["approve_url"])
+        token = dict(part.split("=", 1) for part in approve.query.split("&"))["token"]
+        leak_watch.tokens.add(token)
+        assert links["reject_url"] == links["approve_url"].replace("decision=approved", "decision=rejected")
+        assert value.encode() not in requested.body
+        # The link decides without a session (302 to the console's page), once.
+        answer = httpx.get(f"{hooks.url}{approve.path}?{approve.query}", follow_redirects=False)
+        assert answer.status_code == 302, answer.text
+        assert answer.headers["location"].endswith(f"/approvals/{data['resource_id']}?decided=true")
+        assert_problem(httpx.get(f"{hooks.url}{approve.path}?{approve.query}"), 409)
+        forged = approve.query.replace(token, token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+        assert_problem(httpx.get(f"{hooks.url}{approve.path}?{forged}"), 404)
+        assert assert_sdk_ok(agent.secrets.get(vault, "gated/db"), 200)["value"] == value
+        decided = receiver.wait_for(lambda rs: [r for r in rs if r.headers.get("keyhold-event") == "approval.decided"],
+                                    "approval.decided")[0]
+        decision = verify_signature(hook["secret"], decided)["data"]
+        assert (decision["status"], decision.get("via")) == ("approved", "quick_decide")
+        assert "quick_decide" not in decision and token.encode() not in decided.body
+    finally:
+        agent.close()
+
+
 def test_retries_after_500_keep_the_delivery_id(owner: Account, receiver: Receiver, leak_watch) -> None:
     hook = create(owner, receiver.url, ["secret.created"], leak_watch)
     receiver.answers.extend([500, 503])

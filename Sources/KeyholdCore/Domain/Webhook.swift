@@ -44,7 +44,8 @@ public enum WebhookEvent: String, Sendable, Hashable, CaseIterable {
         case "agent.rotate_key": self = .agentKeyRotated
         case "policy.create", "policy.update", "policy.delete": self = .policyChanged
         case "approval.request": self = .approvalRequested
-        case "approval.decide": self = .approvalDecided
+        // Cancelling a pending request and ending an approved lease early are decisions too (status `cancelled`).
+        case "approval.decide", "approval.cancel", "approval.revoke": self = .approvalDecided
         case "audit.verify_failed": self = .auditVerifyFailed
         case "webhook.test": self = .test
         default: return nil
@@ -242,9 +243,9 @@ public enum WebhookBackoff {
 /// The payload: `{id, event, created_at, org_id, data}`, built from the audit event (which never holds a value, key
 /// or token): its ids, path, version and actor.
 public enum WebhookPayload {
-    public static func body(deliveryID: UUID, event: String, audit: AuditEvent) -> Data {
+    public static func body(deliveryID: UUID, event: String, audit: AuditEvent, extra: [String: JSONValue] = [:]) -> Data {
         let entry = audit.entry
-        var data = entry.details
+        var data = entry.details.merging(extra) { _, added in added }
         data["audit_event_id"] = .string(audit.id.wire)
         data["resource_type"] = .string(entry.resourceType)
         if let resource = entry.resourceID {

@@ -424,6 +424,21 @@ public struct ApprovalService: Sendable {
     /// store; spent when the request stops being pending, and good until the request expires, 7 days).
     public func quickToken(for id: UUID) -> String { "qd_" + id.wire + "_" + quickMAC(id).base64URLEncodedString() }
 
+    /// What an `approval.requested` delivery adds for a risk tier 1 request: `quick_decide` with the links that
+    /// approve or reject it (`{publicURL}/v1/approvals/quick-decide?token=…&decision=…`). The token is derived
+    /// when the delivery is sent; neither the outbox nor the audit log holds it.
+    public func quickDecideLinks(event: String, audit: AuditEvent, publicURL: String) -> [String: JSONValue] {
+        let entry = audit.entry
+        guard event == "approval.requested", entry.resourceType == "approval",
+            entry.details["risk_tier"] == .number(1), let id = entry.resourceID.flatMap(UUID.init(uuidString:))
+        else { return [:] }
+        let base = publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL
+        let link = { (decision: String) in
+            JSONValue.string("\(base)/v1/approvals/quick-decide?token=\(quickToken(for: id))&decision=\(decision)")
+        }
+        return ["quick_decide": .object(["approve_url": link("approved"), "reject_url": link("rejected")])]
+    }
+
     private func quickMAC(_ id: UUID) -> Data {
         Data(HMAC<SHA256>.authenticationCode(for: Data(("keyhold.quick-decide|" + id.wire).utf8), using: quickKey))
     }

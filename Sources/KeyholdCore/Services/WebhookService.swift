@@ -189,6 +189,9 @@ public final class WebhookDispatcher: Sendable {
     let store: any WebhookStore
     let transport: any WebhookTransport
     let logger: Logger
+    /// Fields a delivery adds to its payload's `data` as it is sent (the quick-decide links of an
+    /// `approval.requested` event: derived tokens, never stored in the outbox).
+    let extras: @Sendable (_ event: String, _ audit: AuditEvent) -> [String: JSONValue]
     public static let batchSize = 16
     public static let pollInterval = Duration.seconds(1)
     /// Longer than a request's timeout: a node that dies mid-send leaves its claims to others after this.
@@ -197,7 +200,11 @@ public final class WebhookDispatcher: Sendable {
     public static let retention: Int64 = 7 * 24 * 3600
     static let purgeEvery: Int64 = 3600
 
-    public init(service: WebhookService, store: any WebhookStore, transport: any WebhookTransport, logger: Logger) {
+    public init(
+        service: WebhookService, store: any WebhookStore, transport: any WebhookTransport, logger: Logger,
+        extras: @escaping @Sendable (_ event: String, _ audit: AuditEvent) -> [String: JSONValue] = { _, _ in [:] }
+    ) {
+        self.extras = extras
         self.service = service
         self.store = store
         self.transport = transport
@@ -244,7 +251,9 @@ public final class WebhookDispatcher: Sendable {
         let result: WebhookTransportResult
         do {
             let secret = try service.openSecret(claimed.sealedSecret, webhookID: delivery.webhookID)
-            let body = WebhookPayload.body(deliveryID: delivery.id, event: delivery.event, audit: claimed.audit)
+            let body = WebhookPayload.body(
+                deliveryID: delivery.id, event: delivery.event, audit: claimed.audit,
+                extra: extras(delivery.event, claimed.audit))
             let timestamp = Timestamp.now.seconds
             result = await transport.post(
                 url: claimed.url,

@@ -58,7 +58,7 @@ extension SQLConnection {
                 FROM webhook_events e JOIN webhooks w ON w.id = e.webhook_id
                 WHERE e.org_id = ?4 AND e.event IN (?2, '*') AND w.is_active = ?5
                 RETURNING webhook_id
-                """, values + [.uuid(entry.orgID), .boolean(true)])
+                """, values + [.uuid(webhookEvent.subscriberOrg(of: entry) ?? entry.orgID), .boolean(true)])
         }
         if !queued.isEmpty { queuedWebhookDeliveries() }
     }

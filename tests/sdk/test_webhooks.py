@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -453,6 +454,31 @@ def test_an_approval_request_reaches_the_receiver_with_single_use_quick_decide_l
         assert "quick_decide" not in decision and token.encode() not in decided.body
     finally:
         agent.close()
+
+
+@pytest.mark.skipif(SDK_BACKEND != "sqlite", reason="edits the SQLite database directly (as test_audit_tamper does)")
+def test_a_broken_audit_chain_is_an_audit_verify_failed_delivery(
+    owner: Account, receiver: Receiver, hooks: KeyholdServer, leak_watch
+) -> None:
+    hook = create(owner, receiver.url, ["audit.verify_failed"], leak_watch)
+    org_id = owner.http.get("/v1/auth/me").json()["org_id"]
+    new_vault(owner)
+    assert assert_sdk_ok(owner.client.audit.verify(), 200)["chain_valid"] is True
+    conn = sqlite3.connect(hooks.data_dir / "keyhold.sqlite", timeout=30, isolation_level=None)
+    try:
+        conn.execute("UPDATE audit_events SET details = '{\"edited\": true}' WHERE org_id = ? AND seq = 1", (org_id,))
+    finally:
+        conn.close()
+    # Every verification that finds the chain broken says so, however often it is asked (the event goes to the
+    # server's own chain, not onto the broken one).
+    for _ in range(2):
+        result = assert_sdk_ok(owner.client.audit.verify(), 200)
+        assert result["chain_valid"] is False and result["broken_at_event_id"], result
+    received = receiver.wait_for(lambda rs: [r for r in rs if r.headers.get("keyhold-event") == "audit.verify_failed"],
+                                 "audit.verify_failed")[0]
+    payload = verify_signature(hook["secret"], received)
+    assert payload["org_id"] == org_id and payload["data"]["org_id"] == org_id
+    assert payload["data"]["resource_id"] == result["broken_at_event_id"] and payload["data"]["reason"]
 
 
 def test_retries_after_500_keep_the_delivery_id(owner: Account, receiver: Receiver, leak_watch) -> None:

@@ -75,17 +75,25 @@ public struct AuditLog: Sendable {
         return try await store.auditEvents(orgID: caller.orgID, filter: filter)
     }
 
-    /// `verify`, and a broken chain recorded as an `audit.verify_failed` event (which webhooks subscribed to it receive),
-    /// naming the first event found broken and why.
+    /// `verify`, and a broken chain recorded as an `audit.verify_failed` event (which the org's webhooks subscribed to
+    /// it receive), naming the org, the first event found broken and why. It goes to the server's own chain
+    /// (`AuditEntry.systemOrg`), not the org's: an event appended to a broken chain would build on what failed (and
+    /// a head that no longer matches refuses it). Recording it never changes the answer: a verification that cannot
+    /// write its event still reports the broken chain.
     public func verifyRecordingFailure(by caller: Caller, limit: Int, from: Timestamp? = nil, to: Timestamp? = nil)
         async throws -> ChainVerifier.Result
     {
         let result = try await verify(for: caller.principal, limit: limit, from: from, to: to)
         if !result.valid {
-            try await append(
+            var details: [String: JSONValue] = [
+                "org_id": .string(caller.principal.orgID.wire), "reason": .string(result.reason ?? ""),
+                "events_checked": .number(Double(result.eventsChecked)),
+            ]
+            if let transport = caller.context.transport { details["transport"] = .string(transport) }
+            try? await append(
                 record(
-                    caller, "audit.verify_failed", "audit_event", result.brokenAt?.wire,
-                    ["reason": .string(result.reason ?? ""), "events_checked": .number(Double(result.eventsChecked))]))
+                    org: AuditEntry.systemOrg, actor: caller.principal, ip: caller.context.clientIP, "audit.verify_failed",
+                    "audit_event", result.brokenAt?.wire, details))
         }
         return result
     }

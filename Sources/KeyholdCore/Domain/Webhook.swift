@@ -53,6 +53,17 @@ public enum WebhookEvent: String, Sendable, Hashable, CaseIterable {
     }
 }
 
+extension WebhookEvent {
+    /// The org whose webhooks receive an entry's event when it is not the entry's own: `audit.verify_failed` is
+    /// recorded in the server's chain (`AuditEntry.systemOrg`) and names the org whose chain broke.
+    public func subscriberOrg(of entry: AuditEntry) -> UUID? {
+        guard self == .auditVerifyFailed, entry.orgID == AuditEntry.systemOrg,
+            case .string(let org)? = entry.details["org_id"]
+        else { return nil }
+        return UUID(uuidString: org)
+    }
+}
+
 /// A registered webhook. `sealedSecret` is the signing secret sealed under the server's webhook key, bound to the
 /// webhook's id (`WebhookSecret`); the database never holds it in clear.
 public struct Webhook: Sendable, Hashable {
@@ -257,7 +268,8 @@ public enum WebhookPayload {
         ])
         let payload: JSONValue = .object([
             "id": .string(deliveryID.wire), "event": .string(event), "created_at": .string(audit.createdAt.iso8601),
-            "org_id": .string(entry.orgID.wire), "data": .object(data),
+            "org_id": .string((WebhookEvent(rawValue: event)?.subscriberOrg(of: entry) ?? entry.orgID).wire),
+            "data": .object(data),
         ])
         return Data(payload.jsonString().utf8)
     }

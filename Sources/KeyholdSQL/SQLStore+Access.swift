@@ -19,7 +19,8 @@ extension SQLStore {
                     "key_version": .int(agent.keyVersion), "environment": .optional(agent.environment),
                     "environment_locked": .boolean(agent.environmentLocked),
                     "env_auto_resolve": .boolean(agent.envAutoResolve),
-                    "api_key_expires_at": .optional(agent.apiKeyExpiresAt), "created_by": .uuid(agent.createdBy),
+                    "api_key_expires_at": .optional(agent.apiKeyExpiresAt),
+                    "intents_api_enabled": .boolean(agent.intentsAPIEnabled), "created_by": .uuid(agent.createdBy),
                     "created_at": .time(agent.createdAt),
                 ], seal: seal)
             try await db.append(audit)
@@ -65,6 +66,7 @@ extension SQLStore {
                     "environment_locked": .boolean(agent.environmentLocked),
                     "env_auto_resolve": .boolean(agent.envAutoResolve),
                     "api_key_expires_at": .optional(agent.apiKeyExpiresAt),
+                    "intents_api_enabled": .boolean(agent.intentsAPIEnabled),
                 ], seal: seal)
             try await db.append(audit)
             return true

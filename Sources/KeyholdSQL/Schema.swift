@@ -149,6 +149,11 @@ public enum Schema {
         CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
         CREATE INDEX webhook_deliveries_recent ON webhook_deliveries(webhook_id, created_at)
         """,
+        // Agents' intents mode (issue 19, contract §2.4): an agent with it on may not read `private_key` or
+        // `ssh_key` values. Sealed from seal version 4 on (`GrantSeal`, table `agents`).
+        """
+        ALTER TABLE agents ADD COLUMN intents_api_enabled {bool} NOT NULL DEFAULT FALSE
+        """,
     ]
 
     /// A migration in a backend's spelling.

@@ -65,21 +65,42 @@ import Testing
             "id": 0, "org_id": 1, "is_active": 2, "scopes": 3, "vault_ids": 4, "token_ttl_seconds": 5, "expires_at": 6,
             "key_prefix": 7, "key_digest": 8, "key_version": 9, "environment": 10, "environment_locked": 11,
             "env_auto_resolve": 12, "api_key_expires_at": 13, "name": 14, "created_by": 15, "created_at": 16,
+            "intents_api_enabled": 17,
         ],
         values: [
             .uuid(UUID()), .uuid(UUID()), .boolean(true), .null, .text("[]"), .null, .null, .text("ocv_abcdefgh"),
             .bytes(Data([1])), .integer(1), .null, .boolean(false), .boolean(true), .null, .text("bot"), .uuid(UUID()),
-            .integer(0),
+            .integer(0), .boolean(false),
         ])
 
     @Test func theAgentsColumnsOfIssue17JoinedAtVersion2() {
-        #expect(GrantSeal.version == 3)
         let added = ["environment", "environment_locked", "env_auto_resolve", "api_key_expires_at"]
-        #expect(agents.columns(at: 2) == agents.columns)
-        #expect(agents.columns(at: 1) == agents.columns.filter { !added.contains($0) })
+        #expect(agents.columns(at: 2) == agents.columns.filter { $0 != "intents_api_enabled" })
+        #expect(agents.columns(at: 1) == agents.columns.filter { !added.contains($0) && $0 != "intents_api_enabled" })
         for table in GrantSeal.tables where !["agents", "vaults"].contains(table.name) {
             #expect(table.columns(at: 1) == table.columns, "\(table.name) unchanged since version 1")
         }
+    }
+
+    @Test func theAgentsIntentsFlagJoinedAtVersion4() {
+        #expect(GrantSeal.version == 4)
+        #expect(agents.columns(at: 4) == agents.columns)
+        #expect(agents.columns(at: 3) == agents.columns.filter { $0 != "intents_api_enabled" })
+        #expect(agents.columns(at: 3) == agents.columns(at: 2))
+    }
+
+    @Test func anIntentsAgentMayNotReadPrivateOrSSHKeys() {
+        let (orgID, agentID) = (UUID(), UUID())
+        let intents = Principal(kind: .agent, id: agentID, orgID: orgID, role: nil, intentsAPIEnabled: true)
+        #expect(intents.refusedSecretTypes == [.privateKey, .sshKey])
+        #expect(Principal(kind: .agent, id: agentID, orgID: orgID, role: nil).refusedSecretTypes.isEmpty)
+        var agent = Agent(
+            id: agentID, orgID: orgID, name: "signer", description: nil, isActive: true, scopes: nil, vaultIDs: [],
+            tokenTTLSeconds: nil, expiresAt: nil, createdBy: UUID(), createdAt: .now, keyPrefix: "ocv_abcdefgh",
+            keyDigest: Data([1]), keyVersion: 1)
+        #expect(agent.intentsAPIEnabled == false)
+        agent.intentsAPIEnabled = true
+        #expect(agent.intentsAPIEnabled)
     }
 
     @Test func theVaultsCMEKColumnJoinedAtVersion3() {

@@ -9,7 +9,8 @@ extension StorageConformanceTests {
             id: UUID(), orgID: f.org.id, name: "bot", description: nil, isActive: true, scopes: ["prod/**"],
             vaultIDs: [f.vault.id], tokenTTLSeconds: 300, expiresAt: nil, createdBy: f.owner.id, createdAt: .now,
             keyPrefix: prefix, keyDigest: Data([1, 2, 3]), keyVersion: 1, environment: "staging",
-            environmentLocked: true, envAutoResolve: false, apiKeyExpiresAt: Timestamp(milliseconds: 1_900_000_000_000))
+            environmentLocked: true, envAutoResolve: false, apiKeyExpiresAt: Timestamp(milliseconds: 1_900_000_000_000),
+            intentsAPIEnabled: true)
     }
 
     func policy(_ f: Fixture, kind: PrincipalKind, id: UUID) throws -> Policy {
@@ -38,6 +39,7 @@ extension StorageConformanceTests {
             agent.environmentLocked = false
             agent.envAutoResolve = true
             agent.apiKeyExpiresAt = nil
+            agent.intentsAPIEnabled = false
             #expect(try await f.storage.updateAgent(agent, audit: testAudit))
             #expect(try await f.storage.agent(id: agent.id) == agent)
             #expect(try await f.storage.agents(keyPrefix: "ocv_abcdefgh").isEmpty)

@@ -29,13 +29,15 @@ public struct AgentService: Sendable {
         public var environmentLocked: Bool?
         public var envAutoResolve: Bool?
         public var apiKeyExpiresAt: Timestamp??
+        public var intentsAPIEnabled: Bool?
 
         public init(
             name: String? = nil, description: String?? = nil, isActive: Bool? = nil, scopes: [String]?? = nil,
             vaultIDs: [UUID]? = nil, tokenTTLSeconds: Int?? = nil, expiresAt: Timestamp?? = nil,
             environment: String?? = nil, environmentLocked: Bool? = nil, envAutoResolve: Bool? = nil,
-            apiKeyExpiresAt: Timestamp?? = nil
+            apiKeyExpiresAt: Timestamp?? = nil, intentsAPIEnabled: Bool? = nil
         ) {
+            self.intentsAPIEnabled = intentsAPIEnabled
             self.name = name
             self.description = description
             self.isActive = isActive
@@ -101,13 +103,28 @@ public struct AgentService: Sendable {
         return agent
     }
 
-    public func delete(_ id: UUID, by caller: Caller) async throws {
-        let agent = try await audit.recordingDenial(caller, "agent.delete", "agent", id.wire) {
+    /// `DELETE /v1/agents/{id}`, as 1Claw's docs describe it: deactivates the agent. It stays listed (inactive),
+    /// so its history stays attributable; its key, tokens and refresh tokens stop working at once (the key version
+    /// moves on, so a later reactivation revives none of them), and its shares no longer open. Deactivating an
+    /// inactive agent changes nothing. With `purge` the agent is removed, with its policies and refresh tokens,
+    /// and its shares are revoked.
+    public func delete(_ id: UUID, purge: Bool = false, by caller: Caller) async throws {
+        let action = purge ? "agent.delete" : "agent.deactivate"
+        var agent = try await audit.recordingDenial(caller, action, "agent", id.wire) {
             try await self.agent(id, by: caller.principal)
         }
-        guard try await agents.deleteAgent(
-            id: agent.id, orgID: agent.orgID, audit: audit.record(caller, "agent.delete", "agent", agent.id.wire))
-        else { throw Self.notFound }
+        if purge {
+            guard try await agents.deleteAgent(
+                id: agent.id, orgID: agent.orgID, audit: audit.record(caller, action, "agent", agent.id.wire))
+            else { throw Self.notFound }
+            return
+        }
+        guard agent.isActive else { return }
+        agent.isActive = false
+        agent.keyVersion += 1
+        guard try await agents.updateAgent(agent, audit: audit.record(caller, action, "agent", agent.id.wire)) else {
+            throw Self.notFound
+        }
     }
 
     /// A new key; the old one, and every token minted under it, stop working at once. The key's expiry is the
@@ -181,6 +198,7 @@ public struct AgentService: Sendable {
         if let locked = changes.environmentLocked { agent.environmentLocked = locked }
         if let autoResolve = changes.envAutoResolve { agent.envAutoResolve = autoResolve }
         if let apiKeyExpiresAt = changes.apiKeyExpiresAt { agent.apiKeyExpiresAt = try Self.futureKeyExpiry(apiKeyExpiresAt) }
+        if let intents = changes.intentsAPIEnabled { agent.intentsAPIEnabled = intents }
     }
 
     /// A key expiry a request sets: none, or an instant still to come.

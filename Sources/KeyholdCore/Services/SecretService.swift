@@ -124,7 +124,8 @@ public struct SecretService: Sendable {
             sealed = try await recordingRefusal(caller, "secret.read", path, details) {
                 try await store.readVersion(
                     vaultID: vault.id, path: path.rawValue, version: version, now: .now,
-                    audit: audit.record(caller, "secret.read", "secret", path.rawValue, details), lease: lease)
+                    audit: audit.record(caller, "secret.read", "secret", path.rawValue, details), lease: lease,
+                    refusing: caller.principal.refusedSecretTypes)
             }
         } catch let error as KeyholdError where error.type == KeyholdError.noLease.type && error.approvalRequestID == nil {
             guard let rule, let approvals else { throw KeyholdError.forbidden("Access denied") }
@@ -138,17 +139,25 @@ public struct SecretService: Sendable {
     }
 
     /// Runs a storage step that writes its audit event only when it succeeds; when it refuses (404 missing, 410
-    /// gone) its transaction wrote nothing, so the refusal is recorded on its own before the error is returned.
+    /// gone, 403 a secret type the caller may not read) its transaction wrote nothing, so the refusal is recorded
+    /// on its own before the error is returned.
     private func recordingRefusal<T>(
         _ caller: Caller, _ action: String, _ path: SecretPath, _ details: [String: JSONValue],
         _ body: () async throws -> T
     ) async throws -> T {
         do {
             return try await body()
-        } catch let error as KeyholdError where error.code == .gone || error.code == .notFound {
+        } catch let error as KeyholdError
+            where error.code == .gone || error.code == .notFound || error.type == KeyholdError.typeRefused.type
+        {
             var details = details
-            details["outcome"] = .string(error.code == .gone ? "gone" : "not_found")
-            details["reason"] = .string(error.detail)
+            if error.type == KeyholdError.typeRefused.type {
+                details["outcome"] = "denied"
+                details["reason"] = "intents_api_enabled"
+            } else {
+                details["outcome"] = .string(error.code == .gone ? "gone" : "not_found")
+                details["reason"] = .string(error.detail)
+            }
             try await audit.append(audit.record(caller, action, "secret", path.rawValue, details))
             throw error
         }

@@ -280,7 +280,8 @@ public enum StoredRecords {
                 return $0
             },
             environmentLocked: try fields.bool("environment_locked"), envAutoResolve: try fields.bool("env_auto_resolve"),
-            apiKeyExpiresAt: try fields.optionalTimestamp("api_key_expires_at"))
+            apiKeyExpiresAt: try fields.optionalTimestamp("api_key_expires_at"),
+            intentsAPIEnabled: try fields.bool("intents_api_enabled"))
     }
 
     public static func apiKey(_ row: StoredRow) throws -> UserAPIKey {

@@ -21,6 +21,9 @@ extension SQLStore {
                     "env_auto_resolve": .boolean(agent.envAutoResolve),
                     "api_key_expires_at": .optional(agent.apiKeyExpiresAt),
                     "intents_api_enabled": .boolean(agent.intentsAPIEnabled), "created_by": .uuid(agent.createdBy),
+                    "ssh_public_key": .optional(agent.sshPublicKey), "ecdh_public_key": .optional(agent.ecdhPublicKey),
+                    "identity_keys_created_at": .optional(agent.identityKeysCreatedAt),
+                    "identity_key_history": .text(StoredJSON.encode(agent.identityKeyHistory)),
                     "created_at": .time(agent.createdAt),
                 ], seal: seal)
             try await db.append(audit)
@@ -67,6 +70,9 @@ extension SQLStore {
                     "env_auto_resolve": .boolean(agent.envAutoResolve),
                     "api_key_expires_at": .optional(agent.apiKeyExpiresAt),
                     "intents_api_enabled": .boolean(agent.intentsAPIEnabled),
+                    "ssh_public_key": .optional(agent.sshPublicKey), "ecdh_public_key": .optional(agent.ecdhPublicKey),
+                    "identity_keys_created_at": .optional(agent.identityKeysCreatedAt),
+                    "identity_key_history": .text(StoredJSON.encode(agent.identityKeyHistory)),
                 ], seal: seal)
             try await db.append(audit)
             return true

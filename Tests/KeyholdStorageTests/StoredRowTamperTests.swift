@@ -38,6 +38,8 @@ extension StorageConformanceTests {
         Tamper(table: "agents", column: "environment_locked", value: "2", onPostgres: false),
         Tamper(table: "agents", column: "api_key_expires_at", value: "'never'", onPostgres: false),
         Tamper(table: "agents", column: "intents_api_enabled", value: "2", onPostgres: false),
+        Tamper(table: "agents", column: "identity_key_history", value: "'{}'"),
+        Tamper(table: "agents", column: "identity_key_history", value: #"'[{"ssh_public_key": "x"}]'"#),
         Tamper(table: "user_api_keys", column: "scopes", value: "'not json'"),
         Tamper(table: "refresh_tokens", column: "principal_type", value: "'robot'"),
         Tamper(table: "policies", column: "principal_type", value: "'robot'"),

@@ -273,15 +273,27 @@ public struct Agent: Sendable, Hashable {
 
     /// The secret types an agent in intents mode may not read.
     public static let intentsRefusedTypes: Set<SecretType> = [.privateKey, .sshKey]
+    /// The public halves of the agent's identity keys (`AgentIdentityKeys`), since `identityKeysCreatedAt`; nil for
+    /// an agent made before Keyhold had them, until its keys are rotated.
+    public var sshPublicKey: String?
+    public var ecdhPublicKey: String?
+    public var identityKeysCreatedAt: Timestamp?
+    /// The public keys it had before, oldest first.
+    public var identityKeyHistory: [AgentIdentityKey]
 
     public init(
         id: UUID, orgID: UUID, name: String, description: String?, isActive: Bool, scopes: [String]?,
         vaultIDs: [UUID], tokenTTLSeconds: Int?, expiresAt: Timestamp?, createdBy: UUID, createdAt: Timestamp,
         keyPrefix: String, keyDigest: Data, keyVersion: Int, environment: String? = nil,
         environmentLocked: Bool = false, envAutoResolve: Bool = true, apiKeyExpiresAt: Timestamp? = nil,
-        intentsAPIEnabled: Bool = false
+        intentsAPIEnabled: Bool = false, sshPublicKey: String? = nil, ecdhPublicKey: String? = nil,
+        identityKeysCreatedAt: Timestamp? = nil, identityKeyHistory: [AgentIdentityKey] = []
     ) {
         self.intentsAPIEnabled = intentsAPIEnabled
+        self.sshPublicKey = sshPublicKey
+        self.ecdhPublicKey = ecdhPublicKey
+        self.identityKeysCreatedAt = identityKeysCreatedAt
+        self.identityKeyHistory = identityKeyHistory
         self.id = id
         self.orgID = orgID
         self.name = name

@@ -79,6 +79,32 @@ public struct SecretService: Sendable {
         return try await sealAndStore(request, in: vault, path: path, by: caller, action: "secret.write")
     }
 
+    /// Stores an agent's identity private keys as the next versions of its two paths in the org's `__agent-keys`
+    /// vault (`AgentService`, on the agent's creation and key rotation): the server writes them on behalf of the
+    /// person who registers or manages the agent, who need not be allowed to read that vault. Sealed and audited
+    /// like any write (`secret.write`, the path and version, never the value).
+    func storeAgentKeys(_ keys: AgentIdentityKeys, agentID: UUID, in vault: Vault, by caller: Caller) async throws {
+        for (path, value, type) in [
+            (AgentIdentityKeys.sshPath(agentID), keys.sshPrivateKey, SecretType.sshKey),
+            (AgentIdentityKeys.ecdhPath(agentID), keys.ecdhPrivateKey, SecretType.privateKey),
+        ] {
+            _ = try await sealAndStore(
+                WriteRequest(value: value, type: type), in: vault, path: try SecretPath(validating: path), by: caller,
+                action: "secret.write")
+        }
+    }
+
+    /// Deletes a purged agent's identity private keys (all their versions), audited as `secret.delete`.
+    func deleteAgentKeys(agentID: UUID, in vault: Vault, by caller: Caller) async throws {
+        for path in [AgentIdentityKeys.sshPath(agentID), AgentIdentityKeys.ecdhPath(agentID)] {
+            _ = try await store.deleteSecret(
+                vaultID: vault.id, path: path, at: .now,
+                audit: audit.record(
+                    caller, "secret.delete", "secret", path,
+                    ["vault_id": .string(vault.id.wire), "reason": "agent purged"]))
+        }
+    }
+
     /// Seals and stores the next version in a vault the caller was already authorized for.
     private func sealAndStore(
         _ request: WriteRequest, in vault: Vault, path: SecretPath, by caller: Caller, action: String

@@ -137,7 +137,8 @@ extension SecretStore {
     public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
         -> SealedSecretVersion
     {
-        try await readVersion(vaultID: vaultID, path: path, version: version, now: now, audit: audit, lease: nil, refusing: [])
+        try await readVersion(
+            vaultID: vaultID, path: path, version: version, now: now, audit: audit, lease: nil, refusing: [])
     }
 }
 

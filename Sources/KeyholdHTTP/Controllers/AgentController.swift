@@ -41,6 +41,11 @@ struct AgentController {
             try await agents.delete(try Self.agentID(context), purge: purge, by: caller)
             return JSONResponse.noContent()
         }
+        router.post("/v1/agents/:agent_id/rotate-identity-keys") { request, context in
+            let caller = try context.requireCaller()
+            let agent = try await agents.rotateIdentityKeys(try Self.agentID(context), by: caller)
+            return try JSONResponse.make(AgentResponse(agent))
+        }
         router.post("/v1/agents/:agent_id/rotate-key") { request, context in
             let caller = try context.requireCaller()
             let body = try await RequestBody.decode(RotateAgentKeyRequest.self, from: request, emptyAsObject: true)

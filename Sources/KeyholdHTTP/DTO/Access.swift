@@ -200,6 +200,17 @@ struct AgentResponse: Encodable {
     let environment_locked: Bool
     let env_auto_resolve: Bool
     let api_key_expires_at: WireNullable<Timestamp>
+    let ssh_public_key: WireNullable<String>
+    let ecdh_public_key: WireNullable<String>
+    let identity_keys_created_at: WireNullable<Timestamp>
+    let identity_key_history: [IdentityKeyResponse]
+
+    struct IdentityKeyResponse: Encodable {
+        let ssh_public_key: String
+        let ecdh_public_key: String
+        let created_at: Timestamp
+        let retired_at: Timestamp
+    }
 
     init(_ agent: Agent) {
         id = agent.id.wire
@@ -219,6 +230,14 @@ struct AgentResponse: Encodable {
         environment_locked = agent.environmentLocked
         env_auto_resolve = agent.envAutoResolve
         api_key_expires_at = WireNullable(agent.apiKeyExpiresAt)
+        ssh_public_key = WireNullable(agent.sshPublicKey)
+        ecdh_public_key = WireNullable(agent.ecdhPublicKey)
+        identity_keys_created_at = WireNullable(agent.identityKeysCreatedAt)
+        identity_key_history = agent.identityKeyHistory.map {
+            IdentityKeyResponse(
+                ssh_public_key: $0.sshPublicKey, ecdh_public_key: $0.ecdhPublicKey, created_at: $0.createdAt,
+                retired_at: $0.retiredAt)
+        }
     }
 }
 

@@ -129,6 +129,7 @@ extension UpdatePolicyRequest: RefusesUnsupportedFields {
 /// A share lends read access only.
 extension CreateShareRequest: RefusesUnsupportedFields {
     static let unsupportedFields: [UnsupportedField] = [
-        UnsupportedField("permissions", inert: [.array([]), .array([.string("read")])], note: "a share grants read only")
+        UnsupportedField(
+            "permissions", inert: [.array([]), .array([.string("read")])], note: "a share grants read only")
     ]
 }

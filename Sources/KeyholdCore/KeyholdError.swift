@@ -62,6 +62,11 @@ public struct KeyholdError: Error, Sendable, Equatable, CustomStringConvertible 
     /// Storage's answer to a gated read without an unspent lease (the service turns it into `approvalRequired`).
     public static let noLease = Self(.forbidden, "Human approval is required to access this secret", type: "approval_required")
 
+    /// A read of a secret type the caller may not read (an agent in intents mode and a private or SSH key).
+    public static let typeRefused = Self(
+        .forbidden, "Agents with intents_api_enabled cannot read private_key or ssh_key secrets",
+        type: "secret_type_refused")
+
     public static func internalError(_ detail: String = "An unexpected error occurred") -> Self {
         .init(.internalError, detail)
     }

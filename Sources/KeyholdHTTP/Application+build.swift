@@ -100,7 +100,7 @@ public func buildApplication(
     ).register(on: router, authenticated: authenticated)
     PolicyController(policies: policies).register(on: authenticated)
     AgentController(
-        agents: AgentService(agents: storage, vaults: vaults, hasher: credentialHasher, audit: audit)
+        agents: AgentService(agents: storage, vaults: vaults, secrets: secrets, hasher: credentialHasher, audit: audit)
     ).register(on: authenticated)
     OrgController(org: OrgService(identities: storage, hasher: credentialHasher, audit: audit)).register(on: authenticated)
     AuditController(audit: audit, publicURL: configuration.publicURL).register(on: authenticated)

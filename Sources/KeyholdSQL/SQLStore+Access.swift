@@ -19,7 +19,11 @@ extension SQLStore {
                     "key_version": .int(agent.keyVersion), "environment": .optional(agent.environment),
                     "environment_locked": .boolean(agent.environmentLocked),
                     "env_auto_resolve": .boolean(agent.envAutoResolve),
-                    "api_key_expires_at": .optional(agent.apiKeyExpiresAt), "created_by": .uuid(agent.createdBy),
+                    "api_key_expires_at": .optional(agent.apiKeyExpiresAt),
+                    "intents_api_enabled": .boolean(agent.intentsAPIEnabled), "created_by": .uuid(agent.createdBy),
+                    "ssh_public_key": .optional(agent.sshPublicKey), "ecdh_public_key": .optional(agent.ecdhPublicKey),
+                    "identity_keys_created_at": .optional(agent.identityKeysCreatedAt),
+                    "identity_key_history": .text(StoredJSON.encode(agent.identityKeyHistory)),
                     "created_at": .time(agent.createdAt),
                 ], seal: seal)
             try await db.append(audit)
@@ -65,6 +69,10 @@ extension SQLStore {
                     "environment_locked": .boolean(agent.environmentLocked),
                     "env_auto_resolve": .boolean(agent.envAutoResolve),
                     "api_key_expires_at": .optional(agent.apiKeyExpiresAt),
+                    "intents_api_enabled": .boolean(agent.intentsAPIEnabled),
+                    "ssh_public_key": .optional(agent.sshPublicKey), "ecdh_public_key": .optional(agent.ecdhPublicKey),
+                    "identity_keys_created_at": .optional(agent.identityKeysCreatedAt),
+                    "identity_key_history": .text(StoredJSON.encode(agent.identityKeyHistory)),
                 ], seal: seal)
             try await db.append(audit)
             return true

@@ -90,17 +90,25 @@ extension SQLStore {
 
     public func readVersion(
         vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord,
-        lease: (claim: LeaseClaim, audit: @Sendable (Approval) -> AuditRecord)?
+        lease: (claim: LeaseClaim, audit: @Sendable (Approval) -> AuditRecord)?, refusing: Set<SecretType>
     ) async throws -> SealedSecretVersion {
         let seal = lease == nil ? nil : try self.seal
         return try await database.inTransaction { db in
+            let condition = "s.vault_id = ? AND s.path = ? AND v.version = " + (version == nil ? "s.current_version" : "?")
+            let binds: [SQLValue] = [.uuid(vaultID), .text(path)] + (version.map { [.int($0)] } ?? [])
+            let missing = version == nil
+                ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found")
             var spent: (Approval, @Sendable (Approval) -> AuditRecord)?
-            if let lease, let seal { spent = (try await db.spendLease(lease.claim, now: now, seal: seal), lease.audit) }
-            let sealed = try await db.countedRead(
-                where: "s.vault_id = ? AND s.path = ? AND v.version = " + (version == nil ? "s.current_version" : "?"),
-                [.uuid(vaultID), .text(path)] + (version.map { [.int($0)] } ?? []), now: now,
-                missing: version == nil
-                    ? KeyholdError.notFound("Secret not found") : KeyholdError.notFound("Secret version not found"))
+            if let lease, let seal {
+                // A refused type is refused before a gated read asks for (or spends) an approval.
+                if !refusing.isEmpty, let row = try await db.first(
+                    "SELECT v.type FROM secrets s JOIN secret_versions v ON v.secret_id = s.id WHERE \(condition)", binds),
+                    let type = SecretType(rawValue: try StoredFields(row, table: "secret_versions").text("type")),
+                    refusing.contains(type)
+                { throw KeyholdError.typeRefused }
+                spent = (try await db.spendLease(lease.claim, now: now, seal: seal), lease.audit)
+            }
+            let sealed = try await db.countedRead(where: condition, binds, now: now, missing: missing, refusing: refusing)
             try await db.append(audit.adding(["version": .number(Double(sealed.info.version))]))
             if let (lease, record) = spent { try await db.append(record(lease)) }
             return sealed
@@ -180,9 +188,9 @@ extension SQLConnection {
     /// Inside a transaction: reads one version for its value, refuses it when gone (410) and counts the access
     /// against `max_access_count` atomically. On PostgreSQL the version row is locked as it is read, so a
     /// concurrent disable, delete or count is either wholly before this read or wholly after it.
-    func countedRead(where condition: String, _ binds: [SQLValue], now: Timestamp, missing: KeyholdError) async throws
-        -> SealedSecretVersion
-    {
+    func countedRead(
+        where condition: String, _ binds: [SQLValue], now: Timestamp, missing: KeyholdError, refusing: Set<SecretType>
+    ) async throws -> SealedSecretVersion {
         guard let row = try await first(
             """
             SELECT \(versionColumns), v.read_slot, v.kek_id, v.wrapped_dek, v.ciphertext
@@ -191,6 +199,8 @@ extension SQLConnection {
             """ + forUpdate(of: "v"), binds
         ) else { throw missing }
         let info = try StoredRecords.versionInfo(row)
+        // Before the gone check: the answer for a refused type does not tell whether the value is still there.
+        if refusing.contains(info.type) { throw KeyholdError.typeRefused }
         if let reason = info.goneReason(now: now) { throw KeyholdError.gone(reason) }
         let fields = StoredFields(row, table: "secret_versions")
         guard let counted = try await first(

@@ -116,7 +116,9 @@ extension SQLStore {
     /// One transaction: the share must be live (404 revoked or missing, 410 expired, declined or exhausted), its
     /// access is counted exactly, and the version it pins (or the latest) is read and counted too. On PostgreSQL the
     /// share's row lock orders this access after any concurrent revoke, answer or access of it.
-    public func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion) {
+    public func accessShare(id: UUID, now: Timestamp, audit: AuditRecord, refusing: Set<SecretType>) async throws
+        -> (Share, SealedSecretVersion)
+    {
         let seal = try self.seal
         return try await database.inTransaction { db -> (Share, SealedSecretVersion) in
             guard let (row, share) = try await db.lockedRow(
@@ -132,7 +134,7 @@ extension SQLStore {
             let sealed = try await db.countedRead(
                 where: "s.id = ? AND v.version = COALESCE(CAST(? AS BIGINT), s.current_version)",
                 [.uuid(share.secretID), .optional(share.version)], now: now,
-                missing: KeyholdError.gone("The shared secret no longer exists"))
+                missing: KeyholdError.gone("The shared secret no longer exists"), refusing: refusing)
             try await db.append(audit.adding(["version": .number(Double(sealed.info.version))]))
             return (share.with(accessCount: count), sealed)
         }

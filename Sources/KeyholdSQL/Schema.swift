@@ -149,6 +149,21 @@ public enum Schema {
         CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
         CREATE INDEX webhook_deliveries_recent ON webhook_deliveries(webhook_id, created_at)
         """,
+        // Agents' intents mode (issue 19, contract §2.4): an agent with it on may not read `private_key` or
+        // `ssh_key` values. Sealed from seal version 4 on (`GrantSeal`, table `agents`).
+        """
+        ALTER TABLE agents ADD COLUMN intents_api_enabled {bool} NOT NULL DEFAULT FALSE
+        """,
+        // Agents' identity keys (issue 19, contract §1.6): the public halves (OpenSSH `ssh-ed25519 …`, base64 of the
+        // uncompressed P-256 point; NULL for agents made before, until a rotation), when they were made, and the
+        // public keys of earlier rotations (a JSON list). The private halves are secrets of the org's
+        // `__agent-keys` vault. Sealed from seal version 5 on (`GrantSeal`, table `agents`).
+        """
+        ALTER TABLE agents ADD COLUMN ssh_public_key TEXT;
+        ALTER TABLE agents ADD COLUMN ecdh_public_key TEXT;
+        ALTER TABLE agents ADD COLUMN identity_keys_created_at {int};
+        ALTER TABLE agents ADD COLUMN identity_key_history TEXT NOT NULL DEFAULT '[]'
+        """,
     ]
 
     /// A migration in a backend's spelling.

@@ -9,7 +9,14 @@ extension StorageConformanceTests {
             id: UUID(), orgID: f.org.id, name: "bot", description: nil, isActive: true, scopes: ["prod/**"],
             vaultIDs: [f.vault.id], tokenTTLSeconds: 300, expiresAt: nil, createdBy: f.owner.id, createdAt: .now,
             keyPrefix: prefix, keyDigest: Data([1, 2, 3]), keyVersion: 1, environment: "staging",
-            environmentLocked: true, envAutoResolve: false, apiKeyExpiresAt: Timestamp(milliseconds: 1_900_000_000_000))
+            environmentLocked: true, envAutoResolve: false, apiKeyExpiresAt: Timestamp(milliseconds: 1_900_000_000_000),
+            intentsAPIEnabled: true, sshPublicKey: "ssh-ed25519 AAAA", ecdhPublicKey: "BAAA",
+            identityKeysCreatedAt: Timestamp(milliseconds: 1_800_000_000_000),
+            identityKeyHistory: [
+                AgentIdentityKey(
+                    sshPublicKey: "ssh-ed25519 AAAB", ecdhPublicKey: "BAAB", createdAt: Timestamp(milliseconds: 1_700_000_000_000),
+                    retiredAt: Timestamp(milliseconds: 1_800_000_000_000))
+            ])
     }
 
     func policy(_ f: Fixture, kind: PrincipalKind, id: UUID) throws -> Policy {
@@ -38,6 +45,12 @@ extension StorageConformanceTests {
             agent.environmentLocked = false
             agent.envAutoResolve = true
             agent.apiKeyExpiresAt = nil
+            agent.intentsAPIEnabled = false
+            agent.identityKeyHistory.append(
+                AgentIdentityKey(
+                    sshPublicKey: "ssh-ed25519 AAAA", ecdhPublicKey: "BAAA", createdAt: Timestamp(milliseconds: 1_800_000_000_000),
+                    retiredAt: Timestamp(milliseconds: 1_900_000_000_000)))
+            (agent.sshPublicKey, agent.ecdhPublicKey) = ("ssh-ed25519 AAAC", "BAAC")
             #expect(try await f.storage.updateAgent(agent, audit: testAudit))
             #expect(try await f.storage.agent(id: agent.id) == agent)
             #expect(try await f.storage.agents(keyPrefix: "ocv_abcdefgh").isEmpty)

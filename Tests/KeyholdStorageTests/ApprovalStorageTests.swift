@@ -20,7 +20,8 @@ extension StorageConformanceTests {
     {
         try await f.storage.readVersion(
             vaultID: f.vault.id, path: path, version: nil, now: now, audit: testAudit,
-            lease: (LeaseClaim(requesterKind: .agent, requesterID: requester, vaultID: f.vault.id, path: path), { _ in testAudit }))
+            lease: (LeaseClaim(requesterKind: .agent, requesterID: requester, vaultID: f.vault.id, path: path), { _ in testAudit }),
+            refusing: [])
     }
 
     func approve(_ f: Fixture, _ id: UUID, now: Timestamp = .now) async throws -> Approval? {
@@ -65,7 +66,8 @@ extension StorageConformanceTests {
             await #expect(throws: KeyholdError.notFound("")) {
                 try await f.storage.readVersion(
                     vaultID: f.vault.id, path: "db/password", version: 9, now: .now, audit: testAudit,
-                    lease: (LeaseClaim(requesterKind: .agent, requesterID: agent, vaultID: f.vault.id, path: "db/password"), { _ in testAudit }))
+                    lease: (LeaseClaim(requesterKind: .agent, requesterID: agent, vaultID: f.vault.id, path: "db/password"), { _ in testAudit }),
+                    refusing: [])
             }
             _ = try await gatedRead(f, requester: agent)
             _ = try await gatedRead(f, requester: agent)

@@ -29,6 +29,10 @@ extension StorageConformanceTests {
         GrantEdit(table: "agents", set: "environment_locked = NOT environment_locked"),
         GrantEdit(table: "agents", set: "env_auto_resolve = NOT env_auto_resolve"),
         GrantEdit(table: "agents", set: "api_key_expires_at = NULL"),
+        GrantEdit(table: "agents", set: "intents_api_enabled = NOT intents_api_enabled"),
+        GrantEdit(table: "agents", set: "ssh_public_key = 'ssh-ed25519 AAAAattacker'"),
+        GrantEdit(table: "agents", set: "ecdh_public_key = 'BAttacker'"),
+        GrantEdit(table: "agents", set: "identity_key_history = '[]'"),
         GrantEdit(table: "user_api_keys", set: "scopes = NULL"),
         GrantEdit(table: "user_api_keys", set: "user_id = '{other}'"),
         GrantEdit(table: "refresh_tokens", set: "expires_at = expires_at + 86400000"),
@@ -245,13 +249,18 @@ extension StorageConformanceTests {
 /// the first start-up of the newer build re-seals the rows sealed under the older column list, but only those whose
 /// old seal verifies. Each case seals its rows with a `GrantSeal` standing for the version-1 build (same key).
 extension StorageConformanceTests {
-    /// An agent as the version-1 build stored it: the columns migration 12 added hold their defaults.
+    /// An agent as the version-1 build stored it: the columns migrations 12, 17 and 18 added hold their defaults.
     func versionOneAgent(_ f: Fixture) -> Agent {
         var bot = agent(f, prefix: "ocv_\(UUID().uuidString.prefix(8))")
         bot.environment = nil
         bot.environmentLocked = false
         bot.envAutoResolve = true
         bot.apiKeyExpiresAt = nil
+        bot.intentsAPIEnabled = false
+        bot.sshPublicKey = nil
+        bot.ecdhPublicKey = nil
+        bot.identityKeysCreatedAt = nil
+        bot.identityKeyHistory = []
         return bot
     }
 

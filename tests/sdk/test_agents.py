@@ -242,6 +242,7 @@ AGENT_OPERATIONS = {
     "get": lambda h, a: h.get(f"/v1/agents/{a}"),
     "patch": lambda h, a: h.patch(f"/v1/agents/{a}", json={"name": "hijacked"}),
     "delete": lambda h, a: h.delete(f"/v1/agents/{a}"),
+    "purge": lambda h, a: h.delete(f"/v1/agents/{a}", params={"purge": "true"}),
     "rotate_key": lambda h, a: h.post(f"/v1/agents/{a}/rotate-key"),
 }
 
@@ -358,23 +359,84 @@ def test_update_unknown_agent_is_404(user) -> None:
 # --- delete --------------------------------------------------------------------------------
 
 
-def test_delete_agent_returns_204_and_it_is_gone(user, agent) -> None:
+def test_delete_deactivates_and_the_agent_stays_listed(user, agent) -> None:
+    """DELETE deactivates, as 1Claw's docs say: listed as inactive, its key refused at once (issue 19)."""
     resp = user.http.delete(f"/v1/agents/{agent.id}")
     assert resp.status_code == 204
     assert resp.content == b""
-    assert_problem(user.http.get(f"/v1/agents/{agent.id}"), 404)
-    agents = assert_sdk_ok(user.client.agents.list(), 200)["agents"]
-    assert agent.id not in {a["id"] for a in agents}
+    record = assert_sdk_ok(user.client.agents.get(agent.id), 200)
+    assert record["is_active"] is False
+    listed = {a["id"]: a for a in assert_sdk_ok(user.client.agents.list(), 200)["agents"]}
+    assert listed[agent.id]["is_active"] is False
 
 
-def test_sdk_delete_agent_then_again_is_404(user, agent) -> None:
+def test_sdk_delete_twice_is_204_and_changes_nothing(user, agent) -> None:
     assert user.client.agents.delete(agent.id).meta.status == 204
-    assert_sdk_error(user.client.agents.delete(agent.id), 404)
+    before = [e for e in user.http.get("/v1/audit/events", params={"resource_id": agent.id}).json()["events"]]
+    assert user.client.agents.delete(agent.id).meta.status == 204
+    after = [e for e in user.http.get("/v1/audit/events", params={"resource_id": agent.id}).json()["events"]]
+    assert [e["action"] for e in before].count("agent.deactivate") == 1
+    assert [e["action"] for e in after].count("agent.deactivate") == 1
+    assert assert_sdk_ok(user.client.agents.get(agent.id), 200)["is_active"] is False
 
 
 def test_deleted_agent_key_cannot_be_exchanged(user, agent, anon, leak_watch) -> None:
     assert user.client.agents.delete(agent.id).meta.status == 204
     assert_problem(_exchange(anon, leak_watch, agent.key), 401)
+
+
+def test_deleted_agent_token_stops_at_once_and_reactivation_revives_nothing(
+    user, agent, anon, leak_watch
+) -> None:
+    token = _agent_token(anon, leak_watch, agent.key)
+    assert anon.get("/v1/agents/me", headers=bearer(token)).status_code == 200
+    assert user.client.agents.delete(agent.id).meta.status == 204
+    assert_problem(anon.get("/v1/agents/me", headers=bearer(token)), 401)
+    # Reactivated: the key works again, the token issued before the deactivation does not.
+    assert assert_sdk_ok(user.client.agents.update(agent.id, is_active=True), 200)["is_active"] is True
+    assert_problem(anon.get("/v1/agents/me", headers=bearer(token)), 401)
+    assert anon.get("/v1/agents/me", headers=bearer(_agent_token(anon, leak_watch, agent.key))).status_code == 200
+
+
+def test_deactivated_agent_history_stays_attributable(user, agent, anon, leak_watch) -> None:
+    _agent_token(anon, leak_watch, agent.key)  # auth.success by the agent
+    assert user.client.agents.delete(agent.id).meta.status == 204
+    events = user.http.get("/v1/audit/events", params={"actor_id": agent.id}).json()["events"]
+    assert any(e["action"] == "auth.success" for e in events), events
+    # The actor is still an agent of the org.
+    assert assert_sdk_ok(user.client.agents.get(agent.id), 200)["id"] == agent.id
+    deactivated = user.http.get("/v1/audit/events", params={"resource_id": agent.id, "action": "agent.deactivate"})
+    assert [e["actor_id"] for e in deactivated.json()["events"]] == [user.user_id]
+
+
+def test_purge_removes_the_agent(user, agent, anon, leak_watch) -> None:
+    resp = user.http.delete(f"/v1/agents/{agent.id}", params={"purge": "true"})
+    assert resp.status_code == 204
+    assert_problem(user.http.get(f"/v1/agents/{agent.id}"), 404)
+    agents = assert_sdk_ok(user.client.agents.list(), 200)["agents"]
+    assert agent.id not in {a["id"] for a in agents}
+    assert_problem(_exchange(anon, leak_watch, agent.key), 401)
+    assert_problem(user.http.delete(f"/v1/agents/{agent.id}", params={"purge": "true"}), 404)
+    assert_sdk_error(user.client.agents.delete(agent.id), 404)
+    purged = user.http.get("/v1/audit/events", params={"resource_id": agent.id, "action": "agent.delete"})
+    assert len(purged.json()["events"]) == 1
+
+
+def test_purge_of_a_deactivated_agent_removes_it(user, agent) -> None:
+    assert user.client.agents.delete(agent.id).meta.status == 204
+    assert user.http.delete(f"/v1/agents/{agent.id}", params={"purge": "true"}).status_code == 204
+    assert_problem(user.http.get(f"/v1/agents/{agent.id}"), 404)
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "TRUE", ""])
+def test_purge_must_be_true_or_false(user, agent, value: str) -> None:
+    assert_problem(user.http.delete(f"/v1/agents/{agent.id}", params={"purge": value}), 400)
+    assert assert_sdk_ok(user.client.agents.get(agent.id), 200)["is_active"] is True
+
+
+def test_purge_false_deactivates(user, agent) -> None:
+    assert user.http.delete(f"/v1/agents/{agent.id}", params={"purge": "false"}).status_code == 204
+    assert assert_sdk_ok(user.client.agents.get(agent.id), 200)["is_active"] is False
 
 
 # --- rotate-key ----------------------------------------------------------------------------

@@ -583,7 +583,7 @@ def keys_world(world, make_agent, leak_watch) -> SimpleNamespace:
     assert owner.client.api_keys.delete(deleted["key"]["id"]).meta.status == 204
     agent = make_agent(owner)
     gone_agent = make_agent(owner)
-    assert owner.http.delete(f"/v1/agents/{gone_agent.id}").status_code == 204
+    assert owner.http.delete(f"/v1/agents/{gone_agent.id}", params={"purge": "true"}).status_code == 204
     return SimpleNamespace(user_key=user_key, deleted_user_key=deleted["api_key"], agent_key=agent.key,
                            agent=agent, deleted_agent_key=gone_agent.key)
 

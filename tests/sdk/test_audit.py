@@ -297,7 +297,9 @@ def busy(server, signup_user, join_org, make_agent, agent_sdk, leak_watch) -> Si
     refused = httpx.post(f"{server.url}/v1/auth/agent-token", json={"api_key": ns.rotated_key}, timeout=30)
     assert_problem(refused, 401)
     assert c.policies.delete(ns.vault, ns.policy["id"]).meta.status == 204
+    # DELETE deactivates (already done: nothing changes, no event); ?purge=true removes it (agent.delete)
     assert c.agents.delete(agent.id).meta.status == 204
+    assert owner.http.delete(f"/v1/agents/{agent.id}", params={"purge": "true"}).status_code == 204
 
     # Refusals anyone can repeat without a credential (the anonymous wrong passphrase, the deactivated agent's key)
     # are counted and written once per interval (KEYHOLD_AUTH_FAILURE_INTERVAL): wait for that write.

@@ -33,7 +33,7 @@ def test_a_policy_widened_in_the_database_grants_nothing(server, user, vault, ma
     assert_sdk_error(client.secrets.set(vault, "app/key", "overwritten-by-the-agent"), 403)
 
     assert server.execute(f"UPDATE policies SET permissions = '[\"read\", \"write\"]' "
-                          f"WHERE principal_id = '{bot.id}'") == 1
+                          f"WHERE principal_id = '{bot.id}' AND vault_id = '{vault}'") == 1
     assert_sdk_refused(client.secrets.set(vault, "app/key", "overwritten-by-the-agent"))
     assert_sdk_refused(client.secrets.get(vault, "app/key"), value)
     assert assert_sdk_ok(user.client.secrets.get(vault, "app/key"), 200)["value"] == value  # nothing was written

@@ -22,6 +22,9 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
     public var akid: String?
     /// The refresh-token family issued with the token (a password login's, and its refreshes'): logout ends it.
     public var rfam: String?
+    /// An agent's intents mode at issue time (1Claw's claim; informative: every request decides by the agent's
+    /// stored row).
+    public var intents_api_enabled: Bool?
 
     public func verify(using _: some JWTAlgorithm) throws {
         try exp.verifyNotExpired()
@@ -90,7 +93,8 @@ public final class TokenService: Sendable {
             vault_ids: principal.kind == .agent ? principal.vaultIDs.map { $0.wire } : nil,
             kv: keyVersion,
             akid: principal.apiKeyID?.wire,
-            rfam: refreshFamily?.wire)
+            rfam: refreshFamily?.wire,
+            intents_api_enabled: principal.kind == .agent ? principal.intentsAPIEnabled : nil)
         var header = JWTHeader()
         header.typ = "JWT"
         let token = try await keys.sign(claims, kid: JWKIdentifier(string: keyID), header: header)

@@ -26,11 +26,15 @@ public struct Principal: Sendable, Hashable {
     public let apiKeyID: UUID?
     /// The refresh-token family the access token was issued with: logging out ends the family.
     public let refreshFamily: UUID?
+    /// An agent in intents mode (`Agent.intentsAPIEnabled`), as its stored row says on this request.
+    public let intentsAPIEnabled: Bool
 
     public init(
         kind: PrincipalKind, id: UUID, orgID: UUID, role: OrgRole?, scopes: [String]? = nil, vaultIDs: [UUID] = [],
-        tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil, apiKeyID: UUID? = nil, refreshFamily: UUID? = nil
+        tokenID: String? = nil, tokenExpiresAt: Timestamp? = nil, apiKeyID: UUID? = nil, refreshFamily: UUID? = nil,
+        intentsAPIEnabled: Bool = false
     ) {
+        self.intentsAPIEnabled = intentsAPIEnabled
         self.apiKeyID = apiKeyID
         self.refreshFamily = refreshFamily
         self.kind = kind
@@ -47,6 +51,9 @@ public struct Principal: Sendable, Hashable {
     public var isScoped: Bool { scopes != nil }
 
     public var isOrgAdmin: Bool { kind == .user && (role == .owner || role == .admin) }
+
+    /// The secret types whose values this caller may not read, whatever its policies say.
+    public var refusedSecretTypes: Set<SecretType> { intentsAPIEnabled ? Agent.intentsRefusedTypes : [] }
 
     /// Throws 403 unless the caller is a person (agents may not manage agents, members or keys).
     public func requireHuman() throws {
@@ -260,13 +267,33 @@ public struct Agent: Sendable, Hashable {
     public var envAutoResolve: Bool
     /// When the `ocv_` key stops exchanging for tokens; a token minted from it never outlives it.
     public var apiKeyExpiresAt: Timestamp?
+    /// 1Claw's intents mode: the agent signs through the API and never reads key material itself, so its reads of
+    /// the `intentsRefusedTypes` answer 403 (its own identity keys included).
+    public var intentsAPIEnabled: Bool
+
+    /// The secret types an agent in intents mode may not read.
+    public static let intentsRefusedTypes: Set<SecretType> = [.privateKey, .sshKey]
+    /// The public halves of the agent's identity keys (`AgentIdentityKeys`), since `identityKeysCreatedAt`; nil for
+    /// an agent made before Keyhold had them, until its keys are rotated.
+    public var sshPublicKey: String?
+    public var ecdhPublicKey: String?
+    public var identityKeysCreatedAt: Timestamp?
+    /// The public keys it had before, oldest first.
+    public var identityKeyHistory: [AgentIdentityKey]
 
     public init(
         id: UUID, orgID: UUID, name: String, description: String?, isActive: Bool, scopes: [String]?,
         vaultIDs: [UUID], tokenTTLSeconds: Int?, expiresAt: Timestamp?, createdBy: UUID, createdAt: Timestamp,
         keyPrefix: String, keyDigest: Data, keyVersion: Int, environment: String? = nil,
-        environmentLocked: Bool = false, envAutoResolve: Bool = true, apiKeyExpiresAt: Timestamp? = nil
+        environmentLocked: Bool = false, envAutoResolve: Bool = true, apiKeyExpiresAt: Timestamp? = nil,
+        intentsAPIEnabled: Bool = false, sshPublicKey: String? = nil, ecdhPublicKey: String? = nil,
+        identityKeysCreatedAt: Timestamp? = nil, identityKeyHistory: [AgentIdentityKey] = []
     ) {
+        self.intentsAPIEnabled = intentsAPIEnabled
+        self.sshPublicKey = sshPublicKey
+        self.ecdhPublicKey = ecdhPublicKey
+        self.identityKeysCreatedAt = identityKeysCreatedAt
+        self.identityKeyHistory = identityKeyHistory
         self.id = id
         self.orgID = orgID
         self.name = name

@@ -4,12 +4,16 @@ import Foundation
 public struct AgentService: Sendable {
     let agents: any AgentStore
     let vaults: VaultService
+    let secrets: SecretService
     let hasher: CredentialHasher
     let audit: AuditLog
 
-    public init(agents: any AgentStore, vaults: VaultService, hasher: CredentialHasher, audit: AuditLog) {
+    public init(
+        agents: any AgentStore, vaults: VaultService, secrets: SecretService, hasher: CredentialHasher, audit: AuditLog
+    ) {
         self.agents = agents
         self.vaults = vaults
+        self.secrets = secrets
         self.hasher = hasher
         self.audit = audit
     }
@@ -29,13 +33,15 @@ public struct AgentService: Sendable {
         public var environmentLocked: Bool?
         public var envAutoResolve: Bool?
         public var apiKeyExpiresAt: Timestamp??
+        public var intentsAPIEnabled: Bool?
 
         public init(
             name: String? = nil, description: String?? = nil, isActive: Bool? = nil, scopes: [String]?? = nil,
             vaultIDs: [UUID]? = nil, tokenTTLSeconds: Int?? = nil, expiresAt: Timestamp?? = nil,
             environment: String?? = nil, environmentLocked: Bool? = nil, envAutoResolve: Bool? = nil,
-            apiKeyExpiresAt: Timestamp?? = nil
+            apiKeyExpiresAt: Timestamp?? = nil, intentsAPIEnabled: Bool? = nil
         ) {
+            self.intentsAPIEnabled = intentsAPIEnabled
             self.name = name
             self.description = description
             self.isActive = isActive
@@ -60,9 +66,44 @@ public struct AgentService: Sendable {
         var changes = changes
         changes.name = name
         try await apply(changes, to: &agent, by: caller)
+        // Identity keys: the private halves are stored first, so that a registered agent never lacks them (a failure
+        // after this leaves only secrets of an agent that does not exist, which only owners and admins can read).
+        let vault = try await vaults.agentKeysVault(orgID: agent.orgID, by: caller)
+        let keys = AgentIdentityKeys.generate(comment: "keyhold-agent-\(agent.id.wire)")
+        try await secrets.storeAgentKeys(keys, agentID: agent.id, in: vault, by: caller)
+        (agent.sshPublicKey, agent.ecdhPublicKey) = (keys.sshPublicKey, keys.ecdhPublicKey)
+        agent.identityKeysCreatedAt = .now
         try await agents.createAgent(
             agent, audit: audit.record(caller, "agent.register", "agent", agent.id.wire, ["name": .string(agent.name)]))
+        try await vaults.grantAgentKeys(agent.id, vault: vault, by: caller)
         return (agent, key)
+    }
+
+    /// New identity keypairs: the private halves become the next versions of the agent's two secrets in
+    /// `__agent-keys` (earlier versions stay, readable as versions), the public halves replace the agent's and the
+    /// ones they replace join its history. Also gives an agent made before identity keys existed its first ones,
+    /// and the policy on its own keys if it lacks it.
+    public func rotateIdentityKeys(_ id: UUID, by caller: Caller) async throws -> Agent {
+        var agent = try await audit.recordingDenial(caller, "agent.rotate_identity_keys", "agent", id.wire) {
+            try await self.agent(id, by: caller.principal)
+        }
+        let vault = try await vaults.agentKeysVault(orgID: agent.orgID, by: caller)
+        let keys = AgentIdentityKeys.generate(comment: "keyhold-agent-\(agent.id.wire)")
+        try await secrets.storeAgentKeys(keys, agentID: agent.id, in: vault, by: caller)
+        let now = Timestamp.now
+        if let ssh = agent.sshPublicKey, let ecdh = agent.ecdhPublicKey {
+            agent.identityKeyHistory.append(
+                AgentIdentityKey(
+                    sshPublicKey: ssh, ecdhPublicKey: ecdh, createdAt: agent.identityKeysCreatedAt ?? agent.createdAt,
+                    retiredAt: now))
+        }
+        (agent.sshPublicKey, agent.ecdhPublicKey) = (keys.sshPublicKey, keys.ecdhPublicKey)
+        agent.identityKeysCreatedAt = now
+        guard try await agents.updateAgent(
+            agent, audit: audit.record(caller, "agent.rotate_identity_keys", "agent", agent.id.wire))
+        else { throw Self.notFound }
+        try await vaults.grantAgentKeys(agent.id, vault: vault, by: caller)
+        return agent
     }
 
     public func list(by caller: Principal) async throws -> [Agent] {
@@ -101,13 +142,34 @@ public struct AgentService: Sendable {
         return agent
     }
 
-    public func delete(_ id: UUID, by caller: Caller) async throws {
-        let agent = try await audit.recordingDenial(caller, "agent.delete", "agent", id.wire) {
+    /// `DELETE /v1/agents/{id}`, as 1Claw's docs describe it: deactivates the agent. It stays listed (inactive),
+    /// so its history stays attributable; its key, tokens and refresh tokens stop working at once (the key version
+    /// moves on, so a later reactivation revives none of them), and its shares no longer open. Deactivating an
+    /// inactive agent changes nothing. With `purge` the agent is removed, with its policies and refresh tokens, its
+    /// shares are revoked and its identity private keys deleted.
+    public func delete(_ id: UUID, purge: Bool = false, by caller: Caller) async throws {
+        let action = purge ? "agent.delete" : "agent.deactivate"
+        var agent = try await audit.recordingDenial(caller, action, "agent", id.wire) {
             try await self.agent(id, by: caller.principal)
         }
-        guard try await agents.deleteAgent(
-            id: agent.id, orgID: agent.orgID, audit: audit.record(caller, "agent.delete", "agent", agent.id.wire))
-        else { throw Self.notFound }
+        if purge {
+            guard try await agents.deleteAgent(
+                id: agent.id, orgID: agent.orgID, audit: audit.record(caller, action, "agent", agent.id.wire))
+            else { throw Self.notFound }
+            // Its identity private keys go too (its policy on them went with it).
+            if let vault = try await vaults.store.vault(
+                id: VaultService.agentKeysVaultID(orgID: agent.orgID), orgID: agent.orgID)
+            {
+                try await secrets.deleteAgentKeys(agentID: agent.id, in: vault, by: caller)
+            }
+            return
+        }
+        guard agent.isActive else { return }
+        agent.isActive = false
+        agent.keyVersion += 1
+        guard try await agents.updateAgent(agent, audit: audit.record(caller, action, "agent", agent.id.wire)) else {
+            throw Self.notFound
+        }
     }
 
     /// A new key; the old one, and every token minted under it, stop working at once. The key's expiry is the
@@ -181,6 +243,7 @@ public struct AgentService: Sendable {
         if let locked = changes.environmentLocked { agent.environmentLocked = locked }
         if let autoResolve = changes.envAutoResolve { agent.envAutoResolve = autoResolve }
         if let apiKeyExpiresAt = changes.apiKeyExpiresAt { agent.apiKeyExpiresAt = try Self.futureKeyExpiry(apiKeyExpiresAt) }
+        if let intents = changes.intentsAPIEnabled { agent.intentsAPIEnabled = intents }
     }
 
     /// A key expiry a request sets: none, or an instant still to come.

@@ -101,7 +101,8 @@ public struct AuthService: Sendable {
     ) -> Principal {
         Principal(
             kind: .agent, id: agent.id, orgID: agent.orgID, role: nil, scopes: agent.scopes, vaultIDs: agent.vaultIDs,
-            tokenID: tokenID, tokenExpiresAt: tokenExpiresAt, refreshFamily: refreshFamily)
+            tokenID: tokenID, tokenExpiresAt: tokenExpiresAt, refreshFamily: refreshFamily,
+            intentsAPIEnabled: agent.intentsAPIEnabled)
     }
 
     private func userKeyPrincipal(_ credential: String, now: Timestamp) async throws -> Principal {

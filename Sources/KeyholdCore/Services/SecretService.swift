@@ -79,6 +79,32 @@ public struct SecretService: Sendable {
         return try await sealAndStore(request, in: vault, path: path, by: caller, action: "secret.write")
     }
 
+    /// Stores an agent's identity private keys as the next versions of its two paths in the org's `__agent-keys`
+    /// vault (`AgentService`, on the agent's creation and key rotation): the server writes them on behalf of the
+    /// person who registers or manages the agent, who need not be allowed to read that vault. Sealed and audited
+    /// like any write (`secret.write`, the path and version, never the value).
+    func storeAgentKeys(_ keys: AgentIdentityKeys, agentID: UUID, in vault: Vault, by caller: Caller) async throws {
+        for (path, value, type) in [
+            (AgentIdentityKeys.sshPath(agentID), keys.sshPrivateKey, SecretType.sshKey),
+            (AgentIdentityKeys.ecdhPath(agentID), keys.ecdhPrivateKey, SecretType.privateKey),
+        ] {
+            _ = try await sealAndStore(
+                WriteRequest(value: value, type: type), in: vault, path: try SecretPath(validating: path), by: caller,
+                action: "secret.write")
+        }
+    }
+
+    /// Deletes a purged agent's identity private keys (all their versions), audited as `secret.delete`.
+    func deleteAgentKeys(agentID: UUID, in vault: Vault, by caller: Caller) async throws {
+        for path in [AgentIdentityKeys.sshPath(agentID), AgentIdentityKeys.ecdhPath(agentID)] {
+            _ = try await store.deleteSecret(
+                vaultID: vault.id, path: path, at: .now,
+                audit: audit.record(
+                    caller, "secret.delete", "secret", path,
+                    ["vault_id": .string(vault.id.wire), "reason": "agent purged"]))
+        }
+    }
+
     /// Seals and stores the next version in a vault the caller was already authorized for.
     private func sealAndStore(
         _ request: WriteRequest, in vault: Vault, path: SecretPath, by caller: Caller, action: String
@@ -124,7 +150,8 @@ public struct SecretService: Sendable {
             sealed = try await recordingRefusal(caller, "secret.read", path, details) {
                 try await store.readVersion(
                     vaultID: vault.id, path: path.rawValue, version: version, now: .now,
-                    audit: audit.record(caller, "secret.read", "secret", path.rawValue, details), lease: lease)
+                    audit: audit.record(caller, "secret.read", "secret", path.rawValue, details), lease: lease,
+                    refusing: caller.principal.refusedSecretTypes)
             }
         } catch let error as KeyholdError where error.type == KeyholdError.noLease.type && error.approvalRequestID == nil {
             guard let rule, let approvals else { throw KeyholdError.forbidden("Access denied") }
@@ -138,17 +165,25 @@ public struct SecretService: Sendable {
     }
 
     /// Runs a storage step that writes its audit event only when it succeeds; when it refuses (404 missing, 410
-    /// gone) its transaction wrote nothing, so the refusal is recorded on its own before the error is returned.
+    /// gone, 403 a secret type the caller may not read) its transaction wrote nothing, so the refusal is recorded
+    /// on its own before the error is returned.
     private func recordingRefusal<T>(
         _ caller: Caller, _ action: String, _ path: SecretPath, _ details: [String: JSONValue],
         _ body: () async throws -> T
     ) async throws -> T {
         do {
             return try await body()
-        } catch let error as KeyholdError where error.code == .gone || error.code == .notFound {
+        } catch let error as KeyholdError
+            where error.code == .gone || error.code == .notFound || error.type == KeyholdError.typeRefused.type
+        {
             var details = details
-            details["outcome"] = .string(error.code == .gone ? "gone" : "not_found")
-            details["reason"] = .string(error.detail)
+            if error.type == KeyholdError.typeRefused.type {
+                details["outcome"] = "denied"
+                details["reason"] = "intents_api_enabled"
+            } else {
+                details["outcome"] = .string(error.code == .gone ? "gone" : "not_found")
+                details["reason"] = .string(error.detail)
+            }
             try await audit.append(audit.record(caller, action, "secret", path.rawValue, details))
             throw error
         }

@@ -186,7 +186,9 @@ public struct ShareService: Sendable {
         if let caller, !withinScopes(caller, share) {
             try await refuse("outside_scopes", .forbidden("The shared path is outside this credential's scopes"))
         }
-        guard try await creatorMayRead(share, ip: ip) else { try await refuse("creator_lost_access", Self.notFound) }
+        guard let creator = try await creatorMayRead(share, ip: ip) else {
+            try await refuse("creator_lost_access", Self.notFound)
+        }
         if !share.ipAllowlist.isEmpty {
             guard let ip, share.ipAllowlist.contains(where: { $0.contains(ip) }) else {
                 try await refuse("ip_not_allowed", .forbidden("This share cannot be opened from your address"))
@@ -204,11 +206,19 @@ public struct ShareService: Sendable {
             }
             throttle.succeeded(account: account, address: ip?.description)
         }
-        let (counted, sealed) = try await shares.accessShare(
-            id: share.id, now: .now,
-            audit: audit.record(
-                org: share.orgID, actor: caller, ip: ip, "share.access", "share", share.reference.wire,
-                ["secret_id": .string(share.secretID.wire), "path": .string(share.path)]))
+        // Neither the recipient nor the creator whose access the share lends may read a type refused to them.
+        let refusing = creator.refusedSecretTypes.union(caller?.refusedSecretTypes ?? [])
+        let counted: Share, sealed: SealedSecretVersion
+        do {
+            (counted, sealed) = try await shares.accessShare(
+                id: share.id, now: .now,
+                audit: audit.record(
+                    org: share.orgID, actor: caller, ip: ip, "share.access", "share", share.reference.wire,
+                    ["secret_id": .string(share.secretID.wire), "path": .string(share.path)]),
+                refusing: refusing)
+        } catch let error as KeyholdError where error.type == KeyholdError.typeRefused.type {
+            try await refuse("intents_api_enabled", error)
+        }
         return (counted, try await secrets.reveal(sealed, orgID: share.orgID, vaultID: share.vaultID))
     }
 
@@ -310,25 +320,26 @@ public struct ShareService: Sendable {
         return secrets.authorizer.withinScopes(principal, path: path)
     }
 
-    /// Whether the share's creator could read the shared secret now, with its current role, binding, scopes and
-    /// policies (an agent must be active; a user must still be a member of the org).
-    private func creatorMayRead(_ share: Share, ip: IPAddress?) async throws -> Bool {
+    /// The share's creator, if they could read the shared secret now, with their current role, binding, scopes and
+    /// policies (an agent must be active; a user must still be a member of the org); nil otherwise.
+    private func creatorMayRead(_ share: Share, ip: IPAddress?) async throws -> Principal? {
         let creator: Principal
         switch share.createdByType {
         case .user:
             guard let user = try await identities.user(id: share.createdBy), user.orgID == share.orgID else {
-                return false
+                return nil
             }
             creator = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
         case .agent:
             guard let agent = try await agents.agent(id: share.createdBy), agent.orgID == share.orgID,
                 agent.isUsable(at: .now)
-            else { return false }
+            else { return nil }
             creator = AuthService.principal(for: agent)
         }
-        guard let path = try? SecretPath(validating: share.path) else { return false }
-        return try await secrets.mayRead(
+        guard let path = try? SecretPath(validating: share.path) else { return nil }
+        let mayRead = try await secrets.mayRead(
             Caller(creator, context: AccessContext(clientIP: ip)), vaultID: share.vaultID, path: path)
+        return mayRead ? creator : nil
     }
 
     private func isRecipient(_ share: Share, _ principal: Principal) async throws -> Bool {

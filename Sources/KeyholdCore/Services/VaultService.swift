@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Synchronization
 
@@ -54,6 +55,69 @@ public final class VaultService: Sendable {
             vault, kek: kek, audit: audit.record(caller, "vault.create", "vault", id.wire, ["name": .string(name)]))
         kekCache.withLock { $0[kek.id] = kek }
         return vault
+    }
+
+    /// The name of the vault that holds an org's agents' identity private keys (1Claw's).
+    public static let agentKeysVaultName = "__agent-keys"
+
+    /// The id of an org's `__agent-keys` vault: derived from the org's id, so there is one per org whoever makes it
+    /// first, and finding it needs nothing stored.
+    public static func agentKeysVaultID(orgID: UUID) -> UUID {
+        var bytes = Array(SHA256.hash(data: Data("keyhold.agent-keys-vault|\(orgID.wire)".utf8)).prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x80  // version 8 (custom)
+        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 9562 variant
+        return UUID(uuid: (
+            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9],
+            bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
+
+    /// The org's `__agent-keys` vault, made with its first agent (or the first rotation of an agent made before).
+    /// Envelope-encrypted like any vault, under its own KEK. Its creator is no one (`created_by` is the org's id,
+    /// `created_by_type` agent): only the org's owners and admins (owner bypass) and each agent through a policy on
+    /// its own prefix (`grantAgentKeys`) read it. `caller` is the person whose request makes it (the audit event's
+    /// actor).
+    func agentKeysVault(orgID: UUID, by caller: Caller) async throws -> Vault {
+        let id = Self.agentKeysVaultID(orgID: orgID)
+        if let vault = try await store.vault(id: id, orgID: orgID) { return vault }
+        let kek = try await keystore.createKEK(id: "vault-\(id.wire)-v1")
+        let vault = Vault(
+            id: id, orgID: orgID, name: Self.agentKeysVaultName,
+            description: "Agents' identity private keys (made by Keyhold)", createdBy: orgID, createdByType: .agent,
+            kekID: kek.id, createdAt: .now)
+        do {
+            try await store.createVault(
+                vault, kek: kek,
+                audit: audit.record(
+                    caller, "vault.create", "vault", id.wire,
+                    ["name": .string(vault.name), "reason": "agent identity keys"]))
+        } catch {
+            // Made meanwhile by a concurrent request (the id is the org's): use that one.
+            guard let made = try await store.vault(id: id, orgID: orgID) else { throw error }
+            return made
+        }
+        kekCache.withLock { $0[kek.id] = kek }
+        return vault
+    }
+
+    /// The policy that lets an agent read its own identity keys in the `__agent-keys` vault (read on
+    /// `agents/{id}/**`, nothing else), unless it has it already.
+    func grantAgentKeys(_ agentID: UUID, vault: Vault, by caller: Caller) async throws {
+        let pattern = try PathPattern(validating: AgentIdentityKeys.ownPattern(agentID))
+        let existing = try await policies.policies(principalKind: .agent, principalID: agentID)
+        if existing.contains(where: { $0.vaultID == vault.id && $0.pattern == pattern && $0.permissions == [.read] }) {
+            return
+        }
+        let policy = Policy(
+            id: UUID(), vaultID: vault.id, pattern: pattern, principalKind: .agent, principalID: agentID,
+            permissions: [.read], conditions: .none, expiresAt: nil, effect: .allow, priority: 0,
+            createdBy: caller.principal.id, createdByType: caller.principal.kind, createdAt: .now)
+        try await policies.createPolicy(
+            policy,
+            audit: audit.record(
+                caller, "policy.create", "policy", policy.id.wire,
+                ["vault_id": .string(vault.id.wire), "secret_path_pattern": .string(pattern.rawValue),
+                 "principal_type": "agent", "principal_id": .string(agentID.wire), "permissions": .array(["read"]),
+                 "effect": "allow", "reason": "agent identity keys"]))
     }
 
     /// The vault in the principal's org with the principal's policies on it, without deciding or recording

@@ -17,7 +17,7 @@ public final class GrantSeal: Sendable {
     /// The seal version this build writes: the column lists of `tables` as they stand. A column that joins the seal
     /// of an existing table raises it (and names the version in its table's `since`), so that the start-up that
     /// meets rows sealed under an older list re-seals them (`Storage.sealGrants`).
-    public static let version = 3
+    public static let version = 5
 
     /// A sealed table: the column that identifies a row and the columns the seal covers (the key among them).
     public struct Table: Sendable {
@@ -47,10 +47,17 @@ public final class GrantSeal: Sendable {
             columns: [
                 "id", "org_id", "is_active", "scopes", "vault_ids", "token_ttl_seconds", "expires_at", "key_prefix",
                 "key_digest", "key_version", "environment", "environment_locked", "env_auto_resolve",
-                "api_key_expires_at",
+                "api_key_expires_at", "intents_api_enabled", "ssh_public_key", "ecdh_public_key",
+                "identity_key_history",
             ],
-            // The environment tag and the key's expiry (schema migration 12).
-            since: ["environment": 2, "environment_locked": 2, "env_auto_resolve": 2, "api_key_expires_at": 2]),
+            // The environment tag and the key's expiry (schema migration 12); intents mode (migration 17), which
+            // refuses the agent's reads of private and SSH keys: cleared with SQL it would let them through; the
+            // identity public keys and their history (migration 18), which peers trust as the agent's: swapped with
+            // SQL they would let someone else pass for it.
+            since: [
+                "environment": 2, "environment_locked": 2, "env_auto_resolve": 2, "api_key_expires_at": 2,
+                "intents_api_enabled": 4, "ssh_public_key": 5, "ecdh_public_key": 5, "identity_key_history": 5,
+            ]),
         Table(
             name: "user_api_keys", key: "id",
             columns: ["id", "user_id", "org_id", "key_prefix", "key_digest", "scopes", "is_active", "expires_at"]),

@@ -114,9 +114,11 @@ public protocol SecretStore: Sendable {
     /// With `lease`, the read also spends one use of the requester's approved lease on that vault and path, in the
     /// same transaction, recording `lease`'s audit event: the read fails with `KeyholdError.noLease` (nothing
     /// changes) when there is no unspent, unexpired one, and a read that fails otherwise spends none.
+    /// A version whose type is in `refusing` (`Principal.refusedSecretTypes`) is refused with
+    /// `KeyholdError.typeRefused` in the transaction, before anything is counted or spent.
     func readVersion(
         vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord,
-        lease: (claim: LeaseClaim, audit: @Sendable (Approval) -> AuditRecord)?
+        lease: (claim: LeaseClaim, audit: @Sendable (Approval) -> AuditRecord)?, refusing: Set<SecretType>
     ) async throws -> SealedSecretVersion
 
     /// Metadata of the latest version of live paths under `prefix`, in byte order of path, after the path `after`,
@@ -135,7 +137,8 @@ extension SecretStore {
     public func readVersion(vaultID: UUID, path: String, version: Int?, now: Timestamp, audit: AuditRecord) async throws
         -> SealedSecretVersion
     {
-        try await readVersion(vaultID: vaultID, path: path, version: version, now: now, audit: audit, lease: nil)
+        try await readVersion(
+            vaultID: vaultID, path: path, version: version, now: now, audit: audit, lease: nil, refusing: [])
     }
 }
 
@@ -210,8 +213,16 @@ public protocol ShareStore: Sendable {
     func answerShare(id: UUID, status: ShareStatus, recipientID: UUID?, audit: AuditRecord) async throws -> Bool
     /// In one transaction: checks that the share is live (404 revoked or missing, 410 expired, declined or
     /// exhausted), counts the access exactly, reads the version the share pins (or the latest, for a share that
-    /// follows it) for its value, counting that read too, and appends the audit event.
-    func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion)
+    /// follows it) for its value, counting that read too, and appends the audit event. A version whose type is in
+    /// `refusing` is refused with `KeyholdError.typeRefused`, nothing counted.
+    func accessShare(id: UUID, now: Timestamp, audit: AuditRecord, refusing: Set<SecretType>) async throws
+        -> (Share, SealedSecretVersion)
+}
+
+extension ShareStore {
+    public func accessShare(id: UUID, now: Timestamp, audit: AuditRecord) async throws -> (Share, SealedSecretVersion) {
+        try await accessShare(id: id, now: now, audit: audit, refusing: [])
+    }
 }
 
 /// An org's IP rules (`IPRule`): rows that limit access, so they are sealed (`GrantSeal`) and decoded strictly. A row

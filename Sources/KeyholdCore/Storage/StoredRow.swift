@@ -197,6 +197,8 @@ public enum StoredJSON {
     public static func encode(_ strings: [String]) -> String {
         JSONValue.array(strings.map(JSONValue.string)).jsonString()
     }
+
+    public static func encode(_ keys: [AgentIdentityKey]) -> String { JSONValue.array(keys.map(\.json)).jsonString() }
 }
 
 /// The decoding of every stored record, written once for every backend. Column names are the schema's, which both
@@ -280,7 +282,22 @@ public enum StoredRecords {
                 return $0
             },
             environmentLocked: try fields.bool("environment_locked"), envAutoResolve: try fields.bool("env_auto_resolve"),
-            apiKeyExpiresAt: try fields.optionalTimestamp("api_key_expires_at"))
+            apiKeyExpiresAt: try fields.optionalTimestamp("api_key_expires_at"),
+            intentsAPIEnabled: try fields.bool("intents_api_enabled"),
+            sshPublicKey: try fields.optionalText("ssh_public_key"),
+            ecdhPublicKey: try fields.optionalText("ecdh_public_key"),
+            identityKeysCreatedAt: try fields.optionalTimestamp("identity_keys_created_at"),
+            identityKeyHistory: try {
+                guard case .array(let items)? = try fields.optionalJSON("identity_key_history") else {
+                    throw fields.failure("identity_key_history", "not a list")
+                }
+                return try items.map {
+                    guard let key = AgentIdentityKey(json: $0) else {
+                        throw fields.failure("identity_key_history", "an item does not parse")
+                    }
+                    return key
+                }
+            }())
     }
 
     public static func apiKey(_ row: StoredRow) throws -> UserAPIKey {

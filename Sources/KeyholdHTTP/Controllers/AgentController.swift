@@ -32,8 +32,19 @@ struct AgentController {
         }
         router.delete("/v1/agents/:agent_id") { request, context in
             let caller = try context.requireCaller()
-            try await agents.delete(try Self.agentID(context), by: caller)
+            let purge: Bool
+            switch request.uri.queryParameters.get("purge") {
+            case nil, "false": purge = false
+            case "true": purge = true
+            default: throw KeyholdError.badRequest("purge must be true or false")
+            }
+            try await agents.delete(try Self.agentID(context), purge: purge, by: caller)
             return JSONResponse.noContent()
+        }
+        router.post("/v1/agents/:agent_id/rotate-identity-keys") { request, context in
+            let caller = try context.requireCaller()
+            let agent = try await agents.rotateIdentityKeys(try Self.agentID(context), by: caller)
+            return try JSONResponse.make(AgentResponse(agent))
         }
         router.post("/v1/agents/:agent_id/rotate-key") { request, context in
             let caller = try context.requireCaller()

@@ -82,7 +82,6 @@ struct CreateShareRequest: Decodable {
     let max_access_count: Int?
     let passphrase: String?
     let ip_allowlist: [String]?
-    let permissions: [String]?
     /// A version number, or `"latest"` to follow the latest version; absent: the latest version now.
     let version: JSONValue?
 

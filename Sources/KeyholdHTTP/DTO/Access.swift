@@ -115,7 +115,6 @@ struct APIKeyListResponse: Encodable {
 struct CreateAgentRequest: Decodable {
     let name: String
     let description: String?
-    let auth_method: String?
     let scopes: [String]?
     let vault_ids: [String]?
     let token_ttl_seconds: Int?
@@ -125,17 +124,18 @@ struct CreateAgentRequest: Decodable {
     let environment_locked: Bool?
     let env_auto_resolve: Bool?
     let api_key_expires_at: Timestamp?
+    let intents_api_enabled: Bool?
 
+    /// `auth_method` and the other fields Keyhold does not implement are checked before this decodes
+    /// (`AgentUnsupportedFields`).
     func changes() throws -> AgentService.Changes {
-        if let auth_method, auth_method != "api_key" {
-            throw KeyholdError.badRequest("auth_method: only api_key is supported")
-        }
-        return AgentService.Changes(
+        AgentService.Changes(
             description: description.map { .some($0) }, isActive: is_active, scopes: scopes.map { .some($0) },
             vaultIDs: try vault_ids.map { try parseUUIDs($0, field: "vault_ids") },
             tokenTTLSeconds: token_ttl_seconds.map { .some($0) }, expiresAt: expires_at.map { .some($0) },
             environment: environment.map { .some($0) }, environmentLocked: environment_locked,
-            envAutoResolve: env_auto_resolve, apiKeyExpiresAt: api_key_expires_at.map { .some($0) })
+            envAutoResolve: env_auto_resolve, apiKeyExpiresAt: api_key_expires_at.map { .some($0) },
+            intentsAPIEnabled: intents_api_enabled)
     }
 }
 
@@ -144,7 +144,7 @@ struct UpdateAgentRequest: Decodable {
 
     enum CodingKeys: String, CodingKey {
         case name, description, is_active, scopes, vault_ids, token_ttl_seconds, expires_at, environment
-        case environment_locked, env_auto_resolve, api_key_expires_at
+        case environment_locked, env_auto_resolve, api_key_expires_at, intents_api_enabled
     }
 
     init(from decoder: any Decoder) throws {
@@ -162,7 +162,8 @@ struct UpdateAgentRequest: Decodable {
             environment: try container.decodeNullable(String.self, forKey: .environment),
             environmentLocked: try container.decodeIfPresent(Bool.self, forKey: .environment_locked),
             envAutoResolve: try container.decodeIfPresent(Bool.self, forKey: .env_auto_resolve),
-            apiKeyExpiresAt: try container.decodeNullable(Timestamp.self, forKey: .api_key_expires_at))
+            apiKeyExpiresAt: try container.decodeNullable(Timestamp.self, forKey: .api_key_expires_at),
+            intentsAPIEnabled: try container.decodeIfPresent(Bool.self, forKey: .intents_api_enabled))
     }
 }
 
@@ -188,7 +189,7 @@ struct AgentResponse: Encodable {
     let scopes: WireScopes
     let vault_ids: [String]
     let is_active: Bool
-    let intents_api_enabled = false
+    let intents_api_enabled: Bool
     let shroud_enabled = false
     let token_ttl_seconds: Int?
     let expires_at: Timestamp?
@@ -199,6 +200,17 @@ struct AgentResponse: Encodable {
     let environment_locked: Bool
     let env_auto_resolve: Bool
     let api_key_expires_at: WireNullable<Timestamp>
+    let ssh_public_key: WireNullable<String>
+    let ecdh_public_key: WireNullable<String>
+    let identity_keys_created_at: WireNullable<Timestamp>
+    let identity_key_history: [IdentityKeyResponse]
+
+    struct IdentityKeyResponse: Encodable {
+        let ssh_public_key: String
+        let ecdh_public_key: String
+        let created_at: Timestamp
+        let retired_at: Timestamp
+    }
 
     init(_ agent: Agent) {
         id = agent.id.wire
@@ -208,6 +220,7 @@ struct AgentResponse: Encodable {
         scopes = WireScopes(agent.scopes)
         vault_ids = agent.vaultIDs.map(\.wire)
         is_active = agent.isActive
+        intents_api_enabled = agent.intentsAPIEnabled
         token_ttl_seconds = agent.tokenTTLSeconds
         expires_at = agent.expiresAt
         created_by = agent.createdBy.wire
@@ -217,6 +230,14 @@ struct AgentResponse: Encodable {
         environment_locked = agent.environmentLocked
         env_auto_resolve = agent.envAutoResolve
         api_key_expires_at = WireNullable(agent.apiKeyExpiresAt)
+        ssh_public_key = WireNullable(agent.sshPublicKey)
+        ecdh_public_key = WireNullable(agent.ecdhPublicKey)
+        identity_keys_created_at = WireNullable(agent.identityKeysCreatedAt)
+        identity_key_history = agent.identityKeyHistory.map {
+            IdentityKeyResponse(
+                ssh_public_key: $0.sshPublicKey, ecdh_public_key: $0.ecdhPublicKey, created_at: $0.createdAt,
+                retired_at: $0.retiredAt)
+        }
     }
 }
 

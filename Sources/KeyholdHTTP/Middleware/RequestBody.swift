@@ -7,6 +7,7 @@ enum RequestBody {
     static let maxBytes = 1 << 20
 
     /// Decodes the body as `T`; an empty body reads as `{}` when `emptyAsObject` is set (routes whose body is optional).
+    /// A `T` that `RefusesUnsupportedFields` first has its body checked against its list.
     static func decode<T: Decodable>(_ type: T.Type, from request: Request, emptyAsObject: Bool = false) async throws -> T {
         let buffer = try await request.body.collect(upTo: maxBytes)
         try requireUnambiguous(buffer)
@@ -16,6 +17,11 @@ enum RequestBody {
             data = Data("{}".utf8)
         }
         do {
+            if let refusing = T.self as? any RefusesUnsupportedFields.Type,
+                let body = try? JSONDecoder().decode(JSONValue.self, from: data)
+            {
+                try UnsupportedField.check(body, against: refusing.unsupportedFields)
+            }
             return try JSONDecoder().decode(T.self, from: data)
         } catch let error as DecodingError {
             throw KeyholdError.badRequest(describe(error))

@@ -9,6 +9,7 @@ test may restart it on the same data dir and port through ``server.stop()`` and
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import os
 import signal
 import socket
@@ -531,3 +532,34 @@ def mfa_user(signup_user: Callable[[], Any], leak_watch) -> Callable[[], tuple[A
         return user, totp, codes
 
     return make
+
+
+@contextmanager
+def private_server(server: KeyholdServer, base: Path, env: dict[str, str] | None = None) -> Iterator[KeyholdServer]:
+    """A server of a test's own, beside the session's: the session's backend and keystore options (its PKCS#11
+    token), its own data dir and, on PostgreSQL, a scratch database; ``env`` adds to the session's environment. For
+    tests that restart or kill a server, or need a flag the session server runs without."""
+    srv = KeyholdServer(server.binary, base / "data", base / "server.log", _free_port())
+    srv.env = {**server.env, **(env or {})}
+    skip = {"--data-dir", "--database-url"}
+    options = server.options
+    for index in range(0, len(options), 2):
+        if options[index] not in skip:
+            srv.options += options[index:index + 2]
+    cluster = os.environ.get("KEYHOLD_TEST_DATABASE_URL", "")
+    database = None
+    if SDK_BACKEND == "postgres":
+        database = "kh_private_" + uuid.uuid4().hex[:12]
+        subprocess.run(["psql", cluster, "-q", "-c", f"CREATE DATABASE {database}"], check=True)
+        parts = urlsplit(cluster)
+        srv.database_url = urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
+        srv.backend = "postgres"
+        srv.options += ["--database-url", srv.database_url]
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if database:
+            subprocess.run(["psql", cluster, "-q", "-c", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False)
+

@@ -13,11 +13,14 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import httpx
+import oneclaw
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from support import assert_problem, assert_sdk_error, assert_sdk_ok, is_uuid
+from conftest import private_server
+from support import PASSWORD, assert_problem, assert_sdk_error, assert_sdk_ok, is_uuid
 
 #: How long a rotation job may take before the test gives up waiting (a hang, not a speed requirement).
 JOB_DEADLINE_S = 600.0
@@ -418,37 +421,58 @@ def test_versions_left_under_a_third_key_must_be_finished_first(server, user, va
     assert decrypt(third, assert_sdk_ok(user.client.secrets.get(vault, "moved"), 200)["value"]) == b"moved by an unfinished rotation"
 
 
-def test_a_rotation_killed_midway_is_resumed_after_a_restart(server, user, vault: str, cmek: Key, new_key) -> None:
+def test_a_rotation_killed_midway_is_resumed_after_a_restart(server, tmp_path, leak_watch, new_key) -> None:
     """SIGKILL once the job has committed its first batch of 1,500 versions; after the restart the job is left
-    unfinished, posting the rotation again finishes it, and every version ends under the new key exactly once."""
+    unfinished, posting the rotation again finishes it, and every version ends under the new key exactly once. On a
+    server of its own: the session's clients keep no connection to a killed process."""
+    with private_server(server, tmp_path) as own:
+        email = f"cmek-{uuid.uuid4().hex}@example.com"
+        assert httpx.post(f"{own.url}/v1/auth/signup", json={"email": email, "password": PASSWORD}).status_code == 200
+        login = httpx.post(f"{own.url}/v1/auth/token", json={"email": email, "password": PASSWORD})
+        token = leak_watch.track(login.json())["access_token"]
+        client = oneclaw.create_client(base_url=own.url, token=token)
+        try:
+            _rotate_across_a_kill(own, client, new_key)
+        finally:
+            client.close()
+
+
+def _rotate_across_a_kill(own, client, new_key) -> None:
+    vault = assert_sdk_ok(client.vaults.create(f"cmek-kill-{uuid.uuid4().hex[:8]}"), 201)["id"]
+    cmek = new_key()
+    assert_sdk_ok(client.vaults.enable_cmek(vault, cmek.fingerprint), 200)
     plaintexts = {f"bulk/{i:04d}": f"value-{i}-{uuid.uuid4().hex}".encode() for i in range(1500)}
     for path, plaintext in plaintexts.items():
-        assert_sdk_ok(user.client.secrets.set(vault, path, encrypt(cmek, plaintext)), 201)
+        assert_sdk_ok(client.secrets.set(vault, path, encrypt(cmek, plaintext)), 201)
     target = new_key()
-    first = assert_sdk_ok(user.client.vaults.rotate_cmek(vault, cmek.b64, target.b64, target.fingerprint), 202)
+    first = assert_sdk_ok(client.vaults.rotate_cmek(vault, cmek.b64, target.b64, target.fingerprint), 202)
     # Killed as soon as a batch has committed (15 batches of 100; polled without pause).
     deadline = time.monotonic() + JOB_DEADLINE_S
-    while assert_sdk_ok(user.client.vaults.get_rotation_job_status(vault, first["id"]), 200)["processed"] == 0:
+    while assert_sdk_ok(client.vaults.get_rotation_job_status(vault, first["id"]), 200)["processed"] == 0:
         assert time.monotonic() < deadline, "the job committed no batch"
-    proc = server.proc
+    proc = own.proc
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    server.proc = None
-    server.start()
+    own.proc = None
+    own.start()
 
-    interrupted = assert_sdk_ok(user.client.vaults.get_rotation_job_status(vault, first["id"]), 200)
+    interrupted = assert_sdk_ok(client.vaults.get_rotation_job_status(vault, first["id"]), 200)
     assert interrupted["status"] == "running" and 0 < interrupted["processed"] < len(plaintexts), interrupted
-    assert assert_sdk_ok(user.client.vaults.get(vault), 200)["cmek_fingerprint"] == cmek.fingerprint
-    second = assert_sdk_ok(user.client.vaults.rotate_cmek(vault, cmek.b64, target.b64, target.fingerprint), 202)
-    done = wait_for(user, vault, second["id"])
+    assert assert_sdk_ok(client.vaults.get(vault), 200)["cmek_fingerprint"] == cmek.fingerprint
+    second = assert_sdk_ok(client.vaults.rotate_cmek(vault, cmek.b64, target.b64, target.fingerprint), 202)
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while (done := assert_sdk_ok(client.vaults.get_rotation_job_status(vault, second["id"]), 200))["status"] not in (
+            "completed", "failed"):
+        assert time.monotonic() < deadline, done
+        time.sleep(0.05)
     assert done["status"] == "completed", done
-    before = assert_sdk_ok(user.client.vaults.get_rotation_job_status(vault, first["id"]), 200)
+    before = assert_sdk_ok(client.vaults.get_rotation_job_status(vault, first["id"]), 200)
     assert before["status"] == "failed" and second["id"] in before["error"], before
     # The batches committed before the kill are not done again: the two jobs together moved each version once.
     assert before["processed"] + done["processed"] == len(plaintexts), (before, done)
-    assert assert_sdk_ok(user.client.vaults.get(vault), 200)["cmek_fingerprint"] == target.fingerprint
+    assert assert_sdk_ok(client.vaults.get(vault), 200)["cmek_fingerprint"] == target.fingerprint
     for path, plaintext in plaintexts.items():
-        got = assert_sdk_ok(user.client.secrets.get(vault, path), 200)
+        got = assert_sdk_ok(client.secrets.get(vault, path), 200)
         assert (got["version"], decrypt(target, got["value"])) == (1, plaintext)
     print(f"\nCMEK rotation killed midway: {before['processed']} of {len(plaintexts)} versions moved before the "
           f"kill, the rest by the resumed job")

@@ -29,7 +29,7 @@ import httpx
 import oneclaw
 import pytest
 
-from conftest import SDK_BACKEND, KeyholdServer, _free_port
+from conftest import SDK_BACKEND, KeyholdServer, _free_port, private_server
 from support import PASSWORD, assert_problem, assert_sdk_error, assert_sdk_ok, is_uuid
 
 #: How long a delivery may take to arrive before the test gives up (a hang, not a latency requirement).
@@ -147,31 +147,8 @@ def _psql(url: str, sql: str) -> None:
 
 @pytest.fixture(scope="module")
 def hooks(server: KeyholdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyholdServer]:
-    base = tmp_path_factory.mktemp("keyhold-webhooks")
-    srv = KeyholdServer(server.binary, base / "data", base / "server.log", _free_port())
-    srv.env = {**server.env, "KEYHOLD_WEBHOOK_ALLOW_PRIVATE": "true"}
-    # The session's keystore options (PKCS#11 token), without its data dir or database.
-    skip = {"--data-dir", "--database-url"}
-    options = server.options
-    for index in range(0, len(options), 2):
-        if options[index] not in skip:
-            srv.options += options[index:index + 2]
-    cluster = os.environ.get("KEYHOLD_TEST_DATABASE_URL", "")
-    database = None
-    if SDK_BACKEND == "postgres":
-        database = "kh_hooks_" + uuid.uuid4().hex[:12]
-        _psql(cluster, f"CREATE DATABASE {database}")
-        parts = urlsplit(cluster)
-        srv.database_url = urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
-        srv.backend = "postgres"
-        srv.options += ["--database-url", srv.database_url]
-    srv.start()
-    try:
+    with private_server(server, tmp_path_factory.mktemp("keyhold-webhooks"), {"KEYHOLD_WEBHOOK_ALLOW_PRIVATE": "true"}) as srv:
         yield srv
-    finally:
-        srv.stop()
-        if database:
-            _psql(cluster, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 @dataclass

@@ -87,7 +87,6 @@ public func buildApplication(
     let approvals = ApprovalService(
         store: storage, agents: storage, identities: storage, vaults: vaults, policies: policies, audit: audit,
         passwords: passwords, mfa: mfa, throttle: throttle, quickKey: credentialHasher.derivedKey(for: "quick decide"))
-    ApprovalController(approvals: approvals, publicURL: configuration.publicURL).register(on: router, authenticated: authenticated)
     let secrets = SecretService(
         store: storage, vaults: vaults, keystore: keystore, authorizer: authorizer, audit: audit,
         cursors: ListCursor(key: credentialHasher.derivedKey(for: "list cursor")), approvals: approvals)
@@ -99,9 +98,10 @@ public func buildApplication(
         authentication: authentication, publicURL: configuration.publicURL
     ).register(on: router, authenticated: authenticated)
     PolicyController(policies: policies).register(on: authenticated)
-    AgentController(
-        agents: AgentService(agents: storage, vaults: vaults, secrets: secrets, hasher: credentialHasher, audit: audit)
-    ).register(on: authenticated)
+    let agents = AgentService(agents: storage, vaults: vaults, secrets: secrets, hasher: credentialHasher, audit: audit)
+    AgentController(agents: agents, approvals: approvals).register(on: router, authenticated: authenticated)
+    ApprovalController(approvals: approvals, agents: agents, publicURL: configuration.publicURL)
+        .register(on: router, authenticated: authenticated)
     OrgController(org: OrgService(identities: storage, hasher: credentialHasher, audit: audit)).register(on: authenticated)
     AuditController(audit: audit, publicURL: configuration.publicURL).register(on: authenticated)
     IPRuleController(rules: ipRules).register(on: authenticated)

@@ -79,6 +79,8 @@ extension HTTPTests {
             "POST /v1/auth/mfa/verify": .badRequest,
             // Without its token and decision: the link's token is its credential.
             "GET /v1/approvals/quick-decide": .badRequest,
+            // Without a body it could read: the enrolment checks its fields before anything else.
+            "POST /v1/agents/enroll": .badRequest,
         ]
         try await withApp { client in
             let open = try await operations(client).filter { $0.security?.isEmpty == true }

@@ -128,6 +128,11 @@ public struct Approval: Sendable, Hashable {
     /// The action of a read held back for approval.
     public static let secretRead = "secret_read"
     public static let policyChange = "policy_change"
+    /// An agent's self-enrolment (`POST /v1/agents/enroll`), addressed to the member whose email it names; the
+    /// requester id is the id the agent will have, and approving it registers the agent.
+    public static let agentEnrollment = "agent_enroll"
+    /// How long an enrolment can be approved: 24 hours.
+    public static let enrollmentLifetimeSeconds: Int64 = 86_400
     /// How long a pending request (and its quick-decide link) can be decided: 7 days.
     public static let pendingLifetimeSeconds: Int64 = 7 * 86_400
 

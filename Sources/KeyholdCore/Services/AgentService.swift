@@ -56,11 +56,13 @@ public struct AgentService: Sendable {
         }
     }
 
-    public func create(by caller: Caller, name: String, changes: Changes) async throws -> (Agent, String) {
+    public func create(
+        by caller: Caller, name: String, changes: Changes, id: UUID = UUID(), details: [String: JSONValue] = [:]
+    ) async throws -> (Agent, String) {
         try await audit.recordingDenial(caller, "agent.register", "agent", nil) { try caller.principal.requireManager() }
         let key = CredentialKind.agentKey.generate()
         var agent = Agent(
-            id: UUID(), orgID: caller.principal.orgID, name: "", description: nil, isActive: true, scopes: nil,
+            id: id, orgID: caller.principal.orgID, name: "", description: nil, isActive: true, scopes: nil,
             vaultIDs: [], tokenTTLSeconds: nil, expiresAt: nil, createdBy: caller.principal.id, createdAt: .now,
             keyPrefix: CredentialKind.agentKey.lookupPrefix(of: key), keyDigest: hasher.digest(key), keyVersion: 1)
         var changes = changes
@@ -74,9 +76,37 @@ public struct AgentService: Sendable {
         (agent.sshPublicKey, agent.ecdhPublicKey) = (keys.sshPublicKey, keys.ecdhPublicKey)
         agent.identityKeysCreatedAt = .now
         try await agents.createAgent(
-            agent, audit: audit.record(caller, "agent.register", "agent", agent.id.wire, ["name": .string(agent.name)]))
+            agent,
+            audit: audit.record(
+                caller, "agent.register", "agent", agent.id.wire, details.merging(["name": .string(agent.name)]) { $1 }))
         try await vaults.grantAgentKeys(agent.id, vault: vault, by: caller)
         return (agent, key)
+    }
+
+    /// Registers the agent an approved self-enrolment asks for, with the id it was promised and the name and
+    /// description it gave and nothing more: like any agent just registered, it reads only its own identity keys
+    /// until a policy grants it more. Its key is shown once, to the approver.
+    public func enrol(_ approval: Approval, by caller: Caller) async throws -> (Agent, String) {
+        guard approval.action == Approval.agentEnrollment, case .object(let fields)? = approval.payload,
+            case .string(let name)? = fields["name"]
+        else { throw KeyholdError.internalError("An enrolment request without a name") }
+        var description: String?
+        if case .string(let text)? = fields["description"], !text.isEmpty { description = text }
+        guard try await agents.agent(id: approval.requesterID) == nil else {
+            throw KeyholdError(.conflict, "This enrolment's agent is already registered")
+        }
+        return try await create(
+            by: caller, name: name, changes: Changes(description: .some(description)),
+            id: approval.requesterID, details: ["approval_id": .string(approval.id.wire), "via": "enrolment"])
+    }
+
+    /// Checks an enrolment's name and description as registration would, before anything is stored.
+    static func validateEnrolment(name: String, description: String?) throws {
+        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
+        guard (description?.count ?? 0) <= 4096 else {
+            throw KeyholdError.badRequest("description must be at most 4096 characters")
+        }
     }
 
     /// New identity keypairs: the private halves become the next versions of the agent's two secrets in

@@ -20,6 +20,10 @@ public struct ApprovalService: Sendable {
     let mfa: MFAService
     let throttle: LoginThrottle
     let quickKey: SymmetricKey
+    /// Self-enrolment limits, per node: from one client address 5 at once, then 1 a second; for one email address
+    /// 1 in 10 minutes.
+    let enrolmentAddresses = RateLimiter(rate: 1, burst: 5)
+    let enrolmentEmails = RateLimiter(rate: 1.0 / 600, burst: 1)
 
     public init(
         store: any ApprovalStore, agents: any AgentStore, identities: any IdentityStore, vaults: VaultService,
@@ -183,6 +187,53 @@ public struct ApprovalService: Sendable {
         return try await store(approval, by: caller).approval
     }
 
+    // MARK: self-enrolment
+
+    /// `POST /v1/agents/enroll` (no credential): an agent asks the member with `email` to register it. When a member
+    /// has that email, a pending `agent_enroll` request is addressed to them (risk tier 2: approving it needs
+    /// `X-Auth-Confirm`), and approving it registers the agent and shows its key, once, to them. The answer is the
+    /// same whether or not anyone has that email: the time the request may be decided until. Throttled per client
+    /// address and per email (so a timing difference yields one sample per address every 10 minutes).
+    public func enrol(name: String, email: String, description: String?, ip: IPAddress?) async throws -> Timestamp {
+        try AgentService.validateEnrolment(name: name, description: description)
+        if let description { _ = try Self.bounded(description, "description") }
+        guard !Self.hasHiddenCharacters(name) else {
+            throw KeyholdError.badRequest("name must not contain control or format characters")
+        }
+        let email = email.trimmingCharacters(in: .whitespaces).lowercased()
+        guard (3...254).contains(email.utf8.count), email.split(separator: "@", omittingEmptySubsequences: false).count == 2,
+            !email.hasPrefix("@"), !email.hasSuffix("@"), !email.contains(where: { $0.isWhitespace })
+        else { throw KeyholdError.badRequest("human_email must be an email address") }
+        for (limiter, key) in [(enrolmentAddresses, ip?.description ?? "unknown"), (enrolmentEmails, email)] {
+            if let wait = limiter.take(key) {
+                throw KeyholdError(
+                    .tooManyRequests, "Too many enrolment requests; try again later",
+                    retryAfter: max(1, Int(wait.components.seconds) + 1))
+            }
+        }
+        let now = Timestamp.now
+        let expiresAt = Timestamp(milliseconds: now.milliseconds + Approval.enrollmentLifetimeSeconds * 1000)
+        guard let user = try await identities.user(email: email) else { return expiresAt }
+        let agentID = UUID()
+        let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        var fields: [String: JSONValue] = ["name": .string(name)]
+        if let description, !description.isEmpty { fields["description"] = .string(description) }
+        let approval = Approval(
+            id: UUID(), orgID: user.orgID, userID: user.id, requesterKind: .agent, requesterID: agentID,
+            action: Approval.agentEnrollment, targetType: "agent", targetID: agentID.wire, vaultID: nil, riskTier: 2,
+            status: .pending, summary: .object(fields.merging(["change": "register agent"]) { $1 }), reason: nil,
+            payload: .object(fields), decisionReason: nil, decidedBy: nil, decidedAt: nil, expiresAt: expiresAt,
+            rule: ApprovalRule(), usesLeft: 0, leaseExpiresAt: nil, createdAt: now)
+        var details = Self.details(approval)
+        details["via"] = "enrolment"
+        let audit = self.audit
+        _ = try await store.requestApproval(
+            approval, maxPending: 1,
+            audit: audit.record(org: user.orgID, actor: nil, ip: ip, "approval.request", "approval", approval.id.wire, details),
+            expired: { audit.record(org: $0.orgID, actor: nil, ip: nil, "approval.expire", "approval", $0.id.wire, Self.details($0)) })
+        return expiresAt
+    }
+
     static func bounded(_ text: String, _ name: String) throws -> String {
         guard text.utf8.count <= 4096, !hasHiddenCharacters(text) else {
             throw KeyholdError.badRequest("\(name) must be at most 4096 bytes without control or format characters")
@@ -300,11 +351,20 @@ public struct ApprovalService: Sendable {
 
     // MARK: deciding
 
+    /// What a decision made: the request and, for an approved enrolment, the agent it registered and its key.
+    public struct Decision: Sendable {
+        public let approval: Approval
+        public let enrolled: (agent: Agent, apiKey: String)?
+    }
+
     /// `decide` (`approve` or `reject`) by a person: the org's owners and admins, or the person it is addressed to,
-    /// never its requester, with an unscoped credential; 409 unless pending.
-    public func decide(_ id: UUID, decision: String, reason: String?, confirmation: String?, by caller: Caller) async throws
-        -> Approval
-    {
+    /// never its requester, with an unscoped credential; 409 unless pending. An enrolment is approved only by the
+    /// member it names (owners and admins may reject it): `agents` registers the agent before the decision is
+    /// recorded, and removes it again when the decision cannot be recorded (another was recorded first).
+    public func decide(
+        _ id: UUID, decision: String, reason: String?, confirmation: String?, by caller: Caller,
+        agents registry: AgentService? = nil
+    ) async throws -> Decision {
         let status: ApprovalStatus
         switch decision {
         case "approve", "approved": status = .approved
@@ -324,14 +384,31 @@ public struct ApprovalService: Sendable {
         }
         guard approval.status(at: .now) == .pending else { throw Self.notPending(approval) }
         try await requireDecider(principal, for: approval)
+        let enrolling = status == .approved && approval.action == Approval.agentEnrollment
+        if enrolling, approval.userID != principal.id || principal.kind != .user {
+            throw KeyholdError.forbidden("An enrolment is approved by the member it names")
+        }
         if approval.riskTier >= 2 { try await confirm(caller, confirmation, tier: approval.riskTier, approvalID: id) }
+        if enrolling {
+            guard let registry else { throw KeyholdError.internalError("Enrolments cannot be approved here") }
+            let (agent, key) = try await registry.enrol(approval, by: caller)
+            do {
+                let decided = try await finish(id, status: status, decider: principal.id, reason: reason, policy: nil, by: caller)
+                return Decision(approval: decided, enrolled: (agent, key))
+            } catch {
+                try? await registry.delete(agent.id, purge: true, by: caller)
+                throw error
+            }
+        }
         var policy: (Policy, AuditRecord)?
         if status == .approved, approval.action == Approval.policyChange {
             let (vaultID, draft) = try Self.policyDraft(approval.payload)
             let created = try await policies.prepare(vaultID: vaultID, draft: draft, by: caller)
             policy = (created, policies.record(caller, "policy.create", created, ["approval_id": .string(id.wire)]))
         }
-        return try await finish(id, status: status, decider: principal.id, reason: reason, policy: policy, by: caller)
+        return Decision(
+            approval: try await finish(id, status: status, decider: principal.id, reason: reason, policy: policy, by: caller),
+            enrolled: nil)
     }
 
     /// `cancel`: the requester withdraws it (or the person it is addressed to, or an owner or admin). A request

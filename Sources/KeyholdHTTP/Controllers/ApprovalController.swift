@@ -7,6 +7,8 @@ import KeyholdCore
 /// token is the credential.
 struct ApprovalController {
     let approvals: ApprovalService
+    /// Registers the agent of an approved enrolment.
+    let agents: AgentService
     let publicURL: String
 
     func register(on router: Router<KeyholdRequestContext>, authenticated: RouterGroup<KeyholdRequestContext>) {
@@ -56,10 +58,12 @@ struct ApprovalController {
             let caller = try context.requireCaller()
             let id = try context.uuidParameter("approval_id", notFound: notFound)
             let body = try await RequestBody.decode(ApprovalDecisionBody.self, from: request)
-            let approval = try await approvals.decide(
+            let decision = try await approvals.decide(
                 id, decision: body.decision, reason: body.reason,
-                confirmation: request.headers[HTTPField.Name("X-Auth-Confirm")!], by: caller)
-            return try JSONResponse.make(ApprovalResponse(approval))
+                confirmation: request.headers[HTTPField.Name("X-Auth-Confirm")!], by: caller, agents: agents)
+            var response = ApprovalResponse(decision.approval)
+            if let (agent, key) = decision.enrolled { (response.agent, response.api_key) = (AgentResponse(agent), key) }
+            return try JSONResponse.make(response)
         }
         authenticated.post("/v1/approvals/:approval_id/cancel") { request, context in
             let caller = try context.requireCaller()
@@ -95,7 +99,8 @@ struct ApprovalListResponse: Encodable {
 }
 
 /// `ApprovalResponse`, plus the vault, the lease (`uses_left`, `max_uses`, `lease_expires_at`) and, for a policy
-/// change, its payload.
+/// change or an enrolment, its payload. Approving an enrolment answers with the agent it registered and its key
+/// (`agent`, `api_key`), shown this once.
 struct ApprovalResponse: Encodable {
     let id: String
     let org_id: String
@@ -118,6 +123,8 @@ struct ApprovalResponse: Encodable {
     let uses_left: Int
     let lease_expires_at: Timestamp?
     let created_at: Timestamp
+    var agent: AgentResponse?
+    var api_key: String?
 
     init(_ approval: Approval) {
         id = approval.id.wire

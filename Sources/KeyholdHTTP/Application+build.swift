@@ -43,13 +43,17 @@ public func buildApplication(
     let auth = AuthService(
         identities: storage, agents: storage, credentials: storage, tokens: tokens, hasher: credentialHasher,
         audit: audit, failures: failures, ipRules: ipRules)
-    let authentication = AuthenticationMiddleware(auth: auth)
+    let console = ConsoleSession(
+        key: credentialHasher.derivedKey(for: "console csrf"), secureCookies: configuration.publicURL.hasPrefix("https://"))
+    let consoleFiles = try ConsoleFiles(directory: configuration.consoleDirectory)
+    let authentication = AuthenticationMiddleware(auth: auth, console: console)
     let passwords = PasswordHasher(cost: UInt8(configuration.bcryptCost))
 
     let router = Router(context: KeyholdRequestContext.self)
     // First: the client's address (the socket's peer, or behind a trusted proxy the forwarded one) for everything after.
     router.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
     router.add(middleware: RequestLogMiddleware())
+    router.add(middleware: SecurityHeadersMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: RequestShapeMiddleware())
     if configuration.rateLimit > 0 {
@@ -71,10 +75,14 @@ public func buildApplication(
         store: storage, identities: storage, hasher: credentialHasher, audit: audit, throttle: throttle,
         failures: failures, secretKey: try await MFAService.loadSecretKey(system: storage, keystore: keystore))
     MFAController(mfa: mfa, auth: auth).register(on: router, authenticated: authenticated)
+    let accounts = AccountService(
+        store: storage, hasher: passwords, credentials: credentialHasher, audit: audit, throttle: throttle,
+        failures: failures)
+    ConsoleController(
+        files: consoleFiles, session: console, accounts: accounts, auth: auth, mfa: mfa, authentication: authentication
+    ).register(on: router)
     AuthController(
-        accounts: AccountService(
-            store: storage, hasher: passwords, credentials: credentialHasher, audit: audit, throttle: throttle,
-            failures: failures),
+        accounts: accounts,
         auth: auth, mfa: mfa, tokens: tokens, authentication: authentication, signupOpen: configuration.signup == .open,
         issuer: configuration.publicURL
     ).register(on: router, authenticated: authenticated)
@@ -95,7 +103,7 @@ public func buildApplication(
         shares: ShareService(
             shares: storage, identities: storage, agents: storage, secrets: secrets, passwords: passwords,
             credentials: credentialHasher, audit: audit, failures: failures, throttle: throttle),
-        authentication: authentication, publicURL: configuration.publicURL
+        authentication: authentication, publicURL: configuration.publicURL, console: consoleFiles
     ).register(on: router, authenticated: authenticated)
     PolicyController(policies: policies).register(on: authenticated)
     let agents = AgentService(agents: storage, vaults: vaults, secrets: secrets, hasher: credentialHasher, audit: audit)

@@ -39,6 +39,9 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     /// Webhooks may reach loopback, private, link-local and metadata addresses, and use plain http to them (tests,
     /// receivers on the operator's own network).
     public var webhookAllowPrivate: Bool
+    /// A folder to serve the web console from, read at each request, instead of the copy built into the server
+    /// (for working on the console); nil: the built-in copy.
+    public var consoleDirectory: String?
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -56,13 +59,15 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         /// `--trusted-proxy CIDR`, repeatable; when given, replaces `KEYHOLD_TRUSTED_PROXIES`.
         public var trustedProxies: [String]
         public var webhookAllowPrivate: Bool
+        public var consoleDirectory: String?
 
         public init(
             host: String? = nil, port: Int? = nil, dataDirectory: String? = nil, signup: String? = nil,
             logLevel: String? = nil, publicURL: String? = nil, databaseURL: String? = nil, keystore: String? = nil,
             pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil, mcpNoReveal: Bool = false,
-            trustedProxies: [String] = [], webhookAllowPrivate: Bool = false
+            trustedProxies: [String] = [], webhookAllowPrivate: Bool = false, consoleDirectory: String? = nil
         ) {
+            self.consoleDirectory = consoleDirectory
             self.webhookAllowPrivate = webhookAllowPrivate
             self.trustedProxies = trustedProxies
             self.mcpNoReveal = mcpNoReveal
@@ -142,6 +147,13 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         case "1", "true": webhookAllowPrivate = true
         default: throw KeyholdError.badRequest("KEYHOLD_WEBHOOK_ALLOW_PRIVATE must be true or false")
         }
+        consoleDirectory = flags.consoleDirectory ?? env("CONSOLE_DIR")
+        if let directory = consoleDirectory {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory + "/index.html", isDirectory: &isDirectory),
+                !isDirectory.boolValue
+            else { throw KeyholdError.badRequest("the console directory '\(directory)' has no index.html") }
+        }
         let proxies = flags.trustedProxies.isEmpty
             ? (env("TRUSTED_PROXIES")?.split(separator: ",").map(String.init) ?? []) : flags.trustedProxies
         trustedProxies = try proxies.map { text in
@@ -188,6 +200,7 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             + "database=\(redactedDatabaseURL ?? "sqlite") keystore=\(keystore.rawValue)"
             + (keystore == .pkcs11 ? " pkcs11_module=\(pkcs11Module ?? "") pkcs11_token=\(pkcs11TokenLabel ?? "")" : "")
             + (webhookAllowPrivate ? " webhook_allow_private=true" : "")
+            + (consoleDirectory.map { " console_dir=\($0)" } ?? "")
             + (trustedProxies.isEmpty ? "" : " trusted_proxies=\(trustedProxies.map(\.description).joined(separator: ","))")
     }
 }

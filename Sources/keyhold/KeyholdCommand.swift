@@ -46,6 +46,9 @@ struct ServerOptions: ParsableArguments {
         name: .customLong("trusted-proxy"),
         help: "A reverse proxy (address or CIDR) whose X-Forwarded-For is believed; repeatable (KEYHOLD_TRUSTED_PROXIES, comma-separated).")
     var trustedProxies: [String] = []
+    @Option(
+        help: "Serve the web console from this folder, read at each request, instead of the built-in copy (KEYHOLD_CONSOLE_DIR; for working on the console)."
+    ) var consoleDir: String?
 
     func configuration() throws -> KeyholdConfiguration {
         do {
@@ -54,7 +57,7 @@ struct ServerOptions: ParsableArguments {
                     host: host, port: port, dataDirectory: dataDir, signup: signup, logLevel: logLevel,
                     publicURL: publicURL, databaseURL: databaseURL, keystore: keystore, pkcs11Module: pkcs11Module,
                     pkcs11TokenLabel: pkcs11TokenLabel, mcpNoReveal: mcpNoReveal, trustedProxies: trustedProxies,
-                    webhookAllowPrivate: webhookAllowPrivate))
+                    webhookAllowPrivate: webhookAllowPrivate, consoleDirectory: consoleDir))
         } catch {
             throw ValidationError("\(error)")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import KeyholdCore
 
@@ -8,6 +9,8 @@ struct ShareController {
     let shares: ShareService
     let authentication: AuthenticationMiddleware
     let publicURL: String
+    /// The web console, whose page a browser navigating to a share's link gets (its script then opens the share).
+    let console: ConsoleFiles
 
     func register(on router: Router<KeyholdRequestContext>, authenticated: RouterGroup<KeyholdRequestContext>) {
         authenticated.post("/v1/secrets/:secret_id/share") { request, context in
@@ -20,13 +23,24 @@ struct ShareController {
         }
         router.get("/v1/share/:share_id") { request, context in
             let id = try Self.shareID(context)
+            // A browser navigating to the link (HTML first in Accept, no credentials) gets the console's page, which
+            // opens the share itself: nothing is counted until it does.
+            if !AuthenticationMiddleware.presentsCredentials(request),
+                request.headers[.accept]?.split(separator: ",").first?.contains("text/html") == true,
+                let page = console.file("index.html")
+            {
+                return ConsoleController.page(page)
+            }
             // Link shares need no credentials; when some are sent they must be valid.
             let caller: Principal? =
-                request.headers[.authorization] == nil
-                ? nil : try await authentication.caller(request, context).principal
+                AuthenticationMiddleware.presentsCredentials(request)
+                ? try await authentication.caller(request, context).principal : nil
             let body = try await RequestBody.decode(AccessShareRequest.self, from: request, emptyAsObject: true)
+            // The passphrase in a JSON body (as the SDK sends it) or in `X-Share-Passphrase` (browsers send no body
+            // with a GET).
+            let passphrase = body.passphrase ?? request.headers[HTTPField.Name("X-Share-Passphrase")!]
             let (share, revealed) = try await shares.access(
-                id, passphrase: body.passphrase, caller: caller, ip: context.clientIP)
+                id, passphrase: passphrase, caller: caller, ip: context.clientIP)
             return try JSONResponse.make(SharedSecretResponse(share: share, revealed: revealed))
         }
         for path in ["/v1/share/:share_id", "/v1/shares/:share_id"] {

@@ -2,11 +2,14 @@ import Foundation
 import Hummingbird
 import KeyholdCore
 
-/// Authenticates `Authorization: Bearer …` once for every route of the groups it is added to, before the handler
-/// reads anything, and stores the `Caller` (principal, client address, time) on the context, where handlers take it
-/// with `context.requireCaller()`. A failure is the one 401 (counted by `AuthService` as a failed authentication).
+/// Authenticates `Authorization: Bearer …` (or, without one, the web console's session cookie with its CSRF token)
+/// once for every route of the groups it is added to, before the handler reads anything, and stores the `Caller`
+/// (principal, client address, time) on the context, where handlers take it with `context.requireCaller()`. A
+/// failure is the one 401 (counted by `AuthService` as a failed authentication); a console cookie without its CSRF
+/// token is 403.
 struct AuthenticationMiddleware: RouterMiddleware {
     let auth: AuthService
+    let console: ConsoleSession
 
     func handle(
         _ request: Request, context: KeyholdRequestContext,
@@ -23,8 +26,13 @@ struct AuthenticationMiddleware: RouterMiddleware {
     func caller(_ request: Request, _ context: KeyholdRequestContext) async throws -> Caller {
         let ip = context.clientIP
         return Caller(
-            try await auth.authenticate(bearer: Self.bearer(request), ip: ip),
+            try await auth.authenticate(bearer: Self.bearer(request) ?? console.credential(request), ip: ip),
             context: AccessContext(clientIP: ip, transport: context.transport))
+    }
+
+    /// Whether the request carries credentials: a bearer, or the console's cookie with a CSRF token.
+    static func presentsCredentials(_ request: Request) -> Bool {
+        request.headers[.authorization] != nil || ConsoleSession.isPresented(request)
     }
 
     static func bearer(_ request: Request) -> String? {

@@ -63,8 +63,7 @@ public func buildApplication(
     // documents, sign-up and the token endpoints (MFA's verify among them), a link share, and /mcp, whose tool calls come back through here).
     let authenticated = router.group().add(middleware: authentication)
     let throttle = LoginThrottle()
-    router.get("/v1/health") { _, _ in try JSONResponse.make(HealthResponse(status: "ok", version: Keyhold.version)) }
-    router.get("/v1/health/hsm") { _, _ in try JSONResponse.make(await HSMHealthResponse(keystore)) }
+    HealthController(storage: storage, keystore: keystore).register(on: router)
     let openAPI = try OpenAPIDocument.load()
     router.get("/openapi.json") { _, _ in
         var headers = HTTPFields()
@@ -189,7 +188,9 @@ struct HSMHealthResponse: Encodable {
 
 /// Sends the webhook deliveries the outbox holds, until graceful shutdown (a send in flight is abandoned; its lease
 /// runs out and the delivery goes out again, from this node after a restart or from another one).
-struct WebhookDeliveryService: Service {
+struct WebhookDeliveryService: Service, CustomStringConvertible {
+    /// What service-lifecycle logs: the name, never the fields (keys among them).
+    var description: String { "WebhookDeliveryService" }
     let dispatcher: WebhookDispatcher
 
     func run() async throws {
@@ -200,7 +201,8 @@ struct WebhookDeliveryService: Service {
 /// Writes the counted failed authentications every interval and records expired approvals every 5 seconds; on
 /// graceful shutdown (SIGTERM), writes the failures once more after the HTTP server has drained, then closes the
 /// database.
-struct StorageService: Service {
+struct StorageService: Service, CustomStringConvertible {
+    var description: String { "StorageService" }
     let storage: any Storage
     let failures: FailedAuthentications
     let approvals: ApprovalService

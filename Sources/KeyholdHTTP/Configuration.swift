@@ -13,6 +13,9 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     public var signup: SignupMode
     public var bcryptCost: Int
     public var logLevel: Logger.Level
+    public enum LogFormat: String, Sendable { case text, json }
+    /// `text` (swift-log's lines) or `json` (one object per line, `JSONLogHandler`).
+    public var logFormat: LogFormat
     /// The URL clients reach the server at (the issuer in discovery documents).
     public var publicURL: String
     /// Base64 or hex; from `KEYHOLD_MASTER_KEY` only.
@@ -50,6 +53,7 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         public var dataDirectory: String?
         public var signup: String?
         public var logLevel: String?
+        public var logFormat: String?
         public var publicURL: String?
         public var databaseURL: String?
         public var keystore: String?
@@ -65,8 +69,10 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             host: String? = nil, port: Int? = nil, dataDirectory: String? = nil, signup: String? = nil,
             logLevel: String? = nil, publicURL: String? = nil, databaseURL: String? = nil, keystore: String? = nil,
             pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil, mcpNoReveal: Bool = false,
-            trustedProxies: [String] = [], webhookAllowPrivate: Bool = false, consoleDirectory: String? = nil
+            trustedProxies: [String] = [], webhookAllowPrivate: Bool = false, consoleDirectory: String? = nil,
+            logFormat: String? = nil
         ) {
+            self.logFormat = logFormat
             self.consoleDirectory = consoleDirectory
             self.webhookAllowPrivate = webhookAllowPrivate
             self.trustedProxies = trustedProxies
@@ -108,6 +114,10 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             throw KeyholdError.badRequest("log level must be one of trace, debug, info, notice, warning, error, critical")
         }
         logLevel = level
+        guard let format = LogFormat(rawValue: flags.logFormat ?? env("LOG_FORMAT") ?? "text") else {
+            throw KeyholdError.badRequest("log format must be text or json")
+        }
+        logFormat = format
         publicURL = flags.publicURL ?? env("PUBLIC_URL") ?? "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         masterKey = env("MASTER_KEY")
         guard let keystore = KeystoreKind(rawValue: flags.keystore ?? env("KEYSTORE") ?? "software") else {
@@ -196,6 +206,7 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
 
     public var description: String {
         "host=\(host) port=\(port) data_dir=\(dataDirectory) signup=\(signup.rawValue) bcrypt_cost=\(bcryptCost) "
+            + "log_format=\(logFormat.rawValue) "
             + "public_url=\(publicURL) master_key=\(masterKey == nil ? "file" : "<REDACTED>") "
             + "database=\(redactedDatabaseURL ?? "sqlite") keystore=\(keystore.rawValue)"
             + (keystore == .pkcs11 ? " pkcs11_module=\(pkcs11Module ?? "") pkcs11_token=\(pkcs11TokenLabel ?? "")" : "")

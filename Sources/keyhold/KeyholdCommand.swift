@@ -26,7 +26,8 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Directory for the database and keys (KEYHOLD_DATA_DIR, default ./keyhold-data).")
     var dataDir: String?
     @Option(help: "Whether anyone may sign up: open or closed (KEYHOLD_SIGNUP, default open).") var signup: String?
-    @Option(help: "Log level (KEYHOLD_LOG_LEVEL, default info).") var logLevel: String?
+    @Option(help: "Log level (KEYHOLD_LOG_LEVEL, default info; debug adds one line per request).") var logLevel: String?
+    @Option(help: "Log format: text or json, one object per line (KEYHOLD_LOG_FORMAT, default text).") var logFormat: String?
     @Option(help: "URL clients use to reach this server (KEYHOLD_PUBLIC_URL).") var publicURL: String?
     @Option(
         help: "PostgreSQL instead of SQLite: postgres://user:password@host:port/db (KEYHOLD_DATABASE_URL; the password may come from KEYHOLD_DATABASE_PASSWORD_FILE instead)."
@@ -57,7 +58,7 @@ struct ServerOptions: ParsableArguments {
                     host: host, port: port, dataDirectory: dataDir, signup: signup, logLevel: logLevel,
                     publicURL: publicURL, databaseURL: databaseURL, keystore: keystore, pkcs11Module: pkcs11Module,
                     pkcs11TokenLabel: pkcs11TokenLabel, mcpNoReveal: mcpNoReveal, trustedProxies: trustedProxies,
-                    webhookAllowPrivate: webhookAllowPrivate, consoleDirectory: consoleDir))
+                    webhookAllowPrivate: webhookAllowPrivate, consoleDirectory: consoleDir, logFormat: logFormat))
         } catch {
             throw ValidationError("\(error)")
         }
@@ -79,9 +80,13 @@ struct Serve: AsyncParsableCommand {
         keyhold_set_malloc_trim_threshold(1 << 20)
         let configuration = try options.configuration()
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = configuration.logLevel
-            return handler
+            switch configuration.logFormat {
+            case .json: return JSONLogHandler(label: label, level: configuration.logLevel)
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = configuration.logLevel
+                return handler
+            }
         }
         var logger = Logger(label: "keyhold")
         logger.logLevel = configuration.logLevel

@@ -71,7 +71,7 @@ extension HTTPTests {
 
     @Test func publicOperationsAnswerWithoutABearer() async throws {
         let expected: [String: HTTPResponse.Status] = [
-            "GET /v1/health": .ok, "GET /v1/health/hsm": .ok, "GET /openapi.json": .ok,
+            "GET /v1/health": .ok, "GET /v1/health/ready": .ok, "GET /v1/health/hsm": .ok, "GET /openapi.json": .ok,
             "GET /v1/auth/jwt-public-key": .ok, "GET /.well-known/jwks.json": .ok,
             "GET /.well-known/openid-configuration": .ok,
             "POST /v1/auth/signup": .badRequest, "POST /v1/auth/token": .badRequest,

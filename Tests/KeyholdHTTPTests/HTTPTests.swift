@@ -83,7 +83,7 @@ import Testing
         try await withApp { client in
             let health = try await call(client, .get, "/v1/health")
             #expect(health.status == .ok)
-            #expect(health.json["status"] as? String == "ok")
+            #expect(health.json["status"] as? String == "healthy")
             expectProblem(try await call(client, .get, "/v1/nothing-here"), .notFound)
             expectProblem(try await call(client, .patch, "/v1/vaults"), .notFound)
         }

@@ -359,8 +359,3 @@ struct SecretVersionListResponse: Encodable {
     let versions: [SecretMetadataResponse]
 }
 
-struct HealthResponse: Encodable {
-    let status: String
-    let version: String
-}
-

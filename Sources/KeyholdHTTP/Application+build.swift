@@ -130,19 +130,31 @@ public func buildApplication(
     MCPController(responder: mcpResponder, reveal: !configuration.mcpNoReveal).register(on: router)
     mcpResponder.responder.withLock { $0 = router.buildResponder() }
 
+    let tls = try configuration.tlsCertificate.map { certificate in
+        try TLSContextSource(
+            files: .init(certificate: certificate, key: configuration.tlsKey ?? "", clientCA: configuration.tlsClientCA))
+    }
+    if tls == nil, !configuration.isLoopback {
+        logger.warning(
+            "Listening without TLS on a non-loopback address: tokens, passwords and secret values cross the network in the clear. Use --tls-cert and --tls-key, or a TLS-terminating proxy on this machine",
+            metadata: ["keyhold.host": .string(configuration.host)])
+    }
     var app = Application(
         router: router,
+        server: tls.map { .reloadableTLS($0) } ?? .http1(),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
         onServerRunning: { channel in
             logger.notice(
                 "Keyhold is listening",
                 metadata: [
-                    "keyhold.url": .string("http://\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"),
+                    "keyhold.url": .string(
+                        "\(tls == nil ? "http" : "https")://\(configuration.host):\(channel.localAddress?.port ?? configuration.port)"),
                     "keyhold.keystore": .string(keystore.kind),
                     "keyhold.data_dir": .string(configuration.dataDirectory),
                 ])
         },
         logger: logger)
+    if let tls { app.addServices(TLSReloadService(source: tls, logger: logger)) }
     app.addServices(StorageService(storage: storage, failures: failures, approvals: approvals))
     // Added after the storage service, so graceful shutdown stops it first (services stop in reverse order).
     app.addServices(

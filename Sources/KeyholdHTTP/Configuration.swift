@@ -45,6 +45,12 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     /// A folder to serve the web console from, read at each request, instead of the copy built into the server
     /// (for working on the console); nil: the built-in copy.
     public var consoleDirectory: String?
+    /// TLS: the certificate chain and private key (PEM files), and the CA whose client certificates are required
+    /// (mTLS); without a certificate the server speaks plain HTTP.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    public var tlsClientCA: String?
+    public var usesTLS: Bool { tlsCertificate != nil }
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -64,14 +70,20 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         public var trustedProxies: [String]
         public var webhookAllowPrivate: Bool
         public var consoleDirectory: String?
+        public var tlsCertificate: String?
+        public var tlsKey: String?
+        public var tlsClientCA: String?
 
         public init(
             host: String? = nil, port: Int? = nil, dataDirectory: String? = nil, signup: String? = nil,
             logLevel: String? = nil, publicURL: String? = nil, databaseURL: String? = nil, keystore: String? = nil,
             pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil, mcpNoReveal: Bool = false,
             trustedProxies: [String] = [], webhookAllowPrivate: Bool = false, consoleDirectory: String? = nil,
-            logFormat: String? = nil
+            logFormat: String? = nil, tlsCertificate: String? = nil, tlsKey: String? = nil, tlsClientCA: String? = nil
         ) {
+            self.tlsCertificate = tlsCertificate
+            self.tlsKey = tlsKey
+            self.tlsClientCA = tlsClientCA
             self.logFormat = logFormat
             self.consoleDirectory = consoleDirectory
             self.webhookAllowPrivate = webhookAllowPrivate
@@ -118,7 +130,17 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             throw KeyholdError.badRequest("log format must be text or json")
         }
         logFormat = format
-        publicURL = flags.publicURL ?? env("PUBLIC_URL") ?? "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        tlsCertificate = flags.tlsCertificate ?? env("TLS_CERT")
+        tlsKey = flags.tlsKey ?? env("TLS_KEY")
+        tlsClientCA = flags.tlsClientCA ?? env("TLS_CLIENT_CA")
+        guard (tlsCertificate == nil) == (tlsKey == nil) else {
+            throw KeyholdError.badRequest("--tls-cert and --tls-key go together")
+        }
+        guard tlsClientCA == nil || tlsCertificate != nil else {
+            throw KeyholdError.badRequest("--tls-client-ca needs --tls-cert and --tls-key")
+        }
+        let scheme = tlsCertificate == nil ? "http" : "https"
+        publicURL = flags.publicURL ?? env("PUBLIC_URL") ?? "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         masterKey = env("MASTER_KEY")
         guard let keystore = KeystoreKind(rawValue: flags.keystore ?? env("KEYSTORE") ?? "software") else {
             throw KeyholdError.badRequest("keystore must be software or pkcs11")
@@ -186,6 +208,9 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether the listening address is only reachable from this machine.
+    public var isLoopback: Bool { ["127.0.0.1", "::1", "localhost"].contains(host) || host.hasPrefix("127.") }
+
     /// The URL with its password replaced (percent-encoded), for `KEYHOLD_DATABASE_PASSWORD_FILE`.
     static func url(_ url: String, withPassword password: String) throws -> String {
         guard var components = URLComponents(string: url), components.host != nil else {
@@ -212,6 +237,7 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             + (keystore == .pkcs11 ? " pkcs11_module=\(pkcs11Module ?? "") pkcs11_token=\(pkcs11TokenLabel ?? "")" : "")
             + (webhookAllowPrivate ? " webhook_allow_private=true" : "")
             + (consoleDirectory.map { " console_dir=\($0)" } ?? "")
+            + (tlsCertificate.map { " tls_cert=\($0)" } ?? "") + (tlsClientCA.map { " tls_client_ca=\($0)" } ?? "")
             + (trustedProxies.isEmpty ? "" : " trusted_proxies=\(trustedProxies.map(\.description).joined(separator: ","))")
     }
 }

@@ -50,6 +50,9 @@ struct ServerOptions: ParsableArguments {
     @Option(
         help: "Serve the web console from this folder, read at each request, instead of the built-in copy (KEYHOLD_CONSOLE_DIR; for working on the console)."
     ) var consoleDir: String?
+    @Option(help: "TLS certificate chain, PEM (KEYHOLD_TLS_CERT); reloaded with the key on SIGHUP.") var tlsCert: String?
+    @Option(help: "TLS private key, PEM (KEYHOLD_TLS_KEY).") var tlsKey: String?
+    @Option(help: "Require client certificates signed by this CA, PEM (KEYHOLD_TLS_CLIENT_CA): mTLS.") var tlsClientCa: String?
 
     func configuration() throws -> KeyholdConfiguration {
         do {
@@ -58,7 +61,8 @@ struct ServerOptions: ParsableArguments {
                     host: host, port: port, dataDirectory: dataDir, signup: signup, logLevel: logLevel,
                     publicURL: publicURL, databaseURL: databaseURL, keystore: keystore, pkcs11Module: pkcs11Module,
                     pkcs11TokenLabel: pkcs11TokenLabel, mcpNoReveal: mcpNoReveal, trustedProxies: trustedProxies,
-                    webhookAllowPrivate: webhookAllowPrivate, consoleDirectory: consoleDir, logFormat: logFormat))
+                    webhookAllowPrivate: webhookAllowPrivate, consoleDirectory: consoleDir, logFormat: logFormat,
+                    tlsCertificate: tlsCert, tlsKey: tlsKey, tlsClientCA: tlsClientCa))
         } catch {
             throw ValidationError("\(error)")
         }

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 import os
 import signal
 import socket
+import ssl
 import subprocess
+import tempfile
 import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
@@ -35,6 +37,10 @@ DEFAULT_BIN = REPO_ROOT / ".build" / "release" / "keyhold"
 #: SoftHSM2 token in the session's temporary directory.
 SDK_BACKEND = os.environ.get("KEYHOLD_SDK_BACKEND", "sqlite")
 SDK_KEYSTORE = os.environ.get("KEYHOLD_SDK_KEYSTORE", "software")
+#: ``1``: the session server speaks TLS with a certificate of a CA made for the session, which every client trusts
+#: through ``SSL_CERT_FILE`` (httpx, the SDK, the ``keyhold`` CLI).
+SDK_TLS = os.environ.get("KEYHOLD_SDK_TLS", "0") == "1"
+SCHEME = "https" if SDK_TLS else "http"
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -44,6 +50,38 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def make_tls_files(directory: Path, name: str = "server") -> dict[str, Path]:
+    """A CA, and a certificate it signs for 127.0.0.1 (EC P-256, PEM files): ``ca``, ``cert``, ``key``. With the same
+    directory and another ``name``, another certificate of the same CA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / "ca.pem", directory / "ca-key.pem"
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    if not ca.exists():
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(ca_key),
+            "-out", str(ca), "-days", "2", "-subj", "/CN=Keyhold test CA")
+    cert, key, request = directory / f"{name}.pem", directory / f"{name}-key.pem", directory / f"{name}.csr"
+    extensions = directory / f"{name}.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+    run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+        "-out", str(request), "-subj", f"/CN={name}")
+    run("x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
+        "-out", str(cert), "-extfile", str(extensions))
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+_session_tls: dict[str, Path] = {}
+
+
+def session_tls_files() -> dict[str, Path]:
+    """The session's CA and server certificate (made on first use). Every client of the session (httpx, the SDK,
+    the CLI and MCP subprocesses) trusts that CA through ``SSL_CERT_FILE``."""
+    if not _session_tls:
+        _session_tls.update(make_tls_files(Path(tempfile.mkdtemp(prefix="keyhold-tls-"))))
+        os.environ["SSL_CERT_FILE"] = str(_session_tls["ca"])
+    return _session_tls
 
 
 def _tail(path: Path, limit: int = 8000) -> str:
@@ -62,12 +100,14 @@ class KeyholdServer:
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{SCHEME}://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.last_exit_code: int | None = None
         #: Storage and keystore options after ``serve`` (also what ``keyhold keys …`` needs), and their environment.
         self.options: list[str] = ["--data-dir", str(data_dir)]
         self.env: dict[str, str] = {}
+        #: The client certificate and key the start-up check presents to a server that requires one (mTLS).
+        self.client_cert: tuple[str, str] | None = None
         self.backend = "sqlite"
         self.database_url: str | None = None
         #: Leave KEYHOLD_RATE_LIMIT / KEYHOLD_RATE_BURST unset, so that the server runs with its default limits
@@ -128,7 +168,12 @@ class KeyholdServer:
         # for their events wait briefly.
         env["KEYHOLD_AUTH_FAILURE_INTERVAL"] = "2"
         env.update(self.env)
-        cmd = [str(self.binary), "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.options]
+        options = list(self.options)
+        if SDK_TLS and "--tls-cert" not in options:
+            tls = session_tls_files()
+            options += ["--tls-cert", str(tls["cert"]), "--tls-key", str(tls["key"])]
+            env["SSL_CERT_FILE"] = str(tls["ca"])
+        cmd = [str(self.binary), "serve", "--host", "127.0.0.1", "--port", str(self.port), *options]
         # Append, so that a restart keeps the earlier output for the log checks.
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -139,6 +184,15 @@ class KeyholdServer:
                 env=env,
             )
         self._wait_healthy()
+
+    def _startup_verify(self) -> bool | ssl.SSLContext:
+        if not self.url.startswith("https"):
+            return True
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        if self.client_cert:
+            context.load_cert_chain(*self.client_cert)
+        return context
 
     def _wait_healthy(self) -> None:
         assert self.proc is not None
@@ -156,7 +210,8 @@ class KeyholdServer:
                     pytrace=False,
                 )
             try:
-                resp = httpx.get(f"{self.url}/v1/health", timeout=2.0)
+                # Only waiting for the server to answer: the certificate is checked by the tests that mean to.
+                resp = httpx.get(f"{self.url}/v1/health", timeout=2.0, verify=self._startup_verify())
                 if resp.status_code == 200:
                     return
                 last_error = f"HTTP {resp.status_code}"
@@ -535,17 +590,23 @@ def mfa_user(signup_user: Callable[[], Any], leak_watch) -> Callable[[], tuple[A
 
 
 @contextmanager
-def private_server(server: KeyholdServer, base: Path, env: dict[str, str] | None = None) -> Iterator[KeyholdServer]:
+def private_server(
+    server: KeyholdServer, base: Path, env: dict[str, str] | None = None, options: list[str] | None = None,
+    scheme: str = SCHEME, client_cert: tuple[str, str] | None = None,
+) -> Iterator[KeyholdServer]:
     """A server of a test's own, beside the session's: the session's backend and keystore options (its PKCS#11
     token), its own data dir and, on PostgreSQL, a scratch database; ``env`` adds to the session's environment. For
-    tests that restart or kill a server, or need a flag the session server runs without."""
+    tests that restart or kill a server, or need a flag the session server runs without (``options``; with
+    ``--tls-cert`` among them, ``scheme`` says how to reach it, and ``client_cert`` what to present when it asks)."""
     srv = KeyholdServer(server.binary, base / "data", base / "server.log", _free_port())
+    srv.url = f"{scheme}://127.0.0.1:{srv.port}"
+    srv.client_cert = client_cert
     srv.env = {**server.env, **(env or {})}
     skip = {"--data-dir", "--database-url"}
-    options = server.options
-    for index in range(0, len(options), 2):
-        if options[index] not in skip:
-            srv.options += options[index:index + 2]
+    session_options = server.options
+    for index in range(0, len(session_options), 2):
+        if session_options[index] not in skip:
+            srv.options += session_options[index:index + 2]
     cluster = os.environ.get("KEYHOLD_TEST_DATABASE_URL", "")
     database = None
     if SDK_BACKEND == "postgres":
@@ -555,6 +616,7 @@ def private_server(server: KeyholdServer, base: Path, env: dict[str, str] | None
         srv.database_url = urlunsplit((parts.scheme, parts.netloc, "/" + database, "", ""))
         srv.backend = "postgres"
         srv.options += ["--database-url", srv.database_url]
+    srv.options += options or []
     srv.start()
     try:
         yield srv

@@ -175,6 +175,13 @@ def assert_sdk_ok(resp: Any, status: int) -> Any:
 # ---------------------------------------------------------------------------
 
 
+def connection(parts: Any, **options: Any) -> http.client.HTTPConnection:
+    """An http.client connection to the server of ``parts`` (a urlsplit result): over TLS for https (trusting the
+    CAs that SSL_CERT_FILE names when the suite runs over TLS)."""
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    return kind(parts.hostname, parts.port, **options)
+
+
 def raw_request(
     base_url: str,
     method: str,
@@ -193,7 +200,7 @@ def raw_request(
     library's http.client sends the request target verbatim.
     """
     parts = urlsplit(base_url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = connection(parts, timeout=timeout)
     send_headers: dict[str, str] = {"Accept": "application/json"}
     if token is not None:
         send_headers.update(bearer(token))

@@ -30,6 +30,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import statistics
 import time
 import uuid
@@ -47,6 +48,7 @@ from support import (
     assert_problem,
     assert_sdk_ok,
     b64url_decode,
+    connection,
     b64url_encode,
     bearer,
     decode_jwt,
@@ -95,7 +97,7 @@ class Wire:
     def __init__(self, base_url: str, source: str = "127.0.0.1", timeout: float = 30.0) -> None:
         parts = urlsplit(base_url)
         self.base_url = base_url
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout, source_address=(source, 0))
+        self.conn = connection(parts, timeout=timeout, source_address=(source, 0))
 
     def request(self, method: str, target: str, *, token: str | None = None, json_body: Any = None,
                 headers: dict[str, str] | None = None) -> httpx.Response:
@@ -128,7 +130,9 @@ class Wire:
 def _socket_request(base_url: str, request: bytes, timeout: float = 30.0) -> bytes:
     """Send raw bytes (a request line no HTTP library would send) and return the whole answer."""
     parts = urlsplit(base_url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as plain:
+        # Over TLS when the suite runs over it (SSL_CERT_FILE names the session's CA).
+        sock = ssl.create_default_context().wrap_socket(plain, server_hostname=parts.hostname) if parts.scheme == "https" else plain
         sock.sendall(request)
         chunks = []
         while True:

@@ -233,7 +233,9 @@ class _Forwarder(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
         if body or self.command in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = str(len(body))
-        conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+        # Over TLS when the session's server speaks it (SSL_CERT_FILE names its CA).
+        connection = http.client.HTTPSConnection if proxy.upstream.scheme == "https" else http.client.HTTPConnection
+        conn = connection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
         try:
             conn.request(self.command, target, body=body or None, headers=headers)
             resp = conn.getresponse()

@@ -43,7 +43,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from conftest import DEFAULT_BIN, REPO_ROOT, SDK_BACKEND, SDK_KEYSTORE, KeyholdServer, _free_port
+from conftest import DEFAULT_BIN, REPO_ROOT, SCHEME, SDK_BACKEND, SDK_KEYSTORE, KeyholdServer, _free_port
 from support import PASSWORD, bearer
 
 if SDK_KEYSTORE != "software":
@@ -220,7 +220,7 @@ def _restart(srv: KeyholdServer) -> tuple[float, bool]:
     same_port = _port_is_free(srv.port)
     if not same_port:
         srv.port = _free_port()
-        srv.url = f"http://127.0.0.1:{srv.port}"
+        srv.url = f"{SCHEME}://127.0.0.1:{srv.port}"
     started = time.monotonic()
     srv.start()  # waits for 200 on /v1/health (fails the test after 30 s, with the log)
     return time.monotonic() - started, same_port

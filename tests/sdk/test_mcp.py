@@ -160,7 +160,9 @@ class Mcp:
         self.count = 0
 
     def environ(self, variables: dict[str, str]) -> dict[str, str]:
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), **variables}
+        # SSL_CERT_FILE: the session's CA when the suite runs over TLS.
+        trust = {"SSL_CERT_FILE": os.environ["SSL_CERT_FILE"]} if "SSL_CERT_FILE" in os.environ else {}
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home), **trust, **variables}
 
     def agent(self, agent: Any, vault: str) -> dict[str, str]:
         return {

@@ -32,7 +32,7 @@ public struct KeyholdRuntime: Sendable {
 
 /// Builds the services and the router over the storage and keystore in `runtime`.
 public func buildApplication(
-    configuration: KeyholdConfiguration, runtime: KeyholdRuntime, logger: Logger
+    configuration: KeyholdConfiguration, runtime: KeyholdRuntime, logger: Logger, metrics: ServerMetrics? = nil
 ) async throws -> some ApplicationProtocol {
     let (storage, keystore, audit, vaults, authorizer) =
         (runtime.storage, runtime.keystore, runtime.audit, runtime.vaults, runtime.authorizer)
@@ -54,6 +54,7 @@ public func buildApplication(
     router.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: SecurityHeadersMiddleware())
+    if metrics != nil { router.add(middleware: RequestMetricsMiddleware()) }
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: RequestShapeMiddleware())
     if configuration.rateLimit > 0 {
@@ -64,6 +65,9 @@ public func buildApplication(
     let authenticated = router.group().add(middleware: authentication)
     let throttle = LoginThrottle()
     HealthController(storage: storage, keystore: keystore).register(on: router)
+    if let metrics, configuration.metricsListen == nil {
+        router.get("/metrics") { _, _ in await metrics.response(storage: storage) }
+    }
     let openAPI = try OpenAPIDocument.load()
     router.get("/openapi.json") { _, _ in
         var headers = HTTPFields()
@@ -155,6 +159,20 @@ public func buildApplication(
         },
         logger: logger)
     if let tls { app.addServices(TLSReloadService(source: tls, logger: logger)) }
+    if let metrics, let listen = configuration.metricsListen {
+        // `/metrics` alone on a listener of its own (plain HTTP: bind it to an address only the scraper reaches).
+        let metricsRouter = Router()
+        metricsRouter.get("/metrics") { _, _ in await metrics.response(storage: storage) }
+        app.addServices(
+            Application(
+                router: metricsRouter,
+                configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
+                onServerRunning: { channel in
+                    logger.notice(
+                        "Metrics are served",
+                        metadata: ["keyhold.metrics_url": .string("http://\(listen.host):\(channel.localAddress?.port ?? listen.port)/metrics")])
+                }, logger: logger))
+    }
     app.addServices(StorageService(storage: storage, failures: failures, approvals: approvals))
     // Added after the storage service, so graceful shutdown stops it first (services stop in reverse order).
     app.addServices(

@@ -51,6 +51,9 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     public var tlsKey: String?
     public var tlsClientCA: String?
     public var usesTLS: Bool { tlsCertificate != nil }
+    /// `/metrics` (Prometheus) is served: on the API's listener, or on `metricsListen` (host and port) alone.
+    public var metrics: Bool
+    public var metricsListen: (host: String, port: Int)?
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -73,14 +76,19 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         public var tlsCertificate: String?
         public var tlsKey: String?
         public var tlsClientCA: String?
+        public var metrics: Bool
+        public var metricsListen: String?
 
         public init(
             host: String? = nil, port: Int? = nil, dataDirectory: String? = nil, signup: String? = nil,
             logLevel: String? = nil, publicURL: String? = nil, databaseURL: String? = nil, keystore: String? = nil,
             pkcs11Module: String? = nil, pkcs11TokenLabel: String? = nil, mcpNoReveal: Bool = false,
             trustedProxies: [String] = [], webhookAllowPrivate: Bool = false, consoleDirectory: String? = nil,
-            logFormat: String? = nil, tlsCertificate: String? = nil, tlsKey: String? = nil, tlsClientCA: String? = nil
+            logFormat: String? = nil, tlsCertificate: String? = nil, tlsKey: String? = nil, tlsClientCA: String? = nil,
+            metrics: Bool = false, metricsListen: String? = nil
         ) {
+            self.metrics = metrics
+            self.metricsListen = metricsListen
             self.tlsCertificate = tlsCertificate
             self.tlsKey = tlsKey
             self.tlsClientCA = tlsClientCA
@@ -138,6 +146,20 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         }
         guard tlsClientCA == nil || tlsCertificate != nil else {
             throw KeyholdError.badRequest("--tls-client-ca needs --tls-cert and --tls-key")
+        }
+        switch env("METRICS") {
+        case nil, "0", "false": metrics = flags.metrics
+        case "1", "true": metrics = true
+        default: throw KeyholdError.badRequest("KEYHOLD_METRICS must be true or false")
+        }
+        if let listen = flags.metricsListen ?? env("METRICS_LISTEN") {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+                (0...65535).contains(port), colon != listen.startIndex
+            else { throw KeyholdError.badRequest("--metrics-listen must be HOST:PORT, e.g. 127.0.0.1:9464") }
+            var host = String(listen[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            metricsListen = (host, port)
+            metrics = true
         }
         let scheme = tlsCertificate == nil ? "http" : "https"
         publicURL = flags.publicURL ?? env("PUBLIC_URL") ?? "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
@@ -237,6 +259,7 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             + (keystore == .pkcs11 ? " pkcs11_module=\(pkcs11Module ?? "") pkcs11_token=\(pkcs11TokenLabel ?? "")" : "")
             + (webhookAllowPrivate ? " webhook_allow_private=true" : "")
             + (consoleDirectory.map { " console_dir=\($0)" } ?? "")
+            + (metrics ? " metrics=" + (metricsListen.map { "\($0.host):\($0.port)" } ?? "api-listener") : "")
             + (tlsCertificate.map { " tls_cert=\($0)" } ?? "") + (tlsClientCA.map { " tls_client_ca=\($0)" } ?? "")
             + (trustedProxies.isEmpty ? "" : " trusted_proxies=\(trustedProxies.map(\.description).joined(separator: ","))")
     }

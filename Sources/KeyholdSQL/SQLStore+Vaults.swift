@@ -74,6 +74,22 @@ extension SQLStore {
 }
 
 extension SQLStore {
+    public func statistics() async throws -> StorageStatistics {
+        try await database.reading { db in
+            guard let row = try await db.first(
+                """
+                SELECT (SELECT COUNT(*) FROM orgs) AS orgs, (SELECT COUNT(*) FROM vaults) AS vaults,
+                (SELECT COUNT(*) FROM secrets) AS secrets, (SELECT COUNT(*) FROM secret_versions) AS versions,
+                (SELECT COUNT(*) FROM audit_events) AS events
+                """)
+            else { throw StorageError.backend("no statistics row") }
+            let fields = StoredFields(row, table: "statistics")
+            return StorageStatistics(
+                orgs: try fields.count("orgs"), vaults: try fields.count("vaults"), secrets: try fields.count("secrets"),
+                secretVersions: try fields.count("versions"), auditEvents: try fields.count("events"))
+        }
+    }
+
     public func systemValue(_ key: String) async throws -> Data? {
         try await database.reading {
             try await $0.first("SELECT value FROM system_values WHERE key = ?", [.text(key)]).map {

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import KeyholdCore
 import NIOCore
@@ -26,6 +27,10 @@ final class GroupCommitter: TaskExecutor, @unchecked Sendable {
     private var stopped = false
     private let finished = DispatchSemaphore(value: 0)
     private let connection: SQLiteDB
+    /// Transactions per commit, and how long each commit takes (its audit events are written in it): through the
+    /// process's metrics system (a no-op unless `--metrics` bootstrapped one).
+    private let groupSizes = Recorder(label: "keyhold_sqlite_group_commit_transactions", aggregate: true)
+    private let commitDurations = Timer(label: "keyhold_storage_commit_duration_seconds", dimensions: [("backend", "sqlite")])
     /// The most transactions one group takes, so one group's latency stays bounded.
     static let maximumGroup = 256
 
@@ -112,8 +117,12 @@ final class GroupCommitter: TaskExecutor, @unchecked Sendable {
                 for job in jobs { job.runSynchronously(on: executor) }
             case .group(let group):
                 let db = connection
+                let (sizes, durations) = (groupSizes, commitDurations)
                 Task(executorPreference: self) {
+                    let start = ContinuousClock.now
                     let outcomes = await Self.commit(group.map(\.0), on: db)
+                    durations.record(since: start)
+                    sizes.record(group.count)
                     self.groupEnded()
                     for (index, (_, completion)) in group.enumerated() { completion(outcomes[index]) }
                 }

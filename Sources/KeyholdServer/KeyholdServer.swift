@@ -10,9 +10,12 @@ import Logging
 /// The composition root: the only place that names the concrete storage and keystore. It opens what the
 /// configuration asks for and hands it to the HTTP layer, which knows only Core's protocols.
 extension KeyholdRuntime {
-    public static func open(_ configuration: KeyholdConfiguration, logger: Logger) async throws -> KeyholdRuntime {
+    public static func open(_ configuration: KeyholdConfiguration, logger: Logger, measured: Bool = false) async throws
+        -> KeyholdRuntime
+    {
         try FileSecurity.ensurePrivateDirectory(configuration.dataDirectory)
-        let keystore = try await openKeystore(configuration)
+        let opened = try await openKeystore(configuration)
+        let keystore: any Keystore = measured ? MeasuredKeystore(opened) : opened
         let storage: any Storage =
             if let url = configuration.databaseURL {
                 try await PostgresStorage.open(url: url, logger: logger)
@@ -41,8 +44,13 @@ extension KeyholdRuntime {
     }
 }
 
-/// The server as `keyhold serve` runs it: storage and keystore opened from the configuration, then the application.
-public func buildServer(configuration: KeyholdConfiguration, logger: Logger) async throws -> some ApplicationProtocol {
+/// The server as `keyhold serve` runs it: storage and keystore opened from the configuration, then the application
+/// (with `metrics`, the keystore's calls measured and `/metrics` served).
+public func buildServer(configuration: KeyholdConfiguration, logger: Logger, metrics: ServerMetrics? = nil) async throws
+    -> some ApplicationProtocol
+{
     try await buildApplication(
-        configuration: configuration, runtime: try await KeyholdRuntime.open(configuration, logger: logger), logger: logger)
+        configuration: configuration,
+        runtime: try await KeyholdRuntime.open(configuration, logger: logger, measured: metrics != nil), logger: logger,
+        metrics: metrics)
 }

@@ -50,6 +50,9 @@ struct ServerOptions: ParsableArguments {
     @Option(
         help: "Serve the web console from this folder, read at each request, instead of the built-in copy (KEYHOLD_CONSOLE_DIR; for working on the console)."
     ) var consoleDir: String?
+    @Flag(name: .customLong("metrics"), help: "Serve Prometheus metrics at /metrics (KEYHOLD_METRICS).") var metrics = false
+    @Option(help: "Serve /metrics on this HOST:PORT alone instead of the API's listener (KEYHOLD_METRICS_LISTEN).")
+    var metricsListen: String?
     @Option(help: "TLS certificate chain, PEM (KEYHOLD_TLS_CERT); reloaded with the key on SIGHUP.") var tlsCert: String?
     @Option(help: "TLS private key, PEM (KEYHOLD_TLS_KEY).") var tlsKey: String?
     @Option(help: "Require client certificates signed by this CA, PEM (KEYHOLD_TLS_CLIENT_CA): mTLS.") var tlsClientCa: String?
@@ -62,7 +65,8 @@ struct ServerOptions: ParsableArguments {
                     publicURL: publicURL, databaseURL: databaseURL, keystore: keystore, pkcs11Module: pkcs11Module,
                     pkcs11TokenLabel: pkcs11TokenLabel, mcpNoReveal: mcpNoReveal, trustedProxies: trustedProxies,
                     webhookAllowPrivate: webhookAllowPrivate, consoleDirectory: consoleDir, logFormat: logFormat,
-                    tlsCertificate: tlsCert, tlsKey: tlsKey, tlsClientCA: tlsClientCa))
+                    tlsCertificate: tlsCert, tlsKey: tlsKey, tlsClientCA: tlsClientCa, metrics: metrics,
+                    metricsListen: metricsListen))
         } catch {
             throw ValidationError("\(error)")
         }
@@ -95,7 +99,8 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "keyhold")
         logger.logLevel = configuration.logLevel
         logger.info("Starting Keyhold", metadata: ["keyhold.config": .string(configuration.description)])
-        let app = try await buildServer(configuration: configuration, logger: logger)
+        let metrics = configuration.metrics ? ServerMetrics.bootstrap() : nil
+        let app = try await buildServer(configuration: configuration, logger: logger, metrics: metrics)
         try await app.runService()
         logger.notice("Keyhold stopped")
     }

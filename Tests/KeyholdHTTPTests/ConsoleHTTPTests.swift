@@ -116,7 +116,7 @@ extension HTTPTests {
             // Who is signed in, from the cookie: the same CSRF token.
             let current = try await raw(client, .get, "/console/session", headers: ["Cookie": cookie])
             #expect(current.status == .ok && current.body.contains(csrf))
-            #expect(try await raw(client, .get, "/console/session").status == .unauthorized)
+            #expect(try await raw(client, .get, "/console/session").status == .noContent)
 
             // Refresh: new cookies, a new CSRF token; the old refresh token is spent.
             let refreshed = try await raw(
@@ -124,6 +124,9 @@ extension HTTPTests {
             #expect(refreshed.status == .ok)
             let renewed = try #require(setCookies(refreshed)["keyhold_session"])
             #expect(renewed.value != access.value && !refreshed.body.contains(csrf))
+            // A page loaded with only a refresh cookie resumes the session through it.
+            let resumed = try await raw(client, .get, "/console/session", headers: ["Cookie": "keyhold_refresh=\(try #require(setCookies(refreshed)["keyhold_refresh"]).value)"])
+            #expect(resumed.status == .ok && setCookies(resumed)["keyhold_session"] != nil)
             let again = try await raw(
                 client, .post, "/console/session/refresh", headers: ["Cookie": "keyhold_refresh=\(refresh.value)"])
             #expect(again.status == .unauthorized)

@@ -341,6 +341,22 @@ actor PostgresSlots {
     }
 
     @Test(arguments: Backend.enabled)
+    func statisticsCountWhatIsStored(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            let before = try await f.storage.statistics()
+            #expect(before.orgs >= 1 && before.vaults >= 1)
+            _ = try await write(f, "stats/one")
+            _ = try await write(f, "stats/one")
+            _ = try await write(f, "stats/two")
+            let after = try await f.storage.statistics()
+            #expect(after.secrets == before.secrets + 2)
+            #expect(after.secretVersions == before.secretVersions + 3)
+            #expect(after.auditEvents == before.auditEvents + 3)
+            #expect(after.orgs == before.orgs && after.vaults == before.vaults)
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
     func systemValuesAreWrittenOnce(_ backend: Backend) async throws {
         try await withFixture(backend) { (f: Fixture) async throws in
             #expect(try await f.storage.systemValue("k") == nil)

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Crypto
 import Foundation
 import Logging
@@ -267,6 +268,8 @@ public final class WebhookDispatcher: Sendable {
             result = WebhookTransportResult(statusCode: nil, error: "the webhook's secret cannot be opened")
         }
         let at = Timestamp.now
+        Counter(label: "keyhold_webhook_deliveries_total", dimensions: [("outcome", result.delivered ? "delivered" : "failed")])
+            .increment()
         let outcome = WebhookAttemptOutcome(
             webhookID: delivery.webhookID, eventID: delivery.eventID, delivered: result.delivered,
             statusCode: result.statusCode, error: result.delivered ? nil : (result.error ?? "HTTP \(result.statusCode ?? 0)"),

@@ -176,7 +176,26 @@ public protocol ApprovalStore: Sendable {
 }
 
 /// Small named values the server keeps for itself (sealed signing keys, schema facts).
+/// How much is stored, for metrics: counts only, never a name.
+public struct StorageStatistics: Sendable, Hashable {
+    public let orgs: Int
+    public let vaults: Int
+    public let secrets: Int
+    public let secretVersions: Int
+    public let auditEvents: Int
+
+    public init(orgs: Int, vaults: Int, secrets: Int, secretVersions: Int, auditEvents: Int) {
+        self.orgs = orgs
+        self.vaults = vaults
+        self.secrets = secrets
+        self.secretVersions = secretVersions
+        self.auditEvents = auditEvents
+    }
+}
+
 public protocol SystemStore: Sendable {
+    /// Counts of what is stored (one read; for `/metrics`).
+    func statistics() async throws -> StorageStatistics
     func systemValue(_ key: String) async throws -> Data?
     /// Stores the value unless the key exists; returns what is stored afterwards (so concurrent starters agree).
     func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data

@@ -27,16 +27,27 @@ struct ConsoleController {
             headers[.cacheControl] = "no-cache"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
+        // Who is signed in: the session of the access cookie; else, with a refresh cookie, a refreshed one (new
+        // cookies); else 204 and no session (signed out is not an error the page's console should show).
         router.get("/console/session") { request, context in
-            guard let token = request.cookies[ConsoleSession.accessCookie]?.value, !token.isEmpty else {
-                throw KeyholdError.unauthenticated
+            if let token = request.cookies[ConsoleSession.accessCookie]?.value, !token.isEmpty,
+                let principal = try? await auth.authenticate(bearer: token, ip: context.clientIP),
+                principal.kind == .user, !principal.isScoped, let expiresAt = principal.tokenExpiresAt
+            {
+                return try sessionResponse(
+                    token: token, expiresAt: expiresAt, user: try await accounts.user(for: principal), cookies: [])
             }
-            let principal = try await auth.authenticate(bearer: token, ip: context.clientIP)
-            guard principal.kind == .user, !principal.isScoped, let expiresAt = principal.tokenExpiresAt else {
-                throw KeyholdError.unauthenticated
+            if let refresh = request.cookies[ConsoleSession.refreshCookie]?.value, !refresh.isEmpty,
+                let refreshed = try? await auth.refresh(token: refresh, ip: context.clientIP), refreshed.principal.kind == .user
+            {
+                return try signedIn(refreshed, user: try await accounts.user(for: refreshed.principal))
             }
-            let user = try await accounts.user(for: principal)
-            return try sessionResponse(token: token, expiresAt: expiresAt, user: user, cookies: [])
+            var response = Response(status: .noContent)
+            response.headers[.cacheControl] = "no-store"
+            if request.cookies[ConsoleSession.accessCookie] != nil || request.cookies[ConsoleSession.refreshCookie] != nil {
+                for cookie in session.cleared { response.setCookie(cookie) }
+            }
+            return response
         }
         router.post("/console/session") { request, context in
             let body = try await RequestBody.decode(LoginRequest.self, from: request)

@@ -142,10 +142,13 @@ function csrfHeaders(headers = {}) {
 
 /**
  * On page load: the session of the cookie, renewed through the refresh cookie when the access cookie has expired.
- * Resolves to the session, or null when nobody is signed in (an expected state, not an error).
+ * Resolves to the session, or null when nobody is signed in (an expected state, not an error). A 401 means "no
+ * valid access cookie" (then the refresh cookie is tried); a 204 means the server found no session at all, refresh
+ * cookie included, and is taken as signed out without asking again.
  */
 export async function restoreSession() {
   const response = await send('GET', '/console/session');
+  if (response.status === 204) return null;
   if (response.ok) {
     const restored = adopt(await parse(response));
     if (restored) return restored;
@@ -155,16 +158,16 @@ export async function restoreSession() {
   return refreshSession();
 }
 
-/** Renews the session with the refresh cookie (one request at a time); null when it cannot be renewed. */
+/**
+ * Renews the session with the refresh cookie (one request at a time); null when it cannot be renewed (the caller
+ * then ends the session: see endSession).
+ */
 export function refreshSession() {
   if (!refreshing) {
     refreshing = (async () => {
       const response = await send('POST', '/console/session/refresh', { headers: csrfHeaders() });
       if (response.ok) return adopt(await parse(response));
-      if (response.status === 401 || response.status === 403) {
-        forget();
-        return null;
-      }
+      if (response.status === 401 || response.status === 403) return null;
       throw await failure(response);
     })().finally(() => {
       refreshing = null;

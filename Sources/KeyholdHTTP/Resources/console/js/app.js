@@ -130,18 +130,12 @@ function renderShell() {
   nav.addEventListener('click', (event) => {
     if (event.target.closest('a')) setNavOpen(false);
   });
-  document.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape' && frame.classList.contains('nav-open')) {
-      setNavOpen(false);
-      toggle.focus();
-    }
-  });
   function setNavOpen(open) {
     frame.classList.toggle('nav-open', open);
     toggle.setAttribute('aria-expanded', String(open));
   }
   mount(root, frame);
-  shell = { frame, main, nav, setNavOpen };
+  shell = { frame, main, nav, toggle, setNavOpen };
   refreshPendingCount();
 }
 
@@ -170,6 +164,13 @@ async function refreshPendingCount() {
 }
 
 window.addEventListener('keyhold:approvals-changed', refreshPendingCount);
+
+// Escape closes the phone navigation menu and returns focus to its button.
+document.addEventListener('keydown', (event) => {
+  if (event.key !== 'Escape' || !shell || !shell.frame.classList.contains('nav-open')) return;
+  shell.setNavOpen(false);
+  shell.toggle.focus();
+});
 
 function showApp() {
   mode = 'app';

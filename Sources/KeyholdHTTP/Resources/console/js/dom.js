@@ -1,4 +1,4 @@
-// Building the DOM without innerHTML: every string from the API goes in as text, never as markup.
+// Building the DOM node by node: every string from the API goes in as text, never parsed as markup.
 
 let nextId = 0;
 

@@ -65,7 +65,7 @@ export function section(title, { actions = [], intro, id } = {}, ...content) {
 // ---------------------------------------------------------------------------------------------------------------
 // Buttons, badges, lists
 
-/** A button; `kind` is primary, danger, ghost or default. */
+/** A button; `kind` is primary, danger, danger-ghost (a quiet destructive action), ghost or default. */
 export function button(label, onclick, { kind = 'default', small = false, type = 'button', ...attrs } = {}) {
   return h('button', { type, class: ['btn', kind !== 'default' && `btn-${kind}`, small && 'btn-small'], onclick, ...attrs }, label);
 }
@@ -254,7 +254,7 @@ export function openDialog({ title, content, wide = false, onClosed }) {
 /**
  * A dialog with a form. `fields(form)` returns the form's controls; `onSubmit(data, form)` runs on submit and may
  * throw (the error is shown in the dialog, which stays open). Resolves to onSubmit's result (true when it returns
- * nothing), or null when cancelled.
+ * nothing, e.g. a 204), or null when cancelled.
  */
 export function formDialog({ title, intro, fields, submitLabel = 'Save', danger = false, wide = false, onSubmit }) {
   return openDialog({
@@ -275,7 +275,7 @@ export function formDialog({ title, intro, fields, submitLabel = 'Save', danger 
         errorSlot.replaceChildren();
         try {
           const result = await busy(submit, () => onSubmit(new FormData(form), form));
-          close(result === undefined ? true : result);
+          close(result === undefined || result === null ? true : result);
         } catch (error) {
           if (error && error.name === 'AbortError') return;
           const box = alertBox(error);

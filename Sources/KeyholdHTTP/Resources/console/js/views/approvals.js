@@ -3,7 +3,7 @@
 // an authenticator code when they use MFA). Approving an enrolment returns the new agent's key, shown once.
 
 import { h, mount, code } from '../dom.js';
-import { api, enc, user } from '../api.js';
+import { api, enc, user, ApiError } from '../api.js';
 import { hashFor } from '../router.js';
 import { timeEl, relative, prettyJson, shortId, isPast } from '../format.js';
 import {
@@ -115,7 +115,14 @@ async function decide(dir, a, decision, onChange) {
         if (/[^\x20-\x7e]/.test(confirm)) throw new Error('This password has characters that cannot be sent for confirmation; use an authenticator code, or change the password under Account.');
         headers['X-Auth-Confirm'] = confirm;
       }
-      return api('POST', `/v1/approvals/${enc(a.id)}/decide`, { body: { decision, reason: textValue(data, 'reason') || undefined }, headers });
+      try {
+        return await api('POST', `/v1/approvals/${enc(a.id)}/decide`, { body: { decision, reason: textValue(data, 'reason') || undefined }, headers });
+      } catch (error) {
+        if (needsConfirm && error instanceof ApiError && error.status === 403) {
+          throw new Error(`${error.detail}: check ${mfa ? 'the code (each code works once)' : 'your password'} and try again.`);
+        }
+        throw error;
+      }
     },
   });
   if (!result) return;

@@ -211,7 +211,7 @@ async function editPolicy(vaultId, policy, dir, done) {
         checkGroup('Permissions', 'permissions', PERMISSIONS, editing ? policy.permissions : ['read']),
         h('div', { class: 'field-row' },
           select('Effect', { name: 'effect', value: editing ? policy.effect : 'allow' }, [['allow', 'Allow'], ['deny', 'Deny (wins over every allow)']]),
-          field('Priority', { name: 'priority', type: 'number', step: '1', value: editing ? policy.priority : '' }, 'Ordering for display and tools; deny always wins.')),
+          field('Priority', { name: 'priority', type: 'number', step: '1', value: editing ? policy.priority : '' }, 'Stored for your own tooling; Keyhold decides by effect alone (a deny always wins).')),
         field('Expires at', { name: 'expires_at', type: 'datetime-local', value: editing ? isoToLocalInput(policy.expires_at) : '' }, 'Leave empty to keep it until deleted.'),
         conditionFields(editing ? policy.conditions || {} : {}));
       return nodes;

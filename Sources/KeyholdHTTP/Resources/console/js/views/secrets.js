@@ -20,6 +20,7 @@ export const SECRET_TYPES = [
 ];
 const TYPE_LABEL = new Map(SECRET_TYPES);
 const PAGE_SIZE = 500;
+const EXPAND_ALL_UP_TO = 60;
 
 const secretHash = (vaultId, path) => hashFor('vaults', vaultId, 'secret', path);
 const secretUrl = (vaultId, path) => `/v1/vaults/${enc(vaultId)}/secrets/${encPath(path)}`;
@@ -63,7 +64,8 @@ export async function list(ctx) {
       mount(treeSlot, emptyState({ title: 'No match', body: `No secret path contains “${search.value.trim()}”. Try part of a folder or a name.` }));
       return;
     }
-    mount(treeSlot, renderTree(buildTree(shown), vaultId, Boolean(query)));
+    // Small vaults show every folder open; large ones open the top level only (a search opens what matches).
+    mount(treeSlot, renderTree(buildTree(shown), vaultId, Boolean(query) || shown.length <= EXPAND_ALL_UP_TO));
   }
 
   async function loadPage() {
@@ -101,7 +103,7 @@ function renderTree(node, vaultId, expandAll, depth = 0) {
   const items = [...node.items].sort((a, b) => a.path.localeCompare(b.path));
   return h('ul', { class: depth === 0 ? 'tree' : 'tree-children', role: depth === 0 ? null : 'group' },
     folders.map((folder) => h('li', { class: 'tree-folder' },
-      h('details', { open: expandAll || depth === 0 || node.folders.size + node.items.length <= 1 },
+      h('details', { open: expandAll || depth === 0 },
         h('summary', {}, h('span', { class: 'folder-name' }, `${folder.name}/`), h('span', { class: 'count-pill', 'aria-label': plural(folder.count, 'secret') }, String(folder.count))),
         renderTree(folder, vaultId, expandAll, depth + 1)))),
     items.map((secret) => h('li', { class: 'tree-leaf' },

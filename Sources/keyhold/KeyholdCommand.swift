@@ -6,6 +6,7 @@ import KeyholdServer
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 @main
 struct KeyholdCommand: AsyncParsableCommand {
@@ -101,7 +102,13 @@ struct Serve: AsyncParsableCommand {
         logger.info("Starting Keyhold", metadata: ["keyhold.config": .string(configuration.description)])
         let metrics = configuration.metrics ? ServerMetrics.bootstrap() : nil
         let app = try await buildServer(configuration: configuration, logger: logger, metrics: metrics)
-        try await app.runService()
+        // SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most 30 s), stop the background
+        // services, close storage; whatever is still running after that is cancelled (at most 10 s more).
+        var lifecycle = ServiceGroupConfiguration(
+            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        lifecycle.maximumGracefulShutdownDuration = .seconds(30)
+        lifecycle.maximumCancellationDuration = .seconds(10)
+        try await ServiceGroup(configuration: lifecycle).run()
         logger.notice("Keyhold stopped")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import KeyholdCore
 import Logging
 import ServiceLifecycle
@@ -53,7 +54,7 @@ public func buildApplication(
     // First: the client's address (the socket's peer, or behind a trusted proxy the forwarded one) for everything after.
     router.add(middleware: ClientAddressMiddleware(trustedProxies: configuration.trustedProxies))
     router.add(middleware: RequestLogMiddleware())
-    router.add(middleware: SecurityHeadersMiddleware())
+    router.add(middleware: SecurityHeadersMiddleware(https: configuration.publicURL.hasPrefix("https://")))
     if metrics != nil { router.add(middleware: RequestMetricsMiddleware()) }
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: RequestShapeMiddleware())
@@ -66,7 +67,9 @@ public func buildApplication(
     let throttle = LoginThrottle()
     HealthController(storage: storage, keystore: keystore).register(on: router)
     if let metrics, configuration.metricsListen == nil {
-        router.get("/metrics") { _, _ in await metrics.response(storage: storage) }
+        router.get("/metrics") { request, _ in
+            try await metrics.response(request, storage: storage, token: configuration.metricsToken)
+        }
     }
     let openAPI = try OpenAPIDocument.load()
     router.get("/openapi.json") { _, _ in
@@ -143,9 +146,12 @@ public func buildApplication(
             "Listening without TLS on a non-loopback address: tokens, passwords and secret values cross the network in the clear. Use --tls-cert and --tls-key, or a TLS-terminating proxy on this machine",
             metadata: ["keyhold.host": .string(configuration.host)])
     }
+    // A connection with nothing to read for 30 s is closed (idle keep-alives, stalled handshakes, slow senders), so
+    // idle sockets cannot pile up to the file-descriptor limit.
+    let http1 = HTTP1Channel.Configuration(idleTimeout: .seconds(30))
     var app = Application(
         router: router,
-        server: tls.map { .reloadableTLS($0) } ?? .http1(),
+        server: tls.map { .reloadableTLS($0, configuration: http1) } ?? .http1(configuration: http1),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
         onServerRunning: { channel in
             logger.notice(
@@ -162,7 +168,9 @@ public func buildApplication(
     if let metrics, let listen = configuration.metricsListen {
         // `/metrics` alone on a listener of its own (plain HTTP: bind it to an address only the scraper reaches).
         let metricsRouter = Router()
-        metricsRouter.get("/metrics") { _, _ in await metrics.response(storage: storage) }
+        metricsRouter.get("/metrics") { request, _ in
+            try await metrics.response(request, storage: storage, token: configuration.metricsToken)
+        }
         app.addServices(
             Application(
                 router: metricsRouter,

@@ -54,6 +54,9 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     /// `/metrics` (Prometheus) is served: on the API's listener, or on `metricsListen` (host and port) alone.
     public var metrics: Bool
     public var metricsListen: (host: String, port: Int)?
+    /// The bearer token a scrape must send (`KEYHOLD_METRICS_TOKEN`, environment only); required to serve `/metrics`
+    /// on the API's listener, optional on a metrics listener of its own.
+    public var metricsToken: String?
 
     /// Flags as given on the command line (nil when absent).
     public struct Flags: Sendable {
@@ -161,6 +164,14 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             metricsListen = (host, port)
             metrics = true
         }
+        metricsToken = env("METRICS_TOKEN")
+        if let token = metricsToken, token.utf8.count < 16 {
+            throw KeyholdError.badRequest("KEYHOLD_METRICS_TOKEN must be at least 16 characters")
+        }
+        if metrics, metricsListen == nil, metricsToken == nil {
+            throw KeyholdError.badRequest(
+                "--metrics on the API's listener needs KEYHOLD_METRICS_TOKEN (scrapes send it as a bearer token), or use --metrics-listen")
+        }
         let scheme = tlsCertificate == nil ? "http" : "https"
         publicURL = flags.publicURL ?? env("PUBLIC_URL") ?? "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
         masterKey = env("MASTER_KEY")
@@ -259,7 +270,8 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
             + (keystore == .pkcs11 ? " pkcs11_module=\(pkcs11Module ?? "") pkcs11_token=\(pkcs11TokenLabel ?? "")" : "")
             + (webhookAllowPrivate ? " webhook_allow_private=true" : "")
             + (consoleDirectory.map { " console_dir=\($0)" } ?? "")
-            + (metrics ? " metrics=" + (metricsListen.map { "\($0.host):\($0.port)" } ?? "api-listener") : "")
+            + (metrics ? " metrics=" + (metricsListen.map { "\($0.host):\($0.port)" } ?? "api-listener")
+                + (metricsToken == nil ? "" : " metrics_token=<REDACTED>") : "")
             + (tlsCertificate.map { " tls_cert=\($0)" } ?? "") + (tlsClientCA.map { " tls_client_ca=\($0)" } ?? "")
             + (trustedProxies.isEmpty ? "" : " trusted_proxies=\(trustedProxies.map(\.description).joined(separator: ","))")
     }

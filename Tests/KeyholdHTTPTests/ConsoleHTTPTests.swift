@@ -144,6 +144,32 @@ extension HTTPTests {
         }
     }
 
+    @Test func anotherSiteCannotSignAVisitorInOrTurnTheCookieIntoAToken() async throws {
+        try await withApp { client in
+            _ = try await signup(client, email: "mallory@example.com")
+            let login = #"{"email":"mallory@example.com","password":"\#(Self.password)"}"#
+            // A form's plain-text body that happens to be JSON, a cross-site fetch, another origin: refused, no cookie.
+            var headers = ["Content-Type": "text/plain"]
+            let plain = try await raw(client, .post, "/console/session", headers: headers, body: login)
+            #expect(plain.status == .unsupportedMediaType && plain.headers[values: .setCookie].isEmpty)
+            for (name, value) in [("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Site", "same-site"), ("Origin", "http://evil.example")] {
+                headers = [name: value]
+                let refused = try await raw(client, .post, "/console/session", headers: headers, body: login)
+                #expect(refused.status == .forbidden && refused.headers[values: .setCookie].isEmpty, "\(name): \(value)")
+            }
+            let signedIn = try await raw(client, .post, "/console/session", headers: ["Sec-Fetch-Site": "same-origin"], body: login)
+            #expect(signedIn.status == .ok)
+            let access = try #require(setCookies(signedIn)["keyhold_session"]).value
+            let csrf = try #require(
+                (try JSONSerialization.jsonObject(with: Data(signedIn.body.utf8)) as? [String: Any])?["csrf_token"] as? String)
+            // The cookie never becomes a bearer token, even with its CSRF token.
+            let exchanged = try await raw(
+                client, .post, "/v1/auth/refresh", headers: ["Cookie": "keyhold_session=\(access)", "X-CSRF-Token": csrf])
+            #expect(exchanged.status == .unauthorized && !exchanged.body.contains("access_token"))
+            #expect(signedIn.headers[HTTPField.Name("Strict-Transport-Security")!] == nil)  // plain http here
+        }
+    }
+
     @Test func aBrowserOpeningAShareLinkGetsThePageAndNothingIsCounted() async throws {
         try await withApp { client in
             let token = try await signup(client)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import assert_problem, assert_sdk_error, assert_sdk_ok, is_uuid
+from support import assert_problem, assert_sdk_error, assert_sdk_ok, is_uuid, run_together
 from test_agent_identity_keys import check_ecdh_public_key, check_ssh_public_key, ecdh_path, keys_vault, ssh_path
 
 RESPONSE_FIELDS = {"status", "expires_at", "message"}
@@ -31,8 +31,15 @@ def enrol(sdk_anon: Any, name: str, email: str, description: str = "") -> Any:
 
 
 def pending_enrolment(member: Any, name: str) -> dict[str, Any]:
-    pending = assert_sdk_ok(member.client.approvals.list(status="pending"), 200)["approvals"]
-    found = [a for a in pending if a["action"] == "agent_enroll" and a["summary"].get("name") == name]
+    """The pending request an enrolment left for ``member``. The server records it after answering (so the answer
+    takes as long whoever the email belongs to): it is waited for, at most 30 seconds."""
+    deadline = time.monotonic() + 30
+    while True:
+        pending = assert_sdk_ok(member.client.approvals.list(status="pending"), 200)["approvals"]
+        found = [a for a in pending if a["action"] == "agent_enroll" and a["summary"].get("name") == name]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(found) == 1, pending
     return found[0]
 
@@ -194,6 +201,7 @@ def test_one_client_address_is_throttled(base_url: str) -> None:
         ({"human_email": "a@example.com"}, "name"),
         ({"name": "", "human_email": "a@example.com"}, "name"),
         ({"name": "x" * 256, "human_email": "a@example.com"}, "name"),
+        ({"name": "e\u0301" * 200, "human_email": "a@example.com"}, "name"),  # 200 characters, 600 bytes
         ({"name": "bot\u202e", "human_email": "a@example.com"}, "name"),
         ({"name": "bot"}, "human_email"),
         ({"name": "bot", "human_email": "not-an-address"}, "human_email"),
@@ -206,3 +214,21 @@ def test_bad_enrolments_are_refused_naming_the_field(base_url: str, body: dict[s
     resp = httpx.post(f"{base_url}/v1/agents/enroll", json=body, timeout=30)
     problem = assert_problem(resp, 400)
     assert named in problem["detail"], problem
+
+
+def test_approving_one_enrolment_at_once_makes_one_agent(org, member, sdk_anon) -> None:
+    name = f"enrolled-{uuid.uuid4().hex[:8]}"
+    assert_sdk_ok(enrol(sdk_anon, name, member.email), 202)
+    request = pending_enrolment(member, name)
+    answers = run_together(4, lambda _: decide(member, request["id"], "approve", member.password))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 409, 409, 409], [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code == 409:
+            assert_problem(answer, 409)
+    # One agent, whose identity keys were written once.
+    agent_id = request["agent_id"]
+    vault_id = keys_vault(org["owner"].client)
+    for path in (ssh_path(agent_id), ecdh_path(agent_id)):
+        versions = org["owner"].http.get(f"/v1/vaults/{vault_id}/secret-versions/{path}").json()["versions"]
+        assert [v["version"] for v in versions] == [1], versions

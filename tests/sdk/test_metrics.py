@@ -5,6 +5,8 @@ email or a token. Off by default; ``--metrics-listen`` serves it on a listener o
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -13,11 +15,14 @@ import oneclaw
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import SDK_BACKEND, _free_port, private_server
-from support import PASSWORD, assert_sdk_ok
+from support import PASSWORD, assert_problem, assert_sdk_ok
 
 
-def scrape(url: str) -> dict[str, list]:
-    resp = httpx.get(url, timeout=30)
+TOKEN = "scrape-token-" + uuid.uuid4().hex
+
+
+def scrape(url: str, token: str | None = TOKEN) -> dict[str, list]:
+    resp = httpx.get(url, timeout=30, headers={"Authorization": f"Bearer {token}"} if token else {})
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
     return {family.name: family.samples for family in text_string_to_metric_families(resp.text)}
@@ -44,9 +49,12 @@ def test_metrics_are_off_by_default(base_url: str) -> None:
 
 
 def test_a_scrape_has_requests_storage_keystore_and_process_figures(server, tmp_path: Path) -> None:
-    with private_server(server, tmp_path, options=["--metrics"]) as srv:
+    with private_server(server, tmp_path, options=["--metrics"], env={"KEYHOLD_METRICS_TOKEN": TOKEN}) as srv:
         secret = exercise(srv.url)
-        text = httpx.get(f"{srv.url}/metrics", timeout=30).text
+        # Only with the scrape token.
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Bearer {secret['token']}"}):
+            assert_problem(httpx.get(f"{srv.url}/metrics", headers=headers, timeout=30), 401)
+        text = httpx.get(f"{srv.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).text
         families = scrape(f"{srv.url}/metrics")
     requests = families["keyhold_http_requests"]
     routes = {(s.labels["method"], s.labels["route"], s.labels["status"]) for s in requests}
@@ -77,10 +85,17 @@ def test_a_scrape_has_requests_storage_keystore_and_process_figures(server, tmp_
     assert secret["vault"] not in text
 
 
+def test_metrics_on_the_api_listener_need_a_scrape_token(server, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(server.binary), "serve", "--port", str(_free_port()), "--data-dir", str(tmp_path / "data"), "--metrics"],
+        capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items() if k != "KEYHOLD_METRICS_TOKEN"})
+    assert done.returncode != 0 and "KEYHOLD_METRICS_TOKEN" in done.stdout + done.stderr
+
+
 def test_metrics_listen_serves_them_on_their_own_listener_only(server, tmp_path: Path) -> None:
     port = _free_port()
     with private_server(server, tmp_path, options=["--metrics-listen", f"127.0.0.1:{port}"]) as srv:
         exercise(srv.url)
-        families = scrape(f"http://127.0.0.1:{port}/metrics")
+        families = scrape(f"http://127.0.0.1:{port}/metrics", token=None)
         assert "keyhold_http_requests" in families
         assert httpx.get(f"{srv.url}/metrics", timeout=30).status_code == 404

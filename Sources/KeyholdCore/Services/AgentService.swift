@@ -102,10 +102,22 @@ public struct AgentService: Sendable {
 
     /// Checks an enrolment's name and description as registration would, before anything is stored.
     static func validateEnrolment(name: String, description: String?) throws {
+        _ = try validName(name)
+        try validateDescription(description)
+    }
+
+    /// The name trimmed: 1 to 255 characters and at most 255 bytes of UTF-8.
+    static func validName(_ name: String) throws -> String {
         let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
-        guard (description?.count ?? 0) <= 4096 else {
-            throw KeyholdError.badRequest("description must be at most 4096 characters")
+        guard (1...255).contains(name.count), name.utf8.count <= 255 else {
+            throw KeyholdError.badRequest("name must be 1 to 255 characters (at most 255 bytes of UTF-8)")
+        }
+        return name
+    }
+
+    static func validateDescription(_ description: String?) throws {
+        guard (description?.count ?? 0) <= 4096, (description?.utf8.count ?? 0) <= 16_384 else {
+            throw KeyholdError.badRequest("description must be at most 4096 characters (16 KiB of UTF-8)")
         }
     }
 
@@ -229,15 +241,9 @@ public struct AgentService: Sendable {
     }
 
     private func apply(_ changes: Changes, to agent: inout Agent, by caller: Caller) async throws {
-        if let name = changes.name {
-            let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard (1...255).contains(name.count) else { throw KeyholdError.badRequest("name must be 1 to 255 characters") }
-            agent.name = name
-        }
+        if let name = changes.name { agent.name = try Self.validName(name) }
         if let description = changes.description {
-            guard (description?.count ?? 0) <= 4096 else {
-                throw KeyholdError.badRequest("description must be at most 4096 characters")
-            }
+            try Self.validateDescription(description)
             agent.description = description
         }
         if let isActive = changes.isActive { agent.isActive = isActive }

@@ -24,6 +24,9 @@ public struct ApprovalService: Sendable {
     /// 1 in 10 minutes.
     let enrolmentAddresses = RateLimiter(rate: 1, burst: 5)
     let enrolmentEmails = RateLimiter(rate: 1.0 / 600, burst: 1)
+    /// Approvals of enrolments register agents one at a time in this process, so two approvals of one enrolment
+    /// at once make one agent (the second finds it is no longer pending); across nodes the agent's id is unique.
+    let enrolmentApprovals = AsyncLock()
 
     public init(
         store: any ApprovalStore, agents: any AgentStore, identities: any IdentityStore, vaults: VaultService,
@@ -192,8 +195,8 @@ public struct ApprovalService: Sendable {
     /// `POST /v1/agents/enroll` (no credential): an agent asks the member with `email` to register it. When a member
     /// has that email, a pending `agent_enroll` request is addressed to them (risk tier 2: approving it needs
     /// `X-Auth-Confirm`), and approving it registers the agent and shows its key, once, to them. The answer is the
-    /// same whether or not anyone has that email: the time the request may be decided until. Throttled per client
-    /// address and per email (so a timing difference yields one sample per address every 10 minutes).
+    /// same whether or not anyone has that email — the time the request may be decided until — and is sent before
+    /// the email is looked up, so it takes as long either way. Throttled per client address and per email.
     public func enrol(name: String, email: String, description: String?, ip: IPAddress?) async throws -> Timestamp {
         try AgentService.validateEnrolment(name: name, description: description)
         if let description { _ = try Self.bounded(description, "description") }
@@ -213,9 +216,20 @@ public struct ApprovalService: Sendable {
         }
         let now = Timestamp.now
         let expiresAt = Timestamp(milliseconds: now.milliseconds + Approval.enrollmentLifetimeSeconds * 1000)
-        guard let user = try await identities.user(email: email) else { return expiresAt }
-        let agentID = UUID()
+        // Whether anyone has that email is looked up after the answer is on its way, so the answer takes as long
+        // either way. (A request that fails there is simply not recorded; the caller's answer was the same.)
         let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        Task { [self] in
+            try? await recordEnrolment(name: name, email: email, description: description, ip: ip, at: now, expiresAt: expiresAt)
+        }
+        return expiresAt
+    }
+
+    private func recordEnrolment(
+        name: String, email: String, description: String?, ip: IPAddress?, at now: Timestamp, expiresAt: Timestamp
+    ) async throws {
+        guard let user = try await identities.user(email: email) else { return }
+        let agentID = UUID()
         var fields: [String: JSONValue] = ["name": .string(name)]
         if let description, !description.isEmpty { fields["description"] = .string(description) }
         let approval = Approval(
@@ -231,7 +245,6 @@ public struct ApprovalService: Sendable {
             approval, maxPending: 1,
             audit: audit.record(org: user.orgID, actor: nil, ip: ip, "approval.request", "approval", approval.id.wire, details),
             expired: { audit.record(org: $0.orgID, actor: nil, ip: nil, "approval.expire", "approval", $0.id.wire, Self.details($0)) })
-        return expiresAt
     }
 
     static func bounded(_ text: String, _ name: String) throws -> String {
@@ -391,6 +404,10 @@ public struct ApprovalService: Sendable {
         if approval.riskTier >= 2 { try await confirm(caller, confirmation, tier: approval.riskTier, approvalID: id) }
         if enrolling {
             guard let registry else { throw KeyholdError.internalError("Enrolments cannot be approved here") }
+            await enrolmentApprovals.lock()
+            defer { enrolmentApprovals.unlock() }
+            let current = try await store.approval(id: id, orgID: principal.orgID)
+            guard let current, current.status(at: .now) == .pending else { throw current.map(Self.notPending) ?? Self.notFound }
             let (agent, key) = try await registry.enrol(approval, by: caller)
             do {
                 let decided = try await finish(id, status: status, decider: principal.id, reason: reason, policy: nil, by: caller)

@@ -207,8 +207,12 @@ public struct AuthService: Sendable {
         return Session(access: try await tokens.issue(for: principal), refreshToken: nil, principal: principal)
     }
 
-    /// Spends a refresh token for a new access token and a new refresh token of the same family.
-    public func refresh(token: String, ip: IPAddress?, now: Timestamp = .now) async throws -> Session {
+    /// Spends a refresh token for a new access token and a new refresh token of the same family. `consoleOnly`
+    /// (the web console's refresh): only a person's own, unscoped token is renewed; any other is spent and refused,
+    /// with nothing minted.
+    public func refresh(token: String, ip: IPAddress?, now: Timestamp = .now, consoleOnly: Bool = false) async throws
+        -> Session
+    {
         let invalid = KeyholdError(.unauthorized, "Invalid or expired refresh token")
         var principal: Principal?
         var family = UUID()
@@ -239,7 +243,8 @@ public struct AuthService: Sendable {
                 }
             }
         }
-        guard let principal else {
+        guard let principal, !consoleOnly || (principal.kind == .user && !principal.isScoped && principal.apiKeyID == nil)
+        else {
             failures.record(method: "refresh_token", resourceType: "token", ip: ip)
             throw invalid
         }

@@ -30,26 +30,27 @@ struct ConsoleController {
         // Who is signed in: the session of the access cookie; else, with a refresh cookie, a refreshed one (new
         // cookies); else 204 and no session (signed out is not an error the page's console should show).
         router.get("/console/session") { request, context in
-            if let token = request.cookies[ConsoleSession.accessCookie]?.value, !token.isEmpty,
+            if let token = request.cookies[session.accessCookie]?.value, !token.isEmpty,
                 let principal = try? await auth.authenticate(bearer: token, ip: context.clientIP),
                 principal.kind == .user, !principal.isScoped, let expiresAt = principal.tokenExpiresAt
             {
                 return try sessionResponse(
                     token: token, expiresAt: expiresAt, user: try await accounts.user(for: principal), cookies: [])
             }
-            if let refresh = request.cookies[ConsoleSession.refreshCookie]?.value, !refresh.isEmpty,
-                let refreshed = try? await auth.refresh(token: refresh, ip: context.clientIP), refreshed.principal.kind == .user
+            if let refresh = request.cookies[session.refreshCookie]?.value, !refresh.isEmpty,
+                let refreshed = try? await auth.refresh(token: refresh, ip: context.clientIP, consoleOnly: true)
             {
                 return try signedIn(refreshed, user: try await accounts.user(for: refreshed.principal))
             }
             var response = Response(status: .noContent)
             response.headers[.cacheControl] = "no-store"
-            if request.cookies[ConsoleSession.accessCookie] != nil || request.cookies[ConsoleSession.refreshCookie] != nil {
+            if request.cookies[session.accessCookie] != nil || request.cookies[session.refreshCookie] != nil {
                 for cookie in session.cleared { response.setCookie(cookie) }
             }
             return response
         }
         router.post("/console/session") { request, context in
+            try ConsoleSession.requireSameOriginJSON(request)
             let body = try await RequestBody.decode(LoginRequest.self, from: request)
             let user = try await accounts.authenticate(email: body.email, password: body.password, ip: context.clientIP)
             if let challenge = try await mfa.challenge(for: user, ip: context.clientIP) {
@@ -60,20 +61,22 @@ struct ConsoleController {
             return try signedIn(try await auth.session(for: user, ip: context.clientIP, method: "password"), user: user)
         }
         router.post("/console/session/mfa") { request, context in
+            try ConsoleSession.requireSameOriginJSON(request)
             let body = try await RequestBody.decode(MFAVerifyRequest.self, from: request)
             let (user, factor) = try await mfa.verify(challenge: body.mfa_token, code: body.code, ip: context.clientIP)
             return try signedIn(
                 try await auth.session(for: user, ip: context.clientIP, method: "password+" + factor), user: user)
         }
         router.post("/console/session/refresh") { request, context in
-            guard let token = request.cookies[ConsoleSession.refreshCookie]?.value, !token.isEmpty else {
+            try ConsoleSession.requireSameOrigin(request)
+            guard let token = request.cookies[session.refreshCookie]?.value, !token.isEmpty else {
                 throw KeyholdError(.unauthorized, "Invalid or expired refresh token")
             }
-            let refreshed = try await auth.refresh(token: token, ip: context.clientIP)
-            guard refreshed.principal.kind == .user else { throw KeyholdError.unauthenticated }
+            let refreshed = try await auth.refresh(token: token, ip: context.clientIP, consoleOnly: true)
             return try signedIn(refreshed, user: try await accounts.user(for: refreshed.principal))
         }
         router.delete("/console/session") { request, context in
+            try ConsoleSession.requireSameOrigin(request)
             // Signing out revokes the access token and its refresh tokens; an expired session just loses its cookies.
             do {
                 try await auth.revoke(try await authentication.caller(request, context))

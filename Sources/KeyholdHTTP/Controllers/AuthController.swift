@@ -48,7 +48,7 @@ struct AuthController {
                 if let token = body.refresh_token {
                     try await auth.refresh(token: token, ip: context.clientIP)
                 } else {
-                    try await auth.refresh(current: try await authentication.caller(request, context))
+                    try await auth.refresh(current: try await authentication.caller(request, context, console: false))
                 }
             return try JSONResponse.make(SessionResponse(session))
         }

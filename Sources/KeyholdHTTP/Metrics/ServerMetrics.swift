@@ -3,6 +3,7 @@ import Hummingbird
 import KeyholdCore
 import Metrics
 import Prometheus
+import Synchronization
 
 /// `/metrics` in Prometheus's text format (`--metrics`), on the API's listener or with `--metrics-listen` on one of
 /// its own. Every series is labelled by fixed names only — the route template (`/v1/vaults/{vault_id}/secrets/**`),
@@ -11,8 +12,11 @@ import Prometheus
 /// The process's metrics system is Prometheus's, bootstrapped once by `keyhold serve` (`ServerMetrics.bootstrap`);
 /// storage, keystore and webhook code record through swift-metrics, and a scrape adds the gauges read at that time
 /// (what is stored, the process's memory and open files).
-public struct ServerMetrics: Sendable {
+public final class ServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
+    /// The stored counts, read at most once a minute (a count over a large table is not free, and figures that move
+    /// with each request would tell a scraper what others do).
+    private let counted = Mutex<(at: ContinuousClock.Instant, statistics: StorageStatistics)?>(nil)
 
     /// Installs Prometheus as the process's metrics system (once per process).
     public static func bootstrap() -> ServerMetrics {
@@ -23,9 +27,19 @@ public struct ServerMetrics: Sendable {
         return ServerMetrics(registry: registry)
     }
 
+    private init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+
+    private func statistics(_ storage: any Storage) async -> StorageStatistics? {
+        let now = ContinuousClock.now
+        if let last = counted.withLock({ $0 }), now - last.at < .seconds(60) { return last.statistics }
+        guard let fresh = try? await storage.statistics() else { return nil }
+        counted.withLock { $0 = (now, fresh) }
+        return fresh
+    }
+
     /// The text of a scrape: the gauges read now, then everything recorded.
     func scrape(storage: any Storage) async -> [UInt8] {
-        if let statistics = try? await storage.statistics() {
+        if let statistics = await statistics(storage) {
             for (name, value) in [
                 ("keyhold_orgs", statistics.orgs), ("keyhold_vaults", statistics.vaults),
                 ("keyhold_secrets", statistics.secrets), ("keyhold_secret_versions", statistics.secretVersions),
@@ -44,7 +58,14 @@ public struct ServerMetrics: Sendable {
         return registry.emitToBuffer()
     }
 
-    func response(storage: any Storage) async -> Response {
+    /// The scrape, for a request with `Authorization: Bearer <token>` when a token is set (401 otherwise).
+    func response(_ request: Request, storage: any Storage, token: String?) async throws -> Response {
+        if let token {
+            let sent = AuthenticationMiddleware.bearer(request) ?? ""
+            guard CredentialHasher.constantTimeEqual(Data(sent.utf8), Data(token.utf8)) else {
+                throw KeyholdError(.unauthorized, "Metrics need the scrape token as a bearer token")
+            }
+        }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         headers[.cacheControl] = "no-store"

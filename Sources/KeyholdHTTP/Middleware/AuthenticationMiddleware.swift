@@ -23,10 +23,15 @@ struct AuthenticationMiddleware: RouterMiddleware {
     /// The same check, for the two public routes whose credentials are optional and checked by the handler in its
     /// own order: `GET /v1/share/{id}` (only when sent, after the id) and `POST /v1/auth/refresh` (only without a
     /// refresh token in the body).
-    func caller(_ request: Request, _ context: KeyholdRequestContext) async throws -> Caller {
+    /// `console: false` takes only `Authorization: Bearer` (`POST /v1/auth/refresh`, which hands out tokens in its
+    /// body: the console's cookie must not become a bearer token).
+    func caller(_ request: Request, _ context: KeyholdRequestContext, console allowsConsole: Bool = true) async throws
+        -> Caller
+    {
         let ip = context.clientIP
+        let credential = try Self.bearer(request) ?? (allowsConsole ? console.credential(request) : nil)
         return Caller(
-            try await auth.authenticate(bearer: Self.bearer(request) ?? console.credential(request), ip: ip),
+            try await auth.authenticate(bearer: credential, ip: ip),
             context: AccessContext(clientIP: ip, transport: context.transport))
     }
 

@@ -58,6 +58,10 @@ public struct ProblemDetails: Encodable, Sendable {
             keyholdError = KeyholdError(.unavailable, "Stored data failed an integrity check; the request was refused")
         case is DecodingError:
             keyholdError = .badRequest(RequestBody.describe(error as! DecodingError))
+        case StorageError.conflict:
+            // A uniqueness constraint met a concurrent request that got there first (services check the common cases
+            // themselves with a precise message).
+            keyholdError = KeyholdError(.conflict, "A concurrent request changed this first; read it again")
         default:
             logger.error("Unhandled error", metadata: ["keyhold.error.type": "\(Swift.type(of: error))", "keyhold.error": "\(error)"])
             keyholdError = .internalError()

@@ -44,6 +44,13 @@ final class TLSContextSource: Sendable {
                 certificateChain: chain.map { .certificate($0) },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: files.key, format: .pem)))
             configuration.minimumTLSVersion = .tlsv12
+            // TLS 1.2: ECDHE key exchange with AEAD ciphers only (forward secrecy, no CBC); TLS 1.3's suites are all
+            // of that kind.
+            configuration.cipherSuiteValues = [
+                .TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, .TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+                .TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, .TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                .TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, .TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+            ]
             if let clientCA = files.clientCA {
                 configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(clientCA))
                 configuration.certificateVerification = .noHostnameVerification
@@ -57,7 +64,8 @@ final class TLSContextSource: Sendable {
     }
 }
 
-/// Hummingbird's HTTP/1 child channel behind a TLS handler made from the source's current context.
+/// Hummingbird's HTTP/1 child channel behind a TLS handler made from the source's current context. Its idle timeout
+/// also ends a connection that never completes its handshake (nothing decrypted arrives).
 struct ReloadableTLSChannel<Base: ServerChildChannel & HTTPChannelHandler>: ServerChildChannel, HTTPChannelHandler {
     typealias Value = Base.Value
     let base: Base
@@ -80,8 +88,10 @@ struct ReloadableTLSChannel<Base: ServerChildChannel & HTTPChannelHandler>: Serv
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 over TLS from `source`.
-    static func reloadableTLS(_ source: TLSContextSource) -> HTTPServerBuilder {
-        .init { responder in ReloadableTLSChannel(base: HTTP1Channel(responder: responder), source: source) }
+    static func reloadableTLS(_ source: TLSContextSource, configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
+        .init { responder in
+            ReloadableTLSChannel(base: HTTP1Channel(responder: responder, configuration: configuration), source: source)
+        }
     }
 }
 

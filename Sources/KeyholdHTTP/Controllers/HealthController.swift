@@ -1,16 +1,23 @@
 import Foundation
 import Hummingbird
 import KeyholdCore
+import Synchronization
 
 /// `GET /v1/health` (liveness: 200 while the process answers, `healthy` or `degraded` as 1Claw's spec says),
 /// `GET /v1/health/ready` (readiness: 503 while storage or the keystore does not answer, for load balancers and
 /// orchestrators) and `GET /v1/health/hsm`. Each check is bounded (2 s), so a database that hangs makes the server
-/// degraded, not the probe stuck.
+/// degraded, not the probe stuck, and its answer is reused for a second, so probes in a burst cost one storage read
+/// and one keystore check.
 struct HealthController {
     let storage: any Storage
     let keystore: any Keystore
+    let recent = RecentChecks()
 
-    struct Checks: Encodable {
+    final class RecentChecks: Sendable {
+        let last = Mutex<(at: ContinuousClock.Instant, checks: Checks)?>(nil)
+    }
+
+    struct Checks: Encodable, Sendable {
         let storage: String
         let keystore: String
         var ready: Bool { storage == "ok" && keystore == "ok" }
@@ -34,6 +41,14 @@ struct HealthController {
     }
 
     func check() async -> Checks {
+        let now = ContinuousClock.now
+        if let last = recent.last.withLock({ $0 }), now - last.at < .seconds(1) { return last.checks }
+        let checks = await checkNow()
+        recent.last.withLock { $0 = (now, checks) }
+        return checks
+    }
+
+    private func checkNow() async -> Checks {
         let (storage, keystore) = (self.storage, self.keystore)
         async let stored = Self.bounded { _ = try await storage.systemValue("keyhold.health"); return true }
         async let keys = Self.bounded { await keystore.health()?.available ?? true }

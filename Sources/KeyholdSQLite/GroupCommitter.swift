@@ -127,6 +127,8 @@ final class GroupCommitter: TaskExecutor, @unchecked Sendable {
                     for (index, (_, completion)) in group.enumerated() { completion(outcomes[index]) }
                 }
             case .end:
+                // Closed here, not when the last reference goes: whoever stopped the store may open the file next.
+                connection.close()
                 finished.signal()
                 return
             }
@@ -199,7 +201,12 @@ final class ReaderPool: Sendable {
 
     func put(_ db: SQLiteDB) { idle.withLock { $0.append(db) } }
 
-    func close() { idle.withLock { $0.removeAll() } }
+    func close() {
+        idle.withLock {
+            for db in $0 { db.close() }
+            $0.removeAll()
+        }
+    }
 }
 
 /// The result of one transaction: set by its body, released to the caller only when the group has committed.

@@ -33,9 +33,10 @@ final class SQLiteDB: @unchecked Sendable {
 
     /// `bufferedLog`: for the writer, which alone appends to the write-ahead log: its writes to the log are collected
     /// and written as one run per commit (see `keyhold_sqlite_register_wal_vfs`), and it syncs every commit.
-    init(path: String, bufferedLog: Bool = false) throws {
+    /// `mustExist`: a missing file is an error instead of a new database.
+    init(path: String, bufferedLog: Bool = false, mustExist: Bool = false) throws {
         var handle: OpaquePointer?
-        let flags = SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
+        let flags = (mustExist ? 0 : SQLITE_OPEN_CREATE) | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
         if bufferedLog, keyhold_sqlite_register_wal_vfs() != SQLITE_OK {
             throw StorageError.backend("cannot register the SQLite log-buffering VFS")
         }
@@ -54,8 +55,16 @@ final class SQLiteDB: @unchecked Sendable {
         if bufferedLog { try execute("PRAGMA synchronous=FULL") }
     }
 
-    deinit {
+    private var closed = false
+
+    deinit { close() }
+
+    /// Finalizes the cached statements and closes the connection; nothing may use it afterwards.
+    func close() {
+        guard !closed else { return }
+        closed = true
         for prepared in statements.values { sqlite_nio_sqlite3_finalize(prepared.statement) }
+        statements = [:]
         sqlite_nio_sqlite3_close_v2(handle)
     }
 

@@ -381,7 +381,8 @@ actor PostgresSlots {
 }
 
 /// A record in one fixed test org's chain; the conformance cases about the audit log read that chain back.
-let testChain = AuditChain(key: .init(size: .bits256))
+let testChainKey = SymmetricKey(size: .bits256)
+let testChain = AuditChain(key: testChainKey)
 let testAudit = AuditRecord(
     AuditEntry(
         orgID: AuditEntry.systemOrg, actorType: .user, actorID: "tester", action: "test.event", resourceType: "test",

@@ -175,7 +175,6 @@ public protocol ApprovalStore: Sendable {
         async throws -> Int
 }
 
-/// Small named values the server keeps for itself (sealed signing keys, schema facts).
 /// How much is stored, for metrics: counts only, never a name.
 public struct StorageStatistics: Sendable, Hashable {
     public let orgs: Int
@@ -193,9 +192,57 @@ public struct StorageStatistics: Sendable, Hashable {
     }
 }
 
+/// See `SystemStore.inventory()`.
+public struct StorageInventory: Sendable {
+    /// How many events an org's chain holds, and its highest sequence.
+    public struct ChainExtent: Sendable, Hashable {
+        public let events: Int
+        public let lastSequence: Int64
+
+        public init(events: Int, lastSequence: Int64) {
+            self.events = events
+            self.lastSequence = lastSequence
+        }
+    }
+
+    /// A KEK and one data key it wraps (nil when it wraps none yet).
+    public struct KeySample: Sendable {
+        public let kek: KEKHandle
+        public let wrappedDataKey: Data?
+
+        public init(kek: KEKHandle, wrappedDataKey: Data?) {
+            self.kek = kek
+            self.wrappedDataKey = wrappedDataKey
+        }
+    }
+
+    public let schemaVersion: Int
+    public let statistics: StorageStatistics
+    public let auditHeads: [UUID: AuditHead]
+    public let auditChains: [UUID: ChainExtent]
+    public let keys: [KeySample]
+    public let systemValues: [String: Data]
+
+    public init(
+        schemaVersion: Int, statistics: StorageStatistics, auditHeads: [UUID: AuditHead], auditChains: [UUID: ChainExtent],
+        keys: [KeySample], systemValues: [String: Data]
+    ) {
+        self.schemaVersion = schemaVersion
+        self.statistics = statistics
+        self.auditHeads = auditHeads
+        self.auditChains = auditChains
+        self.keys = keys
+        self.systemValues = systemValues
+    }
+}
+
+/// Small named values the server keeps for itself (sealed signing keys, schema facts).
 public protocol SystemStore: Sendable {
     /// Counts of what is stored (one read; for `/metrics`).
     func statistics() async throws -> StorageStatistics
+    /// The schema version, every audit chain's head and extent, every KEK with a data key it wraps, and the sealed
+    /// server values: what `StoreVerification` checks a backup or a restored database against.
+    func inventory() async throws -> StorageInventory
     func systemValue(_ key: String) async throws -> Data?
     /// Stores the value unless the key exists; returns what is stored afterwards (so concurrent starters agree).
     func insertSystemValueIfAbsent(_ key: String, _ value: Data) async throws -> Data

@@ -24,6 +24,7 @@ import urllib.parse
 import zipfile
 
 BAO_VERSION = "2.7.2"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSWORD = "Correct-Horse-9-Battery!"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -55,6 +56,29 @@ def proc_cpu_seconds(pid: int) -> float:
         return (int(v[11]) + int(v[12])) / CLK_TCK
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid`, now."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(d))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def pin(pids: list[int], cpus: str):
+    """Moves every thread of each process onto `cpus` (taskset's list syntax, e.g. "0" or "0-1")."""
+    for pid in pids:
+        r = subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise BenchError(f"taskset -a -p -c {cpus} {pid}: {(r.stderr or r.stdout).strip()}")
 
 
 def starttime(pid: int) -> str | None:
@@ -223,8 +247,12 @@ class Server:
     def status(self) -> dict:
         return proc_status(self.pid) if self.alive() else {}
 
+    def pids(self) -> list[int]:
+        """Every process that serves this server's requests (--pin puts them all on one CPU)."""
+        return [self.pid] if self.alive() else []
+
     def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.pid) if self.alive() else 0.0
+        return sum(proc_cpu_seconds(pid) for pid in self.pids())
 
     def log_tail(self, n: int = 600) -> str:
         try:
@@ -237,12 +265,53 @@ class Server:
 
 
 # ----------------------------------------------------------------------------------------------------- Keyhold
+class PostgresCluster:
+    """A private PostgreSQL cluster in the work dir (scripts/postgres, as scripts/test starts one), with a database
+    for Keyhold."""
+
+    def __init__(self, work: WorkDir):
+        self.dir = os.path.join(work.path, "postgres")
+        self.url = ""
+
+    def start(self) -> "PostgresCluster":
+        r = subprocess.run([os.path.join(ROOT, "scripts", "postgres"), "start", self.dir], capture_output=True,
+                           text=True, timeout=900)
+        if r.returncode != 0:
+            raise BenchError(f"scripts/postgres start: {(r.stderr or r.stdout).strip()[-300:]}")
+        cluster = r.stdout.strip().splitlines()[-1]
+        r = subprocess.run(["psql", cluster, "-q", "-c", "CREATE DATABASE keyhold_bench"], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            raise BenchError(f"CREATE DATABASE: {r.stderr.strip()[-300:]}")
+        self.url = cluster.rsplit("/", 1)[0] + "/keyhold_bench"
+        return self
+
+    def pids(self) -> list[int]:
+        """The postmaster and its children (the backends serving Keyhold's pool, the WAL writer, the checkpointer)."""
+        try:
+            with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+                postmaster = int(f.readline())
+        except (OSError, ValueError):
+            return []
+        return [postmaster] + children(postmaster)
+
+    def audit_events(self) -> int | None:
+        r = subprocess.run(["psql", self.url, "-At", "-c", "SELECT count(*) FROM audit_events"], capture_output=True,
+                           text=True, timeout=60)
+        return int(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip().isdigit() else None
+
+    def stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts", "postgres"), "stop", self.dir], capture_output=True, timeout=120)
+
+
 class Keyhold(Server):
-    """`keyhold serve` in its default SQLite mode, with a fresh data dir in the work dir."""
+    """`keyhold serve` with a fresh data dir in the work dir: on SQLite (the default), or with `postgres` on a
+    private PostgreSQL cluster's database."""
 
     def __init__(self, work: WorkDir, binary: str, name: str = "keyhold", rate_limit: str = "0",
-                 log_level: str | None = None):
+                 log_level: str | None = None, postgres: PostgresCluster | None = None):
         super().__init__(work)
+        self.postgres = postgres
         self.name = name
         self.binary = binary
         self.rate_limit = rate_limit
@@ -265,6 +334,8 @@ class Keyhold(Server):
         # to nearly all of them. OpenBao has no rate-limit quota by default either.
         env["KEYHOLD_RATE_LIMIT"] = self.rate_limit
         argv = [self.binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", self.data_dir]
+        if self.postgres:
+            argv += ["--database-url", self.postgres.url]
         if self.log_level:
             argv += ["--log-level", self.log_level]
         self._spawn(argv, env, self.work.path)
@@ -302,6 +373,23 @@ class Keyhold(Server):
             if code != 201:
                 fails.append(f"{code} {prefix}{i} {str(body)[:160]}")
         return time.perf_counter() - t0, fails, values
+
+    def pids(self) -> list[int]:
+        return super().pids() + (self.postgres.pids() if self.postgres else [])
+
+    def audit_events(self) -> int | None:
+        """Rows in audit_events (read-only; None when unreadable)."""
+        if self.postgres:
+            return self.postgres.audit_events()
+        try:
+            import sqlite3
+            db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
+            try:
+                return db.execute("SELECT count(*) FROM audit_events").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return None
 
     def read(self, token: str, vault: str, path: str):
         code, body, _ = self.http.request("GET", f"/v1/vaults/{vault}/secrets/{path}", None,

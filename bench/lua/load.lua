@@ -3,6 +3,7 @@
 -- STYLE=keyhold  read : GET  /v1/vaults/<VAULT_ID>/secrets/<key>            Authorization: Bearer <TOKEN>
 --                write: PUT  /v1/vaults/<VAULT_ID>/secrets/<key>  {"value":"<64 chars>"}
 -- STYLE=bao      read : GET  /v1/<MOUNT>/data/<key>                         X-Vault-Token: <TOKEN>
+-- STYLE=health   every request GET /v1/health (Keyhold's ceiling: the same server and connections, no work)
 --                write: POST /v1/<MOUNT>/data/<key>  {"data":{"value":"<64 chars>"}}   (KV v2 create/update)
 -- <key> = <PREFIX><i> with i uniform in [0, KEYS), zero-padded to PAD digits when PAD > 0.
 --
@@ -13,8 +14,8 @@
 -- Writes carry a fresh 64-character value: an 8-character thread/sequence tag + 56 characters from a per-thread
 -- pool of random strings built in init(), so the client spends little CPU on it.
 -- done() prints one line: RESULT {json}.
-local style     = os.getenv("STYLE") or error("set STYLE=keyhold|bao")
-local token     = os.getenv("TOKEN") or error("set TOKEN")
+local style     = os.getenv("STYLE") or error("set STYLE=keyhold|bao|health")
+local token     = os.getenv("TOKEN") or (style == "health" and "") or error("set TOKEN")
 local nkeys     = tonumber(os.getenv("KEYS") or "1000")
 local prefix    = os.getenv("PREFIX") or "bench/k"
 local pad       = tonumber(os.getenv("PAD") or "0")
@@ -34,12 +35,17 @@ elseif style == "bao" then
   rheaders = { ["X-Vault-Token"] = token }
   wheaders = { ["X-Vault-Token"] = token, ["Content-Type"] = "application/json" }
   wmethod, body_open, body_close = "POST", '{"data":{"value":"', '"}}'
+elseif style == "health" then
+  base, rheaders, write_pct = "/v1/health", {}, 0
 else
-  error("STYLE must be keyhold or bao")
+  error("STYLE must be keyhold, bao or health")
 end
 
 local fmt = pad > 0 and ("%0" .. pad .. "d") or "%d"
-local function key(i) return prefix .. string.format(fmt, i) end
+local function key(i)
+  if style == "health" then return "" end
+  return prefix .. string.format(fmt, i)
+end
 
 local threads = {}
 local counter = 0

@@ -270,7 +270,9 @@ class PostgresCluster:
     for Keyhold."""
 
     def __init__(self, work: WorkDir):
-        self.dir = os.path.join(work.path, "postgres")
+        # Beside the work dir, not in it: the work dir is private to this user, and PostgreSQL runs as `postgres`.
+        self.dir = tempfile.mkdtemp(prefix="keyhold-bench-pg-", dir=work.base)
+        os.chmod(self.dir, 0o755)
         self.url = ""
 
     def start(self) -> "PostgresCluster":
@@ -302,6 +304,7 @@ class PostgresCluster:
 
     def stop(self):
         subprocess.run([os.path.join(ROOT, "scripts", "postgres"), "stop", self.dir], capture_output=True, timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Keyhold(Server):

@@ -11,26 +11,12 @@ struct PostgresDatabase: SQLDatabase {
     let client: PostgresClient
     /// The logger handed to postgres-nio, never below `debug`: its `trace` output carries whole data rows.
     let logger: Logger
-    let committer: PostgresGroupCommitter
 
-    init(client: PostgresClient, logger: Logger) {
-        self.client = client
-        self.logger = logger
-        committer = PostgresGroupCommitter(client: client, logger: logger)
-    }
-
-    /// Runs `body` in a transaction, in the next group of `PostgresGroupCommitter` (in a savepoint of the group's
-    /// transaction); returns once the group has committed. Errors thrown by `body` come out as they were thrown
-    /// (PostgreSQL errors as `StorageError`).
+    /// Runs `body` in one transaction on a pooled connection; rolls back when it throws. Errors thrown by `body`
+    /// come out as they were thrown (PostgreSQL errors as `StorageError`). A transaction the server aborted as a
+    /// deadlock victim or serialization failure is retried.
     func inTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
-        try await committer.run(body)
-    }
-
-    /// `body` in one transaction of its own on a pooled connection; rolled back when it throws. A transaction the
-    /// server aborted as a deadlock victim or serialization failure is retried (twice).
-    static func alone<T: Sendable>(
-        client: PostgresClient, logger: Logger, _ body: @escaping @Sendable (any SQLConnection) async throws -> T
-    ) async throws -> T {
+        let logger = self.logger
         var attempt = 0
         while true {
             attempt += 1
@@ -40,16 +26,14 @@ struct PostgresDatabase: SQLDatabase {
                 }
             } catch {
                 let cause = PostgresStorage.unwrap(error)
-                if attempt < 3, isRetryable(cause) { continue }
+                if attempt < 3, let state = (cause as? PSQLError)?.serverInfo?[.sqlState],
+                    state == "40P01" || state == "40001"
+                {
+                    continue
+                }
                 throw PostgresStorage.translate(cause)
             }
         }
-    }
-
-    /// A deadlock victim or a serialization failure: the same work may well succeed when run again.
-    static func isRetryable(_ cause: any Error) -> Bool {
-        guard let state = (cause as? PSQLError)?.serverInfo?[.sqlState] else { return false }
-        return state == "40P01" || state == "40001"
     }
 
     func reading<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {

@@ -75,11 +75,17 @@ extension DB: SQLConnection {
 
     /// Locks the org's head row (made first if the org has none yet: a row with seq 0 stands for "no events"), so
     /// that appends from every node form one linear chain.
+    /// One round trip once the org has its head row (a row lock, no new row version); the first event of an org
+    /// makes the row first.
     func lockAuditHead(orgID: UUID) async throws -> AuditHead? {
-        try await execute(
-            "INSERT INTO audit_heads (org_id, event_id, seq, hash) VALUES (\(orgID), NULL, 0, '') ON CONFLICT (org_id) DO NOTHING")
-        guard let row = try await first("SELECT event_id, seq, hash FROM audit_heads WHERE org_id = ? FOR UPDATE", [.uuid(orgID)])
-        else { throw StorageError.backend("audit head vanished") }
+        let select = "SELECT event_id, seq, hash FROM audit_heads WHERE org_id = ? FOR UPDATE"
+        var locked = try await first(select, [.uuid(orgID)])
+        if locked == nil {
+            try await execute(
+                "INSERT INTO audit_heads (org_id, event_id, seq, hash) VALUES (\(orgID), NULL, 0, '') ON CONFLICT (org_id) DO NOTHING")
+            locked = try await first(select, [.uuid(orgID)])
+        }
+        guard let row = locked else { throw StorageError.backend("audit head vanished") }
         guard try StoredFields(row, table: "audit_heads").int("seq") > 0 else { return nil }
         return try StoredRecords.auditHead(row)
     }
@@ -106,9 +112,11 @@ extension DB: SQLConnection {
         return StoredRow(names: names, values: values)
     }
 
-    func setAuditHead(orgID: UUID, to head: AuditHead) async throws {
-        try await execute(
-            "UPDATE audit_heads SET event_id = \(head.eventID), seq = \(head.sequence), hash = \(head.hash) WHERE org_id = \(orgID)")
+    /// The event's INSERT as a data-modifying CTE of the head's UPDATE: one round trip.
+    func appendAuditEvent(_ insert: String, _ binds: [SQLValue], orgID: UUID, head: AuditHead) async throws {
+        _ = try await query(
+            "WITH appended AS (\(insert)) UPDATE audit_heads SET event_id = ?, seq = ?, hash = ? WHERE org_id = ?",
+            binds + [.uuid(head.eventID), .integer(head.sequence), .text(head.hash), .uuid(orgID)])
     }
 }
 

@@ -29,8 +29,9 @@ public protocol SQLConnection {
     /// The org's audit chain head, held until the transaction ends so that appends form one linear chain (a row
     /// lock on PostgreSQL; the single writer's cached copy on SQLite). Nil when the org has no event yet.
     func lockAuditHead(orgID: UUID) async throws -> AuditHead?
-    /// Records the org's new head, in the transaction that appended the event.
-    func setAuditHead(orgID: UUID, to head: AuditHead) async throws
+    /// Runs `insert` (the event's INSERT, with `binds`) and records `head`, the event, as the org's new head, in
+    /// this transaction (on PostgreSQL in one statement: a round trip costs more there than the statement).
+    func appendAuditEvent(_ insert: String, _ binds: [SQLValue], orgID: UUID, head: AuditHead) async throws
 }
 
 extension SQLConnection {
@@ -100,6 +101,8 @@ struct OutboxConnection: SQLConnection {
     func forUpdateSkipLocked(of alias: String) -> String { base.forUpdateSkipLocked(of: alias) }
     func lock(_ key: String) async throws { try await base.lock(key) }
     func lockAuditHead(orgID: UUID) async throws -> AuditHead? { try await base.lockAuditHead(orgID: orgID) }
-    func setAuditHead(orgID: UUID, to head: AuditHead) async throws { try await base.setAuditHead(orgID: orgID, to: head) }
+    func appendAuditEvent(_ insert: String, _ binds: [SQLValue], orgID: UUID, head: AuditHead) async throws {
+        try await base.appendAuditEvent(insert, binds, orgID: orgID, head: head)
+    }
     func queuedWebhookDeliveries() { queued.value.store(true, ordering: .releasing) }
 }

@@ -10,7 +10,7 @@ extension SQLConnection {
             let orgID = record.entry.orgID
             let event = record.chain.seal(record.entry, after: try await lockAuditHead(orgID: orgID))
             let entry = event.entry
-            try await query(
+            try await appendAuditEvent(
                 """
                 INSERT INTO audit_events (id, org_id, seq, actor_type, actor_id, action, resource_type, resource_id,
                     details, ip_address, created_at, prev_event_id, integrity_hash)
@@ -21,9 +21,7 @@ extension SQLConnection {
                     .optional(entry.actorID), .text(entry.action), .text(entry.resourceType),
                     .optional(entry.resourceID), .text(entry.detailsJSON), .optional(entry.ipAddress),
                     .time(event.createdAt), .optional(event.previousID), .text(event.integrityHash),
-                ])
-            try await setAuditHead(
-                orgID: orgID, to: AuditHead(eventID: event.id, sequence: event.sequence, hash: event.integrityHash))
+                ], orgID: orgID, head: AuditHead(eventID: event.id, sequence: event.sequence, hash: event.integrityHash))
             if let webhookEvent = WebhookEvent(auditEntry: entry) { try await queueDeliveries(of: event, as: webhookEvent) }
             return event.id
         } catch {

@@ -50,5 +50,8 @@ extension SQLiteDB: SQLConnection {
     /// The writer's cached head: this connection is the only one that appends, under `BEGIN IMMEDIATE`.
     func lockAuditHead(orgID: UUID) async throws -> AuditHead? { try auditHeads.head(of: orgID, in: self) }
 
-    func setAuditHead(orgID: UUID, to head: AuditHead) async throws { auditHeads.advance(orgID, to: head) }
+    func appendAuditEvent(_ insert: String, _ binds: [SQLValue], orgID: UUID, head: AuditHead) async throws {
+        _ = try await query(insert, binds)
+        auditHeads.advance(orgID, to: head)
+    }
 }

@@ -73,10 +73,8 @@ extension DB: SQLConnection {
         try await execute("SELECT pg_advisory_xact_lock(hashtext(\(key))::bigint)")
     }
 
-    /// Locks the org's head row (made first if the org has none yet: a row with seq 0 stands for "no events"), so
-    /// that appends from every node form one linear chain.
-    /// One round trip once the org has its head row (a row lock, no new row version); the first event of an org
-    /// makes the row first.
+    /// Locks the org's head row, so that appends from every node form one linear chain: one round trip once the row
+    /// exists; an org's first event makes it first (a row with seq 0 stands for "no events").
     func lockAuditHead(orgID: UUID) async throws -> AuditHead? {
         let select = "SELECT event_id, seq, hash FROM audit_heads WHERE org_id = ? FOR UPDATE"
         var locked = try await first(select, [.uuid(orgID)])

@@ -24,6 +24,11 @@ public struct BackupManifest: Codable, Sendable, Equatable {
 
     public struct Counts: Codable, Sendable, Equatable {
         public var orgs, vaults, secrets, secretVersions, auditEvents: Int
+
+        init(_ stats: StorageStatistics) {
+            (orgs, vaults, secrets, secretVersions, auditEvents) =
+                (stats.orgs, stats.vaults, stats.secrets, stats.secretVersions, stats.auditEvents)
+        }
     }
 
     public struct Head: Codable, Sendable, Equatable {
@@ -56,10 +61,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
         schemaVersion = report.schemaVersion
         self.keystore = keystore
         self.database = database
-        let stats = report.statistics
-        counts = Counts(
-            orgs: stats.orgs, vaults: stats.vaults, secrets: stats.secrets, secretVersions: stats.secretVersions,
-            auditEvents: stats.auditEvents)
+        counts = Counts(report.statistics)
         auditHeads = Self.heads(report.auditHeads)
     }
 
@@ -77,10 +79,7 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     /// How the store restored from this backup differs from what the manifest recorded (nothing: it is the same).
     public func differences(from report: StoreReport) -> [String] {
         var found: [String] = []
-        let stats = report.statistics
-        let restored = Counts(
-            orgs: stats.orgs, vaults: stats.vaults, secrets: stats.secrets, secretVersions: stats.secretVersions,
-            auditEvents: stats.auditEvents)
+        let restored = Counts(report.statistics)
         if restored != counts { found.append("the database's counts \(restored) differ from the manifest's \(counts)") }
         if Self.heads(report.auditHeads) != auditHeads {
             found.append("the database's audit chain heads differ from the ones the manifest recorded")

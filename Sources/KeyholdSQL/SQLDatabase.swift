@@ -32,10 +32,14 @@ public protocol SQLConnection {
     /// Runs `insert` (the event's INSERT, with `binds`) and records `head`, the event, as the org's new head, in
     /// this transaction (on PostgreSQL in one statement: a round trip costs more there than the statement).
     func appendAuditEvent(_ insert: String, _ binds: [SQLValue], orgID: UUID, head: AuditHead) async throws
+    /// Whether this transaction, or one before it in the same commit, wrote a table that authorization reads (only
+    /// a backend with an `AuthorizationClock` tracks it).
+    var changedAuthorization: Bool { get }
 }
 
 extension SQLConnection {
     public func queuedWebhookDeliveries() {}
+    public var changedAuthorization: Bool { false }
 
     public func first(_ sql: String, _ binds: [SQLValue] = []) async throws -> StoredRow? { try await query(sql, binds).first }
 }
@@ -47,6 +51,13 @@ public protocol SQLDatabase: Sendable {
     func inTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T
     /// Runs plain reads outside any transaction; they see the last committed state.
     func reading<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T
+    /// Set by a backend through which every change passes (SQLite): authorization lookups are then served from
+    /// memory (`AuthorizationCache`) and checked by each transaction of the request. Nil: every lookup reads storage.
+    var authorizationClock: AuthorizationClock? { get }
+}
+
+extension SQLDatabase {
+    public var authorizationClock: AuthorizationClock? { nil }
 }
 
 /// Every backend's `Storage`: the rules are written once, as SQL and Swift over an `SQLDatabase` (the methods in this
@@ -59,23 +70,35 @@ open class SQLStore: Storage, @unchecked Sendable {
     /// Signalled after a transaction that queued webhook deliveries has committed.
     public let webhookWakeup = WebhookWakeup()
 
+    /// Authorization state in memory, when the backend keeps a clock for it.
+    let authorization: AuthorizationCache?
+
     public init(database: any SQLDatabase) {
         self.database = OutboxDatabase(base: database, wakeup: webhookWakeup)
+        authorization = database.authorizationClock.map(AuthorizationCache.init(clock:))
     }
 
     open func close() async throws {}
 }
 
-/// The backend's database with one addition: a transaction whose audit events queued webhook deliveries wakes the
+/// The backend's database with two additions. A transaction whose audit events queued webhook deliveries wakes the
 /// dispatcher after it has committed (never before: a delivery must not be looked for before it is visible, nor
-/// sent for a change that rolled back).
+/// sent for a change that rolled back). And a transaction of a request that was served authorization facts from
+/// memory first checks them (`AuthorizationCache.check`).
 struct OutboxDatabase: SQLDatabase {
     let base: any SQLDatabase
     let wakeup: WebhookWakeup
 
+    var authorizationClock: AuthorizationClock? { base.authorizationClock }
+
     func inTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
         let queued = QueuedFlag()
-        let result = try await base.inTransaction { try await body(OutboxConnection(base: $0, queued: queued)) }
+        let (observation, clock) = (AuthorizationObservation.current, base.authorizationClock)
+        let result = try await base.inTransaction { db in
+            if let observation, let clock { try await AuthorizationCache.check(observation, clock: clock, on: db) }
+            return try await body(OutboxConnection(base: db, queued: queued))
+        }
+        observation?.markCommitted()
         if queued.value.load(ordering: .acquiring) { wakeup.signal() }
         return result
     }
@@ -105,4 +128,5 @@ struct OutboxConnection: SQLConnection {
         try await base.appendAuditEvent(insert, binds, orgID: orgID, head: head)
     }
     func queuedWebhookDeliveries() { queued.value.store(true, ordering: .releasing) }
+    var changedAuthorization: Bool { base.changedAuthorization }
 }

@@ -204,20 +204,6 @@ extension SQLStore {
     public func isTokenRevoked(id: String) async throws -> Bool {
         try await database.reading { try await $0.first("SELECT jti FROM revoked_tokens WHERE jti = ?", [.text(id)]) != nil }
     }
-
-    /// The subject's row and whether the token is revoked, in one statement (one round trip on PostgreSQL, where a
-    /// round trip costs more CPU than the statement).
-    public func tokenSubject(kind: PrincipalKind, id: UUID, tokenID: String) async throws -> TokenSubject? {
-        let table = kind == .user ? "users" : "agents"
-        return try await database.reading { db in
-            guard let row = try await db.first(
-                "SELECT t.*, EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?) AS token_revoked FROM \(table) t WHERE t.id = ?",
-                [.text(tokenID), .uuid(id)]),
-                try !StoredFields(row, table: "revoked_tokens").bool("token_revoked")
-            else { return nil }
-            return kind == .user ? .user(try self.user(row)) : .agent(try self.agent(row))
-        }
-    }
 }
 
 extension SQLConnection {

@@ -19,15 +19,6 @@ extension SQLStore {
         }
     }
 
-    /// One indexed read; every row is decoded strictly and its seal verified, so one bad row fails the whole list
-    /// (a deny rule that does not verify must never read as "no rule").
-    public func ipRules(orgID: UUID) async throws -> [IPRule] {
-        try await database.reading {
-            try await $0.query("SELECT * FROM ip_rules WHERE org_id = ? ORDER BY created_at, id", [.uuid(orgID)])
-                .map(self.ipRule(_:))
-        }
-    }
-
     public func deleteIPRule(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {
         try await database.inTransaction { db in
             guard try await db.first("DELETE FROM ip_rules WHERE id = ? AND org_id = ? RETURNING id", [.uuid(id), .uuid(orgID)])

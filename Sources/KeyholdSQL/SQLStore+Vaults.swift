@@ -40,20 +40,6 @@ extension SQLStore {
         }
     }
 
-    public func vaultAndPolicies(id: UUID, orgID: UUID, principalKind: PrincipalKind, principalID: UUID) async throws
-        -> (Vault, [Policy])?
-    {
-        try await database.reading { db in
-            guard let vault = try await db.first(
-                "SELECT * FROM vaults WHERE id = ? AND org_id = ?", [.uuid(id), .uuid(orgID)]
-            ).map(self.vault(_:)) else { return nil }
-            let policies = try await db.query(
-                "SELECT * FROM policies WHERE vault_id = ? AND principal_type = ? AND principal_id = ?",
-                [.uuid(id), .text(principalKind.rawValue), .uuid(principalID)]
-            ).map(self.policy(_:))
-            return (vault, policies)
-        }
-    }
 
     /// Deletes the vault; foreign keys cascade to its keys, policies, shares, secrets and versions.
     public func deleteVault(id: UUID, orgID: UUID, audit: AuditRecord) async throws -> Bool {

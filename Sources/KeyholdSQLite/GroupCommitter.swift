@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import KeyholdCore
+import KeyholdSQL
 import NIOCore
 import NIOPosix
 import SQLiteNIO
@@ -27,6 +28,7 @@ final class GroupCommitter: TaskExecutor, @unchecked Sendable {
     private var stopped = false
     private let finished = DispatchSemaphore(value: 0)
     private let connection: SQLiteDB
+    let clock = AuthorizationClock()
     /// Transactions per commit, and how long each commit takes (its audit events are written in it): through the
     /// process's metrics system (a no-op unless `--metrics` bootstrapped one).
     private let groupSizes = Recorder(label: "keyhold_sqlite_group_commit_transactions", aggregate: true)
@@ -120,7 +122,7 @@ final class GroupCommitter: TaskExecutor, @unchecked Sendable {
                 let (sizes, durations) = (groupSizes, commitDurations)
                 Task(executorPreference: self) {
                     let start = ContinuousClock.now
-                    let outcomes = await Self.commit(group.map(\.0), on: db)
+                    let outcomes = await Self.commit(group.map(\.0), on: db, clock: self.clock)
                     durations.record(since: start)
                     sizes.record(group.count)
                     self.groupEnded()
@@ -143,10 +145,25 @@ final class GroupCommitter: TaskExecutor, @unchecked Sendable {
 
     /// One transaction for the whole group; a body that throws is rolled back to its savepoint alone. (Statements
     /// go through the connection's prepared-statement cache: no SQL is parsed per transaction.)
-    private static func commit(_ works: [Work], on db: SQLiteDB) async -> [(any Error)?] {
+    ///
+    /// The authorization clock moves when another process has committed since the last group (seen at BEGIN, before
+    /// any body runs), and after a group that wrote a table authorization reads (before any caller is answered).
+    private static func commit(_ works: [Work], on db: SQLiteDB, clock: AuthorizationClock) async -> [(any Error)?] {
         var outcomes = [(any Error)?](repeating: nil, count: works.count)
+        defer {
+            if db.changedAuthorization {
+                clock.advance()
+                db.changedAuthorization = false
+            }
+        }
         do {
             try db.run("BEGIN IMMEDIATE")
+            let version = try db.rows("PRAGMA data_version").first?.values.first
+            guard case .integer(let number) = version else { throw StorageError.backend("no data_version") }
+            if db.dataVersion != number {
+                db.dataVersion = number
+                clock.advance()
+            }
             try db.auditHeads.begin(db)
         } catch {
             try? db.run("ROLLBACK")

@@ -16,12 +16,32 @@ final class SQLiteDB: @unchecked Sendable {
     private var statements: [String: Prepared] = [:]
     /// The writer's copy of each org's audit chain head (see `AuditHeadCache`); unused on reader connections.
     var auditHeads = AuditHeadCache()
+    /// On the writer (`trackAuthorizationWrites`): set once a statement ran that writes a table authorization reads
+    /// (`AuthorizationCache`); the writer moves the clock after the commit and clears it.
+    var changedAuthorization = false
+    /// The writer's last `PRAGMA data_version`: it changes when another process committed.
+    var dataVersion: Int64?
+    private let writes = WriteWatch()
 
     private struct Prepared {
         let statement: OpaquePointer
         let columns: Int
         let names: [String: Int]
+        /// Writes a table outside `authorizationNeutral`, or changes the schema.
+        let changesAuthorization: Bool
     }
+
+    /// Set by the authorizer callback while a statement compiles.
+    private final class WriteWatch {
+        var changesAuthorization = false
+    }
+
+    /// Tables no authorization lookup reads: writing them (every read counts, every request is audited) leaves the
+    /// authorization state in memory current. A write to any other table, and any schema change, moves the clock.
+    static let authorizationNeutral: Set<String> = [
+        "secrets", "secret_versions", "version_reads", "audit_events", "audit_heads", "shares", "refresh_tokens",
+        "ended_refresh_families", "approvals", "webhook_events", "webhook_deliveries",
+    ]
 
     struct Failure: Error, CustomStringConvertible {
         let code: Int32
@@ -55,6 +75,31 @@ final class SQLiteDB: @unchecked Sendable {
         if bufferedLog { try execute("PRAGMA synchronous=FULL") }
     }
 
+    /// Has SQLite report, as each statement compiles, which tables it writes (its authorizer callback, which allows
+    /// everything): the writer uses it to know when a commit changed what authorization reads.
+    func trackAuthorizationWrites() {
+        let callback: @convention(c) (
+            UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?,
+            UnsafePointer<CChar>?
+        ) -> Int32 = { context, action, table, _, _, _ in
+            guard let context else { return SQLITE_OK }
+            let watch = Unmanaged<WriteWatch>.fromOpaque(context).takeUnretainedValue()
+            switch action {
+            case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
+                if !SQLiteDB.authorizationNeutral.contains(table.map { String(cString: $0) } ?? "") {
+                    watch.changesAuthorization = true
+                }
+            case SQLITE_READ, SQLITE_SELECT, SQLITE_TRANSACTION, SQLITE_SAVEPOINT, SQLITE_FUNCTION, SQLITE_PRAGMA,
+                SQLITE_RECURSIVE:
+                break
+            default:  // schema changes, ATTACH, and anything newer than this list
+                watch.changesAuthorization = true
+            }
+            return SQLITE_OK
+        }
+        sqlite_nio_sqlite3_set_authorizer(handle, callback, Unmanaged.passUnretained(writes).toOpaque())
+    }
+
     private var closed = false
 
     deinit { close() }
@@ -76,6 +121,8 @@ final class SQLiteDB: @unchecked Sendable {
 
     /// Runs SQL without results (pragmas, migrations, transaction control); may hold several statements.
     func execute(_ sql: String) throws {
+        writes.changesAuthorization = false
+        defer { if writes.changesAuthorization { changedAuthorization = true } }
         guard sqlite_nio_sqlite3_exec(handle, sql, nil, nil, nil) == SQLITE_OK else { throw failure() }
     }
 
@@ -88,6 +135,7 @@ final class SQLiteDB: @unchecked Sendable {
     func rows(_ sql: String, _ binds: [SQLValue] = []) throws -> [StoredRow] {
         let prepared = try prepare(sql)
         let statement = prepared.statement
+        if prepared.changesAuthorization { changedAuthorization = true }
         defer {
             sqlite_nio_sqlite3_reset(statement)
             sqlite_nio_sqlite3_clear_bindings(statement)
@@ -144,12 +192,13 @@ final class SQLiteDB: @unchecked Sendable {
     private func prepare(_ sql: String) throws -> Prepared {
         if let prepared = statements[sql] { return prepared }
         var statement: OpaquePointer?
+        writes.changesAuthorization = false
         guard sqlite_nio_sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
             throw failure()
         }
         let prepared = Prepared(
             statement: statement, columns: Int(sqlite_nio_sqlite3_column_count(statement)),
-            names: Self.columnNames(statement))
+            names: Self.columnNames(statement), changesAuthorization: writes.changesAuthorization)
         statements[sql] = prepared
         return prepared
     }

@@ -17,6 +17,7 @@ public final class SQLiteStorage: SQLStore, @unchecked Sendable {
     public static func open(path: String, logger: Logger) async throws -> SQLiteStorage {
         let writer = try SQLiteDB(path: path, bufferedLog: true)
         try writer.execute("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON")
+        writer.trackAuthorizationWrites()
         let storage = SQLiteStorage(path: path, writer: writer)
         do {
             try await storage.migrate()
@@ -32,6 +33,9 @@ public final class SQLiteStorage: SQLStore, @unchecked Sendable {
         self.writer = SQLiteDatabase(committer: GroupCommitter(connection: writer), readers: ReaderPool(path: path))
         super.init(database: self.writer)
     }
+
+    /// Moves when a commit may have changed what authorization reads (see `AuthorizationCache`).
+    public var authorizationClock: AuthorizationClock { writer.committer.clock }
 
     public override func close() async throws {
         await writer.committer.stop()

@@ -7,6 +7,10 @@ import KeyholdCore
 /// (principal, client address, time) on the context, where handlers take it with `context.requireCaller()`. A
 /// failure is the one 401 (counted by `AuthService` as a failed authentication); a console cookie without its CSRF
 /// token is 403.
+///
+/// The request runs inside an `AuthorizationObservation`, so the storage may serve what authorization reads from
+/// memory and check it in the request's transactions. When one of them finds it changed before anything of the
+/// request committed, the whole request runs once more (its body was kept), and its lookups read storage afresh.
 struct AuthenticationMiddleware: RouterMiddleware {
     let auth: AuthService
     let console: ConsoleSession
@@ -15,9 +19,22 @@ struct AuthenticationMiddleware: RouterMiddleware {
         _ request: Request, context: KeyholdRequestContext,
         next: (Request, KeyholdRequestContext) async throws -> Response
     ) async throws -> Response {
-        var context = context
-        context.caller = try await caller(request, context)
-        return try await next(request, context)
+        var request = request
+        _ = try await request.collectBody(upTo: context.maxUploadSize)
+        var attempt = 0
+        while true {
+            let observation = AuthorizationObservation()
+            do {
+                return try await AuthorizationObservation.$current.withValue(observation) {
+                    var context = context
+                    context.caller = try await caller(request, context)
+                    return try await next(request, context)
+                }
+            } catch let error as KeyholdError where error.type == AuthorizationObservation.changed.type {
+                attempt += 1
+                guard attempt < 3, !observation.committed else { throw error }
+            }
+        }
     }
 
     /// The same check, for the two public routes whose credentials are optional and checked by the handler in its

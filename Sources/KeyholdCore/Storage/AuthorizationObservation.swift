@@ -1,0 +1,49 @@
+import Foundation
+import Synchronization
+
+/// What one request learned about authorization state (token subjects, vaults with policies, IP rules) from a
+/// backend's in-memory copy, so that the request's transactions can check it is still true when they commit.
+///
+/// A backend that keeps such a copy (SQLite, where every change passes through the process) serves it only to a
+/// request running inside `AuthorizationObservation.$current`: without one, nothing would check the copy at commit,
+/// so the backend reads storage instead. The HTTP layer opens one per authenticated request and runs the request
+/// again, once, when a transaction finds that what it relied on changed before anything of it committed.
+public final class AuthorizationObservation: Sendable {
+    @TaskLocal public static var current: AuthorizationObservation?
+
+    /// One fact served to the request: the backend's key for it, the stored rows it was decoded from, and the
+    /// backend's authorization clock when it was read.
+    public struct Fact: Sendable {
+        public let key: any Sendable
+        public let rows: [[SQLValue]]
+        public let tick: UInt64
+
+        public init(key: any Sendable, rows: [[SQLValue]], tick: UInt64) {
+            self.key = key
+            self.rows = rows
+            self.tick = tick
+        }
+    }
+
+    private struct State {
+        var facts: [Fact] = []
+        var committed = false
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func record(_ fact: Fact) { state.withLock { $0.facts.append(fact) } }
+
+    public var facts: [Fact] { state.withLock { $0.facts } }
+
+    /// Set once one of the request's transactions has committed: running the request again would repeat it.
+    public var committed: Bool { state.withLock { $0.committed } }
+
+    public func markCommitted() { state.withLock { $0.committed = true } }
+
+    /// Thrown by a transaction when a fact the request relied on is no longer what storage holds.
+    public static let changed = KeyholdError(
+        .unavailable, "Access rules changed while the request was served; send it again", type: "authorization_changed")
+}

@@ -11,6 +11,8 @@ struct PostgresDatabase: SQLDatabase {
     let client: PostgresClient
     /// The logger handed to postgres-nio, never below `debug`: its `trace` output carries whole data rows.
     let logger: Logger
+    /// Triggers move `authorization_epoch` with every change authorization would see, on any node.
+    var authorizationSource: AuthorizationSource? { .epoch }
 
     /// Runs `body` in one transaction on a pooled connection; rolls back when it throws. Errors thrown by `body`
     /// come out as they were thrown (PostgreSQL errors as `StorageError`). A transaction the server aborted as a

@@ -317,8 +317,24 @@ public final class PostgresStorage: SQLStore, @unchecked Sendable {
     public static let history = migrations + Array(repeating: "", count: Schema.sharedFrom - 1 - migrations.count)
         + Schema.migrations.map {
             Schema.migration(
-                $0, types: [.uuid: "uuid", .int: "bigint", .bool: "boolean", .blob: "bytea", .path: #"text COLLATE "C""#])
+                $0, types: [.uuid: "uuid", .int: "bigint", .bool: "boolean", .blob: "bytea", .path: #"text COLLATE "C""#],
+                authorizationTriggers: authorizationTriggers)
         }
+
+    /// Moves `authorization_epoch` in the transaction of any change to a table authorization reads. Deferred to
+    /// commit, so the counter's row lock is the last one a transaction takes (no lock cycle with the rows it
+    /// changed) and is held only while it commits; a TRUNCATE, which row triggers do not see, moves it too.
+    static let authorizationTriggers = """
+        CREATE FUNCTION keyhold_authorization_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN UPDATE authorization_epoch SET epoch = epoch + 1 WHERE id = 1; RETURN NULL; END $$;
+        """ + Schema.authorizationTables.map { table in
+            """
+            CREATE CONSTRAINT TRIGGER \(table)_authorization AFTER INSERT OR UPDATE OR DELETE ON \(table)
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION keyhold_authorization_changed();
+            CREATE TRIGGER \(table)_authorization_truncate AFTER TRUNCATE ON \(table)
+                FOR EACH STATEMENT EXECUTE FUNCTION keyhold_authorization_changed();
+            """
+        }.joined(separator: "\n")
 
     /// A migration's statements: split at each `;` outside a `$$ … $$` body.
     public static func statements(_ migration: String) -> [Substring] {

@@ -51,13 +51,13 @@ public protocol SQLDatabase: Sendable {
     func inTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T
     /// Runs plain reads outside any transaction; they see the last committed state.
     func reading<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T
-    /// Set by a backend through which every change passes (SQLite): authorization lookups are then served from
-    /// memory (`AuthorizationCache`) and checked by each transaction of the request. Nil: every lookup reads storage.
-    var authorizationClock: AuthorizationClock? { get }
+    /// How the backend knows whether what authorization read may have changed, so that authorization lookups can
+    /// be served from memory (`AuthorizationCache`). Nil: every lookup reads storage.
+    var authorizationSource: AuthorizationSource? { get }
 }
 
 extension SQLDatabase {
-    public var authorizationClock: AuthorizationClock? { nil }
+    public var authorizationSource: AuthorizationSource? { nil }
 }
 
 /// Every backend's `Storage`: the rules are written once, as SQL and Swift over an `SQLDatabase` (the methods in this
@@ -75,7 +75,8 @@ open class SQLStore: Storage, @unchecked Sendable {
 
     public init(database: any SQLDatabase) {
         self.database = OutboxDatabase(base: database, wakeup: webhookWakeup)
-        authorization = database.authorizationClock.map(AuthorizationCache.init(clock:))
+        let database = self.database
+        authorization = database.authorizationSource.map { AuthorizationCache(source: $0, database: database) }
     }
 
     open func close() async throws {}
@@ -83,17 +84,18 @@ open class SQLStore: Storage, @unchecked Sendable {
 
 /// The backend's database with two additions. A transaction whose audit events queued webhook deliveries wakes the
 /// dispatcher after it has committed (never before: a delivery must not be looked for before it is visible, nor
-/// sent for a change that rolled back). And a transaction of a request that was served authorization facts from
-/// memory first checks them (`AuthorizationCache.check`).
+/// sent for a change that rolled back). And with an in-process clock, a transaction of a request that was served
+/// authorization facts from memory first checks them (`AuthorizationCache.check`).
 struct OutboxDatabase: SQLDatabase {
     let base: any SQLDatabase
     let wakeup: WebhookWakeup
 
-    var authorizationClock: AuthorizationClock? { base.authorizationClock }
+    var authorizationSource: AuthorizationSource? { base.authorizationSource }
 
     func inTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
         let queued = QueuedFlag()
-        let (observation, clock) = (AuthorizationObservation.current, base.authorizationClock)
+        let observation = AuthorizationObservation.current
+        let clock: AuthorizationClock? = if case .clock(let clock) = base.authorizationSource { clock } else { nil }
         let result = try await base.inTransaction { db in
             if let observation, let clock { try await AuthorizationCache.check(observation, clock: clock, on: db) }
             return try await body(OutboxConnection(base: db, queued: queued))

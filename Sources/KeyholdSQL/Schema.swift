@@ -7,6 +7,10 @@ import Foundation
 public enum Schema {
     public static let sharedFrom = 8
 
+    /// The tables authorization's lookups read (`AuthorizationCache.rows`): a change to any of them moves PostgreSQL's
+    /// `authorization_epoch`.
+    public static let authorizationTables = ["users", "agents", "revoked_tokens", "vaults", "policies", "ip_rules"]
+
     /// Migrations 8, 9, …: append, never edit.
     public static let migrations: [String] = [
         // The indexes PostgreSQL's first migration made and SQLite's did not: members by org, the users of a key,
@@ -164,11 +168,22 @@ public enum Schema {
         ALTER TABLE agents ADD COLUMN identity_keys_created_at {int};
         ALTER TABLE agents ADD COLUMN identity_key_history TEXT NOT NULL DEFAULT '[]'
         """,
+        // Authorization's epoch (issue 22): one counter that moves in the same transaction as any change to a table
+        // an authorization lookup reads (`authorizationTables`), so that a node may keep those lookups in
+        // memory and learn with one small read per request whether they still hold. PostgreSQL moves it with
+        // triggers (`{authorization_triggers}`, which also fire for an edit made with psql); SQLite, whose every
+        // change passes through one process, watches its writer's statements instead and spells the hook as nothing.
+        """
+        CREATE TABLE authorization_epoch (id {int} PRIMARY KEY, epoch {int} NOT NULL);
+        INSERT INTO authorization_epoch (id, epoch) VALUES (1, 0);
+        {authorization_triggers}
+        """,
     ]
 
-    /// A migration in a backend's spelling.
-    public static func migration(_ text: String, types: [SchemaType: String]) -> String {
+    /// A migration in a backend's spelling: its column types, and its SQL for the `{authorization_triggers}` hook.
+    public static func migration(_ text: String, types: [SchemaType: String], authorizationTriggers: String) -> String {
         types.reduce(text) { $0.replacingOccurrences(of: "{\($1.key.rawValue)}", with: $1.value) }
+            .replacingOccurrences(of: "{authorization_triggers}", with: authorizationTriggers)
     }
 }
 

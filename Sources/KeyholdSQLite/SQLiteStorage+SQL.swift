@@ -7,7 +7,7 @@ import KeyholdSQL
 struct SQLiteDatabase: SQLDatabase {
     let committer: GroupCommitter
     let readers: ReaderPool
-    var authorizationClock: AuthorizationClock? { committer.clock }
+    var authorizationSource: AuthorizationSource? { .clock(committer.clock) }
 
     /// Runs `body` in a transaction on the writer and returns once it is committed (durable), or throws after it
     /// was rolled back. Transactions that arrive while the writer is busy run together under one

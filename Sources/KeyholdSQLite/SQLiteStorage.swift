@@ -163,7 +163,9 @@ public final class SQLiteStorage: SQLStore, @unchecked Sendable {
 
     /// SQLite's own migrations (1–7), then the shared ones in SQLite's spelling.
     public static let history = migrations + Schema.migrations.map {
-        Schema.migration($0, types: [.uuid: "TEXT", .int: "INTEGER", .bool: "INTEGER", .blob: "BLOB", .path: "TEXT"])
+        Schema.migration(
+            $0, types: [.uuid: "TEXT", .int: "INTEGER", .bool: "INTEGER", .blob: "BLOB", .path: "TEXT"],
+            authorizationTriggers: "")
     }
 
     func migrate() async throws {

@@ -1,6 +1,9 @@
 import Foundation
 import KeyholdCore
+import KeyholdPostgres
 import KeyholdSQLite
+import Logging
+import PostgresNIO
 import Testing
 
 /// Authorization lookups inside a request (`AuthorizationObservation`): on every backend a change is seen by the next
@@ -90,6 +93,42 @@ extension StorageConformanceTests {
             #expect(!observation.committed)
             #expect(try await f.storage.versions(vaultID: f.vault.id, path: "prod/key").first?.accessCount == 1)
             // Served afresh, the edited row no longer verifies: refused as any tampered row is.
+            await #expect(throws: StoredDataError.self) { _ = try await self.request(lookup) }
+        }
+    }
+}
+
+extension StorageConformanceTests {
+    /// PostgreSQL's `authorization_epoch`, read from outside Keyhold.
+    func epoch(_ storage: any Storage) async throws -> Int64 {
+        var epoch: Int64?
+        let name = try #require((storage as? PostgresStorage)?.databaseName)
+        try await Backend.postgresAdmin(try #require(Backend.databaseURL), database: name) { connection in
+            let rows = try await connection.query("SELECT epoch FROM authorization_epoch WHERE id = 1", logger: Logger(label: "test"))
+            for try await value in rows.decode(Int64.self) { epoch = value }
+        }
+        return try #require(epoch)
+    }
+
+    @Test(.enabled(if: Backend.enabled.contains(.postgres)))
+    func onPostgreSQLTheEpochMovesWithAuthorizationChangesAndAnOutsideEditIsSeenByTheNextLookup() async throws {
+        try await withFixture(.postgres) { (f: Fixture) async throws in
+            let agent = agent(f)
+            try await f.storage.createAgent(agent, audit: testAudit)
+            try await f.storage.createPolicy(try policy(f, kind: .agent, id: agent.id), audit: testAudit)
+            let start = try await epoch(f.storage)
+            _ = try await write(f, "prod/key")
+            _ = try await read(f, "prod/key")
+            #expect(try await epoch(f.storage) == start, "secrets' reads and writes leave it")
+            try await f.storage.revokeToken(id: "jti-c", expiresAt: Timestamp.now.adding(seconds: 60), refreshFamily: nil, audit: testAudit)
+            #expect(try await epoch(f.storage) > start)
+
+            let lookup = {
+                try await f.storage.vaultAndPolicies(id: f.vault.id, orgID: f.org.id, principalKind: .agent, principalID: agent.id)
+            }
+            #expect(try await request(lookup)?.1.count == 1)
+            #expect(try await request(lookup)?.1.count == 1)
+            try await Backend.postgres.execute(f.storage, "UPDATE policies SET priority = 9 WHERE principal_id = '\(agent.id.wire)'")
             await #expect(throws: StoredDataError.self) { _ = try await self.request(lookup) }
         }
     }

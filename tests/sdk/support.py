@@ -8,6 +8,7 @@ import http.client
 import json
 import re
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
@@ -236,3 +237,40 @@ def run_together(count: int, action: Callable[[int], Any]) -> list[Any]:
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(task, range(count)))
+
+
+def refused_after_revoking_under_load(read_url: str, token: str, revoke, readers: int = 4, each: int = 20) -> None:
+    """`readers` clients GET `read_url` with `token` as fast as they can. Once each has been answered 200 `each`
+    times, `revoke()` takes access away and returns the status a refused read gets. Every request sent after
+    `revoke()` returned must get that status, and each client sends `each` of them (whatever was in flight before
+    may go either way and is not judged)."""
+    revoked_at: list[float] = []
+    ready = threading.Barrier(readers + 1)
+    logs: list[list[tuple[float, int]]] = [[] for _ in range(readers)]
+
+    def read(log: list[tuple[float, int]]) -> None:
+        with httpx.Client(headers=bearer(token), timeout=30.0) as client:
+            try:
+                for _ in range(10 * each):  # bounded: a reader that is never let in fails the test, not hangs it
+                    if sum(1 for _, status in log if status == 200) >= each:
+                        break
+                    log.append((time.monotonic(), client.get(read_url).status_code))
+            finally:
+                ready.wait()
+            while sum(1 for sent, _ in log if revoked_at and sent > revoked_at[0]) < each:
+                log.append((time.monotonic(), client.get(read_url).status_code))
+
+    threads = [threading.Thread(target=read, args=(log,)) for log in logs]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    try:
+        refusal = revoke()
+    finally:
+        revoked_at.append(time.monotonic())
+    for thread in threads:
+        thread.join()
+    for log in logs:
+        assert sum(1 for _, status in log if status == 200) >= each, log[:5]
+        after = [status for sent, status in log if sent > revoked_at[0]]
+        assert len(after) >= each and set(after) == {refusal}, after

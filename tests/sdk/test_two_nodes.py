@@ -24,7 +24,7 @@ import oneclaw
 import pytest
 
 from conftest import DEFAULT_BIN
-from support import PASSWORD, assert_sdk_ok, bearer, run_together
+from support import PASSWORD, assert_sdk_ok, bearer, refused_after_revoking_under_load, run_together
 
 CLUSTER_URL = os.environ.get("KEYHOLD_TEST_DATABASE_URL", "")
 if os.environ.get("KEYHOLD_SDK_BACKEND", "sqlite") != "postgres":
@@ -60,7 +60,8 @@ class Node:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"
-        env = dict(os.environ, KEYHOLD_BCRYPT_COST="10", KEYHOLD_MASTER_KEY=master_key)
+        # The load tests send more than the default per-address limit from 127.0.0.1, as conftest's server allows.
+        env = dict(os.environ, KEYHOLD_BCRYPT_COST="10", KEYHOLD_MASTER_KEY=master_key, KEYHOLD_RATE_LIMIT="5000")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [binary, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir",
@@ -242,6 +243,36 @@ def test_revocations_on_one_node_hold_on_the_other(nodes, owner, leak_watch) -> 
     assert agent_client_b.secrets.get(vault, "prod/db").meta.status == 200
     assert httpx.patch(a.url + f"/v1/agents/{agent_id}", json={"is_active": False}, headers=bearer(owner)).status_code == 200
     assert agent_client_b.secrets.get(vault, "prod/db").meta.status == 401
+
+
+@pytest.mark.parametrize("how", ["policy_delete", "token_revoke", "deactivate"])
+def test_a_revocation_on_one_node_holds_on_the_other_under_load(nodes, owner, leak_watch, how: str) -> None:
+    """Readers on B with an agent's token, while A takes the access away: every request B gets after A answered is
+    refused (each node keeps what authorization reads in memory, checked against the database's epoch)."""
+    a, b = nodes
+    vault = assert_sdk_ok(a.client(owner).vaults.create(f"two-nodes-load-{how}"), 201)["id"]
+    assert_sdk_ok(a.client(owner).secrets.set(vault, "prod/db", "TWO-NODE-LOAD-VALUE"), 201)
+    leak_watch.values.add("TWO-NODE-LOAD-VALUE")
+    agent = httpx.post(a.url + "/v1/agents", json={"name": f"two-nodes-load-{how}"}, headers=bearer(owner)).json()
+    leak_watch.track(agent)
+    agent_id = agent["agent"]["id"]
+    policy = httpx.post(a.url + f"/v1/vaults/{vault}/policies", headers=bearer(owner), json={
+        "secret_path_pattern": "prod/**", "principal_type": "agent", "principal_id": agent_id,
+        "permissions": ["read"]}).json()
+    token = httpx.post(b.url + "/v1/auth/agent-token", json={"api_key": agent["api_key"]}).json()["access_token"]
+    leak_watch.track({"access_token": token})
+
+    def revoke() -> int:
+        if how == "policy_delete":
+            assert httpx.delete(a.url + f"/v1/vaults/{vault}/policies/{policy['id']}", headers=bearer(owner)).status_code == 204
+            return 404
+        if how == "token_revoke":
+            assert httpx.delete(a.url + "/v1/auth/token", headers=bearer(token)).status_code == 204
+            return 401
+        assert httpx.patch(a.url + f"/v1/agents/{agent_id}", json={"is_active": False}, headers=bearer(owner)).status_code == 200
+        return 401
+
+    refused_after_revoking_under_load(f"{b.url}/v1/vaults/{vault}/secrets/prod/db", token, revoke)
 
 
 def test_the_audit_chain_is_linear_and_valid_after_concurrent_load(nodes, owner) -> None:

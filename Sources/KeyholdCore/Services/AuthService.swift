@@ -4,8 +4,8 @@ import Foundation
 ///
 /// Every check that revocation depends on runs on every request against storage (revoked token ids, the agent's
 /// active flag, expiry and key version, the API key's active flag, the user's membership), so a revocation made
-/// on any node is refused by every node on the next request. (On SQLite the token's subject comes from an exact
-/// in-memory copy that every commit touching it invalidates before answering: `AuthorizationCache`.)
+/// on any node is refused by every node on the next request. (The token's subject comes from an exact in-memory
+/// copy that any change to it invalidates for the next request on every node: `AuthorizationCache`.)
 public struct AuthService: Sendable {
     let identities: any IdentityStore
     let agents: any AgentStore

@@ -3,7 +3,7 @@ import Foundation
 /// Org IP rules (`/v1/security/ip-rules`): owners and admins manage them, and `enforce` applies them to every
 /// authenticated request and every token exchange of the org, right after the caller (org and kind) is known.
 ///
-/// The rules are read on every check (one indexed read of a small table, sealed rows verified; on SQLite from its
+/// The rules are read on every check (one indexed read of a small table, sealed rows verified, through the storage's
 /// exact in-memory copy, `AuthorizationCache`), so a change takes effect on the next request on every node.
 public struct IPRuleService: Sendable {
     let store: any IPRuleStore

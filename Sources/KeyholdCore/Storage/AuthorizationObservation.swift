@@ -28,11 +28,20 @@ public final class AuthorizationObservation: Sendable {
     private struct State {
         var facts: [Fact] = []
         var committed = false
+        var epoch: UInt64?
     }
 
     private let state = Mutex(State())
 
     public init() {}
+
+    /// The backend's epoch as this request first read it (`read`, once); later lookups of the request compare with it.
+    public func epoch(_ read: () async throws -> UInt64) async throws -> UInt64 {
+        if let epoch = state.withLock({ $0.epoch }) { return epoch }
+        let epoch = try await read()
+        state.withLock { $0.epoch = epoch }
+        return epoch
+    }
 
     public func record(_ fact: Fact) { state.withLock { $0.facts.append(fact) } }
 

@@ -94,7 +94,7 @@ final class AuthorizationCache: Sendable {
     /// The answer for `key`: from memory when current, otherwise from `load` (a plain read). Inside a request's
     /// observation it is recorded there; outside one, storage is always read and nothing is kept.
     func value<Value: Sendable>(_ key: Key, load: () async throws -> Loaded<Value>) async throws -> Value {
-        guard let observation = AuthorizationObservation.current else { return try await load().value }
+        guard let observation = AuthorizationObservation.active else { return try await load().value }
         let tick = try await tick(observation)
         if let entry = entries.withLock({ $0[key] }), entry.tick == tick, let value = entry.value as? Value {
             observation.record(.init(key: key, rows: entry.rows, tick: tick))

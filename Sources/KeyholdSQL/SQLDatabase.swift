@@ -94,7 +94,7 @@ struct OutboxDatabase: SQLDatabase {
 
     func inTransaction<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) async throws -> T) async throws -> T {
         let queued = QueuedFlag()
-        let observation = AuthorizationObservation.current
+        let observation = AuthorizationObservation.active
         let clock: AuthorizationClock? = if case .clock(let clock) = base.authorizationSource { clock } else { nil }
         let result = try await base.inTransaction { db in
             if let observation, let clock { try await AuthorizationCache.check(observation, clock: clock, on: db) }

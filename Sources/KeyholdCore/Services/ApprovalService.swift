@@ -220,7 +220,9 @@ public struct ApprovalService: Sendable {
         // either way. (A request that fails there is simply not recorded; the caller's answer was the same.)
         let name = name.trimmingCharacters(in: .whitespacesAndNewlines)
         Task { [self] in
-            try? await recordEnrolment(name: name, email: email, description: description, ip: ip, at: now, expiresAt: expiresAt)
+            try? await AuthorizationObservation.$current.withValue(nil) {
+                try await recordEnrolment(name: name, email: email, description: description, ip: ip, at: now, expiresAt: expiresAt)
+            }
         }
         return expiresAt
     }

@@ -29,7 +29,19 @@ public final class AuthorizationObservation: Sendable {
         var facts: [Fact] = []
         var committed = false
         var epoch: UInt64?
+        var ended = false
     }
+
+    /// The observation of the request this task serves, while that request runs. A task the request started that
+    /// outlives it (a background job) inherits the task-local but gets nil once the request has ended: it reads
+    /// storage afresh and its transactions check nothing of the request's.
+    public static var active: AuthorizationObservation? {
+        guard let current, !current.state.withLock({ $0.ended }) else { return nil }
+        return current
+    }
+
+    /// Called by whoever opened the observation once the request is answered.
+    public func end() { state.withLock { $0.ended = true } }
 
     private let state = Mutex(State())
 

@@ -24,6 +24,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         var attempt = 0
         while true {
             let observation = AuthorizationObservation()
+            defer { observation.end() }
             do {
                 return try await AuthorizationObservation.$current.withValue(observation) {
                     var context = context

@@ -323,16 +323,25 @@ public final class PostgresStorage: SQLStore, @unchecked Sendable {
 
     /// Moves `authorization_epoch` in the transaction of any change to a table authorization reads. Deferred to
     /// commit, so the counter's row lock is the last one a transaction takes (no lock cycle with the rows it
-    /// changed) and is held only while it commits; a TRUNCATE, which row triggers do not see, moves it too.
+    /// changed) and is held only while it commits; a TRUNCATE, which row triggers do not see, moves it too. The new
+    /// value is random, not the next number: after a failover to a standby that lost commits, or a restore, the same
+    /// count could name another state, while a random 64-bit value names one state (a restored epoch comes with the
+    /// rows it was read with). `ENABLE ALWAYS`: the triggers fire under `session_replication_role = replica` too.
     static let authorizationTriggers = """
         CREATE FUNCTION keyhold_authorization_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN UPDATE authorization_epoch SET epoch = epoch + 1 WHERE id = 1; RETURN NULL; END $$;
+        BEGIN
+            UPDATE authorization_epoch SET epoch = ('x' || substr(md5(gen_random_uuid()::text), 1, 16))::bit(64)::bigint
+            WHERE id = 1;
+            RETURN NULL;
+        END $$;
         """ + Schema.authorizationTables.map { table in
             """
             CREATE CONSTRAINT TRIGGER \(table)_authorization AFTER INSERT OR UPDATE OR DELETE ON \(table)
                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION keyhold_authorization_changed();
             CREATE TRIGGER \(table)_authorization_truncate AFTER TRUNCATE ON \(table)
                 FOR EACH STATEMENT EXECUTE FUNCTION keyhold_authorization_changed();
+            ALTER TABLE \(table) ENABLE ALWAYS TRIGGER \(table)_authorization;
+            ALTER TABLE \(table) ENABLE ALWAYS TRIGGER \(table)_authorization_truncate;
             """
         }.joined(separator: "\n")
 

@@ -19,8 +19,9 @@ public enum AuthorizationSource: Sendable {
     /// Every change passes through this process (SQLite): its writer moves the clock after such a commit, and each
     /// transaction of a request checks what the request was served (on the writer, where that costs no round trip).
     case clock(AuthorizationClock)
-    /// Many nodes share the database (PostgreSQL): triggers move `authorization_epoch` in the transaction of every
-    /// such change, and each request reads it once, before its first lookup, in place of the lookups' own reads.
+    /// Many nodes share the database (PostgreSQL): triggers set `authorization_epoch` to a new random value in the
+    /// transaction of every such change, and each request reads it once, before its first lookup, in place of the
+    /// lookups' own reads.
     case epoch
 }
 
@@ -85,7 +86,7 @@ final class AuthorizationCache: Sendable {
                     guard let row = try await db.first("SELECT epoch FROM authorization_epoch WHERE id = 1") else {
                         throw StoredDataError(table: "authorization_epoch", column: "epoch", problem: "missing")
                     }
-                    return UInt64(try StoredFields(row, table: "authorization_epoch").count("epoch"))
+                    return UInt64(bitPattern: try StoredFields(row, table: "authorization_epoch").int("epoch"))
                 }
             }
         }

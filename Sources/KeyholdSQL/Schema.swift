@@ -168,7 +168,7 @@ public enum Schema {
         ALTER TABLE agents ADD COLUMN identity_keys_created_at {int};
         ALTER TABLE agents ADD COLUMN identity_key_history TEXT NOT NULL DEFAULT '[]'
         """,
-        // Authorization's epoch (issue 22): one counter that moves in the same transaction as any change to a table
+        // Authorization's epoch (issue 22): one value that changes in the same transaction as any change to a table
         // an authorization lookup reads (`authorizationTables`), so that a node may keep those lookups in
         // memory and learn with one small read per request whether they still hold. PostgreSQL moves it with
         // triggers (`{authorization_triggers}`, which also fire for an edit made with psql); SQLite, whose every

@@ -121,7 +121,14 @@ extension StorageConformanceTests {
             _ = try await read(f, "prod/key")
             #expect(try await epoch(f.storage) == start, "secrets' reads and writes leave it")
             try await f.storage.revokeToken(id: "jti-c", expiresAt: Timestamp.now.adding(seconds: 60), refreshFamily: nil, audit: testAudit)
-            #expect(try await epoch(f.storage) > start)
+            let moved = try await epoch(f.storage)
+            #expect(moved != start)
+            try await f.storage.createIPRule(
+                IPRule(
+                    id: UUID(), orgID: f.org.id, type: .allow, cidr: try #require(CIDR("10.0.0.0/8")), cidrText: "10.0.0.0/8",
+                    label: nil, appliesTo: .all, createdBy: f.owner.id, createdAt: .now),
+                audit: testAudit)
+            #expect(try await epoch(f.storage) != moved, "every change gets a value of its own")
 
             let lookup = {
                 try await f.storage.vaultAndPolicies(id: f.vault.id, orgID: f.org.id, principalKind: .agent, principalID: agent.id)

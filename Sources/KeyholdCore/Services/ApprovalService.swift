@@ -415,7 +415,10 @@ public struct ApprovalService: Sendable {
                 let decided = try await finish(id, status: status, decider: principal.id, reason: reason, policy: nil, by: caller)
                 return Decision(approval: decided, enrolled: (agent, key))
             } catch {
-                try? await registry.delete(agent.id, purge: true, by: caller)
+                // Taking the enrolled agent away again must not wait on the request's authorization facts.
+                try? await AuthorizationObservation.$current.withValue(nil) {
+                    try await registry.delete(agent.id, purge: true, by: caller)
+                }
                 throw error
             }
         }

@@ -1,8 +1,9 @@
 import Foundation
 import KeyholdCore
 
-/// The lookups every authenticated request makes: from the backend's `AuthorizationCache` when it keeps one
-/// (SQLite), otherwise one plain read each. Either way the rows are decoded strictly and their seals verified.
+/// The lookups every authenticated request makes: from the backend's `AuthorizationCache` (SQLite's clock,
+/// PostgreSQL's epoch) inside a request, otherwise one plain read each. Either way the rows are decoded strictly and
+/// their seals verified when they are read from storage.
 extension SQLStore {
     /// The subject's row and whether the token is revoked, in one statement (one round trip on PostgreSQL, where a
     /// round trip costs more CPU than the statement).

@@ -4,15 +4,15 @@ import Synchronization
 /// What one request learned about authorization state (token subjects, vaults with policies, IP rules) from a
 /// backend's in-memory copy, so that the request's transactions can check it is still true when they commit.
 ///
-/// A backend that keeps such a copy (SQLite, where every change passes through the process) serves it only to a
-/// request running inside `AuthorizationObservation.$current`: without one, nothing would check the copy at commit,
-/// so the backend reads storage instead. The HTTP layer opens one per authenticated request and runs the request
-/// again, once, when a transaction finds that what it relied on changed before anything of it committed.
+/// A backend serves its copy only to a request running inside an active observation (`active`); without one, it
+/// reads storage. SQLite's transactions check the request's facts against storage; PostgreSQL records here the
+/// epoch the request read first. The HTTP layer opens one per authenticated request and runs the request again (at
+/// most twice) when a transaction finds that what it relied on changed before anything of it committed.
 public final class AuthorizationObservation: Sendable {
     @TaskLocal public static var current: AuthorizationObservation?
 
-    /// One fact served to the request: the backend's key for it, the stored rows it was decoded from, and the
-    /// backend's authorization clock when it was read.
+    /// One fact served to the request: the backend's key for it, the stored rows it was decoded from, and the tick
+    /// (SQLite's clock, PostgreSQL's epoch) it was served under.
     public struct Fact: Sendable {
         public let key: any Sendable
         public let rows: [[SQLValue]]

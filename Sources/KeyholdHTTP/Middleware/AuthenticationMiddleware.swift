@@ -10,7 +10,7 @@ import KeyholdCore
 ///
 /// The request runs inside an `AuthorizationObservation`, so the storage may serve what authorization reads from
 /// memory and check it in the request's transactions. When one of them finds it changed before anything of the
-/// request committed, the whole request runs once more (its body was kept), and its lookups read storage afresh.
+/// request committed, the whole request runs again (its body was kept; at most twice), with fresh lookups.
 struct AuthenticationMiddleware: RouterMiddleware {
     let auth: AuthService
     let console: ConsoleSession

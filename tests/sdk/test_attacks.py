@@ -1141,6 +1141,14 @@ def test_body_over_1_mib_is_413_on_other_endpoints(world, endpoint: str) -> None
     assert_problem(resp, 413)
 
 
+
+def test_an_anonymous_body_over_1_mib_is_refused_as_unauthenticated(world, anon) -> None:
+    """Authenticated routes read a body only once the caller is known: without credentials the answer is 401, not
+    413 (the server never held the megabyte)."""
+    body = json.dumps({"name": "x" * (1 << 20)}).encode()
+    resp = anon.post("/v1/vaults", content=body, headers={"Content-Type": "application/json"})
+    assert_problem(resp, 401)
+
 NESTED = {
     "metadata_arrays": lambda n: b'{"value":"v","metadata":{"a":' + b"[" * n + b"]" * n + b"}}",
     "metadata_objects": lambda n: b'{"value":"v","metadata":' + b'{"a":' * n + b"1" + b"}" * n + b"}",

@@ -20,7 +20,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         next: (Request, KeyholdRequestContext) async throws -> Response
     ) async throws -> Response {
         var request = request
-        _ = try await request.collectBody(upTo: context.maxUploadSize)
+        var collected = false
         var attempt = 0
         while true {
             let observation = AuthorizationObservation()
@@ -29,6 +29,12 @@ struct AuthenticationMiddleware: RouterMiddleware {
                 return try await AuthorizationObservation.$current.withValue(observation) {
                     var context = context
                     context.caller = try await caller(request, context)
+                    // Kept for a second run, and read only once the caller is known: an anonymous client cannot make
+                    // the server hold a body.
+                    if !collected {
+                        _ = try await request.collectBody(upTo: context.maxUploadSize)
+                        collected = true
+                    }
                     return try await next(request, context)
                 }
             } catch let error as KeyholdError where error.type == AuthorizationObservation.changed.type {

@@ -31,7 +31,8 @@ public typealias JSONObject = [String: Any]
 /// server's own router, middlewares included.
 public protocol APITransport: Sendable {
     /// `path` includes the query; `headers` are sent as they are.
-    func send(method: String, path: String, headers: [(String, String)], body: Data?) async throws -> (status: Int, body: Data)
+    func send(method: String, path: String, headers: [(String, String)], body: Data?) async throws
+        -> (status: Int, headers: [(String, String)], body: Data)
 }
 
 /// Requests over HTTP with async-http-client.
@@ -56,7 +57,7 @@ public struct HTTPTransport: APITransport {
     public init(baseURL: String) { self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL }
 
     public func send(method: String, path: String, headers: [(String, String)], body: Data?) async throws
-        -> (status: Int, body: Data)
+        -> (status: Int, headers: [(String, String)], body: Data)
     {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .init(rawValue: method)
@@ -69,7 +70,7 @@ public struct HTTPTransport: APITransport {
             throw ClientError("cannot reach the server at \(baseURL): \(KeyholdAPI.reason(error))", unreachable: true)
         }
         let collected = try await response.body.collect(upTo: 64 * 1024 * 1024)
-        return (Int(response.status.code), Data(buffer: collected))
+        return (Int(response.status.code), response.headers.map { ($0.name, $0.value) }, Data(buffer: collected))
     }
 }
 
@@ -90,10 +91,16 @@ public struct KeyholdAPI: Sendable {
 
     public func with(bearer: String?) -> KeyholdAPI { KeyholdAPI(transport: transport, bearer: bearer) }
 
-    /// A response: its status and body (raw, and parsed when it is a JSON object).
+    /// A response: its status, headers and body (raw, and parsed when it is a JSON object).
     public struct Reply: Sendable {
         public let status: Int
+        public var headers: [(String, String)] = []
         public let body: Data
+
+        /// The first value of a header (names compared case-insensitively).
+        public func header(_ name: String) -> String? {
+            headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+        }
 
         public var object: JSONObject {
             (try? JSONSerialization.jsonObject(with: body)) as? JSONObject ?? [:]
@@ -122,8 +129,8 @@ public struct KeyholdAPI: Sendable {
             headers.append(("Content-Type", "application/json"))
             body = try JSONSerialization.data(withJSONObject: json)
         }
-        let (status, data) = try await transport.send(method: method, path: path, headers: headers, body: body)
-        return Reply(status: status, body: data)
+        let (status, fields, data) = try await transport.send(method: method, path: path, headers: headers, body: body)
+        return Reply(status: status, headers: fields, body: data)
     }
 
     static func reason(_ error: any Error) -> String {

@@ -18,6 +18,8 @@ public struct KeyholdError: Error, Sendable, Equatable, CustomStringConvertible 
         case tooManyRequests
         case unavailable
         case internalError
+        /// An upstream Keyhold sent a request to (the lease proxy) could not be reached or answered unusably.
+        case badGateway
     }
 
     public let code: Code

@@ -129,6 +129,14 @@ public func buildApplication(
         secretKey: try await WebhookService.loadSecretKey(system: storage, keystore: keystore),
         allowPrivate: configuration.webhookAllowPrivate)
     WebhookController(webhooks: webhooks).register(on: authenticated)
+    let outbound = Outbound(allowPrivate: configuration.webhookAllowPrivate, caFile: configuration.outboundCAFile)
+    LeaseController(
+        leases: LeaseService(
+            store: storage, identities: storage, agents: storage, secrets: secrets, audit: audit,
+            rootKey: try await LeaseService.loadRootKey(system: storage, keystore: keystore),
+            allowPrivate: configuration.webhookAllowPrivate),
+        outbound: outbound
+    ).register(on: authenticated)
     authenticated.post("/v1/vaults/:vault_id/rotate-key") { _, context in
         let kek = try await runtime.keys.rotate(vaultID: try context.vaultID(), by: try context.requireCaller())
         return try JSONResponse.make(["vault_id": try context.vaultID().wire, "kek_id": kek.id])
@@ -187,7 +195,7 @@ public func buildApplication(
         WebhookDeliveryService(
             dispatcher: WebhookDispatcher(
                 service: webhooks, store: storage,
-                transport: HTTPWebhookTransport(allowPrivate: configuration.webhookAllowPrivate), logger: logger,
+                transport: HTTPWebhookTransport(outbound: outbound), logger: logger,
                 extras: { approvals.quickDecideLinks(event: $0, audit: $1, publicURL: configuration.publicURL) })))
     return app
 }

@@ -42,6 +42,9 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
     /// Webhooks may reach loopback, private, link-local and metadata addresses, and use plain http to them (tests,
     /// receivers on the operator's own network).
     public var webhookAllowPrivate: Bool
+    /// A PEM file of CA certificates that outgoing TLS (webhooks, the lease proxy) trusts besides the system's
+    /// (`KEYHOLD_OUTBOUND_CA_FILE`): a private CA of the operator's network, or a test's.
+    public var outboundCAFile: String?
     /// A folder to serve the web console from, read at each request, instead of the copy built into the server
     /// (for working on the console); nil: the built-in copy.
     public var consoleDirectory: String?
@@ -211,6 +214,10 @@ public struct KeyholdConfiguration: Sendable, CustomStringConvertible {
         case nil, "0", "false": webhookAllowPrivate = flags.webhookAllowPrivate
         case "1", "true": webhookAllowPrivate = true
         default: throw KeyholdError.badRequest("KEYHOLD_WEBHOOK_ALLOW_PRIVATE must be true or false")
+        }
+        outboundCAFile = env("OUTBOUND_CA_FILE")
+        if let file = outboundCAFile, !FileManager.default.isReadableFile(atPath: file) {
+            throw KeyholdError.badRequest("KEYHOLD_OUTBOUND_CA_FILE '\(file)' cannot be read")
         }
         consoleDirectory = flags.consoleDirectory ?? env("CONSOLE_DIR")
         if let directory = consoleDirectory {

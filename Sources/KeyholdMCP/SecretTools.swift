@@ -132,6 +132,20 @@ public struct SecretTools: Sendable {
                         "expires_at": Self.string("ISO 8601; at most a year ahead"),
                         "max_access_count": .object(["type": "integer", "minimum": 1, "default": 5]),
                     ], required: ["secret_id", "recipient_type", "expires_at"])),
+            Tool(
+                name: "proxy_request",
+                description: "Call an HTTP API with a credential you never see: Keyhold injects the secret a capability lease names into the request, sends it, and returns the status, headers and body with the secret redacted. Each call spends one of the lease's uses.",
+                inputSchema: Self.schema(
+                    [
+                        "lease": Self.string("The lease token (khl_…) a person gave you"),
+                        "method": Self.string("GET, POST, …"),
+                        "url": Self.string("The absolute https URL to call"),
+                        "headers": .object([
+                            "type": "object", "additionalProperties": .object(["type": "string"]),
+                            "description": "Extra request headers (never the one the lease injects)",
+                        ]),
+                        "body": Self.string("The request body, as text"),
+                    ], required: ["lease", "method", "url"])),
         ]
     }
 
@@ -281,6 +295,29 @@ public struct SecretTools: Sendable {
             if let recipient = arguments["recipient_id"]?.stringValue { body["recipient_id"] = recipient }
             let reply = try await api.call("POST", "/v1/secrets/\(KeyholdAPI.escape(secretID))/share", json: body)
             return String(decoding: reply.body, as: UTF8.self)
+        case "proxy_request":
+            // Allowed in value-free mode too: the value stays in the server, and the answer comes back redacted.
+            var body: [String: Any] = [
+                "lease": try required(arguments, "lease"), "method": try required(arguments, "method").uppercased(),
+                "url": try required(arguments, "url"),
+            ]
+            if case .object(let headers)? = arguments["headers"] {
+                body["headers"] = headers.compactMapValues(\.stringValue)
+            }
+            if let text = arguments["body"]?.stringValue { body["body"] = text }
+            let reply = try await api.send("POST", "/v1/proxy", json: body)
+            guard reply.header("Keyhold-Proxy") == "upstream" else {
+                // Keyhold refused (a problem document): its reason, not an upstream answer.
+                let object = reply.object
+                throw ToolError(
+                    message: "Proxy request refused (\(reply.status)): \(object["detail"] as? String ?? "request failed")")
+            }
+            var headers: [String: String] = [:]
+            for (name, value) in reply.headers where name.lowercased() != "keyhold-proxy" { headers[name.lowercased()] = value }
+            let text = String(data: reply.body, encoding: .utf8)
+            var answer: [String: Any] = ["status": reply.status, "headers": headers]
+            if let text { answer["body"] = text } else { answer["body_base64"] = reply.body.base64EncodedString() }
+            return try json(answer)
         default:
             throw ToolError(message: "Unknown tool: \(name)")
         }

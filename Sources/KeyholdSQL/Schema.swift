@@ -178,6 +178,22 @@ public enum Schema {
         INSERT INTO authorization_epoch (id, epoch) VALUES (1, 0);
         {authorization_triggers}
         """,
+        // Capability leases (issue 23): a secret's use by one principal against one destination, without the value
+        // leaving the server (`CapabilityLease`). Sealed (`GrantSeal`, table `capability_leases`). `methods` is a
+        // sorted JSON list, `injection` a JSON object, `caveat_uses` a JSON object of the uses counted under each
+        // `uses<=N` caveat, by counter key. A lease goes with its vault; the root key of its tokens is derived from a
+        // server key the keystore seals, so no row holds it.
+        """
+        CREATE TABLE capability_leases (
+            id {uuid} PRIMARY KEY, org_id {uuid} NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+            vault_id {uuid} NOT NULL REFERENCES vaults(id) ON DELETE CASCADE, path {path} NOT NULL,
+            principal_type TEXT NOT NULL, principal_id {uuid} NOT NULL, scheme TEXT NOT NULL, host TEXT NOT NULL,
+            port {int}, methods TEXT NOT NULL, path_prefix TEXT NOT NULL, injection TEXT NOT NULL, max_uses {int},
+            uses {int} NOT NULL, caveat_uses TEXT NOT NULL, expires_at {int} NOT NULL, revoked_at {int},
+            description TEXT, created_by {uuid} NOT NULL, created_by_type TEXT NOT NULL, created_at {int} NOT NULL,
+            seal {blob});
+        CREATE INDEX capability_leases_vault ON capability_leases(vault_id, created_at)
+        """,
     ]
 
     /// A migration in a backend's spelling: its column types, and its SQL for the `{authorization_triggers}` hook.

@@ -45,7 +45,7 @@ import Testing
 
     @Test func anUnknownOrMalformedCaveatIsRefusedEvenWhenSigned() throws {
         for text in ["uses<=-1", "uses<=01", "uses=3", "expires<=soon", "methods=get", "methods=", "path_prefix=v1",
-                     "path_prefix=/v1/../admin", "path_prefix=/v1//x", "path_prefix=/v1/%2e%2e", "host=localhost",
+                     "path_prefix=/v1/../admin", "path_prefix=/v1//x", "path_prefix=/v1/%2e%2e", "host=*.localhost",
                      "host=*.", "host=Example.com", "host=ex ample.com", "region=eu", ""] {
             #expect(LeaseCaveat(text: text) == nil, "\(text)")
             let signed = LeaseToken.mint(leaseID: id, rootKey: root).attenuated(withText: text)
@@ -71,12 +71,19 @@ import Testing
         #expect(LeaseRules.path("/v1/charges/ch_1", isUnder: "/v1/charges"))
         #expect(!LeaseRules.path("/v1/chargesX", isUnder: "/v1/charges"))
         #expect(LeaseRules.path("/anything", isUnder: "/"))
+        // Exact hosts may be one label or an IPv4 address; a wildcard needs a DNS suffix of two labels and never
+        // matches an address.
+        #expect(LeaseCaveat(text: "host=localhost") == .host("localhost"))
+        #expect(LeaseCaveat(text: "host=127.0.0.1") == .host("127.0.0.1"))
+        #expect(LeaseCaveat(text: "host=*.com") == nil)
+        #expect(LeaseCaveat(text: "host=*.0.0.1") == nil)
+        #expect(!LeaseRules.host("10.0.0.1", matches: "*.example.com"))
     }
 
     func lease(revoked: Bool = false) -> CapabilityLease {
         CapabilityLease(
             id: id, orgID: UUID(), vaultID: UUID(), path: "stripe/key", principalKind: .agent, principalID: agent,
-            scheme: "https", host: "*.example.com", methods: ["GET", "POST"], pathPrefix: "/v1",
+            scheme: "https", host: "*.example.com", port: nil, methods: ["GET", "POST"], pathPrefix: "/v1",
             injection: .header(name: "Authorization", template: "Bearer {{value}}"), maxUses: 3, uses: 0,
             expiresAt: Timestamp(milliseconds: 2_000_000), revokedAt: revoked ? Timestamp(milliseconds: 1) : nil,
             createdBy: UUID(), createdByType: .user, createdAt: Timestamp(milliseconds: 0))
@@ -86,11 +93,11 @@ import Testing
 
     func use(
         _ method: String = "POST", scheme: String = "https", host: String = "api.example.com",
-        path: String = "/v1/charges", at ms: Int64 = 1_000_000, by principal: UUID? = nil
+        port: Int = 443, path: String = "/v1/charges", at ms: Int64 = 1_000_000, by principal: UUID? = nil
     ) -> CapabilityLease.Use {
         .init(
-            principalKind: .agent, principalID: principal ?? agent, method: method, scheme: scheme, host: host, path: path,
-            at: Timestamp(milliseconds: ms))
+            principalKind: .agent, principalID: principal ?? agent, method: method, scheme: scheme, host: host,
+            port: port, path: path, at: Timestamp(milliseconds: ms))
     }
 
     @Test func everyConditionOfTheLeaseAndOfEachCaveatMustHold() throws {
@@ -100,9 +107,11 @@ import Testing
         #expect(lease.refusal(of: use(scheme: "http"), caveats: []) != nil)
         #expect(lease.refusal(of: use(host: "example.com"), caveats: []) != nil)
         #expect(lease.refusal(of: use(path: "/v2/charges"), caveats: []) != nil)
-        #expect(lease.refusal(of: use(at: 2_000_000), caveats: []) != nil)
+        #expect(lease.refusal(of: use(port: 8443), caveats: []) != nil)
         #expect(lease.refusal(of: use(by: UUID()), caveats: []) != nil)
-        #expect(self.lease(revoked: true).refusal(of: use(), caveats: []) != nil)
+        #expect(lease.goneReason(at: Timestamp(milliseconds: 1_999_999)) == nil)
+        #expect(lease.goneReason(at: Timestamp(milliseconds: 2_000_000)) != nil)
+        #expect(self.lease(revoked: true).goneReason(at: Timestamp(milliseconds: 1)) != nil)
 
         let token = LeaseToken.mint(leaseID: id, rootKey: root)
             .attenuated(with: .methods(["GET"])).attenuated(with: .pathPrefix("/v1/balance"))

@@ -16,6 +16,7 @@ extension StorageConformanceTests {
         let secret: SecretVersionInfo
         let link: Share
         let pending: Share
+        let lease: CapabilityLease
     }
 
     struct Mutation: Sendable, CustomTestStringConvertible {
@@ -88,6 +89,15 @@ extension StorageConformanceTests {
             _ = try await f.storage.answerShare(id: w.pending.id, status: .accepted, recipientID: UUID(), audit: testAudit)
         },
         Mutation("accessShare") { _, f, w in _ = try await f.storage.accessShare(id: w.link.id, now: .now, audit: testAudit) },
+        Mutation("createCapabilityLease") { t, f, w in
+            try await f.storage.createCapabilityLease(t.capabilityLease(f, path: w.secret.path), approval: nil, audit: testAudit)
+        },
+        Mutation("revokeCapabilityLease") { _, f, w in
+            _ = try await f.storage.revokeCapabilityLease(id: w.lease.id, vaultID: f.vault.id, at: .now) { _ in testAudit }
+        },
+        Mutation("spendCapabilityLease") { t, f, w in
+            _ = try await t.spend(f, w.lease, counters: [(Data(repeating: 5, count: 32), 1)])
+        },
     ]
 
     static var atomicityCases: [(Backend, Mutation)] {
@@ -111,9 +121,11 @@ extension StorageConformanceTests {
         )
         try await f.storage.createShare(link, audit: testAudit)
         try await f.storage.createShare(pending, audit: testAudit)
+        let lease = capabilityLease(f, path: secret.path)
+        try await f.storage.createCapabilityLease(lease, approval: nil, audit: testAudit)
         return World(
             member: member, bot: bot, key: key, policy: policy, invite: try await invite(f), refresh: refresh,
-            secret: secret, link: link, pending: pending)
+            secret: secret, link: link, pending: pending, lease: lease)
     }
 
     /// Serialized: a case per method, each with its own database, would otherwise open more PostgreSQL connections

@@ -17,6 +17,7 @@ extension StorageConformanceTests {
         var policies: [Policy] = []
         var versions: [SecretVersionInfo] = []
         var shares: [Share] = []
+        var capabilityLeases: [CapabilityLease] = []
         var heads: [AuditHead?] = []
         var keks: [KEKHandle] = []
         var systemValues: [String: Data] = [:]
@@ -34,6 +35,7 @@ extension StorageConformanceTests {
             s.vaults += vaults
             for vault in vaults {
                 s.policies += try await f.storage.policies(vaultID: vault.id)
+                s.capabilityLeases += try await f.storage.capabilityLeases(vaultID: vault.id, limit: 10_000, offset: 0)
                 for latest in try await f.storage.latestVersions(vaultID: vault.id, prefix: nil, after: nil, limit: 10_000) {
                     s.versions += try await f.storage.versions(vaultID: vault.id, path: latest.path)
                 }

@@ -71,6 +71,16 @@ extension StorageConformanceTests {
         GrantEdit(table: "approvals", set: "requester_id = '{other}'"),
         GrantEdit(table: "approvals", set: "target_id = '**'"),
         GrantEdit(table: "approvals", set: #"summary = '{"path": "docs/readme"}'"#),
+        GrantEdit(table: "capability_leases", set: "max_uses = NULL"),
+        GrantEdit(table: "capability_leases", set: "principal_id = '{other}'"),
+        GrantEdit(table: "capability_leases", set: "host = 'attacker.example.net'"),
+        GrantEdit(table: "capability_leases", set: "port = 8443"),
+        GrantEdit(table: "capability_leases", set: "path_prefix = '/'"),
+        GrantEdit(table: "capability_leases", set: #"methods = '["DELETE", "GET", "POST"]'"#),
+        GrantEdit(table: "capability_leases", set: #"injection = '{"type": "query", "name": "leak"}'"#),
+        GrantEdit(table: "capability_leases", set: "caveat_uses = '{}'"),
+        GrantEdit(table: "capability_leases", set: "expires_at = expires_at + 86400000"),
+        GrantEdit(table: "capability_leases", set: "path = 'other/secret'"),
     ]
 
     static var grantEditCases: [(Backend, GrantEdit)] {
@@ -118,6 +128,10 @@ extension StorageConformanceTests {
         let shared = sharedVar(f, "REGION")
         try await f.storage.saveOrgEnvVar(shared, replacing: nil, audit: testAudit)
         #expect(try await f.storage.linkOrgEnvVar(id: shared.id, orgID: f.org.id, vaultID: f.vault.id, audit: testAudit))
+        _ = try await write(f, "stripe/key")
+        let lease = capabilityLease(f)
+        try await f.storage.createCapabilityLease(lease, approval: nil, audit: testAudit)
+        _ = try await spend(f, lease, counters: [(Data(repeating: 7, count: 32), 2)])
         return Grants(agent: bot, key: key, link: link, other: other, otherOrg: otherOrg)
     }
 
@@ -142,6 +156,7 @@ extension StorageConformanceTests {
         case "approvals":
             _ = try await f.storage.approvals(
                 orgID: f.org.id, status: nil, requesterID: nil, userID: nil, now: .now, limit: 10, offset: 0)
+        case "capability_leases": _ = try await f.storage.capabilityLeases(vaultID: f.vault.id, limit: 10, offset: 0)
         default: Issue.record("no reader for \(table)")
         }
     }

@@ -34,8 +34,8 @@ SESSION_TIMEOUT = 120.0
 #: Per request inside a session.
 CALL_TIMEOUT = 60.0
 
-#: 1Claw's 13 core tools (v0.6.0 plus rotate_generate and list_versions) and resolve_env: name -> (properties,
-#: required).
+#: 1Claw's 13 core tools (v0.6.0 plus rotate_generate and list_versions), resolve_env and proxy_request: name ->
+#: (properties, required).
 TOOLS: dict[str, tuple[set[str], set[str]]] = {
     "list_secrets": ({"prefix"}, set()),
     "get_secret": ({"path"}, {"path"}),
@@ -57,6 +57,8 @@ TOOLS: dict[str, tuple[set[str], set[str]]] = {
         {"secret_id", "recipient_type", "recipient_id", "expires_at", "max_access_count"},
         {"secret_id", "recipient_type", "expires_at"},
     ),
+    # 1Claw's name for calling an API with a credential the agent never sees (issue 23: a capability lease).
+    "proxy_request": ({"lease", "method", "url", "headers", "body"}, {"lease", "method", "url"}),
 }
 PUT_TYPES = ["api_key", "password", "private_key", "certificate", "file", "note", "ssh_key", "env_bundle"]
 VALUE_FREE = "Value-free mode"

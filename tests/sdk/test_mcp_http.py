@@ -24,7 +24,7 @@ TIMEOUT = 60
 TOOLS = {
     "list_secrets", "get_secret", "put_secret", "delete_secret", "describe_secret", "rotate_and_store",
     "rotate_generate", "list_versions", "get_env_bundle", "resolve_env", "create_vault", "list_vaults", "grant_access",
-    "share_secret",
+    "share_secret", "proxy_request",
 }
 
 

@@ -25,6 +25,7 @@ import pytest
 
 from conftest import DEFAULT_BIN
 from support import PASSWORD, assert_sdk_ok, bearer, refused_after_revoking_under_load, run_together
+from test_leases import Receiver, receiver  # noqa: F401 (the HTTPS receiver fixture, for leases across nodes)
 
 CLUSTER_URL = os.environ.get("KEYHOLD_TEST_DATABASE_URL", "")
 if os.environ.get("KEYHOLD_SDK_BACKEND", "sqlite") != "postgres":
@@ -56,12 +57,17 @@ def _database_url(name: str) -> str:
 
 
 class Node:
-    def __init__(self, binary: str, database_url: str, master_key: str, workdir: Path, name: str) -> None:
+    def __init__(
+        self, binary: str, database_url: str, master_key: str, workdir: Path, name: str, outbound_ca: Path
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"{name}.log"
-        # The load tests send more than the default per-address limit from 127.0.0.1, as conftest's server allows.
-        env = dict(os.environ, KEYHOLD_BCRYPT_COST="10", KEYHOLD_MASTER_KEY=master_key, KEYHOLD_RATE_LIMIT="5000")
+        # The load tests send more than the default per-address limit from 127.0.0.1, as conftest's server allows;
+        # the lease test sends through both nodes to an HTTPS receiver on 127.0.0.1 whose CA the test made.
+        env = dict(
+            os.environ, KEYHOLD_BCRYPT_COST="10", KEYHOLD_MASTER_KEY=master_key, KEYHOLD_RATE_LIMIT="5000",
+            KEYHOLD_WEBHOOK_ALLOW_PRIVATE="true", KEYHOLD_OUTBOUND_CA_FILE=str(outbound_ca))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [binary, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir",
@@ -92,7 +98,7 @@ class Node:
 
 
 @pytest.fixture(scope="module")
-def nodes(leak_watch):
+def nodes(leak_watch, receiver: Receiver):
     binary = os.environ.get("KEYHOLD_BIN", str(DEFAULT_BIN))
     name = "kh_two_nodes_" + uuid.uuid4().hex[:12]
     _psql(CLUSTER_URL, f"CREATE DATABASE {name}")
@@ -102,7 +108,8 @@ def nodes(leak_watch):
     try:
         # Both start at once: migrations must be safe when two nodes race.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            futures = [pool.submit(Node, binary, _database_url(name), master_key, workdir, n) for n in ("a", "b")]
+            futures = [
+                pool.submit(Node, binary, _database_url(name), master_key, workdir, n, receiver.ca) for n in ("a", "b")]
             started = [future.result() for future in futures]
         yield started
     finally:
@@ -196,6 +203,42 @@ def test_an_approval_lease_is_spent_exactly_across_nodes(nodes, owner, leak_watc
     assert assert_sdk_ok(a.client(owner).approvals.get(request_id), 200)["uses_left"] == 0
     print(f"\n[two-node] {READERS} concurrent reads under a {LEASE_USES}-use approval lease over 2 nodes: "
           f"{statuses[200]} answered 200, {statuses[403]} answered 403")
+
+
+def test_a_capability_lease_is_spent_exactly_across_nodes(nodes, owner, leak_watch, receiver: Receiver) -> None:
+    """A lease of LEASE_USES uses, raced by 32 proxy calls through both nodes: exactly LEASE_USES requests reach the
+    upstream, and the others are refused (410) without reaching it."""
+    a, b = nodes
+    people = a.client(owner)
+    vault = assert_sdk_ok(people.vaults.create("two-nodes-lease"), 201)["id"]
+    value = f"TWO-NODE-LEASED-{uuid.uuid4().hex}"
+    leak_watch.values.add(value)
+    assert_sdk_ok(people.secrets.set(vault, "stripe/key", value), 201)
+    created = assert_sdk_ok(people.agents.create(f"two-node-payer-{uuid.uuid4().hex[:8]}"), 201)
+    leak_watch.track(created)
+    prefix = f"/v1/charges/{uuid.uuid4().hex}"
+    resp = httpx.post(f"{a.url}/v1/vaults/{vault}/leases", headers=bearer(owner), json={
+        "path": "stripe/key", "principal_type": "agent", "principal_id": created["agent"]["id"], "host": "127.0.0.1",
+        "port": receiver.port, "methods": ["GET"], "path_prefix": prefix, "max_uses": LEASE_USES,
+        "injection": {"type": "header", "name": "Authorization", "template": "Bearer {{value}}"}})
+    assert resp.status_code == 201, resp.text
+    token = resp.json()["token"]
+    leak_watch.credentials.add(token)
+    agent_tokens = []
+    for node in (a, b):
+        exchange = httpx.post(f"{node.url}/v1/auth/agent-token", json={"api_key": created["api_key"]})
+        agent_tokens.append(leak_watch.track(exchange.json())["access_token"])
+    def call(i: int) -> int:
+        node = (a, b)[i % 2]
+        return httpx.post(f"{node.url}/v1/proxy", headers=bearer(agent_tokens[i % 2]), timeout=60, json={
+            "lease": token, "method": "GET", "url": f"https://127.0.0.1:{receiver.port}{prefix}/{i}"}).status_code
+    statuses = Counter(run_together(32, call))
+    assert statuses == Counter({200: LEASE_USES, 410: 32 - LEASE_USES}), statuses
+    with receiver.lock:
+        sent = [arrival for arrival in receiver.arrivals if arrival.path.startswith(prefix)]
+    assert len(sent) == LEASE_USES and {arrival.headers["authorization"] for arrival in sent} == {f"Bearer {value}"}
+    print(f"\n[two-node] 32 concurrent proxy calls under a {LEASE_USES}-use capability lease over 2 nodes: "
+          f"{statuses[200]} sent, {statuses[410]} answered 410")
 
 
 def test_revocations_on_one_node_hold_on_the_other(nodes, owner, leak_watch) -> None:

@@ -60,12 +60,28 @@ public enum LeaseCaveat: Sendable, Hashable {
 
 /// The syntax and matching rules of a lease's destination, shared by the lease itself and its caveats.
 public enum LeaseRules {
-    static func isMethod(_ text: String) -> Bool {
+    /// Headers a caller may neither set on a proxied request nor have a lease inject: framing, routing and
+    /// connection management are the proxy's.
+    public static let reservedHeaders: Set<String> = [
+        "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+        "proxy-authorization", "proxy-connection", "expect", "accept-encoding",
+    ]
+
+    /// A byte of an HTTP token (RFC 9110 §5.6.2): what a header or query parameter name is made of here.
+    public static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        default: Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+        }
+    }
+
+    public static func isMethod(_ text: String) -> Bool {
         !text.isEmpty && text.count <= 16 && text.utf8.allSatisfy { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
     }
 
     /// `/`, or `/` followed by segments of unreserved characters (no empty, `.` or `..` segment, no percent sign).
-    static func isPathPrefix(_ text: String) -> Bool {
+    public static func isPathPrefix(_ text: String) -> Bool {
         guard text.hasPrefix("/") else { return false }
         if text == "/" { return true }
         return text.dropFirst().split(separator: "/", omittingEmptySubsequences: false).allSatisfy(isSegment)
@@ -84,11 +100,14 @@ public enum LeaseRules {
             }
     }
 
-    /// A lower-case DNS name of at least two labels, optionally behind `*.`.
-    static func isHostPattern(_ text: String) -> Bool {
-        let name = text.hasPrefix("*.") ? String(text.dropFirst(2)) : text
+    /// A lower-case DNS name or IPv4 address (`localhost`, `127.0.0.1`, `api.example.com`), or `*.` and a DNS name
+    /// of at least two labels whose last is not a number (`*.example.com`; never `*.com` or `*.0.0.1`).
+    public static func isHostPattern(_ text: String) -> Bool {
+        let wildcard = text.hasPrefix("*.")
+        let name = wildcard ? String(text.dropFirst(2)) : text
         let labels = name.split(separator: ".", omittingEmptySubsequences: false)
-        return name.utf8.count <= 253 && labels.count >= 2
+        if wildcard, labels.count < 2 || labels.last!.allSatisfy(\.isNumber) { return false }
+        return name.utf8.count <= 253 && !labels.isEmpty
             && labels.allSatisfy { label in
                 !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
                     && label.utf8.allSatisfy { byte in
@@ -102,11 +121,15 @@ public enum LeaseRules {
             }
     }
 
-    /// `host` (lower case) is `pattern`, or below it when the pattern starts with `*.`.
+    /// `host` (lower case) is `pattern`, or below it when the pattern starts with `*.` (an IPv4 address never is).
     public static func host(_ host: String, matches pattern: String) -> Bool {
         guard pattern.hasPrefix("*.") else { return host == pattern }
+        if let last = host.split(separator: ".").last, last.allSatisfy(\.isNumber) { return false }
         return host.hasSuffix(pattern.dropFirst(1)) && host.count > pattern.count - 1
     }
+
+    /// The port a URL of `scheme` uses when it names none.
+    public static func defaultPort(_ scheme: String) -> Int { scheme == "http" ? 80 : 443 }
 
     /// `path` is `prefix` or lies below it, whole segments only (`/v1/charges` covers `/v1/charges/ch_1`, not
     /// `/v1/chargesX`).
@@ -217,6 +240,67 @@ public enum LeaseInjection: Sendable, Hashable {
     case query(name: String)
     /// HTTP basic authentication with this user name and the secret as the password.
     case basic(username: String)
+
+    public static let placeholder = "{{value}}"
+
+    /// How it is stored and shown: `{"type": "header", "name": …, "template": …}`, `{"type": "query", "name": …}`
+    /// or `{"type": "basic", "username": …}`.
+    public var json: JSONValue {
+        switch self {
+        case .header(let name, let template): .object(["type": "header", "name": .string(name), "template": .string(template)])
+        case .query(let name): .object(["type": "query", "name": .string(name)])
+        case .basic(let username): .object(["type": "basic", "username": .string(username)])
+        }
+    }
+
+    /// Parses and checks the stored or requested form; throws 400 naming what is wrong.
+    public init(json: JSONValue) throws {
+        guard case .object(let fields) = json, case .string(let type)? = fields["type"] else {
+            throw KeyholdError.badRequest("injection must be an object with a type: header, query or basic")
+        }
+        func text(_ key: String) throws -> String {
+            guard case .string(let value)? = fields[key], !value.isEmpty, value.utf8.count <= 256,
+                value.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F })
+            else { throw KeyholdError.badRequest("injection.\(key) must be 1-256 printable ASCII characters") }
+            return value
+        }
+        let allowed: Set<String>
+        switch type {
+        case "header":
+            let name = try text("name")
+            guard name.utf8.allSatisfy(LeaseRules.isTokenByte) else {
+                throw KeyholdError.badRequest("injection.name must be an HTTP header name")
+            }
+            guard !LeaseRules.reservedHeaders.contains(name.lowercased()) else {
+                throw KeyholdError.badRequest("injection.name may not be \(name)")
+            }
+            let template = try text("template")
+            guard template.components(separatedBy: Self.placeholder).count == 2 else {
+                throw KeyholdError.badRequest("injection.template must contain {{value}} exactly once")
+            }
+            self = .header(name: name, template: template)
+            allowed = ["type", "name", "template"]
+        case "query":
+            let name = try text("name")
+            guard LeaseRules.isSegment(Substring(name)), !name.contains(":"), !name.contains("@"), !name.contains("+"),
+                !name.contains(",")
+            else {
+                throw KeyholdError.badRequest("injection.name must be a plain query parameter name (letters, digits, -._~)")
+            }
+            self = .query(name: name)
+            allowed = ["type", "name"]
+        case "basic":
+            let username = try text("username")
+            guard !username.contains(":") else { throw KeyholdError.badRequest("injection.username may not contain ':'") }
+            self = .basic(username: username)
+            allowed = ["type", "username"]
+        default:
+            throw KeyholdError.badRequest("injection.type must be header, query or basic")
+        }
+        if let unknown = fields.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw KeyholdError.badRequest("injection.\(unknown) is not a field of a \(type) injection")
+        }
+    }
 }
 
 /// A capability over one secret (issue 23): who may use it, against which destination, how often and until when.
@@ -231,22 +315,32 @@ public struct CapabilityLease: Sendable, Hashable {
     public let scheme: String
     /// Exact, or `*.suffix`.
     public let host: String
+    /// The destination port; nil for the scheme's own (443 or 80).
+    public let port: Int?
     public let methods: Set<String>
     public let pathPrefix: String
     public let injection: LeaseInjection
     public let maxUses: Int?
-    public let uses: Int
+    public var uses: Int
+    /// Uses counted under each `uses<=N` caveat a token carried, by its counter key (hex of
+    /// `LeaseToken.Verified.counterKey`).
+    public var caveatUses: [String: Int]
     public let expiresAt: Timestamp
-    public let revokedAt: Timestamp?
+    public var revokedAt: Timestamp?
     public let createdBy: UUID
     public let createdByType: PrincipalKind
     public let createdAt: Timestamp
+    /// A person's note on what the lease is for (not sealed: it grants nothing).
+    public let description: String?
+
+    /// Distinct `uses<=N` counters a lease keeps at most (tokens attenuated with their own use limits).
+    public static let maximumCounters = 256
 
     public init(
         id: UUID, orgID: UUID, vaultID: UUID, path: String, principalKind: PrincipalKind, principalID: UUID,
-        scheme: String, host: String, methods: Set<String>, pathPrefix: String, injection: LeaseInjection,
-        maxUses: Int?, uses: Int, expiresAt: Timestamp, revokedAt: Timestamp?, createdBy: UUID,
-        createdByType: PrincipalKind, createdAt: Timestamp
+        scheme: String, host: String, port: Int?, methods: Set<String>, pathPrefix: String, injection: LeaseInjection,
+        maxUses: Int?, uses: Int, caveatUses: [String: Int] = [:], expiresAt: Timestamp, revokedAt: Timestamp?,
+        createdBy: UUID, createdByType: PrincipalKind, createdAt: Timestamp, description: String? = nil
     ) {
         self.id = id
         self.orgID = orgID
@@ -256,16 +350,27 @@ public struct CapabilityLease: Sendable, Hashable {
         self.principalID = principalID
         self.scheme = scheme
         self.host = host
+        self.port = port
         self.methods = methods
         self.pathPrefix = pathPrefix
         self.injection = injection
         self.maxUses = maxUses
         self.uses = uses
+        self.caveatUses = caveatUses
         self.expiresAt = expiresAt
         self.revokedAt = revokedAt
         self.createdBy = createdBy
         self.createdByType = createdByType
         self.createdAt = createdAt
+        self.description = description
+    }
+
+    /// The lease's state at `now`: why it can no longer be used (revoked, expired, uses spent), or nil.
+    public func goneReason(at now: Timestamp) -> String? {
+        if revokedAt != nil { return "the lease was revoked" }
+        if now >= expiresAt { return "the lease has expired" }
+        if let maxUses, uses >= maxUses { return "the lease's uses are spent" }
+        return nil
     }
 
     /// An outgoing request as the proxy is asked to send it (the host lower-cased, the path as sent, unescaped).
@@ -275,33 +380,34 @@ public struct CapabilityLease: Sendable, Hashable {
         public let method: String
         public let scheme: String
         public let host: String
+        public let port: Int
         public let path: String
         public let at: Timestamp
 
         public init(
-            principalKind: PrincipalKind, principalID: UUID, method: String, scheme: String, host: String, path: String,
-            at: Timestamp
+            principalKind: PrincipalKind, principalID: UUID, method: String, scheme: String, host: String, port: Int,
+            path: String, at: Timestamp
         ) {
             self.principalKind = principalKind
             self.principalID = principalID
             self.method = method
             self.scheme = scheme
             self.host = host
+            self.port = port
             self.path = path
             self.at = at
         }
     }
 
-    /// Why `use` is refused by the lease and the token's caveats together (every one must allow it), or nil. Use
-    /// counts are checked where they are spent, in storage.
+    /// Why `use` is refused by the lease and the token's caveats together (every one must allow it), or nil. The
+    /// lease's state (`goneReason`) and use counts are checked where they are spent, in storage.
     public func refusal(of use: Use, caveats: [LeaseToken.Verified]) -> String? {
-        if revokedAt != nil { return "the lease was revoked" }
-        if use.at >= expiresAt { return "the lease has expired" }
         if use.principalKind != principalKind || use.principalID != principalID {
             return "the lease belongs to another principal"
         }
         if use.scheme != scheme { return "the destination's scheme is not the lease's" }
         if !LeaseRules.host(use.host, matches: host) { return "the destination host is not the lease's" }
+        if use.port != port ?? LeaseRules.defaultPort(scheme) { return "the destination port is not the lease's" }
         if !methods.contains(use.method) { return "the method is not allowed by the lease" }
         if !LeaseRules.path(use.path, isUnder: pathPrefix) { return "the path is outside the lease's prefix" }
         for verified in caveats {

@@ -106,6 +106,23 @@ public struct AuthService: Sendable {
             intentsAPIEnabled: agent.intentsAPIEnabled)
     }
 
+    /// Someone who lent their access (a share's or a capability lease's creator) as they stand now: a member of
+    /// `orgID` with their current role, or an agent of it that is active and unexpired; nil otherwise.
+    static func current(
+        _ kind: PrincipalKind, _ id: UUID, orgID: UUID, identities: any IdentityStore, agents: any AgentStore
+    ) async throws -> Principal? {
+        switch kind {
+        case .user:
+            guard let user = try await identities.user(id: id), user.orgID == orgID else { return nil }
+            return Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
+        case .agent:
+            guard let agent = try await agents.agent(id: id), agent.orgID == orgID, agent.isUsable(at: .now) else {
+                return nil
+            }
+            return principal(for: agent)
+        }
+    }
+
     private func userKeyPrincipal(_ credential: String, now: Timestamp) async throws -> Principal {
         let key = try await activeUserKey(credential, now: now)
         guard let user = try await identities.user(id: key.userID), user.orgID == key.orgID else {

@@ -372,6 +372,19 @@ public struct SecretService: Sendable {
         ).isAllowed
     }
 
+    /// Like `mayRead`, but a read a policy gates behind approval counts too: for a capability lease, whose creation
+    /// spent the approval.
+    func mayUse(_ caller: Caller, vaultID: UUID, path: SecretPath) async throws -> Bool {
+        guard let access = try await vaults.lookup(vaultID, for: caller.principal) else { return false }
+        switch authorizer.decide(
+            caller.principal, vault: access.vault, path: path, permission: .read, policies: access.policies,
+            context: caller.context)
+        {
+        case .allow, .approvalRequired: return true
+        default: return false
+        }
+    }
+
     static func action(_ permission: Permission) -> String {
         switch permission {
         case .read: "secret.read"

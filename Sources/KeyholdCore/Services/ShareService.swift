@@ -323,20 +323,9 @@ public struct ShareService: Sendable {
     /// The share's creator, if they could read the shared secret now, with their current role, binding, scopes and
     /// policies (an agent must be active; a user must still be a member of the org); nil otherwise.
     private func creatorMayRead(_ share: Share, ip: IPAddress?) async throws -> Principal? {
-        let creator: Principal
-        switch share.createdByType {
-        case .user:
-            guard let user = try await identities.user(id: share.createdBy), user.orgID == share.orgID else {
-                return nil
-            }
-            creator = Principal(kind: .user, id: user.id, orgID: user.orgID, role: user.role)
-        case .agent:
-            guard let agent = try await agents.agent(id: share.createdBy), agent.orgID == share.orgID,
-                agent.isUsable(at: .now)
-            else { return nil }
-            creator = AuthService.principal(for: agent)
-        }
-        guard let path = try? SecretPath(validating: share.path) else { return nil }
+        guard let creator = try await AuthService.current(
+            share.createdByType, share.createdBy, orgID: share.orgID, identities: identities, agents: agents),
+            let path = try? SecretPath(validating: share.path) else { return nil }
         let mayRead = try await secrets.mayRead(
             Caller(creator, context: AccessContext(clientIP: ip)), vaultID: share.vaultID, path: path)
         return mayRead ? creator : nil

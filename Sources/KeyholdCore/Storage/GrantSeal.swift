@@ -108,6 +108,16 @@ public final class GrantSeal: Sendable {
                 "vault_id", "risk_tier", "status", "summary", "reason", "payload", "decided_by", "decided_at", "expires_at",
                 "ttl_seconds", "max_uses", "uses_left", "lease_expires_at",
             ]),
+        // Capability leases (migration 20): who may use which secret against which destination, how, how often and
+        // until when, with the uses counted so far (the lease's own and each caveat's). Planted or edited with SQL, a
+        // row would send the secret somewhere or to someone no person chose, or more often than they allowed.
+        Table(
+            name: "capability_leases", key: "id",
+            columns: [
+                "id", "org_id", "vault_id", "path", "principal_type", "principal_id", "scheme", "host", "port", "methods",
+                "path_prefix", "injection", "max_uses", "uses", "caveat_uses", "expires_at", "revoked_at", "created_by",
+                "created_by_type",
+            ]),
     ]
 
     public static func table(_ name: String) -> Table {

@@ -462,10 +462,42 @@ public protocol KeyRotationStore: Sendable {
     func reseal(keks: [KEKHandle], systemValues: [String: Data]) async throws
 }
 
+/// Capability leases (`CapabilityLease`, a sealed table): every rule that changes one locks its row, checks its seal
+/// and re-seals it in the transaction that records its audit event, so uses are exact under concurrency and across
+/// nodes.
+public protocol CapabilityLeaseStore: Sendable {
+    /// Stores a new lease with its audit event. With `approval`, one use of the creator's approved read lease on the
+    /// lease's vault and path is spent in the same transaction, recording its event (`KeyholdError.noLease`, nothing
+    /// stored, when there is none left). `KeyholdError` 404 when the secret has no live version, 410 when it is gone.
+    func createCapabilityLease(
+        _ lease: CapabilityLease, approval: (claim: LeaseClaim, audit: @Sendable (Approval) -> AuditRecord)?,
+        audit: AuditRecord
+    ) async throws
+
+    func capabilityLease(id: UUID) async throws -> CapabilityLease?
+    /// A vault's leases, newest first.
+    func capabilityLeases(vaultID: UUID, limit: Int, offset: Int) async throws -> [CapabilityLease]
+    /// Marks the lease revoked (once) with its audit event; returns it as it stands, or nil when there is none.
+    func revokeCapabilityLease(id: UUID, vaultID: UUID, at: Timestamp, audit: @escaping @Sendable (CapabilityLease) -> AuditRecord)
+        async throws -> (lease: CapabilityLease, changed: Bool)?
+
+    /// Spends one use of the lease and reads the latest version of its secret, in one transaction: the lease row is
+    /// locked and verified, `check` decides on it as stored (410 when it is gone, 403 when the use is not allowed),
+    /// the lease's own limit and each of `counters` (a `uses<=N` caveat's key and N) must have a use left, every one
+    /// of them is counted, the version's read is counted like any read (404, 410 and `refusing` as for a read), and
+    /// `audit`'s event is appended. Nothing changes when any of it refuses.
+    func spendCapabilityLease(
+        id: UUID, counters: [(key: Data, limit: Int)], now: Timestamp, refusing: Set<SecretType>,
+        check: @escaping @Sendable (CapabilityLease) throws -> Void,
+        audit: @escaping @Sendable (CapabilityLease, SecretVersionInfo) -> AuditRecord
+    ) async throws -> (lease: CapabilityLease, version: SealedSecretVersion)
+}
+
 /// Everything one backend provides.
 public protocol Storage:
     IdentityStore, AgentStore, CredentialStore, PolicyStore, VaultStore, SecretStore, SystemStore, AuditStore,
-    ShareStore, KeyRotationStore, IPRuleStore, MFAStore, EnvVarStore, CMEKStore, ApprovalStore, WebhookStore
+    ShareStore, KeyRotationStore, IPRuleStore, MFAStore, EnvVarStore, CMEKStore, ApprovalStore, WebhookStore,
+    CapabilityLeaseStore
 {
     /// Installs the key that seals the rows granting access (see `GrantSeal`), sealing the rows stored before seals
     /// existed the first time; until it is called, every such row is refused.

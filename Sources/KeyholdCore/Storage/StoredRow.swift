@@ -375,6 +375,43 @@ public enum StoredRecords {
             createdAt: try fields.timestamp("created_at"))
     }
 
+    public static func capabilityLease(_ row: StoredRow) throws -> CapabilityLease {
+        let fields = StoredFields(row, table: "capability_leases")
+        let scheme = try fields.text("scheme")
+        guard scheme == "https" || scheme == "http" else { throw fields.failure("scheme", "unknown value") }
+        let host = try fields.text("host")
+        guard LeaseRules.isHostPattern(host) else { throw fields.failure("host", "does not parse") }
+        let port = try fields.optionalCount("port")
+        if let port, !(1...65535).contains(port) { throw fields.failure("port", "out of range") }
+        let methods = try fields.list("methods") { LeaseRules.isMethod($0) ? $0 : nil }
+        guard !methods.isEmpty else { throw fields.failure("methods", "empty") }
+        let prefix = try fields.text("path_prefix")
+        guard LeaseRules.isPathPrefix(prefix) else { throw fields.failure("path_prefix", "does not parse") }
+        guard let injectionJSON = try fields.optionalJSON("injection") else { throw fields.failure("injection", "missing") }
+        let injection = try fields.parsed("injection") { try LeaseInjection(json: injectionJSON) }
+        let maxUses = try fields.optionalCount("max_uses")
+        let uses = try fields.count("uses")
+        if let maxUses, uses > maxUses { throw fields.failure("uses", "out of range") }
+        guard case .object(let counted)? = try fields.optionalJSON("caveat_uses") else {
+            throw fields.failure("caveat_uses", "not an object")
+        }
+        var caveatUses: [String: Int] = [:]
+        for (key, value) in counted {
+            guard key.utf8.count == 64, key.utf8.allSatisfy({ Array("0123456789abcdef".utf8).contains($0) }),
+                case .number(let number) = value, number >= 0, number <= Double(Int32.max), number.rounded() == number
+            else { throw fields.failure("caveat_uses", "does not parse") }
+            caveatUses[key] = Int(number)
+        }
+        return CapabilityLease(
+            id: try fields.uuid("id"), orgID: try fields.uuid("org_id"), vaultID: try fields.uuid("vault_id"),
+            path: try fields.text("path"), principalKind: try fields.value("principal_type"),
+            principalID: try fields.uuid("principal_id"), scheme: scheme, host: host, port: port, methods: Set(methods),
+            pathPrefix: prefix, injection: injection, maxUses: maxUses, uses: uses, caveatUses: caveatUses,
+            expiresAt: try fields.timestamp("expires_at"), revokedAt: try fields.optionalTimestamp("revoked_at"),
+            createdBy: try fields.uuid("created_by"), createdByType: try fields.value("created_by_type"),
+            createdAt: try fields.timestamp("created_at"), description: try fields.optionalText("description"))
+    }
+
     public static func ipRule(_ row: StoredRow) throws -> IPRule {
         let fields = StoredFields(row, table: "ip_rules")
         let text = try fields.text("cidr")

@@ -82,7 +82,7 @@ struct InProcessTransport: APITransport {
     let context: KeyholdRequestContext
 
     func send(method: String, path: String, headers: [(String, String)], body: Data?) async throws
-        -> (status: Int, body: Data)
+        -> (status: Int, headers: [(String, String)], body: Data)
     {
         var fields = HTTPFields()
         for (name, value) in headers {
@@ -95,7 +95,9 @@ struct InProcessTransport: APITransport {
         let response = try await responder.respond(to: request, context: context)
         let collector = BodyCollector()
         try await response.body.write(collector)
-        return (Int(response.status.code), collector.data.withLock { $0 })
+        return (
+            Int(response.status.code), response.headers.map { ($0.name.rawName, $0.value) }, collector.data.withLock { $0 }
+        )
     }
 
     final class BodyCollector: ResponseBodyWriter, Sendable {

@@ -27,6 +27,7 @@ public struct ProblemDetails: Encodable, Sendable {
         case .tooManyRequests: .tooManyRequests
         case .unavailable: .serviceUnavailable
         case .internalError: .internalServerError
+        case .badGateway: .badGateway
         }
     }
 

@@ -520,6 +520,9 @@ struct EnvCommand: AsyncParsableCommand {
 
 // MARK: run
 
+/// The folder of `run --proxy`'s CA files, removed when the process exits.
+nonisolated(unsafe) private var runDirectory: String?
+
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
@@ -531,6 +534,8 @@ struct RunCommand: AsyncParsableCommand {
             The command's exit code is returned (128+n when a signal n ends it), and signals sent to keyhold are \
             passed on to it. Every injected value, and its base64, base64url, hex and URL-encoded forms, is replaced \
             by <redacted:NAME> in its stdout and stderr unless --no-masking.
+
+            With --proxy, the command also runs behind a local proxy (HTTP_PROXY and HTTPS_PROXY point to it, and it             trusts a CA made for the run through SSL_CERT_FILE, REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and             NODE_EXTRA_CA_CERTS). A request that carries keyhold-lease:<lease id> in a header, or as a query             parameter's value, goes through the server's /v1/proxy with that lease's token, which injects the             secret: the command sees only the placeholder. The tokens come from KEYHOLD_LEASES (space- or             comma-separated) or --lease-file (one a line), never from the command line, and are not passed on to             the command. Other requests are forwarded as they are.
             """)
 
     @OptionGroup var client: ClientOptions
@@ -551,6 +556,9 @@ struct RunCommand: AsyncParsableCommand {
     var gracePeriod = 10
     @Option(help: "An encrypted cache of the variables: written after each successful read, used when the server cannot be reached.")
     var fallback: String?
+    @Flag(help: "Run the command behind a local proxy that swaps keyhold-lease:<id> placeholders for lease uses.")
+    var proxy = false
+    @Option(help: "With --proxy: a file of lease tokens, one a line (besides KEYHOLD_LEASES).") var leaseFile: String?
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
 
     enum Outcome: Sendable {
@@ -572,7 +580,8 @@ struct RunCommand: AsyncParsableCommand {
             let referencesOnly = envFile != nil || context.environment.values.contains { SecretEnvironment.reference($0) != nil }
             if environment != nil, prefix != nil { throw ClientError("--prefix is for secrets; --environment injects variables") }
             if gitBranch != nil, environment == nil { throw ClientError("--git-branch needs --environment") }
-            if defaultVault == nil, vault.vault != nil || prefix != nil || environment != nil || !referencesOnly {
+            if leaseFile != nil, !proxy { throw ClientError("--lease-file needs --proxy") }
+            if defaultVault == nil, vault.vault != nil || prefix != nil || environment != nil || !(referencesOnly || proxy) {
                 throw ClientError("no vault: pass --vault, set KEYHOLD_VAULT, or run `keyhold vault use ID`")
             }
             var fileLines: [(String, String)] = []
@@ -598,9 +607,11 @@ struct RunCommand: AsyncParsableCommand {
                 resolved = cached
             }
 
+            var parent = context.environment
+            if proxy { parent = try await startProxy(context: &context, environment: parent) }
             ChildProcess.forwardSignals()
             while true {
-                let child = try start(resolved, environment: context.environment)
+                let child = try start(resolved, environment: parent)
                 guard watch, let injection else { throw ExitCode(await child.wait()) }
                 let known = resolved
                 let grace = gracePeriod
@@ -639,6 +650,52 @@ struct RunCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+
+    /// Starts the lease proxy and returns the command's environment: the proxy's address, the run's CA (with the
+    /// system's roots, so that requests it does not proxy still verify), and no lease token.
+    func startProxy(context: inout ClientContext, environment: [String: String]) async throws -> [String: String] {
+        var texts = [environment["KEYHOLD_LEASES"] ?? ""]
+        if let leaseFile {
+            guard let data = FileManager.default.contents(atPath: leaseFile) else { throw ClientError("cannot read \(leaseFile)") }
+            texts.append(String(decoding: data, as: UTF8.self))
+        }
+        var tokens: [UUID: String] = [:]
+        for text in texts {
+            for token in text.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\n" || $0 == "\t" || $0 == "\r" }) {
+                guard let id = LeaseProxy.leaseID(ofToken: String(token)) else {
+                    throw ClientError("KEYHOLD_LEASES and --lease-file hold lease tokens (khl_…) only")
+                }
+                tokens[id] = String(token)
+            }
+        }
+        let proxy = try await LeaseProxy.start(api: try await context.api(), tokens: tokens)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keyhold-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var bundle = proxy.caPEM
+        for system in [environment["SSL_CERT_FILE"], "/etc/ssl/certs/ca-certificates.crt"].compactMap({ $0 }) {
+            if let roots = FileManager.default.contents(atPath: system) {
+                bundle += "\n" + String(decoding: roots, as: UTF8.self)
+                break
+            }
+        }
+        let bundlePath = directory.appendingPathComponent("ca-bundle.pem").path
+        let caPath = directory.appendingPathComponent("run-ca.pem").path
+        try Data(bundle.utf8).write(to: URL(fileURLWithPath: bundlePath))
+        try Data(proxy.caPEM.utf8).write(to: URL(fileURLWithPath: caPath))
+        // Removed at exit (the CA's key is never written; its certificate is worthless after the run).
+        runDirectory = directory.path
+        atexit { if let runDirectory { try? FileManager.default.removeItem(atPath: runDirectory) } }
+        var child = environment
+        child.removeValue(forKey: "KEYHOLD_LEASES")
+        let address = "http://127.0.0.1:\(proxy.port)"
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { child[name] = address }
+        for name in ["NO_PROXY", "no_proxy"] { child.removeValue(forKey: name) }
+        for name in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] { child[name] = bundlePath }
+        child["NODE_EXTRA_CA_CERTS"] = caPath
+        child["KEYHOLD_LEASE_PLACEHOLDERS"] = tokens.keys.map { LeaseProxy.placeholderPrefix + $0.uuidString.lowercased() }
+            .sorted().joined(separator: " ")
+        return child
     }
 
     /// The parent's environment with the variables set (reserved names never), and the command started with its

@@ -14,7 +14,10 @@ import gzip
 import hashlib
 import hmac
 import json
+import os
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -499,6 +502,57 @@ def test_an_agent_calls_the_api_through_mcp_without_seeing_the_credential(
     for text in texts:
         for form in forms(world.value):
             assert form not in text
+
+
+#: The command `keyhold run --proxy` runs: a request with the lease's placeholder and one without, through the proxy
+#: its environment names, trusting the CA in SSL_CERT_FILE; it prints what it saw, and whether a token or the value
+#: reached its environment.
+RUN_CHILD = r"""
+import json, os, sys, urllib.request
+placeholder = os.environ["KEYHOLD_LEASE_PLACEHOLDERS"]
+request = urllib.request.Request(sys.argv[1], method="POST", data=b'{"n": 1}',
+                                 headers={"Authorization": "Bearer " + placeholder, "Content-Type": "application/json"})
+with urllib.request.urlopen(request) as answer:
+    leased = {"status": answer.status, "auth": answer.headers.get("X-Echo-Authorization"), "body": answer.read().decode()}
+with urllib.request.urlopen(urllib.request.Request(sys.argv[2], headers={"X-Plain": "yes"})) as answer:
+    plain = {"status": answer.status, "auth": answer.headers.get("X-Echo-Authorization"), "body": answer.read().decode()}
+tokens = [name for name, value in os.environ.items() if "khl_" in value]
+print(json.dumps({"leased": leased, "plain": plain, "placeholder": placeholder, "token_variables": tokens}))
+"""
+
+
+def test_keyhold_run_proxy_swaps_a_placeholder_for_a_lease_use(
+    world: World, receiver: Receiver, leak_watch, tmp_path: Path
+) -> None:
+    created = lease(world, receiver, leak_watch, max_uses=1)
+    # The CLI trusts the receiver's CA (for the request it forwards as it is) and, over TLS, the session's.
+    trust = tmp_path / "trust.pem"
+    trust.write_text("".join(Path(p).read_text() for p in {str(receiver.ca), os.environ.get("SSL_CERT_FILE") or str(receiver.ca)}))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "SSL_CERT_FILE": str(trust),
+        "KEYHOLD_URL": world.srv.url, "KEYHOLD_AGENT_ID": world.agent_id, "KEYHOLD_AGENT_API_KEY": world.agent_key,
+        "KEYHOLD_LEASES": created["token"],
+    }
+    before = receiver.count()
+    proc = subprocess.run(
+        [str(world.srv.binary), "run", "--proxy", "--", sys.executable, "-c", RUN_CHILD,
+         receiver.url("/v1/charges/run"), receiver.url("/plain")],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["placeholder"] == f"keyhold-lease:{created['id']}" and seen["token_variables"] == []
+    # The leased request reached the upstream with the credential; the command saw it redacted.
+    assert seen["leased"]["status"] == 201 and seen["leased"]["auth"] == "Bearer [REDACTED]"
+    assert json.loads(seen["leased"]["body"])["body"] == '{"n": 1}'
+    leased, plain = receiver.arrivals[before], receiver.arrivals[before + 1]
+    assert leased.path == "/v1/charges/run" and leased.headers["authorization"] == f"Bearer {world.value}"
+    # The other request went as it was: no credential added.
+    assert plain.path == "/plain" and "authorization" not in plain.headers and plain.headers["x-plain"] == "yes"
+    assert seen["plain"]["status"] == 200 and seen["plain"]["auth"] == ""
+    for form in forms(world.value):
+        assert form not in proc.stdout and form not in proc.stderr
+    assert created["token"] not in proc.stdout and created["token"] not in proc.stderr
+    assert world.owner.get(f"/v1/vaults/{world.vault}/leases").json()["leases"][0]["uses"] == 1
 
 
 def test_the_value_is_in_no_log_line(proxy_server: KeyholdServer, leak_watch) -> None:

@@ -87,11 +87,12 @@ extension SQLStore {
         }
     }
 
-    public func spendCapabilityLease(
+    public func spendCapabilityLease<Opened: Sendable>(
         id: UUID, counters: [(key: Data, limit: Int)], now: Timestamp, refusing: Set<SecretType>,
         check: @escaping @Sendable (CapabilityLease) throws -> Void,
+        open: @escaping @concurrent @Sendable (CapabilityLease, SealedSecretVersion) async throws -> Opened,
         audit: @escaping @Sendable (CapabilityLease, SecretVersionInfo) -> AuditRecord
-    ) async throws -> (lease: CapabilityLease, version: SealedSecretVersion) {
+    ) async throws -> (lease: CapabilityLease, opened: Opened) {
         let seal = try self.seal
         return try await database.inTransaction { db in
             guard let (row, lease) = try await db.lockedRow(
@@ -113,14 +114,16 @@ extension SQLStore {
                 where: "s.vault_id = ? AND s.path = ? AND v.version = s.current_version",
                 [.uuid(lease.vaultID), .text(lease.path)], now: now, missing: KeyholdError.notFound("Secret not found"),
                 refusing: refusing)
-            try await db.update(
-                Self.capabilityLeasesTable, row: row,
-                set: ["uses": .int(lease.uses + 1), "caveat_uses": .text(Self.caveatUses(caveatUses))], seal: seal)
             var spent = lease
             spent.uses += 1
             spent.caveatUses = caveatUses
+            // Before anything is written: a value the use cannot send refuses it, and nothing is spent.
+            let opened = try await open(spent, sealed)
+            try await db.update(
+                Self.capabilityLeasesTable, row: row,
+                set: ["uses": .int(spent.uses), "caveat_uses": .text(Self.caveatUses(caveatUses))], seal: seal)
             try await db.append(audit(spent, sealed.info))
-            return (spent, sealed)
+            return (spent, opened)
         }
     }
 }

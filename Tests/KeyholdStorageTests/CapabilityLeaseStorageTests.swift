@@ -20,9 +20,10 @@ extension StorageConformanceTests {
     func spend(
         _ f: Fixture, _ lease: CapabilityLease, counters: [(key: Data, limit: Int)] = [], now: Timestamp = .now,
         check: @escaping @Sendable (CapabilityLease) throws -> Void = { _ in }
-    ) async throws -> (lease: CapabilityLease, version: SealedSecretVersion) {
+    ) async throws -> (lease: CapabilityLease, opened: SealedSecretVersion) {
         try await f.storage.spendCapabilityLease(
-            id: lease.id, counters: counters, now: now, refusing: [], check: check, audit: { _, _ in testAudit })
+            id: lease.id, counters: counters, now: now, refusing: [], check: check, open: { $1 },
+            audit: { _, _ in testAudit })
     }
 
     @Test(arguments: Backend.enabled)
@@ -94,6 +95,12 @@ extension StorageConformanceTests {
             try await f.storage.createCapabilityLease(lease, approval: nil, audit: testAudit)
             await #expect(throws: KeyholdError.forbidden("")) {
                 _ = try await spend(f, lease) { _ in throw KeyholdError.forbidden("no") }
+            }
+            // A value the use cannot send (refused once opened) spends nothing either.
+            await #expect(throws: KeyholdError(.conflict, "")) {
+                _ = try await f.storage.spendCapabilityLease(
+                    id: lease.id, counters: [], now: .now, refusing: [], check: { _ in },
+                    open: { _, _ -> String in throw KeyholdError(.conflict, "unsendable") }, audit: { _, _ in testAudit })
             }
             await #expect(throws: KeyholdError.gone("")) {
                 _ = try await spend(f, lease, now: Timestamp(milliseconds: lease.expiresAt.milliseconds))

@@ -301,6 +301,58 @@ def test_a_request_outside_any_condition_is_refused_and_never_sent(world: World,
     assert len(denied) == 7 and all(e["details"].get("outcome") == "denied" for e in denied)
 
 
+def test_paths_and_headers_an_upstream_could_read_otherwise_are_refused_before_a_use(
+    world: World, receiver: Receiver, leak_watch
+) -> None:
+    """From an outside review: each of these reached the upstream with the credential, or spent a use for nothing."""
+    token = lease(world, receiver, leak_watch, max_uses=50,
+                  injection={"type": "header", "name": "X-Api-Key", "template": "{{value}}"})["token"]
+    query_token = lease(world, receiver, leak_watch, injection={"type": "query", "name": "api_key"})["token"]
+    before = receiver.count()
+    for path in ["/v1/charges/%ff", "/v1/charges/%c0%ae%c0%ae/admin", "/v1/charges/..;/admin",
+                 "/v1/charges/.;x/admin", "/v1/charges/%252e%252e/admin", "/v1/charges/..%20/admin",
+                 "/v1/charges/%0d%0aX:1"]:
+        assert_problem(proxy(world.agent, token, "GET", receiver.url(path)), 400)
+    for headers in [{"Range": "bytes=0-7"}, {"X-HTTP-Method-Override": "DELETE"}, {"X-Original-URL": "/admin"},
+                    {"X_Api_Key": "mine"}, {"x-api-key": "mine"}, {"X-A": "a\r\nX-Api-Key: mine"},
+                    {"X-A": "a\x0bb"}]:
+        assert_problem(proxy(world.agent, token, "GET", receiver.url("/v1/charges"), headers=headers), 400)
+    assert_problem(proxy(world.agent, query_token, "GET", receiver.url("/v1/charges?api%5Fkey=mine")), 400)
+    assert receiver.count() == before
+    assert {l["uses"] for l in world.owner.get(f"/v1/vaults/{world.vault}/leases").json()["leases"]} == {0}
+
+
+def test_a_value_that_cannot_go_in_a_header_spends_nothing_and_is_never_quoted(
+    proxy_server: KeyholdServer, receiver: Receiver, leak_watch
+) -> None:
+    value = f"sk_live_{uuid.uuid4().hex}\x0b"
+    w = make_world(proxy_server, leak_watch, value=value)
+    token = lease(w, receiver, leak_watch)["token"]
+    before = receiver.count()
+    refused = proxy(w.agent, token, "GET", receiver.url("/v1/charges"))
+    assert_problem(refused, 409)
+    assert value.strip()[:16] not in refused.text and value.strip()[8:24] not in refused.text
+    assert receiver.count() == before
+    assert w.owner.get(f"/v1/vaults/{w.vault}/leases").json()["leases"][0]["uses"] == 0
+    # The query injection percent-encodes it: that lease works.
+    query = lease(w, receiver, leak_watch, injection={"type": "query", "name": "key"})["token"]
+    assert proxy(w.agent, query, "GET", receiver.url("/v1/charges")).status_code == 200
+
+
+def test_a_scoped_key_uses_no_lease_outside_its_scopes(world: World, receiver: Receiver, leak_watch) -> None:
+    """A lease held by a person is usable with their unscoped token, not with an API key scoped to other paths."""
+    me = world.owner.get("/v1/auth/me").json()
+    token = lease(world, receiver, leak_watch, principal_type="user", principal_id=me["id"])["token"]
+    created = world.owner.post("/v1/auth/api-keys", json={"name": "ci", "scopes": ["other/**"]})
+    assert created.status_code == 201, created.text
+    key = leak_watch.track(created.json())["api_key"]
+    scoped = _client(world.srv, key)
+    before = receiver.count()
+    assert_problem(proxy(scoped, token, "GET", receiver.url("/v1/charges")), 403)
+    assert receiver.count() == before
+    assert proxy(world.owner, token, "GET", receiver.url("/v1/charges")).status_code == 200
+
+
 def test_an_exhausted_expired_or_revoked_lease_is_gone(world: World, receiver: Receiver, leak_watch) -> None:
     token = lease(world, receiver, leak_watch, max_uses=2)["token"]
     for _ in range(2):

@@ -62,10 +62,22 @@ public enum LeaseCaveat: Sendable, Hashable {
 public enum LeaseRules {
     /// Headers a caller may neither set on a proxied request nor have a lease inject: framing, routing and
     /// connection management are the proxy's.
+    /// Also those that would let a caller read the value piecewise (`Range`) or make an upstream act on another method
+    /// or path than the one checked (method overrides, rewritten URLs, forwarded hosts and prefixes).
     public static let reservedHeaders: Set<String> = [
         "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
-        "proxy-authorization", "proxy-connection", "expect", "accept-encoding",
+        "proxy-authorization", "proxy-connection", "expect", "accept-encoding", "range", "if-range",
+        "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
+        "x-original-method", "forwarded", "x-forwarded-host", "x-forwarded-prefix", "x-forwarded-path",
     ]
+
+    /// A header name as CGI-style servers see it (case and `_`/`-` folded), to compare names that could collide.
+    public static func folded(_ name: String) -> String { name.lowercased().replacingOccurrences(of: "_", with: "-") }
+
+    /// Bytes a header value may not hold: controls other than tab, and DEL.
+    public static func isHeaderSafe(_ value: String) -> Bool {
+        value.utf8.allSatisfy { $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }
+    }
 
     /// A byte of an HTTP token (RFC 9110 §5.6.2): what a header or query parameter name is made of here.
     public static func isTokenByte(_ byte: UInt8) -> Bool {
@@ -271,7 +283,7 @@ public enum LeaseInjection: Sendable, Hashable {
             guard name.utf8.allSatisfy(LeaseRules.isTokenByte) else {
                 throw KeyholdError.badRequest("injection.name must be an HTTP header name")
             }
-            guard !LeaseRules.reservedHeaders.contains(name.lowercased()) else {
+            guard !LeaseRules.reservedHeaders.contains(LeaseRules.folded(name)) else {
                 throw KeyholdError.badRequest("injection.name may not be \(name)")
             }
             let template = try text("template")

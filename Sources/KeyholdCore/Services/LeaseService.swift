@@ -225,6 +225,8 @@ public struct LeaseService: Sendable {
         public let port: Int
         /// The path as sent (percent-encoded as given), never empty.
         public let path: String
+        /// The path decoded: what the lease's prefix and caveats are checked against.
+        public let decodedPath: String
         public let query: String?
     }
 
@@ -258,15 +260,31 @@ public struct LeaseService: Sendable {
             throw KeyholdError.badRequest("url must name a DNS host or an IPv4 address")
         }
         let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
-        let lowered = path.lowercased()
-        guard path.hasPrefix("/"), !lowered.contains("%2f"), !lowered.contains("%2e"), !lowered.contains("%5c"),
-            !path.contains("\\"), !path.contains("//"),
-            !path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == "." || $0 == ".." })
-        else { throw KeyholdError.badRequest("url's path must not contain dot segments, empty segments or encoded separators") }
+        guard let decoded = path.removingPercentEncoding, Self.isPlainPath(path), Self.isPlainPath(decoded) else {
+            throw KeyholdError.badRequest(
+                "url's path must be UTF-8 without dot segments (also before ';'), empty segments, control characters or encoded separators")
+        }
         let port = components.port ?? LeaseRules.defaultPort(scheme)
         guard (1...65535).contains(port) else { throw KeyholdError.badRequest("url's port is out of range") }
         return ProxyTarget(
-            scheme: scheme, host: host, port: port, path: path, query: components.percentEncodedQuery)
+            scheme: scheme, host: host, port: port, path: path, decodedPath: decoded, query: components.percentEncodedQuery)
+    }
+
+    /// A path an upstream cannot read as another than the one checked: it starts with `/`, has no empty segment, no
+    /// `.` or `..` segment (also before a `;`, or padded with blanks), no backslash, no control character, and no
+    /// percent-encoded separator or dot (checked on the path as sent and once decoded, for an upstream that decodes
+    /// twice).
+    static func isPlainPath(_ path: String) -> Bool {
+        let lowered = path.lowercased()
+        guard path.hasPrefix("/"), !path.contains("//"), !path.contains("\\"), !lowered.contains("%2f"),
+            !lowered.contains("%2e"), !lowered.contains("%5c"), !lowered.contains("%25"),
+            path.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F })
+        else { return false }
+        return !path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().contains { segment in
+            let head = segment.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let bare = head.trimmingCharacters(in: .whitespaces)
+            return bare == "." || bare == ".."
+        }
     }
 
     /// Every check that needs no use spent: the token's chain, the lease (its holder, its creator's access, its
@@ -298,9 +316,19 @@ public struct LeaseService: Sendable {
             isHolder(lease, principal)
         else { throw try await refuse("not the lease's holder", Self.notFound) }
         if let reason = lease.goneReason(at: .now) { throw try await refuse(reason, .gone(reason), lease: lease) }
+        // The caller's credential must reach the secret's path and vault: a scoped key or a vault-bound agent uses no
+        // lease outside them.
+        guard let leasedPath = try? SecretPath(validating: lease.path), secrets.authorizer.withinScopes(principal, path: leasedPath),
+            principal.kind != .agent || principal.vaultIDs.isEmpty || principal.vaultIDs.contains(lease.vaultID)
+        else {
+            throw try await refuse(
+                "the credential's scopes or vault binding exclude the secret",
+                KeyholdError.forbidden("The lease does not allow this request: the credential's scopes or vault binding exclude the secret"),
+                lease: lease)
+        }
         let use = CapabilityLease.Use(
             principalKind: principal.kind, principalID: principal.id, method: request.method, scheme: target.scheme,
-            host: target.host, port: target.port, path: target.path.removingPercentEncoding ?? target.path, at: .now)
+            host: target.host, port: target.port, path: target.decodedPath, at: .now)
         if let reason = lease.refusal(of: use, caveats: caveats) {
             throw try await refuse(reason, KeyholdError.forbidden("The lease does not allow this request: \(reason)"), lease: lease)
         }
@@ -348,22 +376,25 @@ public struct LeaseService: Sendable {
         var headers: [(String, String)] = []
         let injected: String? =
             switch lease.injection {
-            case .header(let name, _): name.lowercased()
+            case .header(let name, _): LeaseRules.folded(name)
             case .basic: "authorization"
             case .query: nil
             }
         for (name, value) in request.headers {
-            let lower = name.lowercased()
-            guard !name.isEmpty, name.utf8.allSatisfy(LeaseRules.isTokenByte),
-                !value.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" })
-            else { throw KeyholdError.badRequest("headers must be HTTP header names and values without line breaks") }
-            guard !LeaseRules.reservedHeaders.contains(lower), lower != injected else {
+            let folded = LeaseRules.folded(name)
+            guard !name.isEmpty, name.utf8.allSatisfy(LeaseRules.isTokenByte), LeaseRules.isHeaderSafe(value) else {
+                throw KeyholdError.badRequest("headers must be HTTP header names and values without control characters")
+            }
+            guard !LeaseRules.reservedHeaders.contains(folded), folded != injected else {
                 throw KeyholdError.badRequest("headers may not set \(name): the proxy sets it")
             }
             headers.append((name, value))
         }
         if case .query(let name) = lease.injection,
-            (target.query ?? "").split(separator: "&").contains(where: { $0.split(separator: "=").first.map(String.init) == name })
+            (target.query ?? "").split(separator: "&").contains(where: { item in
+                let raw = String(item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+                return (raw.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? raw) == name
+            })
         {
             throw KeyholdError.badRequest("the url may not carry the query parameter \(name): the proxy sets it")
         }
@@ -374,7 +405,7 @@ public struct LeaseService: Sendable {
         let use = CapabilityLease.Use(
             principalKind: caller.principal.kind, principalID: caller.principal.id, method: request.method,
             scheme: target.scheme, host: target.host, port: target.port,
-            path: target.path.removingPercentEncoding ?? target.path, at: .now)
+            path: target.decodedPath, at: .now)
         let caveats = authorized.caveats
         var details: [String: JSONValue] = [
             "vault_id": .string(lease.vaultID.wire), "path": .string(lease.path), "method": .string(request.method),
@@ -383,7 +414,9 @@ public struct LeaseService: Sendable {
         ]
         let audit = self.audit
         let useDetails = details
-        let spent: (lease: CapabilityLease, version: SealedSecretVersion)
+        let secrets = self.secrets
+        let injection = lease.injection
+        let spent: (lease: CapabilityLease, opened: String)
         do {
             spent = try await store.spendCapabilityLease(
                 id: lease.id, counters: counters, now: use.at,
@@ -392,6 +425,15 @@ public struct LeaseService: Sendable {
                     // The row as locked: the same decision on what the transaction will count.
                     guard stored.orgID == lease.orgID, let reason = stored.refusal(of: use, caveats: caveats) else { return }
                     throw KeyholdError.forbidden("The lease does not allow this request: \(reason)")
+                },
+                open: { stored, version in
+                    let value = try await secrets.reveal(version, orgID: stored.orgID, vaultID: stored.vaultID).value
+                    // A header cannot carry a control character: refused before the use is spent.
+                    guard injection.isQuery || LeaseRules.isHeaderSafe(value) else {
+                        throw KeyholdError(
+                            .conflict, "The secret's value contains a control character and cannot be sent in a header")
+                    }
+                    return value
                 },
                 audit: { stored, version in
                     var details = useDetails
@@ -405,10 +447,7 @@ public struct LeaseService: Sendable {
             try await audit.append(audit.record(caller, "lease.use", "lease", lease.id.wire, details))
             throw error
         }
-        let value = try await secrets.reveal(spent.version, orgID: lease.orgID, vaultID: lease.vaultID).value
-        guard !value.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) || lease.injection.isQuery else {
-            throw KeyholdError(.conflict, "The secret's value contains a line break and cannot be sent in a header")
-        }
+        let value = spent.opened
         var url = "\(target.scheme)://\(target.host):\(target.port)\(target.path)"
         var query = target.query
         var redactions = LeaseRedaction.forms(of: value)

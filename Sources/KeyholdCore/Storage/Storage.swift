@@ -484,13 +484,15 @@ public protocol CapabilityLeaseStore: Sendable {
     /// Spends one use of the lease and reads the latest version of its secret, in one transaction: the lease row is
     /// locked and verified, `check` decides on it as stored (410 when it is gone, 403 when the use is not allowed),
     /// the lease's own limit and each of `counters` (a `uses<=N` caveat's key and N) must have a use left, every one
-    /// of them is counted, the version's read is counted like any read (404, 410 and `refusing` as for a read), and
-    /// `audit`'s event is appended. Nothing changes when any of it refuses.
-    func spendCapabilityLease(
+    /// of them is counted, the version's read is counted like any read (404, 410 and `refusing` as for a read),
+    /// `open` turns the version into what the caller needs (and may refuse it), and `audit`'s event is appended.
+    /// Nothing changes when any of it refuses.
+    func spendCapabilityLease<Opened: Sendable>(
         id: UUID, counters: [(key: Data, limit: Int)], now: Timestamp, refusing: Set<SecretType>,
         check: @escaping @Sendable (CapabilityLease) throws -> Void,
+        open: @escaping @Sendable (CapabilityLease, SealedSecretVersion) async throws -> Opened,
         audit: @escaping @Sendable (CapabilityLease, SecretVersionInfo) -> AuditRecord
-    ) async throws -> (lease: CapabilityLease, version: SealedSecretVersion)
+    ) async throws -> (lease: CapabilityLease, opened: Opened)
 }
 
 /// Everything one backend provides.

@@ -74,7 +74,8 @@ struct Outbound: Sendable {
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
-    /// A failure of AHC in words fit for an audit event or a problem body.
+    /// A failure of AHC in words fit for an audit event or a problem body. Never an error's own description: AHC's
+    /// can quote the request's header values, which hold an injected secret.
     static func describe(_ error: any Error, timeout: TimeAmount) -> String {
         switch error {
         case let error as HTTPClientError:
@@ -82,9 +83,10 @@ struct Outbound: Sendable {
             case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout:
                 "timed out after \(timeout.nanoseconds / 1_000_000_000) s"
             case .remoteConnectionClosed: "the connection was closed before a response"
-            default: "the request failed (\(String(describing: error).prefix(80)))"
+            // AHC's bounded description, which carries no associated value.
+            default: "the request failed (\(error.shortDescription))"
             }
-        case is NIOSSLError, is BoringSSLError: "the TLS handshake failed (\(String(describing: error).prefix(80)))"
+        case is NIOSSLError, is BoringSSLError: "the TLS handshake failed"
         default: "the connection failed (\(String(describing: type(of: error)).prefix(60)))"
         }
     }

@@ -24,9 +24,9 @@ extension SQLStore {
                 WHERE s.vault_id = ? AND s.path = ? AND v.version = s.current_version
                 """, [.uuid(lease.vaultID), .text(lease.path)])
             else { throw KeyholdError.notFound("Secret not found") }
-            if let reason = try StoredRecords.versionInfo(row).goneReason(now: lease.createdAt) {
-                throw KeyholdError.gone(reason)
-            }
+            let info = try StoredRecords.versionInfo(row)
+            if let reason = info.goneReason(now: lease.createdAt) { throw KeyholdError.gone(reason) }
+            guard info.cmekFingerprint == nil else { throw CapabilityLease.customerManaged }
             var spent: (Approval, @Sendable (Approval) -> AuditRecord)?
             if let approval { spent = (try await db.spendLease(approval.claim, now: lease.createdAt, seal: seal), approval.audit) }
             try await db.insert(Self.capabilityLeasesTable, Self.columns(of: lease), seal: seal)
@@ -90,7 +90,7 @@ extension SQLStore {
     public func spendCapabilityLease<Opened: Sendable>(
         id: UUID, counters: [(key: Data, limit: Int)], now: Timestamp, refusing: Set<SecretType>,
         check: @escaping @Sendable (CapabilityLease) throws -> Void,
-        open: @escaping @concurrent @Sendable (CapabilityLease, SealedSecretVersion) async throws -> Opened,
+        open: @escaping @concurrent @Sendable (CapabilityLease, SealedSecretVersion, KEKHandle) async throws -> Opened,
         audit: @escaping @Sendable (CapabilityLease, SecretVersionInfo) -> AuditRecord
     ) async throws -> (lease: CapabilityLease, opened: Opened) {
         let seal = try self.seal
@@ -117,8 +117,11 @@ extension SQLStore {
             var spent = lease
             spent.uses += 1
             spent.caveatUses = caveatUses
+            guard let kek = try await db.first("SELECT id, material FROM keks WHERE id = ?", [.text(sealed.kekID)])
+                .map(StoredRecords.kek)
+            else { throw KeyholdError.gone("The key for this secret no longer exists") }
             // Before anything is written: a value the use cannot send refuses it, and nothing is spent.
-            let opened = try await open(spent, sealed)
+            let opened = try await open(spent, sealed, kek)
             try await db.update(
                 Self.capabilityLeasesTable, row: row,
                 set: ["uses": .int(spent.uses), "caveat_uses": .text(Self.caveatUses(caveatUses))], seal: seal)

@@ -22,7 +22,7 @@ extension StorageConformanceTests {
         check: @escaping @Sendable (CapabilityLease) throws -> Void = { _ in }
     ) async throws -> (lease: CapabilityLease, opened: SealedSecretVersion) {
         try await f.storage.spendCapabilityLease(
-            id: lease.id, counters: counters, now: now, refusing: [], check: check, open: { $1 },
+            id: lease.id, counters: counters, now: now, refusing: [], check: check, open: { _, version, _ in version },
             audit: { _, _ in testAudit })
     }
 
@@ -49,6 +49,20 @@ extension StorageConformanceTests {
             #expect(try await f.storage.revokeCapabilityLease(id: lease.id, vaultID: UUID(), at: .now) { _ in testAudit } == nil)
             await #expect(throws: KeyholdError.gone("")) { _ = try await spend(f, lease) }
             #expect(try await f.storage.versions(vaultID: f.vault.id, path: "stripe/key").map(\.accessCount) == [0])
+        }
+    }
+
+    /// A value encrypted with a customer-managed key is ciphertext to the server: no lease is made over it.
+    @Test(arguments: Backend.enabled)
+    func noLeaseIsMadeOverACustomerManagedValue(_ backend: Backend) async throws {
+        try await withFixture(backend) { (f: Fixture) async throws in
+            let fingerprint = String(repeating: "ab", count: 32)
+            _ = try await f.storage.setVaultCMEK(vaultID: f.vault.id, orgID: f.org.id, fingerprint: fingerprint, audit: testAudit)
+            _ = try await writeCMEK(f, "cmek/key", fingerprint: fingerprint)
+            await #expect(throws: CapabilityLease.customerManaged) {
+                try await f.storage.createCapabilityLease(capabilityLease(f, path: "cmek/key"), approval: nil, audit: testAudit)
+            }
+            #expect(try await f.storage.capabilityLeases(vaultID: f.vault.id, limit: 10, offset: 0).isEmpty)
         }
     }
 
@@ -100,7 +114,7 @@ extension StorageConformanceTests {
             await #expect(throws: KeyholdError(.conflict, "")) {
                 _ = try await f.storage.spendCapabilityLease(
                     id: lease.id, counters: [], now: .now, refusing: [], check: { _ in },
-                    open: { _, _ -> String in throw KeyholdError(.conflict, "unsendable") }, audit: { _, _ in testAudit })
+                    open: { _, _, _ -> String in throw KeyholdError(.conflict, "unsendable") }, audit: { _, _ in testAudit })
             }
             await #expect(throws: KeyholdError.gone("")) {
                 _ = try await spend(f, lease, now: Timestamp(milliseconds: lease.expiresAt.milliseconds))

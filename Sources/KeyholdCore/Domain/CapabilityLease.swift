@@ -345,6 +345,10 @@ public struct CapabilityLease: Sendable, Hashable {
     /// A person's note on what the lease is for (not sealed: it grants nothing).
     public let description: String?
 
+    /// A value encrypted with a customer-managed key is ciphertext to the server: it cannot be injected.
+    public static let customerManaged = KeyholdError(
+        .conflict, "The secret is encrypted with a customer-managed key: the server cannot inject its value")
+
     /// Distinct `uses<=N` counters a lease keeps at most (tokens attenuated with their own use limits).
     public static let maximumCounters = 256
 

@@ -426,8 +426,9 @@ public struct LeaseService: Sendable {
                     guard stored.orgID == lease.orgID, let reason = stored.refusal(of: use, caveats: caveats) else { return }
                     throw KeyholdError.forbidden("The lease does not allow this request: \(reason)")
                 },
-                open: { stored, version in
-                    let value = try await secrets.reveal(version, orgID: stored.orgID, vaultID: stored.vaultID).value
+                open: { stored, version, kek in
+                    guard version.info.cmekFingerprint == nil else { throw CapabilityLease.customerManaged }
+                    let value = try await secrets.reveal(version, orgID: stored.orgID, vaultID: stored.vaultID, kek: kek).value
                     // A header cannot carry a control character: refused before the use is spent.
                     guard injection.isQuery || LeaseRules.isHeaderSafe(value) else {
                         throw KeyholdError(

@@ -189,9 +189,14 @@ public struct SecretService: Sendable {
         }
     }
 
-    /// Unwraps the version's data key through the keystore and opens the value bound to where it lives.
-    func reveal(_ sealed: SealedSecretVersion, orgID: UUID, vaultID: UUID) async throws -> Revealed {
-        let kek = try await vaults.kek(sealed.kekID)
+    /// Unwraps the version's data key through the keystore and opens the value bound to where it lives; with `kek`,
+    /// under that KEK as already read (inside a transaction) rather than looking it up.
+    func reveal(_ sealed: SealedSecretVersion, orgID: UUID, vaultID: UUID, kek known: KEKHandle? = nil) async throws
+        -> Revealed
+    {
+        var kek = known
+        if kek == nil { kek = try await vaults.kek(sealed.kekID) }
+        guard let kek else { throw KeyholdError.gone("The key for this secret no longer exists") }
         let dataKey = try await keystore.unwrap(sealed.wrappedDataKey, with: kek)
         let plaintext = try EnvelopeCipher.open(
             sealed.ciphertext, key: dataKey,

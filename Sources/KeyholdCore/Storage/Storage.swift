@@ -468,7 +468,8 @@ public protocol KeyRotationStore: Sendable {
 public protocol CapabilityLeaseStore: Sendable {
     /// Stores a new lease with its audit event. With `approval`, one use of the creator's approved read lease on the
     /// lease's vault and path is spent in the same transaction, recording its event (`KeyholdError.noLease`, nothing
-    /// stored, when there is none left). `KeyholdError` 404 when the secret has no live version, 410 when it is gone.
+    /// stored, when there is none left). `KeyholdError` 404 when the secret has no live version, 410 when it is gone,
+    /// 409 when its value is encrypted with a customer-managed key (the server could not inject it).
     func createCapabilityLease(
         _ lease: CapabilityLease, approval: (claim: LeaseClaim, audit: @Sendable (Approval) -> AuditRecord)?,
         audit: AuditRecord
@@ -485,12 +486,13 @@ public protocol CapabilityLeaseStore: Sendable {
     /// locked and verified, `check` decides on it as stored (410 when it is gone, 403 when the use is not allowed),
     /// the lease's own limit and each of `counters` (a `uses<=N` caveat's key and N) must have a use left, every one
     /// of them is counted, the version's read is counted like any read (404, 410 and `refusing` as for a read),
-    /// `open` turns the version into what the caller needs (and may refuse it), and `audit`'s event is appended.
-    /// Nothing changes when any of it refuses.
+    /// `open` turns the version into what the caller needs with its KEK (read in the transaction, so that opening
+    /// never waits for a second connection while this one holds the lease's lock) and may refuse it, and `audit`'s
+    /// event is appended. Nothing changes when any of it refuses.
     func spendCapabilityLease<Opened: Sendable>(
         id: UUID, counters: [(key: Data, limit: Int)], now: Timestamp, refusing: Set<SecretType>,
         check: @escaping @Sendable (CapabilityLease) throws -> Void,
-        open: @escaping @Sendable (CapabilityLease, SealedSecretVersion) async throws -> Opened,
+        open: @escaping @Sendable (CapabilityLease, SealedSecretVersion, KEKHandle) async throws -> Opened,
         audit: @escaping @Sendable (CapabilityLease, SecretVersionInfo) -> AuditRecord
     ) async throws -> (lease: CapabilityLease, opened: Opened)
 }

@@ -50,11 +50,23 @@ public final class LeaseProxy: Sendable {
 
     /// The lease id a token names (its first part), or nil when it is not a lease token.
     public static func leaseID(ofToken token: String) -> UUID? {
-        guard token.hasPrefix("khl_"), let first = token.dropFirst(4).split(separator: ".").first else { return nil }
-        var text = first.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        text += String(repeating: "=", count: (4 - text.count % 4) % 4)
-        guard let bytes = Data(base64Encoded: text), bytes.count == 16 else { return nil }
+        guard token.hasPrefix("khl_"), let first = token.dropFirst(4).split(separator: ".").first,
+            let bytes = Data(base64URL: String(first)), bytes.count == 16
+        else { return nil }
         return bytes.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) }
+    }
+
+    /// `token` with one more caveat, signed as the server will check it (`s_i = HMAC-SHA256(s_{i-1}, caveat)`): how a
+    /// holder hands on less than it holds without asking the server.
+    public static func attenuate(_ token: String, with caveat: String) throws -> String {
+        var parts = token.dropFirst(4).split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard token.hasPrefix("khl_"), leaseID(ofToken: token) != nil, parts.count >= 2,
+            let signature = Data(base64URL: parts[parts.count - 1]), signature.count == 32
+        else { throw ClientError("not a lease token (khl_…)") }
+        let next = HMAC<SHA256>.authenticationCode(for: Data(caveat.utf8), using: SymmetricKey(data: signature))
+        parts.removeLast()
+        parts += [Data(caveat.utf8).base64URL, Data(next).base64URL]
+        return "khl_" + parts.joined(separator: ".")
     }
 
     /// The first `keyhold-lease:<uuid>` in `text`.
@@ -351,5 +363,19 @@ final class ProxyRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+extension Data {
+    /// Base64url without padding, as lease tokens spell their parts.
+    var base64URL: String {
+        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    init?(base64URL text: String) {
+        var text = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        text += String(repeating: "=", count: (4 - text.count % 4) % 4)
+        self.init(base64Encoded: text)
     }
 }

@@ -16,7 +16,7 @@ struct KeyholdCommand: AsyncParsableCommand {
         version: Keyhold.version,
         subcommands: [
             Serve.self, Keys.self, Login.self, Logout.self, Whoami.self, VaultCommand.self, SecretCommand.self,
-            EnvCommand.self, RunCommand.self, MCPCommand.self, BackupCommand.self, RestoreCommand.self,
+            EnvCommand.self, RunCommand.self, LeaseCommand.self, MCPCommand.self, BackupCommand.self, RestoreCommand.self,
             VerifyBackupCommand.self,
         ])
 }

@@ -139,6 +139,7 @@ def proxy_server(server: KeyholdServer, receiver: Receiver, tmp_path_factory) ->
 class World:
     srv: KeyholdServer
     owner: httpx.Client
+    owner_token: str
     agent: httpx.Client
     agent_id: str
     agent_key: str
@@ -154,7 +155,8 @@ def make_world(srv: KeyholdServer, leak_watch, value: str | None = None) -> Worl
     email = f"l-{uuid.uuid4().hex}@example.com"
     assert httpx.post(f"{srv.url}/v1/auth/signup", json={"email": email, "password": PASSWORD}).status_code == 200
     login = httpx.post(f"{srv.url}/v1/auth/token", json={"email": email, "password": PASSWORD})
-    owner = _client(srv, leak_watch.track(login.json())["access_token"])
+    owner_token = leak_watch.track(login.json())["access_token"]
+    owner = _client(srv, owner_token)
     vault = owner.post("/v1/vaults", json={"name": "payments"}).json()["id"]
     # A value with characters that encode differently in each form (space, slash, plus, quote).
     value = value or f"sk_live {uuid.uuid4().hex}/+\"x"
@@ -166,7 +168,7 @@ def make_world(srv: KeyholdServer, leak_watch, value: str | None = None) -> Worl
     exchange = httpx.post(f"{srv.url}/v1/auth/agent-token", json={"api_key": body["api_key"]})
     assert exchange.status_code == 200, exchange.text
     agent = _client(srv, leak_watch.track(exchange.json())["access_token"])
-    return World(srv, owner, agent, body["agent"]["id"], body["api_key"], vault, value)
+    return World(srv, owner, owner_token, agent, body["agent"]["id"], body["api_key"], vault, value)
 
 
 @pytest.fixture
@@ -605,6 +607,43 @@ def test_keyhold_run_proxy_swaps_a_placeholder_for_a_lease_use(
         assert form not in proc.stdout and form not in proc.stderr
     assert created["token"] not in proc.stdout and created["token"] not in proc.stderr
     assert world.owner.get(f"/v1/vaults/{world.vault}/leases").json()["leases"][0]["uses"] == 1
+
+
+def test_the_lease_commands_create_narrow_list_and_revoke(world: World, receiver: Receiver, leak_watch, tmp_path: Path) -> None:
+    """`keyhold lease` as a person runs it: create prints the token (once), `narrow` signs a caveat offline from stdin,
+    list shows the uses, revoke ends it."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "KEYHOLD_URL": world.srv.url,
+           "KEYHOLD_TOKEN": world.owner_token, "KEYHOLD_VAULT": world.vault}
+    if "SSL_CERT_FILE" in os.environ:
+        env["SSL_CERT_FILE"] = os.environ["SSL_CERT_FILE"]
+
+    def keyhold(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(world.srv.binary), "lease", *args], env=env, input=stdin, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    created = keyhold("create", "stripe/key", "--host", "127.0.0.1", "--port", str(receiver.port), "--method", "GET",
+                      "--method", "post", "--path-prefix", "/v1/charges", "--header", "Authorization: Bearer {{value}}",
+                      "--max-uses", "3", "--agent", world.agent_id, "--description", "charges")
+    token = created.stdout.strip()
+    leak_watch.credentials.add(token)
+    lease_id = created.stderr.split()[1].rstrip(":")
+    assert token.startswith("khl_") and f"keyhold-lease:{lease_id}" in created.stderr
+    narrow = keyhold("narrow", "--uses", "1", "--method", "GET", stdin=token + "\n").stdout.strip()
+    leak_watch.credentials.add(narrow)
+    assert narrow.startswith(token.rsplit(".", 1)[0] + ".") and narrow != token
+    assert_problem(proxy(world.agent, narrow, "POST", receiver.url("/v1/charges")), 403)
+    assert proxy(world.agent, narrow, "GET", receiver.url("/v1/charges")).status_code == 200
+    assert_problem(proxy(world.agent, narrow, "GET", receiver.url("/v1/charges")), 410)
+    assert proxy(world.agent, token, "POST", receiver.url("/v1/charges")).status_code == 201
+    listed = keyhold("list").stdout
+    assert lease_id in listed and "2/3" in listed and "active" in listed
+    assert "Revoked" in keyhold("revoke", lease_id).stdout
+    assert_problem(proxy(world.agent, token, "GET", receiver.url("/v1/charges")), 410)
+    for output in (created.stdout + created.stderr, listed):
+        for form in forms(world.value):
+            assert form not in output
 
 
 def test_the_value_is_in_no_log_line(proxy_server: KeyholdServer, leak_watch) -> None:

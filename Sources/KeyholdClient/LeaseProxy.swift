@@ -19,15 +19,19 @@ public final class LeaseProxy: Sendable {
     public let port: Int
     /// The run's CA certificate (PEM).
     public let caPEM: String
+    /// The proxy's URL with its per-run credential (`http://keyhold:<random>@127.0.0.1:<port>`): without it, another
+    /// local user's process that finds the port is refused (407), so it cannot spend this run's leases.
+    public let url: String
     let channel: any Channel
 
     public static let placeholderPrefix = "keyhold-lease:"
     /// The largest request or response body the proxy holds.
     static let maxBody = 16 << 20
 
-    init(port: Int, caPEM: String, channel: any Channel) {
+    init(port: Int, caPEM: String, password: String, channel: any Channel) {
         self.port = port
         self.caPEM = caPEM
+        url = "http://keyhold:\(password)@127.0.0.1:\(port)"
         self.channel = channel
     }
 
@@ -43,7 +47,7 @@ public final class LeaseProxy: Sendable {
             }
             .bind(host: "127.0.0.1", port: 0).get()
         guard let port = channel.localAddress?.port else { throw ClientError("the lease proxy has no port") }
-        return LeaseProxy(port: port, caPEM: state.authority.caPEM, channel: channel)
+        return LeaseProxy(port: port, caPEM: state.authority.caPEM, password: state.password, channel: channel)
     }
 
     public func stop() async { try? await channel.close() }
@@ -156,6 +160,9 @@ final class ProxyState: Sendable {
     let tokens: [UUID: String]
     let authority: RunAuthority
     let direct: HTTPClient
+    /// The proxy's per-run password, and the `Proxy-Authorization` value a client sends with it.
+    let password = SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) }.map { String(format: "%02x", $0) }.joined()
+    var proxyAuthorization: String { "Basic " + Data("keyhold:\(password)".utf8).base64EncodedString() }
 
     init(api: KeyholdAPI, tokens: [UUID: String]) throws {
         self.api = api
@@ -288,6 +295,13 @@ final class ProxyRequestHandler: ChannelInboundHandler, RemovableChannelHandler 
         case .end:
             guard let head else { return }
             self.head = nil
+            // A tunnel was authenticated by its CONNECT; outside one, every request carries the run's credential.
+            if tunnel == nil, !CredentialCheck.equal(head.headers.first(name: "Proxy-Authorization") ?? "", state.proxyAuthorization) {
+                var answer = ProxyState.Answer.refusal(407, "keyhold run --proxy: proxy credentials required")
+                answer.headers.append(("Proxy-Authenticate", "Basic realm=\"keyhold\""))
+                Self.respond(context.channel, answer, version: head.version, keepAlive: false)
+                return
+            }
             if head.method == .CONNECT, tunnel == nil {
                 connect(context: context, head: head)
                 return
@@ -377,5 +391,14 @@ extension Data {
         var text = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         text += String(repeating: "=", count: (4 - text.count % 4) % 4)
         self.init(base64Encoded: text)
+    }
+}
+
+/// Comparing a presented credential in constant time.
+enum CredentialCheck {
+    static func equal(_ presented: String, _ expected: String) -> Bool {
+        let (a, b) = (Array(presented.utf8), Array(expected.utf8))
+        guard a.count == b.count else { return false }
+        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

@@ -688,8 +688,7 @@ struct RunCommand: AsyncParsableCommand {
         atexit { if let runDirectory { try? FileManager.default.removeItem(atPath: runDirectory) } }
         var child = environment
         child.removeValue(forKey: "KEYHOLD_LEASES")
-        let address = "http://127.0.0.1:\(proxy.port)"
-        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { child[name] = address }
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] { child[name] = proxy.url }
         for name in ["NO_PROXY", "no_proxy"] { child.removeValue(forKey: name) }
         for name in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] { child[name] = bundlePath }
         child["NODE_EXTRA_CA_CERTS"] = caPath

@@ -571,7 +571,14 @@ with urllib.request.urlopen(request) as answer:
 with urllib.request.urlopen(urllib.request.Request(sys.argv[2], headers={"X-Plain": "yes"})) as answer:
     plain = {"status": answer.status, "auth": answer.headers.get("X-Echo-Authorization"), "body": answer.read().decode()}
 tokens = [name for name, value in os.environ.items() if "khl_" in value]
-print(json.dumps({"leased": leased, "plain": plain, "placeholder": placeholder, "token_variables": tokens}))
+# Without the proxy's credential (another local user who found the port): refused.
+import http.client, urllib.parse
+proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+bare = http.client.HTTPConnection(proxy.hostname, proxy.port, timeout=30)
+bare.request("GET", sys.argv[2])
+anonymous = bare.getresponse().status
+print(json.dumps({"leased": leased, "plain": plain, "placeholder": placeholder, "token_variables": tokens,
+                  "anonymous": anonymous, "proxy_user": proxy.username}))
 """
 
 
@@ -595,6 +602,7 @@ def test_keyhold_run_proxy_swaps_a_placeholder_for_a_lease_use(
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
     assert seen["placeholder"] == f"keyhold-lease:{created['id']}" and seen["token_variables"] == []
+    assert seen["anonymous"] == 407 and seen["proxy_user"] == "keyhold"
     # The leased request reached the upstream with the credential; the command saw it redacted.
     assert seen["leased"]["status"] == 201 and seen["leased"]["auth"] == "Bearer [REDACTED]"
     assert json.loads(seen["leased"]["body"])["body"] == '{"n": 1}'

@@ -121,7 +121,8 @@ struct LeaseController {
                         let clean = redactor.feed(chunk.readableBytesView)
                         if !clean.isEmpty { try await writer.write(ByteBuffer(bytes: clean)) }
                     }
-                    let rest = redactor.finish()
+                    // A body cut at the cap ends without the held-back tail: it could be the start of the value.
+                    let rest = failure == nil ? redactor.finish() : []
                     if !rest.isEmpty { try await writer.write(ByteBuffer(bytes: rest)) }
                 } catch {
                     failure = failure ?? Outbound.describe(error, timeout: Self.readTimeout)

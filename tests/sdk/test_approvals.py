@@ -320,3 +320,24 @@ def test_a_person_may_end_an_approved_lease_early(user, vault: str, gated) -> No
     assert refused(g["sdk"], vault, g["path"]) != request_id
     events = assert_sdk_ok(user.client.audit.list(resource_id=request_id, action="approval.revoke"), 200)["events"]
     assert len(events) == 1
+
+
+def test_a_gated_secret_is_leased_only_under_an_approval(user, vault: str, gated, base_url: str, leak_watch) -> None:
+    """Creating a capability lease is a read of the secret: under a policy that requires approval, it asks for one,
+    and the approved request's use mints the lease (issue 23)."""
+    g = gated(max_uses=1)
+    headers = bearer(g["sdk"]._http.get_token())
+    body = {"path": g["path"], "host": "api.example.com", "methods": ["GET"],
+            "injection": {"type": "header", "name": "Authorization", "template": "Bearer {{value}}"}}
+    first = httpx.post(f"{base_url}/v1/vaults/{vault}/leases", json=body, headers=headers)
+    problem = assert_problem(first, 403)
+    assert problem["type"] == "approval_required" and is_uuid(problem["approval_request_id"])
+    assert_sdk_ok(user.client.approvals.decide(problem["approval_request_id"], "approve"), 200)
+    created = httpx.post(f"{base_url}/v1/vaults/{vault}/leases", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    leak_watch.credentials.add(created.json()["token"])
+    assert created.json()["principal_id"] == g["agent"].id
+    # The approval's one use went to the lease: another lease needs another approval.
+    again = assert_problem(httpx.post(f"{base_url}/v1/vaults/{vault}/leases", json=body, headers=headers), 403)
+    assert again["type"] == "approval_required" and again["approval_request_id"] != problem["approval_request_id"]
+    assert g["value"] not in first.text + created.text

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -437,6 +438,18 @@ def test_the_value_is_redacted_in_every_encoding_the_upstream_echoes(
     assert_clean(resp, w.value)
     # A body over the cap is refused before it is streamed.
     assert_problem(proxy(w.agent, token, "GET", receiver.url("/v1/charges/big")), 502)
+
+
+def test_an_unreachable_upstream_is_a_502_and_recorded(world: World, receiver: Receiver, leak_watch) -> None:
+    """Nothing listens on the lease's port: the use is spent (the request left) and its result names the failure."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    created = lease(world, receiver, leak_watch, port=closed)
+    refused = assert_problem(proxy(world.agent, created["token"], "GET", f"https://127.0.0.1:{closed}/v1/charges"), 502)
+    assert "connection" in refused["detail"]
+    events = world.owner.get("/v1/audit/events", params={"resource_id": created["id"], "action": "lease.result"}).json()
+    assert [e["details"]["outcome"] for e in events["events"]] == ["failed"]
 
 
 def test_uses_are_exact_under_32_concurrent_callers(world: World, receiver: Receiver, leak_watch) -> None:

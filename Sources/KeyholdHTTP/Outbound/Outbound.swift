@@ -65,6 +65,8 @@ struct Outbound: Sendable {
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow, timeout: .init(connect: connectTimeout, read: readTimeout))
         if !route.literal { configuration.dnsOverride = [route.host: route.address.description] }
+        // A refused connection is an answer: report it, rather than retrying until the deadline (10 s of silence).
+        configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
         if let caFile {
             var tls = TLSConfiguration.makeClientConfiguration()

@@ -127,13 +127,14 @@ struct LeaseController {
                 } catch {
                     failure = failure ?? Outbound.describe(error, timeout: Self.readTimeout)
                 }
-                // The caller has its answer before the connection is closed and the result recorded.
-                var finishing: (any Error)?
-                do { try await writer.finish(nil) } catch { finishing = error }
-                try? await client.shutdown()
+                // The result is recorded before the answer ends (a caller that has its answer finds the event); the
+                // upstream connection is closed after.
                 try? await leases.recordResult(
                     prepared, status: status, bytesSent: prepared.body.count, bytesReceived: received,
                     redacted: redactedInHeaders + redactor.count, error: failure, by: caller)
+                var finishing: (any Error)?
+                do { try await writer.finish(nil) } catch { finishing = error }
+                try? await client.shutdown()
                 if let finishing { throw finishing }
             })
     }
